@@ -1,0 +1,29 @@
+# Two entry points, both self-contained on a fresh machine (see README):
+#   make demo   - bootstrap .venv, then run the offline demo on the embedded defaults
+#   make test   - bootstrap .venv, then run the whole test suite
+VENV   ?= .venv
+PYTHON ?= python3
+STAMP  := $(VENV)/.provbot-installed
+
+.PHONY: demo test bench install clean
+
+install: $(STAMP)
+
+# torch is named first and pinned so pip takes the CPU wheel on disk instead of a CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q torch==2.13.0 -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=0 $(VENV)/bin/provbot demo
+
+test: $(STAMP)
+	HF_HUB_DISABLE_TELEMETRY=1 $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/scan_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""provbot service: CLI, settings, local Hub server, index, scheduler, reporting."""

@@ -1,0 +1,78 @@
+"""The ``provbot`` command line: a thin layer over the library.
+
+Each command group lives in its own module under ``bot/commands/`` and registers itself on the
+Typer app. Errors a user can cause are :class:`~detectors.errors.ProvbotError` and print as one
+line (``error: ...``) with a non-zero exit code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+import typer
+
+from detectors.errors import ProvbotError
+
+# One module per command group; each defines ``register(app: typer.Typer) -> None``.
+COMMAND_MODULES = (
+    "bot.commands.scan",
+    "bot.commands.localhub",
+    "bot.commands.index",
+    "bot.commands.identity",
+    "bot.commands.service",
+)
+
+app = typer.Typer(
+    name="provbot",
+    help="Find undisclosed copies, fine-tunes and merges of models, from weights and behaviour.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a group not built yet must not break the others
+            if exc.name == name:
+                continue
+            raise
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning ProvbotError into one clear line."""
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    logging.basicConfig(level=os.environ.get("PROVBOT_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(standalone_mode=False)
+    except ProvbotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

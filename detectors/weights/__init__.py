@@ -1,0 +1,1 @@
+"""Weight-lineage detection: read the same sampled elements of several models, fit, classify."""

@@ -1,0 +1,1 @@
+"""pytest fixtures for the local Hub server (owned by the localhub work)."""
