@@ -1,0 +1,137 @@
+"""Benchmark: sampled vs full weight-lineage scan of a large synthetic MoE merge over HTTP.
+
+Generates (once) three models with the tensor count and shapes of Qwen3-30B-A3B scaled down in
+width (bench/synth_moe.py: base, tuned = base + delta, merged = 0.6 tuned + 0.4 base, bf16,
+~3.7 GiB each), serves them from the local Hub server with shaped latency and bandwidth, and runs
+``scan(merged, parents=[tuned, base])`` twice, each in a fresh process: sampled (default budget)
+and ``--full``. It prints, for both: bytes read, requests, wall time, peak memory (RSS), verdict
+and weights; then the ratios against the targets, the machine's memory bandwidth measured in the
+same run, and the full mode's fit throughput.
+
+    .venv/bin/python bench/scan_bench.py --root /tmp/provbench
+
+Targets (issue "weight-lineage scan"): sampled reads < 0.1% of the full read's bytes, same verdict,
+weights within 0.005, >= 100x faster; the full fit runs at >= 50% of memory bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+CHILD, PARENTS = "bench/merged", ["bench/tuned", "bench/base"]
+
+
+def memory_bandwidth_gbs(gib: float = 1.0, repeats: int = 5) -> float:
+    """Best-of copy bandwidth (bytes read + written per second) with torch on this machine."""
+    import torch
+
+    n = int(gib * 2**30 / 4)
+    a = torch.empty(n, dtype=torch.float32).normal_()
+    b = torch.empty_like(a)
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        b.copy_(a)
+        dt = time.perf_counter() - t
+        best = max(best, 2 * a.numel() * 4 / dt / 1e9)
+    return best
+
+
+def run_scan_child(endpoint: str, full: bool, budget_mb: float | None) -> None:
+    """In a fresh process: run one scan and print its figures as JSON (called via --child-mode)."""
+    import resource
+
+    import detectors.weights.scan as scan_mod
+
+    fit = {"seconds": 0.0, "bytes": 0}
+    inner = scan_mod.tensor_stats
+
+    def timed(child, candidates, *a, **kw):  # noqa: ANN001, ANN002, ANN003 - instrumentation only
+        t = time.perf_counter()
+        out = inner(child, candidates, *a, **kw)
+        fit["seconds"] += time.perf_counter() - t
+        fit["bytes"] += 4 * child.numel() * (1 + len(candidates))  # float32 inputs streamed through the fit
+        return out
+
+    scan_mod.tensor_stats = timed
+    t = time.perf_counter()
+    res = scan_mod.scan(CHILD, parents=PARENTS, budget_mb=budget_mb, full=full, endpoint=endpoint)
+    wall = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"wall_s": wall, "peak_rss": peak, "fit": fit, "result": res.model_dump()}))
+
+
+def scan_in_subprocess(endpoint: str, full: bool, budget_mb: float | None) -> dict:
+    cmd = [sys.executable, __file__, "--child-mode", "--endpoint", endpoint]
+    if full:
+        cmd.append("--full")
+    if budget_mb is not None:
+        cmd += ["--budget-mb", str(budget_mb)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def summarize(name: str, fig: dict) -> str:
+    r = fig["result"]
+    weights = ", ".join(f"{p['ref']}={p['weight']:.4f} [{p['ci'][0]:.4f}, {p['ci'][1]:.4f}]" for p in r["parents"])
+    return (
+        f"{name:8s} bytes={sum(r['bytes_read'].values()):>14,d} requests={sum(r['requests'].values()):>7,d} "
+        f"wall={fig['wall_s']:8.2f}s peak_rss={fig['peak_rss'] / 2**20:8.0f} MiB  "
+        f"verdict={r['relation']}/{r['method']} r2={r['fit_r2']} z={r['z']:.0f}  {weights}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, default=HERE.parent / "var" / "bench-hub")
+    ap.add_argument("--latency-ms", type=float, default=10.0)
+    ap.add_argument("--bandwidth-mbps", type=float, default=2000.0, help="per response, megabits/s")
+    ap.add_argument("--budget-mb", type=float, default=None, help="sampled scan budget per model (default: settings)")
+    ap.add_argument("--hidden", type=int, default=512)
+    ap.add_argument("--child-mode", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--endpoint", help=argparse.SUPPRESS)
+    ap.add_argument("--full", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_mode:
+        run_scan_child(args.endpoint, args.full, args.budget_mb)
+        return
+
+    from bot.localhub.server import LocalHub
+
+    if not (args.root / CHILD / "model.safetensors.index.json").exists():
+        print(f"generating the synthetic MoE family under {args.root} ...", flush=True)
+        subprocess.run([sys.executable, str(HERE / "synth_moe.py"), str(args.root), "--hidden", str(args.hidden)], check=True)
+    bw = memory_bandwidth_gbs()
+    with LocalHub(args.root) as hub:
+        hub.shape(latency_ms=args.latency_ms, bandwidth_mbps=args.bandwidth_mbps)
+        print(f"local Hub {hub.url}: latency {args.latency_ms} ms/request, {args.bandwidth_mbps} Mbit/s per response")
+        sampled = scan_in_subprocess(hub.url, full=False, budget_mb=args.budget_mb)
+        print(summarize("sampled", sampled), flush=True)
+        full = scan_in_subprocess(hub.url, full=True, budget_mb=None)
+        print(summarize("full", full), flush=True)
+    s, f = sampled["result"], full["result"]
+    share = sum(s["bytes_read"].values()) / sum(f["bytes_read"].values())
+    speed = full["wall_s"] / sampled["wall_s"]
+    fw = {p["ref"]: p["weight"] for p in f["parents"]}
+    dw = max((abs(p["weight"] - fw.get(p["ref"], 0.0)) for p in s["parents"]), default=float("nan"))
+    fit_gbs = full["fit"]["bytes"] / full["fit"]["seconds"] / 1e9 if full["fit"]["seconds"] else float("nan")
+    same = (s["relation"], s["method"]) == (f["relation"], f["method"])
+    print(f"tensors per model: {f['tensors']:,d} compared (full), {s['tensors']:,d} sampled")
+    print(f"bytes: sampled/full = {100 * share:.4f}%   (target < 0.1%)")
+    print(f"verdict: same = {same}; max |weight difference| = {dw:.5f}   (target <= 0.005)")
+    print(f"speed: full/sampled wall time = {speed:.1f}x   (target >= 100x)")
+    print(f"memory bandwidth (torch copy, read+write) = {bw:.2f} GB/s; full-mode fit = {fit_gbs:.2f} GB/s "
+          f"= {100 * fit_gbs / bw:.0f}% of it   (target >= 50%)")
+
+
+if __name__ == "__main__":
+    main()

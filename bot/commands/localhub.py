@@ -1,0 +1,66 @@
+"""``provbot localhub serve``: run the local Hub server in the foreground.
+
+Example::
+
+    provbot localhub serve --root var/hub --port 8765 --token hf_dev=alice --latency-ms 20
+    # prints: localhub serving var/hub at http://127.0.0.1:8765
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import typer
+
+from detectors.errors import ConfigError
+
+localhub_app = typer.Typer(help="A local Hugging Face Hub server (tests, demos, benchmarks).", no_args_is_help=True)
+
+
+def _parse_tokens(pairs: list[str]) -> dict[str, str]:
+    tokens: dict[str, str] = {}
+    for pair in pairs:
+        token, sep, user = pair.partition("=")
+        if not sep or not token or not user:
+            raise ConfigError("--token expects TOKEN=USER")
+        tokens[token] = user
+    return tokens
+
+
+@localhub_app.command("serve")
+def serve(
+    root: Path = typer.Option(..., "--root", help="Folder holding <org>/<name>/ repos.", file_okay=False),
+    port: int = typer.Option(0, "--port", help="TCP port (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (keep it on loopback)."),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", min=0, help="Added before every response."),
+    bandwidth_mbps: float | None = typer.Option(None, "--bandwidth-mbps", min=0.001, help="Cap per response."),
+    redirect: bool = typer.Option(False, "--redirect", help="Answer LFS resolves with 302 to /cdn/ like the Hub."),
+    token: list[str] = typer.Option([], "--token", help="TOKEN=USER; repeatable."),
+    webhook: list[str] = typer.Option([], "--webhook", help="URL to POST webhook payloads to; repeatable."),
+    webhook_secret: str | None = typer.Option(
+        None, "--webhook-secret", envvar="LOCALHUB_WEBHOOK_SECRET", help="Sent as X-Webhook-Secret.", show_default=False
+    ),
+) -> None:
+    """Serve ROOT over HTTP with the Hub's API until interrupted."""
+    from bot.localhub import LocalHub, ServerOptions, WebhookTarget
+
+    options = ServerOptions(
+        tokens=_parse_tokens(token),
+        latency_ms=latency_ms,
+        bandwidth_mbps=bandwidth_mbps,
+        redirect_resolve=redirect,
+        webhooks=[WebhookTarget(url=u, secret=webhook_secret, id=f"localhub-{i + 1}") for i, u in enumerate(webhook)],
+    )
+    hub = LocalHub(root, options, host=host, port=port).start()
+    print(f"localhub serving {root} at {hub.url}", flush=True)  # flushed: scripts wait for this line
+    try:
+        threading.Event().wait()  # until Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hub.stop()
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(localhub_app, name="localhub")

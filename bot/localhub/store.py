@@ -1,0 +1,447 @@
+"""Repos stored as folders: discovery, revisions, commit shas, file metadata and model info.
+
+Layout under ``root``::
+
+    root/<org>/<name>/            the ``main`` revision (the repo's files)
+    root/<org>/<name>@<rev>/      another revision (branch or tag name without "/")
+    root/<org>/<name>/.localhub.json   optional RepoConfig (private, gated, dates, counters)
+
+Files whose name starts with ``.localhub`` and anything under ``.git/`` are never served.
+A revision's commit sha is a sha1 of its file list with sizes and mtimes, so it changes whenever
+a file does; it is recomputed cheaply (stat only) on each request. Content hashes (ETag, blobId,
+lfs.sha256) are cached by (path, size, mtime) so a multi-GB file is hashed at most once.
+
+>>> import tempfile, pathlib
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> (root / "acme" / "tiny").mkdir(parents=True)
+>>> _ = (root / "acme" / "tiny" / "config.json").write_text('{"model_type": "llama"}')
+>>> store = RepoStore(root)
+>>> len(store.resolve("acme/tiny", "main").sha)
+40
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from bot.localhub.models import RepoConfig
+
+CONFIG_FILE = ".localhub.json"
+RESERVED_PREFIX = ".localhub"
+DEFAULT_REVISION = "main"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+REV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+# Files the Hub stores in LFS: big ones and the usual weight formats (their ETag is a sha256).
+LFS_MIN_SIZE = 10 * 1024 * 1024
+LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".onnx", ".h5", ".msgpack", ".ckpt", ".npz")
+# Files up to this size get a true content hash; bigger ones a fingerprint (size, mtime, head, tail)
+# so that a HEAD on a multi-GB file never reads it whole.
+FULL_HASH_MAX = 64 * 1024 * 1024
+SAFETENSORS_MAX_HEADER = 25_000_000
+
+
+class HubError(Exception):
+    """An HTTP error the server answers with, in the Hub's shape (status, X-Error-Code, message)."""
+
+    def __init__(self, status: int, code: str | None, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def repo_not_found(repo_id: str, status: int = 404) -> HubError:
+    return HubError(status, "RepoNotFound", f"Repository Not Found for url: {repo_id}.")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a revision."""
+
+    rfilename: str
+    path: Path
+    size: int
+    mtime_ns: int
+    inode: int = 0
+
+    @property
+    def cache_key(self) -> tuple[str, int, int, int]:
+        return (str(self.path), self.size, self.mtime_ns, self.inode)
+
+    @property
+    def is_lfs(self) -> bool:
+        return self.size >= LFS_MIN_SIZE or self.rfilename.endswith(LFS_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A resolved revision: its folder, commit sha and files (sorted by name)."""
+
+    repo_id: str
+    name: str
+    folder: Path
+    sha: str
+    files: dict[str, FileEntry]
+
+
+_stamp_lock = threading.Lock()
+_last_stamp = 0
+
+
+def unique_mtime_ns() -> int:
+    """A strictly increasing timestamp for files this process writes.
+
+    File mtimes are only as fine as the kernel's clock tick (a few ms), so two quick writes of a
+    same-size file could otherwise look unchanged to the stat-based commit sha.
+    """
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(time.time_ns(), _last_stamp + 1000)
+        return _last_stamp
+
+
+def touch_unique(path: Path) -> None:
+    stamp = unique_mtime_ns()
+    os.utime(path, ns=(stamp, stamp))
+
+
+def _git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    """The git-lfs pointer text the Hub stores in git for an LFS file."""
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
+def parse_front_matter(text: str) -> dict[str, Any]:
+    """YAML front matter of a model card (``---`` ... ``---``), parsed safely; {} when absent or bad.
+
+    >>> parse_front_matter("---\\nbase_model: a/b\\ntags: [merge]\\n---\\n# Card")
+    {'base_model': 'a/b', 'tags': ['merge']}
+    """
+    if not text.startswith("---"):
+        return {}
+    lines = text.splitlines()
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+    except StopIteration:
+        return {}
+    try:
+        data = yaml.safe_load("\n".join(lines[1:end]))
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    # Dates and the like become strings so the result is JSON-serialisable.
+    return json.loads(json.dumps(data, default=str))
+
+
+def safetensors_header(path: Path) -> dict[str, Any] | None:
+    """The JSON header of a safetensors file, or None when the file is not valid safetensors."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(8)
+            if len(raw) < 8:
+                return None
+            (n,) = struct.unpack("<Q", raw)
+            if n > SAFETENSORS_MAX_HEADER:
+                return None
+            data = fh.read(n)
+        header = json.loads(data)
+    except (OSError, ValueError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def count_parameters(header: dict[str, Any]) -> dict[str, int]:
+    """Parameters per dtype in one safetensors header."""
+    counts: dict[str, int] = {}
+    for name, info in header.items():
+        if name == "__metadata__" or not isinstance(info, dict):
+            continue
+        n = 1
+        for dim in info.get("shape", []):
+            n *= int(dim)
+        dtype = str(info.get("dtype", "?"))
+        counts[dtype] = counts.get(dtype, 0) + n
+    return counts
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+class RepoStore:
+    """Reads repos from ``root``; thread-safe; caches hashes and headers by (path, size, mtime)."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self._lock = threading.Lock()
+        self._hash_cache: dict[tuple[str, int, int, int], str] = {}
+        self._header_cache: dict[tuple[str, int, int, int], dict[str, Any] | None] = {}
+        self._info_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    # -- locating repos and revisions -------------------------------------------------------
+    def repo_dir(self, repo_id: str) -> Path:
+        """Folder of the repo's main revision; raises HubError 404 for malformed ids."""
+        parts = repo_id.split("/")
+        if len(parts) != 2 or not all(NAME_RE.match(p) for p in parts) or any(".." in p for p in parts):
+            raise repo_not_found(repo_id)
+        return self.root / parts[0] / parts[1]
+
+    def exists(self, repo_id: str) -> bool:
+        try:
+            return self.repo_dir(repo_id).is_dir()
+        except HubError:
+            return False
+
+    def config(self, repo_id: str) -> RepoConfig:
+        """The repo's RepoConfig; a malformed ``.localhub.json`` reads as defaults (and is logged)."""
+        path = self.repo_dir(repo_id) / CONFIG_FILE
+        try:
+            return RepoConfig.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            return RepoConfig()
+        except (OSError, ValidationError):
+            import logging
+
+            logging.getLogger(__name__).warning("ignoring malformed %s", path)
+            return RepoConfig()
+
+    def list_repo_ids(self) -> list[str]:
+        """All repo ids (main folders) under root, sorted."""
+        out: list[str] = []
+        if not self.root.is_dir():
+            return out
+        for org in sorted(self.root.iterdir()):
+            if not org.is_dir() or not NAME_RE.match(org.name):
+                continue
+            for repo in sorted(org.iterdir()):
+                if repo.is_dir() and NAME_RE.match(repo.name):
+                    out.append(f"{org.name}/{repo.name}")
+        return out
+
+    def revision_names(self, repo_id: str) -> list[str]:
+        base = self.repo_dir(repo_id)
+        names = [DEFAULT_REVISION]
+        for p in sorted(base.parent.glob(f"{base.name}@*")):
+            rev = p.name.split("@", 1)[1]
+            if p.is_dir() and REV_RE.match(rev):
+                names.append(rev)
+        return names
+
+    def resolve(self, repo_id: str, revision: str | None) -> Revision:
+        """Find a revision by name or commit sha; raises HubError (RepoNotFound/RevisionNotFound)."""
+        base = self.repo_dir(repo_id)
+        if not base.is_dir():
+            raise repo_not_found(repo_id)
+        rev = revision or DEFAULT_REVISION
+        if rev == DEFAULT_REVISION:
+            return self._load(repo_id, rev, base)
+        if REV_RE.match(rev):
+            folder = base.parent / f"{base.name}@{rev}"
+            if folder.is_dir():
+                return self._load(repo_id, rev, folder)
+        if SHA_RE.match(rev):
+            for name in self.revision_names(repo_id):
+                folder = base if name == DEFAULT_REVISION else base.parent / f"{base.name}@{name}"
+                loaded = self._load(repo_id, name, folder)
+                if loaded.sha == rev:
+                    return loaded
+        raise HubError(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+
+    def _load(self, repo_id: str, name: str, folder: Path) -> Revision:
+        files: dict[str, FileEntry] = {}
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames[:] = sorted(d for d in dirnames if d != ".git")
+            for fn in filenames:
+                if fn.startswith(RESERVED_PREFIX):
+                    continue
+                full = Path(dirpath) / fn
+                try:
+                    st = full.stat()
+                except OSError:
+                    continue  # vanished while listing
+                rel = full.relative_to(folder).as_posix()
+                files[rel] = FileEntry(rel, full, st.st_size, st.st_mtime_ns, st.st_ino)
+        files = dict(sorted(files.items()))
+        listing = json.dumps([(f.rfilename, f.size, f.mtime_ns, f.inode) for f in files.values()]).encode()
+        sha = hashlib.sha1(b"localhub-commit\0" + repo_id.encode() + b"\0" + listing).hexdigest()
+        return Revision(repo_id, name, folder, sha, files)
+
+    # -- per-file metadata -----------------------------------------------------------------
+    def content_hash(self, entry: FileEntry) -> str:
+        """sha256 for LFS files, git blob sha1 otherwise; a fingerprint for files over 64 MiB."""
+        key = entry.cache_key
+        with self._lock:
+            cached = self._hash_cache.get(key)
+        if cached is not None:
+            return cached
+        if entry.size > FULL_HASH_MAX:
+            h = hashlib.sha256(b"localhub-fingerprint\0%d\0%d\0" % (entry.size, entry.mtime_ns))
+            with open(entry.path, "rb") as fh:
+                h.update(fh.read(1 << 20))
+                fh.seek(-(1 << 20), os.SEEK_END)
+                h.update(fh.read(1 << 20))
+            digest = h.hexdigest()
+        else:
+            data = entry.path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest() if entry.is_lfs else _git_blob_sha1(data)
+        with self._lock:
+            self._hash_cache[key] = digest
+        return digest
+
+    def sibling(self, entry: FileEntry, blobs: bool) -> dict[str, Any]:
+        """The ``siblings`` item for a file; blobId and lfs only when ``blobs`` (they need hashing)."""
+        item: dict[str, Any] = {"rfilename": entry.rfilename, "size": entry.size}
+        if blobs:
+            digest = self.content_hash(entry)
+            if entry.is_lfs:
+                pointer = lfs_pointer(digest, entry.size)
+                item["blobId"] = _git_blob_sha1(pointer)
+                item["lfs"] = {"size": entry.size, "sha256": digest, "pointerSize": len(pointer)}
+            else:
+                item["blobId"] = digest
+        return item
+
+    def header(self, entry: FileEntry) -> dict[str, Any] | None:
+        key = entry.cache_key
+        with self._lock:
+            if key in self._header_cache:
+                return self._header_cache[key]
+        header = safetensors_header(entry.path)
+        with self._lock:
+            self._header_cache[key] = header
+        return header
+
+    # -- model info ------------------------------------------------------------------------
+    def model_info(self, rev: Revision, blobs: bool = False) -> dict[str, Any]:
+        """Every field this server knows for a revision, in the Hub's JSON shape (a fresh dict).
+
+        Cached by (commit sha, settings file mtime): listings rebuild nothing that did not change.
+        """
+        try:
+            st = (self.repo_dir(rev.repo_id) / CONFIG_FILE).stat()
+            cfg_stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
+        except OSError:
+            cfg_stamp = (0, 0, 0)
+        key = (rev.repo_id, rev.name, rev.sha, cfg_stamp, blobs)
+        with self._lock:
+            cached = self._info_cache.get(key)
+        if cached is None:
+            cached = self._build_info(rev, blobs)
+            with self._lock:
+                if len(self._info_cache) > 10_000:  # bound memory on long-running servers
+                    self._info_cache.clear()
+                self._info_cache[key] = cached
+        return json.loads(json.dumps(cached))  # callers may trim or extend their copy
+
+    def _build_info(self, rev: Revision, blobs: bool) -> dict[str, Any]:
+        cfg = self.config(rev.repo_id)
+        org = rev.repo_id.split("/")[0]
+        card: dict[str, Any] = {}
+        if "README.md" in rev.files:
+            try:
+                card = parse_front_matter(rev.files["README.md"].path.read_text(errors="replace"))
+            except OSError:
+                card = {}
+        config: dict[str, Any] | None = None
+        if "config.json" in rev.files:
+            try:
+                loaded = json.loads(rev.files["config.json"].path.read_bytes())
+                config = loaded if isinstance(loaded, dict) else None
+            except (OSError, ValueError):
+                config = None
+        params: dict[str, int] = {}
+        for entry in rev.files.values():
+            if entry.rfilename.endswith(".safetensors"):
+                header = self.header(entry)
+                for dtype, n in count_parameters(header or {}).items():
+                    params[dtype] = params.get(dtype, 0) + n
+        mtimes = [f.mtime_ns for f in rev.files.values()]
+        last_modified = cfg.last_modified or (
+            datetime.fromtimestamp(max(mtimes) / 1e9, UTC) if mtimes else datetime.now(UTC)
+        )
+        created_at = cfg.created_at or (
+            datetime.fromtimestamp(min(mtimes) / 1e9, UTC) if mtimes else last_modified
+        )
+        base_models = card.get("base_model")
+        if isinstance(base_models, str):
+            base_models = [base_models]
+        base_models = [b for b in base_models or [] if isinstance(b, str)]
+        relation = card.get("base_model_relation")
+        if not isinstance(relation, str):
+            relation = "merge" if len(base_models) > 1 else "finetune"
+        tags = self._tags(card, config, params, base_models, relation, cfg)
+        info: dict[str, Any] = {
+            "_id": hashlib.sha1(rev.repo_id.encode()).hexdigest()[:24],
+            "id": rev.repo_id,
+            "modelId": rev.repo_id,
+            "author": org,
+            "sha": rev.sha,
+            "lastModified": _iso(last_modified),
+            "createdAt": _iso(created_at),
+            "private": cfg.private,
+            "gated": cfg.gated,
+            "disabled": False,
+            "downloads": cfg.downloads,
+            "likes": cfg.likes,
+            "tags": tags,
+            "library_name": cfg.library_name or ("transformers" if config is not None else None),
+            "pipeline_tag": cfg.pipeline_tag,
+            "cardData": card or None,
+            "config": config,
+            "siblings": [self.sibling(f, blobs) for f in rev.files.values()],
+            "usedStorage": sum(f.size for f in rev.files.values()),
+        }
+        if params:
+            info["safetensors"] = {"parameters": params, "total": sum(params.values())}
+        if base_models:
+            info["baseModels"] = {"relation": relation, "models": [{"id": b} for b in base_models]}
+        return info
+
+    @staticmethod
+    def _tags(
+        card: dict[str, Any],
+        config: dict[str, Any] | None,
+        params: dict[str, int],
+        base_models: list[str],
+        relation: str,
+        cfg: RepoConfig,
+    ) -> list[str]:
+        tags: list[str] = []
+        card_tags = card.get("tags")
+        if isinstance(card_tags, str):
+            card_tags = [card_tags]
+        for t in list(card_tags or []) + cfg.extra_tags:
+            if isinstance(t, str):
+                tags.append(t)
+        if config is not None:
+            tags.append("transformers")
+            if isinstance(config.get("model_type"), str):
+                tags.append(config["model_type"])
+        if params:
+            tags.append("safetensors")
+        for b in base_models:
+            tags += [f"base_model:{b}", f"base_model:{relation}:{b}"]
+        return list(dict.fromkeys(tags))
+
+
+def now_iso() -> str:
+    return _iso(datetime.now(UTC))
