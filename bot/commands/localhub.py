@@ -35,6 +35,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (keep it on loopback)."),
     latency_ms: float = typer.Option(0.0, "--latency-ms", min=0, help="Added before every response."),
     bandwidth_mbps: float | None = typer.Option(None, "--bandwidth-mbps", min=0.001, help="Cap per response."),
+    link_mbps: float | None = typer.Option(None, "--link-mbps", min=0.001, help="Cap shared by all responses (one link)."),
     redirect: bool = typer.Option(False, "--redirect", help="Answer LFS resolves with 302 to /cdn/ like the Hub."),
     token: list[str] = typer.Option([], "--token", help="TOKEN=USER; repeatable."),
     webhook: list[str] = typer.Option([], "--webhook", help="URL to POST webhook payloads to; repeatable."),
@@ -49,6 +50,7 @@ def serve(
         tokens=_parse_tokens(token),
         latency_ms=latency_ms,
         bandwidth_mbps=bandwidth_mbps,
+        link_mbps=link_mbps,
         redirect_resolve=redirect,
         webhooks=[WebhookTarget(url=u, secret=webhook_secret, id=f"localhub-{i + 1}") for i, u in enumerate(webhook)],
     )

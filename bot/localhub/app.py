@@ -313,8 +313,22 @@ class LocalHubApp:
         if length <= SMALL_BODY and not self.options.bandwidth_mbps:
             # Small bodies (sampled weight reads) go out in one piece, without a thread hop per chunk.
             data = await anyio.to_thread.run_sync(_pread_exact, entry, first, length)
+            await self._pace_link(len(data))
             return Response(data, status_code=status, headers=headers)
         return StreamingResponse(self._stream(entry, first, last + 1), status_code=status, headers=headers)
+
+    async def _pace_link(self, nbytes: int) -> None:
+        """Shared link cap: every body byte of every response queues on one virtual wire.
+
+        All handlers run on the server's single event loop, so the clock needs no lock.
+        """
+        if not self.options.link_mbps:
+            return
+        now = time.monotonic()
+        start = max(now, getattr(self, "_link_free_at", 0.0))
+        self._link_free_at = start + nbytes / (self.options.link_mbps * 125_000)
+        if self._link_free_at > now:
+            await asyncio.sleep(self._link_free_at - now)
 
     async def _stream(self, entry: FileEntry, start: int, end: int) -> AsyncIterator[bytes]:
         """File bytes [start, end) read with pread in worker threads, paced to the bandwidth cap."""
@@ -331,6 +345,7 @@ class LocalHubApp:
                     break
                 pos += len(data)
                 sent += len(data)
+                await self._pace_link(len(data))
                 yield data
                 if rate is not None:
                     ahead = sent / rate - (time.monotonic() - began)

@@ -67,6 +67,7 @@ class ServerOptions(BaseModel):
     tokens: dict[str, str] = Field(default_factory=dict, repr=False, description="bearer token -> user name")
     latency_ms: float = Field(0.0, ge=0, description="added before every response")
     bandwidth_mbps: float | None = Field(None, gt=0, description="cap per response body, megabits/s")
+    link_mbps: float | None = Field(None, gt=0, description="cap shared by all response bodies (one link), megabits/s")
     redirect_resolve: bool = Field(False, description="answer resolve with 302 to /cdn/... like the Hub")
     page_size: int = Field(1000, ge=1, description="largest page list_models gets")
     webhooks: list[WebhookTarget] = Field(default_factory=list)

@@ -316,10 +316,11 @@ class LocalHub:
     def clear_faults(self) -> None:
         self.faults.clear()
 
-    def shape(self, latency_ms: float = 0.0, bandwidth_mbps: float | None = None) -> None:
-        """Per-request latency and a per-response bandwidth cap (None: unlimited)."""
+    def shape(self, latency_ms: float = 0.0, bandwidth_mbps: float | None = None, link_mbps: float | None = None) -> None:
+        """Per-request latency, a per-response bandwidth cap and a cap shared by all responses (None: unlimited)."""
         self.options.latency_ms = latency_ms
         self.options.bandwidth_mbps = bandwidth_mbps
+        self.options.link_mbps = link_mbps
 
     def add_token(self, token: str, user: str) -> None:
         self.options.tokens[token] = user

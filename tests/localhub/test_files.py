@@ -107,6 +107,22 @@ def test_bandwidth_cap_paces_bodies(localhub, blob: bytes) -> None:
     assert time.monotonic() - began > 0.15
 
 
+def test_link_cap_is_shared_by_concurrent_bodies(localhub, blob: bytes) -> None:
+    # Four parallel 256 KiB ranges share one 40 Mbit/s (5 MB/s) link: together 1 MiB, so the last
+    # one cannot finish in under ~0.15 s, while each alone would be within a per-response cap.
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    localhub.shape(latency_ms=0, link_mbps=40)
+    url = hf_hub_url("acme/m", "big.bin", endpoint=localhub.url)
+    spans = [(i * 2**18, (i + 1) * 2**18 - 1) for i in range(4)]
+    began = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        bodies = list(pool.map(lambda s: get_session().get(url, headers={"Range": f"bytes={s[0]}-{s[1]}"}).content, spans))
+    assert bodies == [blob[a : b + 1] for a, b in spans]
+    assert time.monotonic() - began > 0.15
+
+
 def test_concurrent_range_reads_return_the_right_bytes(localhub, blob: bytes) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

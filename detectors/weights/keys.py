@@ -1,0 +1,211 @@
+"""Tensor names: one canonical spelling across checkpoints, and what part of the network a tensor is.
+
+Checkpoints of one architecture spell keys differently (``model.layers.0...`` from a
+``*ForCausalLM`` save, ``layers.0...`` from a bare ``*Model``, ``transformer.h.0`` in GPT-2,
+``language_model.model...`` in multimodal wrappers). :func:`canonical_name` strips those wrapper
+prefixes so that the same tensor has the same name in every model.
+
+>>> canonical_name("model.layers.3.self_attn.q_proj.weight")
+'layers.3.self_attn.q_proj.weight'
+>>> classify("layers.3.mlp.experts.17.down_proj.weight")
+TensorKind(layer=3, component='expert', expert=17)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TypeVar
+
+from detectors.errors import WeightFormatError
+
+# Wrapper prefixes that carry no meaning for the comparison. Stripped repeatedly, so
+# "language_model.model.layers" and "model.model.layers" both end as "layers".
+_PREFIXES = ("model.", "transformer.", "language_model.", "base_model.", "bert.", "roberta.", "backbone.", "gpt_neox.")
+
+#: Canonical names of the input embedding (first match wins) and of the output head.
+EMBEDDING_NAMES = (
+    "embed_tokens.weight",
+    "wte.weight",
+    "embeddings.word_embeddings.weight",
+    "word_embeddings.weight",
+    "tok_embeddings.weight",
+    "embed_in.weight",
+)
+HEAD_NAME = "lm_head.weight"
+_HEAD_ALIASES = ("lm_head.weight", "output.weight", "embed_out.weight")
+
+# Companion tensors of quantized weights (`<weight>_scale`, `<weight>_scale_inv`); never compared themselves.
+_SCALE_SUFFIXES = ("_scale", "_scale_inv")
+_ACT_SCALE = re.compile(r"(^|\.)(input_scale|output_scale|k_scale|v_scale)$")
+
+_LAYER = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\.")
+_EXPERT = re.compile(r"(?:^|\.)experts\.(\d+)\.")
+_NORM = re.compile(r"(norm|ln_?\d*|layernorm)$", re.IGNORECASE)
+_ROUTER = re.compile(r"(?:^|\.)(router|gate|e_score_correction_bias|shared_expert_gate)(?:\.|$)")
+_ATTENTION = re.compile(r"(attn|attention|q_proj|k_proj|v_proj|o_proj|query|key|value|qkv)", re.IGNORECASE)
+_MLP = re.compile(
+    r"(mlp|ffn|feed_forward|intermediate|shared_expert|gate_proj|up_proj|down_proj|fc\d|c_fc|c_proj|w[123]|output\.dense)"
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TensorKind:
+    """Where a tensor sits: ``layer`` index (None outside the blocks), ``component``, routed ``expert`` id.
+
+    Components: attention, mlp (dense MLP and MoE shared experts), expert (routed experts),
+    router, embedding, head, norm, other.
+    """
+
+    layer: int | None
+    component: str
+    expert: int | None = None
+
+
+def canonical_name(raw: str) -> str:
+    """Strip wrapper prefixes; map the output-head aliases to ``lm_head.weight``.
+
+    >>> canonical_name("transformer.h.0.attn.c_attn.weight")
+    'h.0.attn.c_attn.weight'
+    >>> canonical_name("model.lm_head.weight")
+    'lm_head.weight'
+    """
+    name = raw
+    while True:
+        for p in _PREFIXES:
+            if name.startswith(p) and len(name) > len(p):
+                name = name[len(p):]
+                break
+        else:
+            break
+    if name in _HEAD_ALIASES:
+        return HEAD_NAME
+    return name
+
+
+def is_scale_companion(name: str, names: set[str] | dict[str, object]) -> bool:
+    """True for a quantization scale next to its weight (``x.weight_scale`` beside ``x.weight``)
+    and for activation scales (``input_scale``), which have no counterpart in a float model.
+
+    >>> is_scale_companion("a.weight_scale", {"a.weight", "a.weight_scale"})
+    True
+    """
+    if "scale" not in name:
+        return False  # fast path: the regex and suffix checks below only matter for scale names
+    if _ACT_SCALE.search(name):
+        return True
+    for suffix in _SCALE_SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in names:
+            return True
+    return False
+
+
+def scale_companion(weight: str, names: set[str] | dict[str, object]) -> str | None:
+    """The scale tensor of a quantized ``weight``, if the model has one.
+
+    >>> scale_companion("a.weight", {"a.weight", "a.weight_scale_inv"})
+    'a.weight_scale_inv'
+    """
+    for suffix in _SCALE_SUFFIXES:
+        if weight + suffix in names:
+            return weight + suffix
+    return None
+
+
+def canonical_tensors(tensors: dict[str, T], source: str = "model") -> dict[str, T]:
+    """Re-key a model's ``{raw_name: meta}`` by canonical name.
+
+    Two raw names that collapse to one canonical name are a malformed or ambiguous checkpoint
+    (e.g. both ``model.x`` and ``x``): that raises :class:`WeightFormatError` naming ``source``.
+
+    >>> canonical_tensors({"model.norm.weight": 1, "lm_head.weight": 2})
+    {'norm.weight': 1, 'lm_head.weight': 2}
+    """
+    out: dict[str, T] = {}
+    raw_of: dict[str, str] = {}
+    for raw, meta in tensors.items():
+        name = canonical_name(raw)
+        if name in out:
+            raise WeightFormatError(f"{source}: tensors {raw_of[name]!r} and {raw!r} both map to {name!r}")
+        out[name] = meta
+        raw_of[name] = raw
+    return out
+
+
+def embedding_name(names: set[str] | dict[str, object]) -> str | None:
+    """The canonical name of the input embedding among ``names``, if any."""
+    return next((n for n in EMBEDDING_NAMES if n in names), None)
+
+
+def align_tied_heads(models: dict[str, dict[str, T]]) -> dict[str, dict[str, T]]:
+    """Give models with tied embeddings an ``lm_head.weight`` pointing at their embedding.
+
+    Only when at least one model stores a separate head: then a tied model's head *is* its
+    embedding and must be compared with the others' heads. When every model is tied, nothing is
+    added (reading the embedding twice would waste the budget).
+    """
+    if not any(HEAD_NAME in t for t in models.values()):
+        return models
+    out = {}
+    for ref, tensors in models.items():
+        emb = embedding_name(tensors)
+        if HEAD_NAME not in tensors and emb is not None:
+            tensors = {**tensors, HEAD_NAME: tensors[emb]}
+        out[ref] = tensors
+    return out
+
+
+def layer_template(name: str) -> str | None:
+    """The name with its layer index replaced by ``*`` (None outside the layer blocks).
+
+    Tensors of different layers with one template play the same role, which is what passthrough
+    ("frankenmerge") matching compares.
+
+    >>> layer_template("layers.12.mlp.experts.3.up_proj.weight")
+    'layers.*.mlp.experts.3.up_proj.weight'
+    """
+    m = _LAYER.search(name)
+    if m is None:
+        return None
+    a, b = m.span(1)
+    return name[:a] + "*" + name[b:]
+
+
+@lru_cache(maxsize=1 << 18)  # pure, and a 400B MoE has ~100k tensor names classified repeatedly
+def classify(name: str) -> TensorKind:
+    """Classify a canonical tensor name by layer, component and expert.
+
+    >>> classify("layers.0.input_layernorm.weight")
+    TensorKind(layer=0, component='norm', expert=None)
+    >>> classify("layers.2.mlp.gate.weight")
+    TensorKind(layer=2, component='router', expert=None)
+    >>> classify("lm_head.weight")
+    TensorKind(layer=None, component='head', expert=None)
+    """
+    m = _LAYER.search(name)
+    layer = int(m.group(1)) if m else None
+    parts = name.split(".")
+    # The module name: the part before "weight"/"bias" (or the last part for bare parameters).
+    module = parts[-2] if len(parts) >= 2 and parts[-1] in ("weight", "bias") else parts[-1]
+    e = _EXPERT.search(name)
+    if name == HEAD_NAME or (layer is None and name.startswith(("lm_head", "output.", "embed_out", "score."))):
+        return TensorKind(None, "head")
+    if _NORM.search(module):
+        return TensorKind(layer, "norm")
+    if layer is None and ("embed" in name or name.startswith(("wte.", "wpe."))):
+        return TensorKind(None, "embedding")
+    if e is not None:
+        return TensorKind(layer, "expert", int(e.group(1)))
+    if _ROUTER.search(name):
+        return TensorKind(layer, "router")
+    if ".experts." in f".{name}":
+        # Fused expert tensors (E, out, in) hold every routed expert at once.
+        return TensorKind(layer, "expert")
+    if _ATTENTION.search(name):
+        return TensorKind(layer, "attention")
+    if _MLP.search(name):
+        return TensorKind(layer, "mlp")
+    return TensorKind(layer, "other")

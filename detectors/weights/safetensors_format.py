@@ -1,0 +1,196 @@
+"""The safetensors file format: header parsing with strict validation, dtypes, and decoding.
+
+A safetensors file is an 8-byte little-endian header length ``N``, ``N`` bytes of JSON
+``{name: {"dtype", "shape", "data_offsets": [begin, end)}, "__metadata__": {...}}``, then the data.
+:func:`parse_header` turns the JSON into :class:`TensorMeta` records with *absolute* byte offsets,
+so that readers (local ``pread`` or HTTP ``Range``) never need the header again.
+
+>>> import json
+>>> body = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+>>> header_length(len(body).to_bytes(8, "little"), "m.safetensors", file_size=8 + len(body) + 8)
+61
+>>> parse_header(body, "m.safetensors", file_size=8 + len(body) + 8)["w"].start
+69
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import torch
+
+from detectors.errors import WeightFormatError
+
+#: The safetensors library refuses headers longer than this; so do we (a hostile file could claim 1 TB).
+MAX_HEADER_BYTES = 25_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class DType:
+    """A safetensors dtype: its size in bytes and the torch dtype its bytes are viewed as."""
+
+    name: str
+    itemsize: int
+    torch_dtype: torch.dtype
+
+    @property
+    def is_float8(self) -> bool:
+        return self.name.startswith("F8_")
+
+
+#: Every dtype we can decode. F8_E4M3 is the "fn" variant (no infinities), as in the safetensors library.
+DTYPES: dict[str, DType] = {
+    d.name: d
+    for d in (
+        DType("F64", 8, torch.float64),
+        DType("F32", 4, torch.float32),
+        DType("F16", 2, torch.float16),
+        DType("BF16", 2, torch.bfloat16),
+        DType("F8_E4M3", 1, torch.float8_e4m3fn),
+        DType("F8_E5M2", 1, torch.float8_e5m2),
+        DType("I64", 8, torch.int64),
+        DType("I32", 4, torch.int32),
+        DType("I16", 2, torch.int16),
+        DType("I8", 1, torch.int8),
+        DType("U8", 1, torch.uint8),
+        DType("U16", 2, torch.uint16),
+        DType("U32", 4, torch.uint32),
+        DType("U64", 8, torch.uint64),
+        DType("BOOL", 1, torch.bool),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TensorMeta:
+    """Where one tensor's bytes are: ``file`` (relative to the model root) at ``[start, end)``.
+
+    ``start``/``end`` are absolute file offsets (header included), so a reader can fetch
+    ``bytes[start:end]`` directly.
+
+    >>> TensorMeta("w", "BF16", (2, 3), "model.safetensors", 100, 112).numel
+    6
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    file: str
+    start: int
+    end: int
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def itemsize(self) -> int:
+        return DTYPES[self.dtype].itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+
+def header_length(first8: bytes, file: str, file_size: int | None = None) -> int:
+    """Validate the 8-byte length prefix and return the JSON header length ``N``.
+
+    >>> header_length((10).to_bytes(8, "little"), "x", file_size=18)
+    10
+    """
+    if len(first8) < 8:
+        raise WeightFormatError(f"{file}: not a safetensors file (shorter than the 8-byte header length)")
+    n = int.from_bytes(first8[:8], "little")
+    if n < 2:
+        raise WeightFormatError(f"{file}: header length {n} is too small to hold a JSON object")
+    if n > MAX_HEADER_BYTES:
+        raise WeightFormatError(f"{file}: header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
+    if file_size is not None and 8 + n > file_size:
+        raise WeightFormatError(f"{file}: header length {n} is larger than the file ({file_size} bytes)")
+    return n
+
+
+def parse_header(
+    header: bytes, file: str, file_size: int | None = None, label: str | None = None
+) -> dict[str, TensorMeta]:
+    """Parse and validate the JSON header (the ``N`` bytes after the length prefix).
+
+    Checks: valid UTF-8 JSON object; every entry has a known dtype, a shape of non-negative ints and
+    ``data_offsets`` whose length equals ``numel * itemsize``; offsets do not overlap and stay inside
+    the file (when ``file_size`` is known). ``__metadata__`` is ignored. Errors name ``label``
+    (default ``file``), e.g. ``org/model/model-00002-of-00009.safetensors``.
+    """
+    label = label or file
+    try:
+        obj = json.loads(header.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightFormatError(f"{label}: header is not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(obj, dict):
+        raise WeightFormatError(f"{label}: header is a JSON {type(obj).__name__}, expected an object")
+    data_start = 8 + len(header)
+    data_size = None if file_size is None else file_size - data_start
+    out: dict[str, TensorMeta] = {}
+    for name, entry in obj.items():
+        if name == "__metadata__":
+            continue
+        out[name] = _tensor_entry(name, entry, file, label, data_start, data_size)
+    _check_overlaps(out.values(), label)
+    return out
+
+
+def _tensor_entry(
+    name: str, entry: object, file: str, label: str, data_start: int, data_size: int | None
+) -> TensorMeta:
+    where = f"{label}: tensor {name!r}"
+    if not isinstance(entry, dict):
+        raise WeightFormatError(f"{where}: entry is not an object")
+    dtype = entry.get("dtype")
+    if dtype not in DTYPES:
+        raise WeightFormatError(f"{where}: unknown dtype {dtype!r}")
+    shape = entry.get("shape")
+    # bool is an int subclass in Python: reject it explicitly so `true` is not a dimension.
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise WeightFormatError(f"{where}: shape {shape!r} is not a list of non-negative integers")
+    offs = entry.get("data_offsets")
+    if (
+        not isinstance(offs, list)
+        or len(offs) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)
+    ):
+        raise WeightFormatError(f"{where}: data_offsets {offs!r} is not a pair of integers")
+    begin, end = offs
+    if begin < 0 or end < begin:
+        raise WeightFormatError(f"{where}: data_offsets [{begin}, {end}] are negative or reversed")
+    expected = math.prod(shape) * DTYPES[dtype].itemsize
+    if end - begin != expected:
+        raise WeightFormatError(
+            f"{where}: data_offsets span {end - begin} bytes but shape {shape} x {dtype} needs {expected}"
+        )
+    if data_size is not None and end > data_size:
+        raise WeightFormatError(f"{where}: data_offsets end {end} is past the end of the file")
+    return TensorMeta(name, dtype, tuple(shape), file, data_start + begin, data_start + end)
+
+
+def _check_overlaps(metas: object, file: str) -> None:
+    spans = sorted(((m.start, m.end, m.name) for m in metas if m.end > m.start))  # type: ignore[attr-defined]
+    for (s0, e0, n0), (s1, _e1, n1) in zip(spans, spans[1:]):
+        if s1 < e0:
+            raise WeightFormatError(f"{file}: tensors {n0!r} and {n1!r} overlap in the data section")
+
+
+def decode(raw: bytes | bytearray | memoryview, dtype: str) -> torch.Tensor:
+    """View little-endian raw bytes as ``dtype`` and return a 1-D float32 tensor (CPU).
+
+    >>> decode(bytes([0, 0, 128, 63]), "F32")
+    tensor([1.])
+    """
+    dt = DTYPES[dtype]
+    if len(raw) % dt.itemsize:
+        raise WeightFormatError(f"{len(raw)} bytes are not a whole number of {dtype} elements")
+    if len(raw) == 0:
+        return torch.zeros(0, dtype=torch.float32)
+    # bytearray: torch.frombuffer wants a writable buffer; the copy is cheap next to the I/O.
+    t = torch.frombuffer(bytearray(raw), dtype=dt.torch_dtype)
+    return t.to(torch.float32)

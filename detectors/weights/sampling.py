@@ -1,0 +1,363 @@
+"""Which tensors, and which elements of them, a scan reads from every model.
+
+Two rules make the samples comparable:
+
+* Element positions are a function of the tensor's (common) shape only, never of its name or of
+  the model: every model, and every layer with that shape, is sampled at the same flat positions.
+  The statistics rely on this to compare child layer 5 with parent layer 2 (passthrough merges),
+  and the candidate index reuses :func:`element_ranges` for its weight sketches.
+* All tensors of one shape get the same number of elements (one global per-tensor share, capped at
+  the tensor's size), so the positions really are identical across layers.
+
+>>> element_ranges((4, 8), 32)
+[(0, 32)]
+>>> element_ranges((1000, 1000), 10000) == element_ranges((1000, 1000), 10000)
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from detectors.errors import ShapeMismatchError
+from detectors.weights.keys import (
+    TensorKind,
+    align_tied_heads,
+    classify,
+    is_scale_companion,
+    layer_template,
+    scale_companion,
+)
+from detectors.weights.safetensors_format import TensorMeta
+
+#: Runs shorter than this are not worth a request of their own: small samples are one contiguous run.
+MIN_RUN = 4096
+#: At most this many runs per tensor (each run is one HTTP range request per model).
+MAX_RUNS = 8
+#: Most routed experts sampled per MoE layer; fewer when the budget is tight.
+MAX_EXPERTS_PER_LAYER = 8
+#: Below this many elements per tensor, a lower expert count is preferred.
+TARGET_ELEMENTS = 1024
+#: Share of the budget kept for bridging gaps between nearby ranges (fewer HTTP requests).
+GAP_SHARE = 0.2
+
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+_QUANT_DTYPES = {"F8_E4M3", "F8_E5M2", "I8"}
+
+
+def element_ranges(shape: tuple[int, ...] | list[int], n_elements: int) -> list[tuple[int, int]]:
+    """Choose ``n_elements`` flat (row-major) positions of a tensor of ``shape`` as contiguous runs.
+
+    Deterministic in ``(shape, n_elements)`` only. The flat range is cut into equal strata (one run
+    each, so a sample spans the whole tensor) and each run starts at a pseudo-random offset in its
+    stratum, seeded by the shape. Returns sorted, disjoint ``(start, stop)`` pairs.
+
+    >>> element_ranges((10,), 100)
+    [(0, 10)]
+    >>> sum(b - a for a, b in element_ranges((4096, 4096), 20000))
+    20000
+    """
+    total = math.prod(shape)
+    if n_elements <= 0 or total == 0:
+        return []
+    if n_elements >= total:
+        return [(0, total)]
+    runs = max(1, min(MAX_RUNS, n_elements // MIN_RUN))
+    rng = random.Random(_shape_seed(tuple(shape)))
+    out: list[tuple[int, int]] = []
+    for i in range(runs):
+        lo = total * i // runs
+        hi = total * (i + 1) // runs
+        length = min(hi - lo, n_elements // runs + (1 if i < n_elements % runs else 0))
+        start = lo + rng.randrange(hi - lo - length + 1)
+        out.append((start, start + length))
+    return out
+
+
+def _shape_seed(shape: tuple[int, ...]) -> int:
+    # Python's hash() is salted per process; a cryptographic digest is stable across runs and machines.
+    return int.from_bytes(hashlib.blake2b(repr(shape).encode(), digest_size=8).digest(), "little")
+
+
+@dataclass(frozen=True)
+class TensorPlan:
+    """One tensor to read from every model: the same flat element ``ranges`` in each.
+
+    ``shape`` is the common shape the positions were drawn from: equal to every model's shape, or
+    for vocabulary tensors the shared rows ``(min rows, ...)``; because only the first dimension
+    may differ, a flat position in ``shape`` is the same flat position in each model's tensor.
+    ``scales`` holds, per model, the scale companion of a quantized weight.
+    """
+
+    name: str
+    kind: TensorKind
+    shape: tuple[int, ...]
+    ranges: tuple[tuple[int, int], ...]
+    metas: dict[str, TensorMeta]
+    scales: dict[str, TensorMeta] = field(default_factory=dict)
+
+    @property
+    def n_elements(self) -> int:
+        return sum(b - a for a, b in self.ranges)
+
+    @property
+    def whole(self) -> bool:
+        return self.ranges == ((0, math.prod(self.shape)),)
+
+
+@dataclass
+class SamplePlan:
+    """The reads of a scan: per tensor the element ranges, per model where its bytes are.
+
+    ``tensors`` are present in every model. ``extra`` are layer tensors only some models have
+    (a depth-upscaled child's additional layers, a pruned model's missing ones): they share a
+    layer template and shape with a common tensor, hence its positions, so the statistics can match
+    child layer 5 against parent layer 2; their ``metas`` name only the models that hold them.
+    ``quantized[ref]`` lists the tensors that model stores as fp8/int8 (decoded to float32 on read),
+    so the relation can say ``quantized``. ``notes`` says what was skipped and why.
+    """
+
+    tensors: list[TensorPlan]
+    refs: list[str]
+    budget_bytes: int | None
+    full: bool = False
+    notes: list[str] = field(default_factory=list)
+    quantized: dict[str, list[str]] = field(default_factory=dict)
+    experts_per_layer: int | None = None
+    extra: list[TensorPlan] = field(default_factory=list)
+
+    def planned_bytes(self, ref: str) -> int:
+        """Data bytes this plan reads from model ``ref`` (headers and scale companions excluded)."""
+        return sum(t.n_elements * t.metas[ref].itemsize for t in self.tensors + self.extra if ref in t.metas)
+
+    @property
+    def elements(self) -> int:
+        """Elements compared per model (common tensors)."""
+        return sum(t.n_elements for t in self.tensors)
+
+    def by_name(self) -> dict[str, TensorPlan]:
+        """Common tensors by name (``extra`` ones are not included)."""
+        return {t.name: t for t in self.tensors}
+
+
+def plan_sample(
+    models: dict[str, dict[str, TensorMeta]],
+    budget_bytes: int | None = 4 * 2**20,
+    full: bool = False,
+    extra_layers: bool = True,
+) -> SamplePlan:
+    """Plan a stratified sample of the tensors common to all ``models`` (``{ref: {canonical: meta}}``).
+
+    Every layer keeps its attention, router, dense/shared-expert MLP and norm tensors; routed experts
+    are subsampled to the same evenly spaced expert ids in every layer and model; embeddings and head
+    are always included. One per-tensor element share is chosen so that the sample takes at most
+    ``1 - GAP_SHARE`` of ``budget_bytes`` in every model; the reader may spend the rest bridging
+    gaps between ranges (fewer requests). ``full=True`` plans every common tensor whole.
+    ``extra_layers`` also plans layers only some models have (see :class:`SamplePlan`).
+
+    Raises :class:`ShapeMismatchError` when no tensor is comparable.
+
+    >>> from detectors.weights.safetensors_format import TensorMeta
+    >>> m = {"w": TensorMeta("w", "F32", (64, 64), "f", 8, 8 + 64 * 64 * 4)}
+    >>> p = plan_sample({"a": m, "b": m}, budget_bytes=1024)
+    >>> p.tensors[0].n_elements, p.planned_bytes("a")   # 20% of the budget is kept for gaps
+    (204, 816)
+    """
+    if len(models) < 1:
+        raise ShapeMismatchError("no model to plan a sample for")
+    models = align_tied_heads(models)
+    refs = list(models)
+    notes: list[str] = []
+    candidates = _comparable(models, notes)
+    if not candidates:
+        detail = f" ({'; '.join(notes[:3])})" if notes else ""
+        raise ShapeMismatchError(f"no tensor in common between {', '.join(refs)}{detail}")
+    extras = _extras(models, candidates, notes) if extra_layers and len(models) > 1 else []
+    every = candidates + extras
+
+    quantized = {ref: sorted(n for n, _s, metas, _sc in every if ref in metas and metas[ref].dtype in _QUANT_DTYPES) for ref in refs}
+    quantized = {r: q for r, q in quantized.items() if q}
+
+    if full or budget_bytes is None:
+        chosen, k, share = every, None, None
+    else:
+        chosen, k, share = _choose_within_budget(every, refs, int(budget_bytes * (1 - GAP_SHARE)), notes)
+
+    if share == 0:
+        notes.append(f"budget of {budget_bytes} bytes is too small for {len(chosen)} tensors: nothing sampled")
+    common_names = {c[0] for c in candidates}
+    tensors, extra = [], []
+    for name, shape, metas, scales in chosen:
+        n = math.prod(shape) if share is None else min(share, math.prod(shape))
+        if n == 0:
+            continue
+        plan = TensorPlan(name, classify(name), shape, tuple(element_ranges(shape, n)), metas, scales)
+        (tensors if name in common_names and len(metas) == len(refs) else extra).append(plan)
+    return SamplePlan(tensors, refs, None if full else budget_bytes, full, notes, quantized, k, extra)
+
+
+_Candidate = tuple[str, tuple[int, ...], dict[str, TensorMeta], dict[str, TensorMeta]]
+
+
+def _usable(name: str, ref: str, tensors: dict[str, TensorMeta], notes: list[str]) -> tuple[bool, TensorMeta | None]:
+    """(readable as float?, its scale companion) for one model's tensor; notes say why not."""
+    meta = tensors[name]
+    if meta.dtype in _FLOAT_DTYPES and meta.dtype not in _QUANT_DTYPES:
+        return True, None  # the common case, without the companion look-ups (100k tensors in big MoEs)
+    sc = scale_companion(name, tensors)
+    if meta.dtype not in _FLOAT_DTYPES and not (meta.dtype == "I8" and sc):
+        notes.append(f"skipped {name}: {meta.dtype} in {ref} is not a float weight")
+        return False, None
+    if sc is not None and meta.dtype in _QUANT_DTYPES:
+        if not scale_fits(meta.shape, tensors[sc].shape):
+            notes.append(f"skipped {name}: scale shape {list(tensors[sc].shape)} in {ref} does not fit")
+            return False, None
+        return True, tensors[sc]
+    return True, None
+
+
+def _comparable(models: dict[str, dict[str, TensorMeta]], notes: list[str]) -> list[_Candidate]:
+    """Tensors present in every model, with a common shape and a float (or decodable) dtype."""
+    weights = {ref: {n for n in t if not is_scale_companion(n, t)} for ref, t in models.items()}
+    common = set.intersection(*weights.values())
+    out: list[_Candidate] = []
+    shape_skips: list[str] = []
+    for name in sorted(common):
+        metas = {ref: models[ref][name] for ref in models}
+        scales = {}
+        for ref in metas:
+            ok, sc = _usable(name, ref, models[ref], notes)
+            if not ok:
+                break
+            if sc is not None:
+                scales[ref] = sc
+        else:
+            shape = _common_shape(name, [m.shape for m in metas.values()])
+            if shape is None:
+                shape_skips.append(name)
+                notes.append(f"skipped {name}: shapes differ ({', '.join(f'{r}: {list(m.shape)}' for r, m in metas.items())})")
+            elif math.prod(shape) > 0:
+                out.append((name, shape, metas, scales))
+    if shape_skips and not out:
+        raise ShapeMismatchError(
+            f"no comparable tensor: all {len(shape_skips)} common tensors differ in shape (e.g. {shape_skips[0]})"
+        )
+    return out
+
+
+def _extras(models: dict[str, dict[str, TensorMeta]], common: list[_Candidate], notes: list[str]) -> list[_Candidate]:
+    """Layer tensors missing from some models whose template and shape match a common tensor."""
+    names = {c[0] for c in common}
+    if all(len(t) == len(names) for t in models.values()) and all(names.issuperset(t) for t in models.values()):
+        return []  # every model holds exactly the common tensors
+    shapes: dict[str, set[tuple[int, ...]]] = defaultdict(set)
+    for name, shape, _m, _s in common:
+        tpl = layer_template(name)
+        if tpl is not None:
+            shapes[tpl].add(shape)
+    found: dict[str, tuple[dict[str, TensorMeta], dict[str, TensorMeta]]] = {}
+    for ref, tensors in models.items():
+        for name, meta in tensors.items():
+            if name in names or is_scale_companion(name, tensors):
+                continue
+            tpl = layer_template(name)
+            if tpl is None or meta.shape not in shapes.get(tpl, ()):
+                continue
+            ok, sc = _usable(name, ref, tensors, [])
+            if ok:
+                metas, scales = found.setdefault(name, ({}, {}))
+                metas[ref] = meta
+                if sc is not None:
+                    scales[ref] = sc
+    out = []
+    for name in sorted(found):
+        metas, scales = found[name]
+        if len({m.shape for m in metas.values()}) == 1:
+            out.append((name, next(iter(metas.values())).shape, metas, scales))
+    if out:
+        holders = sorted({r for _n, _s, metas, _sc in out for r in metas})
+        layers = sorted({classify(n).layer for n, *_ in out})
+        notes.append(f"also read layers {layers} held only by {', '.join(holders)} (for layer matching)")
+    return out
+
+
+def _common_shape(name: str, shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    """Equal shapes, or vocabulary tensors that differ in rows only (compared on the shared rows)."""
+    first = shapes[0]
+    if len(set(shapes)) == 1:
+        return first
+    kind = classify(name).component
+    if kind in ("embedding", "head") and all(len(s) == len(first) and s[1:] == first[1:] for s in shapes):
+        return (min(s[0] for s in shapes), *first[1:])
+    return None
+
+
+def scale_fits(weight_shape: tuple[int, ...], scale_shape: tuple[int, ...]) -> bool:
+    """A scale is per-tensor (one element), per-row ``(rows,)``/``(rows, 1)`` or per block ``(ceil(R/br), ceil(C/bc))``."""
+    if math.prod(scale_shape) == 1:
+        return True
+    if not weight_shape or not scale_shape:
+        return False
+    rows, cols = weight_shape[0], math.prod(weight_shape[1:])
+    srows, scols = scale_shape[0], math.prod(scale_shape[1:])
+    if srows < 1 or scols < 1 or srows > rows or scols > cols:
+        return False
+    br, bc = math.ceil(rows / srows), math.ceil(cols / scols)
+    return math.ceil(rows / br) == srows and math.ceil(cols / bc) == scols
+
+
+def _choose_within_budget(
+    candidates: list[_Candidate], refs: list[str], budget_bytes: int, notes: list[str]
+) -> tuple[list[_Candidate], int | None, int]:
+    """Pick the expert subset and the per-tensor element share that fit ``budget_bytes``."""
+    experts: dict[int | None, set[int]] = defaultdict(set)
+    for name, *_ in candidates:
+        kind = classify(name)
+        if kind.expert is not None:
+            experts[kind.layer].add(kind.expert)
+    if not experts:
+        return candidates, None, _share(candidates, refs, budget_bytes)
+    most = max(len(v) for v in experts.values())
+    chosen, share, k = candidates, 0, 1
+    for k in range(min(most, MAX_EXPERTS_PER_LAYER), 0, -1):
+        chosen = _with_experts(candidates, experts, k)
+        share = _share(chosen, refs, budget_bytes)
+        if share >= TARGET_ELEMENTS:
+            break
+    notes.append(f"sampled {k} of up to {most} routed experts per layer")
+    return chosen, k, share
+
+
+def _with_experts(candidates: list[_Candidate], experts: dict[int | None, set[int]], k: int) -> list[_Candidate]:
+    # Evenly spaced expert ids, the same rule in every layer, so layers and models line up.
+    keep = {}
+    for layer, ids in experts.items():
+        ordered = sorted(ids)
+        keep[layer] = {ordered[i * len(ordered) // min(k, len(ordered))] for i in range(min(k, len(ordered)))}
+    out = []
+    for c in candidates:
+        kind = classify(c[0])
+        if kind.expert is None or kind.expert in keep[kind.layer]:
+            out.append(c)
+    return out
+
+
+def _share(candidates: list[_Candidate], refs: list[str], budget_bytes: int) -> int:
+    """Largest per-tensor element count s with sum(min(s, numel) * itemsize) <= budget in every model."""
+    sizes = {ref: [(math.prod(shape), metas[ref].itemsize) for _n, shape, metas, _s in candidates if ref in metas] for ref in refs}
+
+    def cost(s: int) -> int:
+        return max(sum(min(s, n) * w for n, w in per) for per in sizes.values())
+
+    lo, hi = 0, max(math.prod(c[1]) for c in candidates)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if cost(mid) <= budget_bytes:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

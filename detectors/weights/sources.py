@@ -1,0 +1,640 @@
+"""Weight sources: one interface over a local model directory and a Hub repo read by HTTP range.
+
+A source knows its files, parses every safetensors header (sharded or not) into
+:class:`~detectors.weights.safetensors_format.TensorMeta` records, and reads byte ranges. Hub
+sources pin the revision to the commit sha from ``model_info`` so every read sees the same files,
+run ranged GETs concurrently on huggingface_hub's shared HTTP client (connections are reused,
+redirects followed) and retry 429/5xx/timeouts a bounded number of times.
+
+>>> src = open_source("tests/fixtures/some-model")           # doctest: +SKIP
+>>> src = open_source("org/name@main", endpoint="http://127.0.0.1:8000")  # doctest: +SKIP
+>>> metas = src.tensors(); src.read_ranges([(m.file, m.start, m.end) for m in metas.values()][:1])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import os
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import SecretStr
+
+from detectors.errors import AccessDeniedError, NotFoundError, ProvbotError, RemoteError, WeightFormatError
+from detectors.weights.safetensors_format import MAX_HEADER_BYTES, TensorMeta, header_length, parse_header
+
+log = logging.getLogger(__name__)
+
+#: First header request: most safetensors headers fit in 100 KB (as huggingface_hub does).
+HEADER_PREFIX_BYTES = 100_000
+#: config.json and the shard index are read whole; a hostile server must not make us buffer gigabytes.
+MAX_JSON_BYTES = 50_000_000
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+
+ByteRange = tuple[str, int, int]  # (file, start, end_exclusive)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class WeightSource(ABC):
+    """A model's weights, local or remote. Subclasses implement file listing and raw reads.
+
+    Counters ``bytes_read`` (headers and data) and ``requests`` (reads or HTTP requests made)
+    are updated thread-safely.
+    """
+
+    #: Reads longer than this are split into concurrent parts (None: never).
+    split_bytes: int | None = None
+
+    def __init__(self, ref: str, concurrency: int = 1) -> None:
+        self.ref = ref
+        self.concurrency = max(1, concurrency)
+        self.bytes_read = 0
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._tensors: dict[str, TensorMeta] | None = None
+        self._weight_map: dict[str, str] | None = None
+
+    # -- to implement -------------------------------------------------------------------------
+    @abstractmethod
+    def config(self) -> dict:
+        """The model's config.json as a dict ({} when the model has none)."""
+
+    @abstractmethod
+    def _list_weight_files(self) -> tuple[list[str], dict[str, str] | None]:
+        """(safetensors files, weight_map from the index or None)."""
+
+    @abstractmethod
+    def _read_prefix(self, file: str, n: int) -> tuple[bytes, int | None]:
+        """The first ``n`` bytes of ``file`` (fewer if it is shorter) and the file size if known."""
+
+    @abstractmethod
+    def _read_one(self, file: str, start: int, end: int) -> bytes:
+        """Exactly the bytes ``[start, end)`` of ``file``."""
+
+    # -- shared logic -------------------------------------------------------------------------
+    def _count(self, nbytes: int, requests: int = 1) -> None:
+        with self._lock:
+            self.bytes_read += nbytes
+            self.requests += requests
+
+    def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if self.concurrency == 1 or len(items) <= 1:
+            return [fn(i) for i in items]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    def files(self) -> list[str]:
+        return self._list_weight_files()[0]
+
+    def tensors(self) -> dict[str, TensorMeta]:
+        """Every tensor of every shard, by raw name (parsed once, then cached)."""
+        if self._tensors is None:
+            files, weight_map = self._list_weight_files()
+            headers = self._map(self._header, files)
+            out: dict[str, TensorMeta] = {}
+            for file, metas in zip(files, headers):
+                for name, meta in metas.items():
+                    if name in out:
+                        raise WeightFormatError(f"{self.ref}: tensor {name!r} appears in both {out[name].file} and {file}")
+                    out[name] = meta
+            for name, shard in (weight_map or {}).items():
+                if name not in out or out[name].file != shard:
+                    raise WeightFormatError(f"{self.ref}: the index puts tensor {name!r} in {shard}, which does not hold it")
+            if not out:
+                raise WeightFormatError(f"{self.ref}: the safetensors files hold no tensor")
+            self._tensors = out
+        return self._tensors
+
+    def _header(self, file: str) -> dict[str, TensorMeta]:
+        prefix, size = self._read_prefix(file, HEADER_PREFIX_BYTES)
+        n = header_length(prefix[:8], f"{self.ref}/{file}", size)
+        if len(prefix) < 8 + n:
+            prefix = prefix + self._read_one(file, len(prefix), 8 + n)
+        return parse_header(prefix[8 : 8 + n], file, size, label=f"{self.ref}/{file}")
+
+    def read_ranges(self, ranges: Sequence[ByteRange], gap_bytes: int = 0) -> list[bytes]:
+        """Read ``(file, start, end_exclusive)`` ranges, concurrently; results in input order.
+
+        Touching or overlapping ranges of one file are merged into one read first. ``gap_bytes``
+        allows reading up to that many unrequested bytes in total to bridge the smallest gaps
+        between ranges: fewer requests (Hub rate limits count requests) for a few more bytes.
+        """
+        for file, start, end in ranges:
+            if start < 0 or end < start:
+                raise ValueError(f"bad range {start}-{end} of {file}")
+        merged = merge_ranges(ranges, gap_bytes)
+        # Big spans (full reads) are split so that they too download over parallel connections.
+        pieces = [p for span in merged for p in _split(span, self.split_bytes)]
+        got = self._map(lambda r: self._read_one(*r) if r[2] > r[1] else b"", pieces)
+        parts: dict[ByteRange, list[bytes]] = {}
+        for piece, blob in zip(pieces, got):
+            parts.setdefault(_containing(merged, *piece), []).append(blob)
+        blobs = [b"".join(parts.get(span, [b""])) for span in merged]
+        index = {r: (blob, r[1]) for r, blob in zip(merged, blobs)}
+        out = []
+        for file, start, end in ranges:
+            span = _containing(merged, file, start, end)
+            blob, base = index[span]
+            out.append(blob[start - base : end - base])
+        return out
+
+    def close(self) -> None:
+        """Release files or connections (a no-op by default)."""
+
+    def __enter__(self) -> WeightSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.ref!r})"
+
+
+def _split(span: ByteRange, size: int | None) -> list[ByteRange]:
+    f, s, e = span
+    if size is None or e - s <= size:
+        return [span]
+    return [(f, a, min(e, a + size)) for a in range(s, e, size)]
+
+
+def merge_ranges(ranges: Sequence[ByteRange], gap_bytes: int = 0) -> list[ByteRange]:
+    """Sorted spans covering ``ranges``: touching ones joined, then the smallest gaps bridged
+    while the bridged bytes total at most ``gap_bytes``.
+
+    >>> merge_ranges([("f", 0, 10), ("f", 10, 20), ("f", 25, 30), ("f", 100, 110)], gap_bytes=5)
+    [('f', 0, 30), ('f', 100, 110)]
+    """
+    spans = sorted({(f, s, e) for f, s, e in ranges})
+    out: list[ByteRange] = []
+    for f, s, e in spans:
+        if out and out[-1][0] == f and s <= out[-1][2]:
+            pf, ps, pe = out[-1]
+            out[-1] = (pf, ps, max(pe, e))
+        else:
+            out.append((f, s, e))
+    if gap_bytes <= 0 or len(out) < 2:
+        return out
+    gaps = sorted((b[1] - a[2], i) for i, (a, b) in enumerate(zip(out, out[1:])) if a[0] == b[0])
+    bridge: set[int] = set()
+    spent = 0
+    for gap, i in gaps:
+        if spent + gap > gap_bytes:
+            break
+        spent += gap
+        bridge.add(i)
+    joined: list[ByteRange] = [out[0]]
+    for i, span in enumerate(out[1:]):
+        if i in bridge:
+            joined[-1] = (joined[-1][0], joined[-1][1], span[2])
+        else:
+            joined.append(span)
+    return joined
+
+
+def _containing(merged: list[ByteRange], file: str, start: int, end: int) -> ByteRange:
+    i = bisect.bisect_right(merged, (file, start, float("inf"))) - 1
+    span = merged[i]
+    assert span[0] == file and span[1] <= start and end <= span[2]
+    return span
+
+
+_SHARD_RE = re.compile(r"model-(\d{5})-of-(\d{5})\.safetensors")
+
+
+def complete_shard_series(names: Iterable[str]) -> list[str] | None:
+    """The standard shard files ``model-0000i-of-0000N.safetensors`` if all N are present, else None.
+
+    >>> complete_shard_series(["model-00002-of-00002.safetensors", "model-00001-of-00002.safetensors", "x"])
+    ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']
+    >>> complete_shard_series(["model-00001-of-00003.safetensors"]) is None
+    True
+    """
+    found = {m.group(0): (int(m.group(1)), int(m.group(2))) for n in names if (m := _SHARD_RE.fullmatch(n))}
+    totals = {total for _, total in found.values()}
+    if len(totals) != 1:
+        return None
+    total = totals.pop()
+    if sorted(i for i, _ in found.values()) != list(range(1, total + 1)):
+        return None
+    return sorted(found)
+
+
+def parse_index(raw: bytes, where: str) -> tuple[list[str], dict[str, str]]:
+    """Validate ``model.safetensors.index.json``: return (shard files in order, weight_map).
+
+    Shard names must be plain relative paths (no ``..``, no absolute paths): a hostile index must
+    not make a local source read outside the model directory.
+
+    >>> parse_index(b'{"weight_map": {"a": "s1.safetensors", "b": "s1.safetensors"}}', "x")
+    (['s1.safetensors'], {'a': 's1.safetensors', 'b': 's1.safetensors'})
+    """
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightFormatError(f"{where}: not valid JSON ({exc.__class__.__name__})") from None
+    wm = obj.get("weight_map") if isinstance(obj, dict) else None
+    if not isinstance(wm, dict) or not wm or not all(isinstance(k, str) and isinstance(v, str) for k, v in wm.items()):
+        raise WeightFormatError(f"{where}: no weight_map object of tensor name -> shard file")
+    files: list[str] = []
+    for shard in wm.values():
+        parts = shard.replace("\\", "/").split("/")
+        if shard.startswith(("/", "\\")) or ".." in parts or not shard.strip():
+            raise WeightFormatError(f"{where}: shard name {shard!r} is not a relative file name")
+        if shard not in files:
+            files.append(shard)
+    return files, dict(wm)
+
+
+# --------------------------------------------------------------------------------------------
+# Local directories
+
+
+class LocalSource(WeightSource):
+    """A model directory: config.json plus model.safetensors, or shards with an index json.
+
+    >>> LocalSource("/no/such/dir")
+    Traceback (most recent call last):
+    detectors.errors.NotFoundError: local model directory /no/such/dir not found
+    """
+
+    def __init__(self, path: str | os.PathLike[str], ref: str | None = None) -> None:
+        super().__init__(ref or str(path), concurrency=1)
+        self.path = Path(path).expanduser()
+        if not self.path.is_dir():
+            raise NotFoundError(f"local model directory {path} not found")
+        self._fds: dict[str, int] = {}
+        self._files: tuple[list[str], dict[str, str] | None] | None = None
+
+    def config(self) -> dict:
+        p = self.path / "config.json"
+        if not p.is_file():
+            return {}
+        try:
+            obj = json.loads(p.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise WeightFormatError(f"{p}: not valid JSON ({exc.__class__.__name__})") from None
+        if not isinstance(obj, dict):
+            raise WeightFormatError(f"{p}: expected a JSON object")
+        return obj
+
+    def _list_weight_files(self) -> tuple[list[str], dict[str, str] | None]:
+        if self._files is None:
+            index = self.path / INDEX_FILE
+            if index.is_file():
+                files, wm = parse_index(index.read_bytes(), str(index))
+                for f in files:
+                    if not (self.path / f).is_file():
+                        raise NotFoundError(f"{self.path / f}: shard named in {INDEX_FILE} is missing")
+                self._files = (files, wm)
+            elif (self.path / SINGLE_FILE).is_file():
+                self._files = ([SINGLE_FILE], None)
+            else:
+                found = sorted(p.name for p in self.path.glob("*.safetensors") if p.is_file())
+                if not found:
+                    raise NotFoundError(f"{self.path}: no {SINGLE_FILE}, {INDEX_FILE} or other .safetensors file")
+                self._files = (found, None)
+        return self._files
+
+    def _fd(self, file: str) -> int:
+        with self._lock:
+            if file not in self._fds:
+                try:
+                    self._fds[file] = os.open(self.path / file, os.O_RDONLY)
+                except FileNotFoundError:
+                    raise NotFoundError(f"{self.path / file}: file not found") from None
+            return self._fds[file]
+
+    def _read_prefix(self, file: str, n: int) -> tuple[bytes, int | None]:
+        # Locally there is no round trip to save: read the length, then exactly the header, so that
+        # bytes_read counts only what a scan needs (a bogus length is capped here, rejected later).
+        fd = self._fd(file)
+        size = os.fstat(fd).st_size
+        first8 = os.pread(fd, 8, 0)
+        want = 8 + min(int.from_bytes(first8, "little"), MAX_HEADER_BYTES) if len(first8) == 8 else 0
+        rest = os.pread(fd, min(want, size) - len(first8), len(first8)) if want > len(first8) else b""
+        self._count(len(first8) + len(rest), requests=2 if rest else 1)
+        return first8 + rest, size
+
+    def _read_one(self, file: str, start: int, end: int) -> bytes:
+        fd = self._fd(file)
+        data = os.pread(fd, end - start, start)
+        self._count(len(data))
+        if len(data) != end - start:
+            raise WeightFormatError(f"{self.path / file}: file ends before byte {end} (truncated?)")
+        return data
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+    def __del__(self) -> None:
+        # Sources are often used without `with`; do not leak one descriptor per shard.
+        if getattr(self, "_fds", None):
+            self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Hub repos
+
+
+def _secret(token: str | SecretStr | None) -> str | None:
+    return token.get_secret_value() if isinstance(token, SecretStr) else token
+
+
+class HubSource(WeightSource):
+    """A Hub model repo, read with HTTP range requests through huggingface_hub's session.
+
+    ``model_info`` gives the commit sha (every later read is pinned to it) and the file list.
+    Errors: 404 -> NotFoundError, 401/403 -> AccessDeniedError, persistent 429/5xx/timeouts ->
+    RemoteError. The token is sent as a header and appears in no message or log.
+    """
+
+    split_bytes = 16 * 2**20
+
+    def __init__(
+        self,
+        repo_id: str,
+        revision: str | None = None,
+        *,
+        endpoint: str | None = None,
+        token: str | SecretStr | None = None,
+        concurrency: int = 16,
+        ref: str | None = None,
+        max_retries: int = 4,
+        backoff_s: float = 0.5,
+        max_wait_s: float = 300.0,
+        timeout_s: float = 60.0,
+    ) -> None:
+        from huggingface_hub import HfApi, constants
+        from huggingface_hub.utils import build_hf_headers
+
+        super().__init__(ref or (repo_id if revision is None else f"{repo_id}@{revision}"), concurrency)
+        self.repo_id = repo_id
+        self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+        self.max_retries, self.backoff_s, self.max_wait_s, self.timeout_s = max_retries, backoff_s, max_wait_s, timeout_s
+        # token=False, not None: never fall back to a token cached on this machine; the bot's token
+        # comes from its settings only.
+        self._token: str | bool = _secret(token) or False
+        self._api = HfApi(endpoint=self.endpoint, token=self._token)
+        self._base_headers = build_hf_headers(token=self._token)
+        info = self._retrying(lambda: self._api.model_info(repo_id, revision=revision, timeout=self.timeout_s),
+                              what=f"model info of {repo_id}", revision=revision)
+        self._count(0)
+        self.revision = revision
+        self.sha: str = info.sha or revision or "main"
+        self.siblings: set[str] = {s.rfilename for s in (info.siblings or [])}
+        self._files: tuple[list[str], dict[str, str] | None] | None = None
+
+    # -- errors and retries ---------------------------------------------------------------------
+    def _retrying(self, call: Callable[[], T], what: str, revision: str | None = None) -> T:
+        """Run a huggingface_hub call with bounded retries, mapping its errors to provbot's."""
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            OfflineModeIsEnabled,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+        from huggingface_hub.utils import httpx
+
+        where = f"repo {self.repo_id} on {self.endpoint}"
+        for attempt in range(self.max_retries + 1):
+            try:
+                return call()
+            except RevisionNotFoundError:
+                raise NotFoundError(f"revision {revision} not found in {where}") from None
+            except GatedRepoError:
+                raise AccessDeniedError(f"access to gated {where} denied (accept its terms, or check the token)") from None
+            except HfHubHTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else 0
+                if status in (401, 403):
+                    raise AccessDeniedError(f"access to {where} denied (HTTP {status}): private or gated, a wrong token, or no such repo") from None
+                if status == 404 or isinstance(exc, RepositoryNotFoundError):
+                    raise NotFoundError(f"repo {self.repo_id} not found on {self.endpoint}") from None
+                if status not in (408, 429) and status < 500:
+                    raise RemoteError(f"{self.endpoint} answered HTTP {status} for {what}") from None
+                last = f"HTTP {status}"
+                wait = _retry_after(exc.response.headers if exc.response is not None else {})
+            except OfflineModeIsEnabled:
+                raise RemoteError(f"cannot reach {self.endpoint}: HF_HUB_OFFLINE is set") from None
+            except (httpx.TransportError, OSError) as exc:
+                last, wait = type(exc).__name__, None
+            self._sleep(attempt, wait)
+        raise RemoteError(f"{what} failed on {self.endpoint} after {self.max_retries + 1} tries ({last})")
+
+    def _sleep(self, attempt: int, retry_after: float | None) -> None:
+        # A 429's reset time is honoured up to max_wait_s (the Hub's windows are 5 minutes);
+        # other failures back off exponentially from backoff_s.
+        if attempt >= self.max_retries:
+            return
+        wait = min(self.max_wait_s, retry_after if retry_after is not None else self.backoff_s * 2**attempt)
+        if wait >= 5:
+            log.warning("%s: rate limited or failing, waiting %.0f s before retrying", self.endpoint, wait)
+        time.sleep(wait)
+
+    # -- HTTP -------------------------------------------------------------------------------------
+    def _url(self, file: str) -> str:
+        from huggingface_hub import hf_hub_url
+
+        return hf_hub_url(self.repo_id, file, revision=self.sha, endpoint=self.endpoint)
+
+    def _get(self, file: str, start: int | None = None, end: int | None = None, exact: bool = True) -> tuple[bytes, int | None]:
+        """GET a file or the range ``[start, end)`` of it; returns (bytes, file size if known).
+
+        A 200 answer to a range request (server ignoring Range) is read only up to ``end`` and
+        sliced. ``exact=False`` accepts a short answer (the file ends before ``end``).
+        """
+        from huggingface_hub.errors import OfflineModeIsEnabled
+        from huggingface_hub.utils import get_session, httpx
+
+        headers = dict(self._base_headers)
+        if start is not None:
+            headers["Range"] = f"bytes={start}-{end - 1}"  # HTTP ranges are inclusive
+        url = self._url(file)
+        where = f"{file} in repo {self.repo_id}@{self.sha[:12]} on {self.endpoint}"
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            wait = None
+            try:
+                got, size, transferred = self._get_once(get_session(), url, headers, start, end, where)
+            except ProvbotError:
+                self._count(0)
+                raise
+            except _Retry as r:
+                self._count(0)
+                last, wait = r.reason, r.wait
+            except OfflineModeIsEnabled:
+                raise RemoteError(f"cannot reach {self.endpoint}: HF_HUB_OFFLINE is set") from None
+            except httpx.TransportError as exc:
+                self._count(0)
+                last = type(exc).__name__
+            else:
+                self._count(transferred)
+                if got is not None:
+                    if start is not None and exact and len(got) != end - start:
+                        raise WeightFormatError(f"{self.ref}/{file}: file ends before byte {end} (truncated?)")
+                    return got, size
+                last = "answer for the wrong range"
+            log.debug("retrying %s (%s), attempt %d", url, last, attempt + 1)
+            self._sleep(attempt, wait)
+        raise RemoteError(f"reading {where} failed after {self.max_retries + 1} tries ({last})")
+
+    def _get_once(self, session, url, headers, start, end, where) -> tuple[bytes | None, int | None, int]:  # noqa: ANN001
+        with session.stream("GET", url, headers=headers, timeout=self.timeout_s, follow_redirects=True) as r:
+            status = r.status_code
+            if status == 206:
+                first, size = _content_range(r.headers.get("content-range", ""))
+                if start is None or (first is not None and first != start):
+                    return None, size, 0
+                body = _read_upto(r, end - start)  # a server sending more than asked is cut off
+                return body, size, len(body)
+            if status == 200:
+                limit = MAX_JSON_BYTES + 1 if start is None else end
+                # The rest of a whole-file answer to a range request is not needed: drop the connection.
+                buf = _read_upto(r, limit)
+                if start is None:
+                    if len(buf) > MAX_JSON_BYTES:
+                        raise WeightFormatError(f"{where}: larger than {MAX_JSON_BYTES} bytes, refusing to read it")
+                    return bytes(buf), len(buf), len(buf)
+                size = len(buf) if len(buf) < limit else None
+                return bytes(buf[start:end]), size, len(buf)
+            if status == 404:
+                raise NotFoundError(f"{where}: not found (HTTP 404)")
+            if status in (401, 403):
+                raise AccessDeniedError(f"{where}: access denied (HTTP {status}): private, gated or bad token")
+            if status == 416:
+                raise WeightFormatError(f"{where}: bytes {start}-{end - 1} are past the end of the file")
+            if status in (408, 429) or status >= 500:
+                raise _Retry(f"HTTP {status}", _retry_after(r.headers))
+            raise RemoteError(f"{where}: unexpected HTTP {status}")
+
+    # -- WeightSource -----------------------------------------------------------------------------
+    def config(self) -> dict:
+        if "config.json" not in self.siblings:
+            return {}
+        raw, _ = self._get("config.json")
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise WeightFormatError(f"{self.ref}/config.json: not valid JSON ({exc.__class__.__name__})") from None
+        if not isinstance(obj, dict):
+            raise WeightFormatError(f"{self.ref}/config.json: expected a JSON object")
+        return obj
+
+    def _list_weight_files(self) -> tuple[list[str], dict[str, str] | None]:
+        if self._files is None:
+            series = complete_shard_series(self.siblings)
+            if series:
+                # The shard headers already say where each tensor is; skipping the index saves
+                # megabytes per scan on models with tens of thousands of tensors.
+                self._files = (series, None)
+            elif INDEX_FILE in self.siblings:
+                raw, _ = self._get(INDEX_FILE)
+                files, wm = parse_index(raw, f"{self.ref}/{INDEX_FILE}")
+                for f in files:
+                    if f not in self.siblings:
+                        raise NotFoundError(f"{self.ref}: shard {f} named in {INDEX_FILE} is not in the repo")
+                self._files = (files, wm)
+            elif SINGLE_FILE in self.siblings:
+                self._files = ([SINGLE_FILE], None)
+            else:
+                found = sorted(f for f in self.siblings if f.endswith(".safetensors") and "/" not in f)
+                if not found:
+                    raise NotFoundError(
+                        f"repo {self.repo_id} on {self.endpoint} has no safetensors weights (pickled .bin files are never read)"
+                    )
+                self._files = (found, None)
+        return self._files
+
+    def _read_prefix(self, file: str, n: int) -> tuple[bytes, int | None]:
+        try:
+            return self._get(file, 0, n, exact=False)
+        except WeightFormatError:
+            # 416 on bytes=0-...: the file is empty.
+            raise WeightFormatError(f"{self.ref}/{file}: empty file, not a safetensors file") from None
+
+    def _read_one(self, file: str, start: int, end: int) -> bytes:
+        return self._get(file, start, end)[0]
+
+
+def _read_upto(response, limit: int) -> bytes:  # noqa: ANN001
+    buf = bytearray()
+    for chunk in response.iter_bytes():
+        buf += chunk
+        if len(buf) >= limit:
+            break
+    return bytes(buf[:limit])
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, wait: float | None) -> None:
+        super().__init__(reason)
+        self.reason, self.wait = reason, wait
+
+
+def _retry_after(headers: object) -> float | None:
+    """Seconds to wait before retrying: the Hub's ``RateLimit`` reset when exhausted, else ``Retry-After``."""
+    from huggingface_hub.utils import parse_ratelimit_headers
+
+    try:
+        info = parse_ratelimit_headers(headers)  # type: ignore[arg-type]
+        if info is not None and info.remaining == 0:
+            return float(info.reset_in_seconds)
+        value = headers.get("retry-after")  # type: ignore[attr-defined]
+        return float(value) if value is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+def _content_range(value: str) -> tuple[int | None, int | None]:
+    """(first byte, total size) from ``Content-Range: bytes a-b/total``."""
+    m = _CONTENT_RANGE.match(value.strip())
+    if not m:
+        return None, None
+    return int(m.group(1)), (None if m.group(3) == "*" else int(m.group(3)))
+
+
+# --------------------------------------------------------------------------------------------
+
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
+
+
+def open_source(
+    ref: str,
+    endpoint: str | None = None,
+    token: str | SecretStr | None = None,
+    concurrency: int = 16,
+) -> WeightSource:
+    """Open ``ref``: an existing local directory, else a Hub repo ``org/name`` or ``org/name@revision``.
+
+    >>> open_source("not a ref")
+    Traceback (most recent call last):
+    detectors.errors.NotFoundError: 'not a ref' is neither a local model directory nor a Hub repo id (org/name[@revision])
+    """
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return LocalSource(path, ref=ref)
+    if path.is_file():
+        raise NotFoundError(f"{ref} is a file: give the model directory that holds it")
+    if ref.startswith(("/", ".", "~")):
+        raise NotFoundError(f"local model directory {ref} not found")
+    repo, _, revision = ref.partition("@")
+    if not _REPO_ID.fullmatch(repo) or (_ and not revision):
+        raise NotFoundError(f"{ref!r} is neither a local model directory nor a Hub repo id (org/name[@revision])")
+    return HubSource(repo, revision or None, endpoint=endpoint, token=token, concurrency=concurrency, ref=ref)

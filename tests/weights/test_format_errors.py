@@ -1,0 +1,133 @@
+"""Malformed safetensors files and indexes give one clear error line naming the file."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from detectors.errors import NotFoundError, WeightFormatError
+from detectors.weights.safetensors_format import MAX_HEADER_BYTES, decode
+from detectors.weights.sources import LocalSource, open_source
+from tests.weights.builders import dense_state, raw_safetensors, write_model
+
+GOOD = {"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}
+
+
+def _tensors(folder: Path):
+    return LocalSource(folder).tensors()
+
+
+@pytest.mark.parametrize(
+    ("header", "data", "length", "match"),
+    [
+        (GOOD, b"\0" * 16, 10_000, "larger than the file"),
+        (GOOD, b"\0" * 16, MAX_HEADER_BYTES + 1, "exceeds the 25000000-byte limit"),
+        (GOOD, b"\0" * 16, 1, "too small"),
+        (b"{not json", b"", None, "not valid JSON"),
+        (b"\xff\xfe{}", b"", None, "not valid JSON"),
+        ([1, 2, 3], b"", None, "expected an object"),
+        ({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}, b"\0" * 8, None, "past the end of the file"),
+        ({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}}, b"\0" * 16, None, "needs 16"),
+        ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}}, b"\0" * 16, None, "negative or reversed"),
+        ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}, b"\0" * 16, None, "negative or reversed"),
+        (
+            {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+             "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
+            b"\0" * 16, None, "overlap",
+        ),
+        ({"w": {"dtype": "Q4_K", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, None, "unknown dtype"),
+        ({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, b"\0" * 8, None, "not a list of non-negative"),
+        ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0]}}, b"\0" * 8, None, "not a pair of integers"),
+        ({"w": [1, 2]}, b"", None, "entry is not an object"),
+    ],
+)
+def test_malformed_headers_name_the_file(tmp_path, header, data, length, match):
+    raw_safetensors(tmp_path / "m" / "model.safetensors", header, data, length)
+    with pytest.raises(WeightFormatError, match=match) as err:
+        _tensors(tmp_path / "m")
+    assert "model.safetensors" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_file_shorter_than_length_prefix(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"\x01\x02")
+    with pytest.raises(WeightFormatError, match="shorter than the 8-byte"):
+        _tensors(tmp_path / "m")
+
+
+def test_metadata_is_ignored_and_offsets_are_absolute(tmp_path):
+    header = {"__metadata__": {"format": "pt"}, **GOOD}
+    path = raw_safetensors(tmp_path / "m" / "model.safetensors", header, struct.pack("<4f", 1, 2, 3, 4))
+    meta = _tensors(tmp_path / "m")["w"]
+    assert (meta.shape, meta.dtype) == ((2, 2), "F32")
+    assert path.read_bytes()[meta.start : meta.end] == struct.pack("<4f", 1, 2, 3, 4)
+
+
+def test_missing_directory_and_weights(tmp_path):
+    with pytest.raises(NotFoundError, match="not found"):
+        LocalSource(tmp_path / "nope")
+    with pytest.raises(NotFoundError, match="not found"):
+        open_source(str(tmp_path / "nope"))
+    (tmp_path / "f.safetensors").write_bytes(b"")
+    with pytest.raises(NotFoundError, match="is a file"):
+        open_source(str(tmp_path / "f.safetensors"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NotFoundError, match="no model.safetensors"):
+        _tensors(tmp_path / "empty")
+
+
+def test_index_naming_a_missing_shard(tmp_path):
+    folder = write_model(tmp_path / "m", dense_state(), shards=2)
+    (folder / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(NotFoundError, match="model-00002-of-00002.safetensors.*missing"):
+        _tensors(folder)
+
+
+@pytest.mark.parametrize(
+    ("index", "match"),
+    [
+        (b"{oops", "not valid JSON"),
+        (b"[]", "no weight_map"),
+        (json.dumps({"weight_map": {"w": 3}}).encode(), "no weight_map"),
+        (json.dumps({"weight_map": {"w": "../../etc/passwd"}}).encode(), "not a relative file name"),
+        (json.dumps({"weight_map": {"w": "/abs.safetensors"}}).encode(), "not a relative file name"),
+    ],
+)
+def test_malformed_index(tmp_path, index, match):
+    folder = write_model(tmp_path / "m", dense_state(), shards=2)
+    (folder / "model.safetensors.index.json").write_bytes(index)
+    with pytest.raises(WeightFormatError, match=match) as err:
+        _tensors(folder)
+    assert "model.safetensors.index.json" in str(err.value)
+
+
+def test_index_putting_a_tensor_in_the_wrong_shard(tmp_path):
+    folder = write_model(tmp_path / "m", dense_state(), shards=2)
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    name = next(iter(index["weight_map"]))
+    other = {"model-00001-of-00002.safetensors": "model-00002-of-00002.safetensors"}
+    index["weight_map"][name] = other.get(index["weight_map"][name], "model-00001-of-00002.safetensors")
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(WeightFormatError, match="does not hold it"):
+        _tensors(folder)
+
+
+def test_truncated_data_is_reported_on_read(tmp_path):
+    folder = write_model(tmp_path / "m", {"w": torch.ones(4, 4)})
+    src = LocalSource(folder)
+    meta = src.tensors()["w"]
+    with pytest.raises(WeightFormatError, match="truncated"):
+        src.read_ranges([(meta.file, meta.start, meta.end + 100)])
+
+
+def test_decode_rejects_partial_elements():
+    with pytest.raises(WeightFormatError, match="whole number"):
+        decode(b"\0\0\0", "F32")
+    assert decode(b"", "BF16").numel() == 0
+    assert torch.equal(decode(torch.tensor([1.5, -2.0], dtype=torch.bfloat16).view(torch.uint8).numpy().tobytes(), "BF16"),
+                       torch.tensor([1.5, -2.0]))

@@ -1,0 +1,235 @@
+"""Hub sources against the project's local Hub server (real HTTP on loopback)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+from pydantic import SecretStr
+
+from detectors.errors import AccessDeniedError, NotFoundError, RemoteError, WeightFormatError
+from detectors.weights.reader import canonical_models, read_sample, read_samples
+from detectors.weights.sampling import plan_sample
+from detectors.weights.sources import HubSource, LocalSource, open_source
+from tests.weights.builders import dense_state, raw_safetensors, write_model
+
+BUDGET = 16 * 1024
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return write_model(tmp_path_factory.mktemp("hubsrc") / "m", dense_state(seed=3), prefix="model.", shards=2)
+
+
+def _fast(repo: str, hub, **kw) -> HubSource:
+    # Short backoff so retry tests stay quick; the bounds are what is under test.
+    return HubSource(repo, endpoint=hub.url, backoff_s=0.01, max_wait_s=0.05, **kw)
+
+
+def test_hub_reads_match_local_reads(localhub_session, model_dir):
+    sha = localhub_session.add_repo("acme/sharded", model_dir)
+    hub = open_source("acme/sharded", endpoint=localhub_session.url, concurrency=4)
+    assert hub.sha == sha  # every read is pinned to this commit
+    assert hub.config() == {"model_type": "llama"}
+    local = LocalSource(model_dir)
+    plan = plan_sample(canonical_models([hub, local]), BUDGET)
+    both = read_samples([hub, local], plan)
+    got, want = both[hub.ref], both[local.ref]
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k]) for k in got)
+    # Index + two shard headers + range requests; bytes are headers plus the planned data.
+    data = plan.planned_bytes(hub.ref)
+    assert hub.requests >= 4 + len(plan.tensors) // 2
+    assert data < hub.bytes_read <= data + 2 * 100_000 + 10_000
+
+
+def test_redirected_resolve_is_followed(localhub_session, model_dir):
+    localhub_session.add_repo("acme/redirected", model_dir)
+    localhub_session.options.redirect_resolve = True
+    hub = open_source("acme/redirected@main", endpoint=localhub_session.url)
+    local = LocalSource(model_dir)
+    plan = plan_sample(canonical_models([hub, local]), BUDGET)
+    got, want = read_sample(hub, plan), read_sample(local, plan)
+    assert all(torch.equal(got[k], want[k]) for k in got)
+
+
+def test_long_header_takes_a_second_request(localhub_session, tmp_path):
+    names = {f"layers.{i}.a_rather_long_module_name_to_make_the_header_big.weight": torch.full((2,), float(i)) for i in range(1500)}
+    folder = write_model(tmp_path / "long", names)
+    assert int.from_bytes((folder / "model.safetensors").read_bytes()[:8], "little") > 100_000
+    localhub_session.add_repo("acme/long", folder)
+    hub = open_source("acme/long", endpoint=localhub_session.url)
+    assert len(hub.tensors()) == 1500
+    assert hub.requests == 3  # model info, the first 100 KB, then the rest of the header
+    plan = plan_sample(canonical_models([hub]), None, full=True)
+    sample = read_sample(hub, plan)
+    assert torch.equal(sample["layers.7.a_rather_long_module_name_to_make_the_header_big.weight"], torch.full((2,), 7.0))
+
+
+def test_missing_repo_revision_and_file(localhub_session, model_dir, tmp_path):
+    url = localhub_session.url
+    with pytest.raises(NotFoundError, match=f"repo acme/nope not found on {url}"):
+        open_source("acme/nope", endpoint=url)
+    localhub_session.add_repo("acme/present", model_dir)
+    with pytest.raises(NotFoundError, match="revision v9 not found in repo acme/present"):
+        open_source("acme/present@v9", endpoint=url)
+    # An index naming a shard the repo lacks.
+    index = json.loads((model_dir / "model.safetensors.index.json").read_text())
+    localhub_session.add_repo("acme/broken", {"model.safetensors.index.json": json.dumps(index)})
+    with pytest.raises(NotFoundError, match="shard model-0000.-of-00002.safetensors named in"):
+        open_source("acme/broken", endpoint=url).tensors()
+    localhub_session.add_repo("acme/pickles", {"config.json": "{}", "pytorch_model.bin": b"not read"})
+    with pytest.raises(NotFoundError, match="no safetensors weights"):
+        open_source("acme/pickles", endpoint=url).tensors()
+
+
+def test_malformed_remote_header(localhub_session, tmp_path):
+    path = raw_safetensors(tmp_path / "bad" / "model.safetensors", {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 4)
+    localhub_session.add_repo("acme/bad", path.parent)
+    with pytest.raises(WeightFormatError, match="acme/bad/model.safetensors.*past the end"):
+        open_source("acme/bad", endpoint=localhub_session.url).tensors()
+    localhub_session.add_repo("acme/empty", {"model.safetensors": b""})
+    with pytest.raises(WeightFormatError, match="acme/empty/model.safetensors"):
+        open_source("acme/empty", endpoint=localhub_session.url).tensors()
+
+
+def test_private_and_gated_repos_need_a_token_which_is_never_logged(localhub_session, model_dir, caplog):
+    secret = "hf_localtestsecret123"
+    localhub_session.add_token(secret, "alice")
+    localhub_session.add_repo("acme/private", model_dir, config={"private": True, "members": ["alice"]})
+    localhub_session.add_repo("acme/gated", model_dir, config={"gated": "auto", "members": ["alice"]})
+    url = localhub_session.url
+    with pytest.raises(AccessDeniedError, match="acme/private"):
+        open_source("acme/private", endpoint=url)
+    with pytest.raises(AccessDeniedError, match="acme/gated|model-0000"):
+        open_source("acme/gated", endpoint=url).tensors()
+    caplog.set_level(logging.DEBUG)
+    for repo in ("acme/private", "acme/gated"):
+        src = open_source(repo, endpoint=url, token=SecretStr(secret))
+        plan = plan_sample(canonical_models([src]), BUDGET)
+        assert read_sample(src, plan)
+    with pytest.raises(AccessDeniedError) as err:
+        open_source("acme/private", endpoint=url, token="hf_wrong_token_456")
+    assert "hf_wrong_token_456" not in str(err.value)
+    assert secret not in caplog.text and secret not in repr(src.__dict__.get("_api"))
+
+
+def test_rate_limits_and_server_errors_are_retried(localhub_session, model_dir):
+    localhub_session.add_repo("acme/flaky", model_dir)
+    localhub_session.rate_limit("/api/models/acme/flaky", count=1, reset_s=0)
+    localhub_session.inject("/acme/flaky/resolve/", status=503, count=2)
+    src = _fast("acme/flaky", localhub_session)
+    assert len(src.tensors()) == len(dense_state())
+    assert localhub_session.faults.pending() == 0
+    assert src.requests >= 3 + 2  # index + two headers, plus two retried 503s
+
+
+def test_persistent_errors_give_up_after_bounded_retries(localhub_session, model_dir):
+    localhub_session.add_repo("acme/down", model_dir)
+    src = _fast("acme/down", localhub_session, max_retries=2)
+    localhub_session.inject("/acme/down/resolve/", status=500, count=50)
+    with pytest.raises(RemoteError, match=r"after 3 tries \(HTTP 500\)"):
+        src.tensors()
+    # Three tries per shard header (the two shards are read concurrently), never more.
+    assert 50 - localhub_session.faults.pending() in (3, 6)
+    localhub_session.clear_faults()
+
+
+def test_unreachable_endpoint_is_a_remote_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: connections are refused
+    with pytest.raises(RemoteError, match=f"127.0.0.1:{port}"):
+        HubSource("acme/x", endpoint=f"http://127.0.0.1:{port}", max_retries=1, backoff_s=0.01)
+
+
+class _NoRangeHandler(BaseHTTPRequestHandler):
+    """A minimal Hub that ignores Range and answers 200 with the whole file, as some CDNs do."""
+
+    blob = b""
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.startswith("/api/models/"):
+            body = json.dumps({"id": "acme/norange", "sha": "a" * 40, "siblings": [{"rfilename": "model.safetensors"}]}).encode()
+        else:
+            body = self.blob
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the reader stops once it has the bytes it asked for
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_full_body_answer_to_a_range_request_is_sliced(tmp_path):
+    # bot/localhub always honours Range; this server stands in for CDNs that do not.
+    state = dense_state(seed=5)
+    folder = write_model(tmp_path / "m", state)
+    _NoRangeHandler.blob = (folder / "model.safetensors").read_bytes()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoRangeHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hub = HubSource("acme/norange", endpoint=f"http://127.0.0.1:{server.server_port}")
+        local = LocalSource(folder)
+        plan = plan_sample(canonical_models([hub, local]), BUDGET)
+        got, want = read_sample(hub, plan), read_sample(local, plan)
+        assert all(torch.equal(got[k], want[k]) for k in got)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_oversized_json_is_refused(localhub_session, model_dir, monkeypatch):
+    from detectors.weights import sources
+
+    monkeypatch.setattr(sources, "MAX_JSON_BYTES", 100)
+    localhub_session.add_repo("acme/bigindex", _nonstandard_shards(model_dir))
+    with pytest.raises(WeightFormatError, match="model.safetensors.index.json.*larger than 100 bytes"):
+        open_source("acme/bigindex", endpoint=localhub_session.url).tensors()
+
+
+def _nonstandard_shards(model_dir) -> dict[str, bytes]:
+    """The model's files with shards renamed off the model-0000i-of-0000N pattern: the index is needed."""
+    index = json.loads((model_dir / "model.safetensors.index.json").read_text())
+    names = {old: f"part-{i}.safetensors" for i, old in enumerate(sorted(set(index["weight_map"].values())))}
+    index["weight_map"] = {k: names[v] for k, v in index["weight_map"].items()}
+    files = {names.get(p.name, p.name): p.read_bytes() for p in model_dir.iterdir()}
+    files["model.safetensors.index.json"] = json.dumps(index).encode()
+    return files
+
+
+def test_complete_shard_series_is_read_without_the_index(localhub_session, model_dir):
+    files = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    index = files.pop("model.safetensors.index.json")
+    localhub_session.add_repo("acme/series", {**files, "model.safetensors.index.json": b"not json"})
+    # The shard headers say where every tensor is; the (here broken) index is never fetched.
+    names = set(open_source("acme/series", endpoint=localhub_session.url).tensors())
+    assert names == set(json.loads(index)["weight_map"])
+
+
+def test_nonstandard_shards_are_found_through_the_index(localhub_session, model_dir):
+    localhub_session.add_repo("acme/parts", _nonstandard_shards(model_dir))
+    src = open_source("acme/parts", endpoint=localhub_session.url)
+    assert src.files() == ["part-0.safetensors", "part-1.safetensors"]
+    assert set(src.tensors()) == set(LocalSource(model_dir).tensors())
+
+
+def test_large_reads_are_split_into_concurrent_requests(localhub_session, model_dir):
+    localhub_session.add_repo("acme/split", model_dir)
+    hub = open_source("acme/split", endpoint=localhub_session.url, concurrency=4)
+    hub.split_bytes = 8000
+    plan = plan_sample(canonical_models([hub]), None, full=True)
+    before = hub.requests
+    got = read_sample(hub, plan)
+    want = read_sample(LocalSource(model_dir), plan_sample(canonical_models([LocalSource(model_dir)]), None, full=True))
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert hub.requests - before >= sum(t.n_elements * 4 for t in plan.tensors) // 8000
