@@ -1,0 +1,214 @@
+"""``provbot run``, ``provbot review ...``, ``provbot audit`` and ``provbot demo``: the bot service.
+
+Examples::
+
+    provbot run                                  # scheduler, webhook endpoint, workers (Ctrl-C stops)
+    provbot run --once                           # one poll, run the queue dry, exit (cron style)
+    provbot review list                          # findings waiting for a moderator
+    provbot review show 3                        # the evidence and the exact text that would be posted
+    provbot review approve 3 --as alice
+    provbot review reject 4 --as alice --reason "declared in the paper"
+    provbot audit --repo org/model --since 2h --json
+    provbot demo                                 # the whole story offline, in well under 2 minutes
+
+Settings come from config/default.toml and PROVBOT_* variables (PROVBOT_DATABASE_URL,
+PROVBOT_HUB_TOKEN, PROVBOT_BOT__MODE, PROVBOT_BOT__WEBHOOK_SECRET, ...).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import typer
+
+from detectors.errors import ConfigError
+
+review_app = typer.Typer(name="review", help="Moderator review of findings before anything is posted.", no_args_is_help=True)
+
+
+def _context(database: str | None = None, mode: str | None = None) -> Any:
+    from bot.service.context import BotContext
+    from bot.settings import get_settings
+
+    settings = get_settings()
+    updates: dict[str, Any] = {}
+    if database:
+        updates["database_url"] = database
+    if mode:
+        if mode not in ("review", "auto", "dry_run"):
+            raise ConfigError(f"unknown mode {mode!r} (review, auto or dry_run)")
+        updates["bot"] = settings.bot.model_copy(update={"mode": mode})
+    return BotContext.build(settings.model_copy(update=updates))
+
+
+def _default_reviewer() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "moderator"
+
+
+def run(
+    once: bool = typer.Option(False, "--once", help="Poll once, run every queued job, then exit."),
+    mode: str | None = typer.Option(None, "--mode", help="review, auto or dry_run (default: settings)."),
+    port: int | None = typer.Option(None, "--port", help="Webhook/health/metrics port (default: settings)."),
+    database: str | None = typer.Option(None, "--database", help="Database URL (default: PROVBOT_DATABASE_URL)."),
+) -> None:
+    """Run the bot: scheduled polls, the webhook endpoint (/webhook, /healthz, /metrics) and workers."""
+    from bot.service.app import BotService
+
+    ctx = _context(database, mode)
+    if once:
+        svc = BotService(ctx, port=port, schedule=False)
+        svc.poller.poll()
+        if ctx.settings.bot.watch_discussions:
+            svc.poller.poll_discussions()
+        while svc.workers.run_once() is not None:
+            pass
+        typer.echo(json.dumps(ctx.queue.counts()))
+        return
+    svc = BotService(ctx, port=port).start()
+    typer.echo(f"provbot running in {ctx.settings.bot.mode} mode on {svc.url} (webhook /webhook, /healthz, /metrics)")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    svc.run_task("poll")  # do not wait a whole interval for the first walk
+    try:
+        stop.wait()
+    finally:
+        svc.stop()
+
+
+@review_app.command("list")
+def review_list(
+    status: str = typer.Option("pending", "--status", help="pending, approved, posted, rejected, recorded or all."),
+    as_json: bool = typer.Option(False, "--json"),
+    database: str | None = typer.Option(None, "--database"),
+) -> None:
+    """Findings by status (default: those waiting for a moderator)."""
+    from bot.service.review import Review
+
+    items = Review(_context(database)).list(status)
+    if as_json:
+        typer.echo(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
+        return
+    if not items:
+        typer.echo(f"no {status} findings")
+    for i in items:
+        typer.echo(f"#{i.id}  {i.status:<8} {i.repo}@{i.revision[:12]}  {i.summary}  [{i.origin.split(':')[0]}]")
+
+
+@review_app.command("show")
+def review_show(
+    finding_id: int = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+    database: str | None = typer.Option(None, "--database"),
+) -> None:
+    """One finding: its evidence and the exact text that would be posted."""
+    from bot.service.review import Review
+
+    review = Review(_context(database))
+    view = review.get(finding_id)
+    if as_json:
+        typer.echo(view.model_dump_json(indent=2))
+        return
+    typer.echo(f"finding #{view.id}: {view.status} {view.repo}@{view.revision}")
+    if view.reason:
+        typer.echo(f"reason: {view.reason}")
+    typer.echo("-" * 72)
+    typer.echo(review.preview(finding_id))
+
+
+@review_app.command("approve")
+def review_approve(
+    finding_id: int = typer.Argument(...),
+    reviewer: str = typer.Option(None, "--as", help="Moderator name recorded in the audit log (default: login)."),
+    database: str | None = typer.Option(None, "--database"),
+) -> None:
+    """Approve a pending finding: the running service posts it."""
+    from bot.service.review import Review
+
+    view = Review(_context(database)).approve(finding_id, reviewer or _default_reviewer())
+    typer.echo(f"approved finding #{view.id} ({view.repo}); a post job is queued")
+
+
+@review_app.command("reject")
+def review_reject(
+    finding_id: int = typer.Argument(...),
+    reason: str = typer.Option(..., "--reason", help="Why it should not be posted (kept in the audit log)."),
+    reviewer: str = typer.Option(None, "--as"),
+    database: str | None = typer.Option(None, "--database"),
+) -> None:
+    """Reject a pending finding with a reason; nothing is posted."""
+    from bot.service.review import Review
+
+    view = Review(_context(database)).reject(finding_id, reviewer or _default_reviewer(), reason)
+    typer.echo(f"rejected finding #{view.id} ({view.repo})")
+
+
+def parse_when(value: str | None) -> datetime | None:
+    """ISO time, or a duration back from now: ``30m``, ``2h``, ``7d``.
+
+    >>> parse_when("2026-06-01T00:00:00Z").isoformat()
+    '2026-06-01T00:00:00+00:00'
+    """
+    if value is None:
+        return None
+    m = re.fullmatch(r"(\d+)([smhd])", value.strip())
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"cannot read time {value!r} (ISO time, or 30m / 2h / 7d)") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def audit(
+    repo: str | None = typer.Option(None, "--repo"),
+    actor: str | None = typer.Option(None, "--actor"),
+    kind: str | None = typer.Option(None, "--kind", help="poll, enqueue, mention, scan, finding, post, review, error, service."),
+    since: str | None = typer.Option(None, "--since", help="ISO time or 30m / 2h / 7d."),
+    until: str | None = typer.Option(None, "--until"),
+    limit: int = typer.Option(200, "--limit", min=1),
+    as_json: bool = typer.Option(False, "--json"),
+    database: str | None = typer.Option(None, "--database"),
+) -> None:
+    """The audit log, oldest first, filtered."""
+    from bot.service.audit import AuditLog
+    from bot.service.database import Database
+    from bot.settings import get_settings
+
+    db = Database(database or get_settings().database_url)
+    db.migrate()
+    entries = AuditLog(db).query(kind=kind, repo=repo, actor=actor, since=parse_when(since), until=parse_when(until), limit=limit)
+    if as_json:
+        typer.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return
+    for e in entries:
+        who = f" {e.actor}" if e.actor else ""
+        where = f" {e.repo}" if e.repo else ""
+        typer.echo(f"{e.at:%Y-%m-%d %H:%M:%S} {e.kind:<8}{who}{where}  {e.message}")
+
+
+def demo(
+    keep: str | None = typer.Option(None, "--keep", help="Keep the demo's files (models, database) in this folder."),
+) -> None:
+    """The whole story offline: local Hub, generated models, the bot finds a hidden merge and answers a mention."""
+    from bot.demo import run_demo
+
+    run_demo(keep=keep)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.add_typer(review_app, name="review")
+    app.command("audit")(audit)
+    app.command("demo")(demo)

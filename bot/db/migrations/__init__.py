@@ -1,0 +1,1 @@
+"""Alembic migrations of the provbot database (applied by bot.db.migrate)."""

@@ -1,0 +1,92 @@
+"""Everything a job handler, the poller or the CLI needs, built once from the settings.
+
+>>> from bot.settings import Settings
+>>> ctx = BotContext.build(Settings(database_url="sqlite://", hub_endpoint="http://127.0.0.1:9"))
+>>> ctx.settings.bot.mode
+'review'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.service.audit import AuditLog
+from bot.service.database import Database
+from bot.service.hub import HubClient
+from bot.service.jobs import JobQueue
+from bot.service.mentions import MentionPolicy
+from bot.service.metrics import BotMetrics
+from bot.service.publish import Publisher
+from bot.service.redact import Redactor
+from bot.service.reporting import Renderer
+from bot.service.scanner import Scanner, hub_scanner
+from bot.settings import Settings
+
+
+@dataclass
+class BotContext:
+    settings: Settings
+    db: Database
+    queue: JobQueue
+    audit: AuditLog
+    hub: HubClient
+    publisher: Publisher
+    renderer: Renderer
+    scanner: Scanner
+    policy: MentionPolicy
+    metrics: BotMetrics
+    redactor: Redactor
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        scanner: Scanner | None = None,
+        db: Database | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        migrate: bool = True,
+    ) -> BotContext:
+        b = settings.bot
+        token = settings.hub_token.get_secret_value() if settings.hub_token else None
+        secret = b.webhook_secret.get_secret_value() if b.webhook_secret else None
+        github = b.github_token.get_secret_value() if b.github_token else None
+        redactor = Redactor([token, secret, github])
+        database = db or Database(settings.database_url)
+        if migrate:
+            database.migrate()
+        metrics = BotMetrics()
+        audit = AuditLog(database, redactor)
+        hub = HubClient(settings.hub_endpoint, token, retries=b.http_retries, backoff_max=b.backoff_max_seconds, sleep=sleep)
+        return cls(
+            settings=settings,
+            db=database,
+            queue=JobQueue(database, lease_seconds=b.lease_seconds, backoff_max=b.backoff_max_seconds),
+            audit=audit,
+            hub=hub,
+            publisher=Publisher(hub, database, audit, metrics, bot_username=b.username, dry_run=b.mode == "dry_run"),
+            renderer=Renderer(),
+            scanner=scanner or hub_scanner(settings.hub_endpoint, token, settings.scan.budget_mb),
+            policy=MentionPolicy(database, bot_username=b.username, moderators=b.moderators,
+                                 per_user_per_day=b.mentions_per_user_per_day, per_repo_per_hour=b.mentions_per_repo_per_hour),
+            metrics=metrics,
+            redactor=redactor,
+        )
+
+    def enqueue(self, kind: str, key: str, payload: dict[str, Any], *, actor: str | None = None,
+                repo: str | None = None, revision: str | None = None) -> int | None:
+        """Enqueue a job (idempotent by ``key``) and audit it when it is new."""
+        job_id = self.queue.enqueue(kind, key, payload, max_attempts=self.settings.bot.max_attempts)
+        if job_id is not None:
+            self.metrics.enqueued.labels(kind=kind).inc()
+            self.audit.record("enqueue", actor=actor, repo=repo, revision=revision, message=f"{kind} job {job_id}",
+                              data={"job_id": job_id, "kind": kind, "key": key})
+        return job_id
+
+    def opted_out(self, repo: str) -> bool:
+        """Repos or whole namespaces listed in ``bot.opt_out``."""
+        listed = {x.lower() for x in self.settings.bot.opt_out}
+        return repo.lower() in listed or repo.split("/", 1)[0].lower() in listed

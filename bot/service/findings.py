@@ -1,0 +1,84 @@
+"""Turn a scan result into a finding: decide whether it is posted, held for review, or only recorded,
+and render its texts.
+
+A finding that matches what the model card declares (every parent found is a declared base_model)
+is recorded, not posted: the bot speaks only about undisclosed lineage.
+
+>>> from detectors.weights.result import ScanResult, ParentWeight
+>>> r = ScanResult(child="org/m", relation="merge", parents=[ParentWeight(ref="org/a", weight=0.6, ci=(0.58, 0.62))])
+>>> needs_post(r, {"base_model": ["org/a"]}), needs_post(r, {})
+(False, True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.service.reporting import Renderer, is_repo_id, marker_for, report_context, significant_parents
+from detectors.weights.result import ScanResult
+
+
+def declared_lineage(card_data: Any, tags: list[str] | None) -> dict[str, Any]:
+    """``base_model`` (as a list) and ``base_model_relation`` from a model card, plus opt-out."""
+    get = (lambda k: card_data.get(k)) if card_data is not None and hasattr(card_data, "get") else (lambda k: None)
+    bases = get("base_model") or []
+    if isinstance(bases, str):
+        bases = [bases]
+    tag_list = [str(t) for t in (tags or [])] + [str(t) for t in (get("tags") or [])]
+    return {
+        "base_model": [str(b) for b in bases],
+        "base_model_relation": get("base_model_relation"),
+        "opt_out": "provbot-opt-out" in tag_list,
+    }
+
+
+def needs_post(result: ScanResult, declared: dict[str, Any]) -> bool:
+    """True when the weights show a parent the card does not declare."""
+    found = significant_parents(result)
+    declared_bases = set(declared.get("base_model") or [])
+    return bool(found) and not set(found) <= declared_bases
+
+
+def finding_marker(repo: str, revision: str) -> str:
+    """One public discussion per repo@revision: later findings for it edit the same post."""
+    return marker_for("finding", repo, revision)
+
+
+def moderation_marker(repo: str, revision: str) -> str:
+    return marker_for("moderation", repo, revision)
+
+
+def reply_marker(comment_id: str, kind: str) -> str:
+    return marker_for(f"reply-{kind}", comment_id)
+
+
+def finding_title(repo: str, result: ScanResult) -> str:
+    """A plain-text title built only from validated repo ids."""
+    found = [p for p in significant_parents(result) if is_repo_id(p)]
+    name = repo if is_repo_id(repo) else "this model"
+    if not found:
+        return f"Automated lineage check of {name}"
+    return f"Automated lineage check: {name} may derive from {' and '.join(found)}"
+
+
+def render_finding(
+    renderer: Renderer,
+    *,
+    template: str,
+    repo: str,
+    revision: str,
+    result: ScanResult,
+    declared: dict[str, Any],
+    bot_username: str,
+    marker: str,
+    against: list[str] | None = None,
+    base: str | None = None,
+    reviewed_by: str | None = None,
+    public_url: str | None = None,
+) -> str:
+    ctx = report_context(repo=repo, revision=revision, result=result, declared=declared, bot_username=bot_username,
+                         against=against, base=base, marker=marker)
+    ctx["reviewed_by"] = reviewed_by
+    ctx["public_url"] = public_url
+    return renderer.render(template, **ctx)
+

@@ -1,0 +1,140 @@
+"""Find new large uploads: walk the Hub's listings newest-first down to a stored cursor.
+
+Two listings are walked (``created_at`` and ``last_modified``: weights often arrive after the repo
+is created). Each keeps a cursor: the newest time seen and the ids at exactly that time (times tie).
+The cursor moves only after a whole walk succeeded, so a fault (429, 5xx, timeout) never loses
+anything; re-walking is harmless because scan jobs are unique per repo@revision.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from bot.db.models_bot import PollCursor, utcnow
+from bot.service.context import BotContext
+from bot.service.hub import parse_time
+from bot.service.mentions import MentionEvent, strip_non_prose
+
+log = logging.getLogger(__name__)
+
+EXPAND = ["createdAt", "lastModified", "sha", "safetensors", "tags"]
+_TIME_FIELD = {"created_at": "created_at", "last_modified": "last_modified"}
+
+
+class WalkReport(BaseModel):
+    sort: str
+    seen: int
+    new: int
+    enqueued: list[str]
+    skipped: dict[str, int]
+
+
+def parameter_total(model: Any) -> int | None:
+    st = getattr(model, "safetensors", None)
+    if st is None:
+        return None
+    total = getattr(st, "total", None)
+    if total is None and isinstance(st, dict):
+        total = st.get("total")
+    return int(total) if total is not None else None
+
+
+def skip_reason(ctx: BotContext, model: Any) -> str | None:
+    """Why a listed or uploaded model is not scanned (None: scan it)."""
+    total = parameter_total(model)
+    if total is None:
+        return "no_safetensors"
+    if total < ctx.settings.bot.min_parameters:
+        return "small"
+    if ctx.opted_out(model.id) or "provbot-opt-out" in (getattr(model, "tags", None) or []):
+        return "opt_out"
+    return None
+
+
+class Poller:
+    def __init__(self, ctx: BotContext) -> None:
+        self.ctx = ctx
+
+    def poll(self) -> list[WalkReport]:
+        """Walk every configured listing once."""
+        return [self.walk(sort) for sort in self.ctx.settings.bot.poll_sorts]
+
+    def walk(self, sort: str) -> WalkReport:
+        ctx, b = self.ctx, self.ctx.settings.bot
+        field = _TIME_FIELD.get(sort)
+        if field is None:
+            raise ValueError(f"unsupported listing sort {sort!r}")
+        with ctx.db.session() as s:
+            row = s.get(PollCursor, sort)
+            position = row.position if row else None
+            boundary = set(row.boundary_ids) if row else set()
+        floor = position or utcnow() - timedelta(hours=b.initial_lookback_hours)
+
+        def when(m: Any) -> datetime | None:
+            return parse_time(getattr(m, field, None))
+
+        def stop(m: Any) -> bool:
+            t = when(m)
+            return t is not None and t < floor
+
+        try:
+            models = ctx.hub.walk_models(sort, EXPAND, stop)
+        except Exception as exc:
+            ctx.metrics.polls.labels(outcome="error").inc()
+            ctx.audit.record("error", message=f"poll {sort}: {exc}", data={"sort": sort, "cursor": str(position)})
+            raise
+        fresh = [m for m in models if not (when(m) == position and m.id in boundary)]
+        enqueued: list[str] = []
+        skipped = {"small": 0, "no_safetensors": 0, "opt_out": 0, "duplicate": 0}
+        for m in fresh:
+            if (reason := skip_reason(ctx, m)) is not None:
+                skipped[reason] += 1
+                continue
+            revision = getattr(m, "sha", None) or "main"
+            payload = {"repo": m.id, "revision": revision, "origin": "poll"}
+            if ctx.enqueue("scan", f"scan:{m.id}@{revision}", payload, repo=m.id, revision=revision) is None:
+                skipped["duplicate"] += 1
+            else:
+                enqueued.append(f"{m.id}@{revision}")
+        # Advance the cursor to the newest time seen and the ids at exactly that time.
+        times = [t for m in models if (t := when(m)) is not None]
+        if times:
+            newest = max(times)
+            ids = {m.id for m in models if when(m) == newest}
+            if newest == position:
+                ids |= boundary
+            with ctx.db.session(write=True) as s:
+                row = s.get(PollCursor, sort)
+                if row is None:
+                    s.add(PollCursor(name=sort, position=newest, boundary_ids=sorted(ids), updated_at=utcnow()))
+                else:
+                    row.position, row.boundary_ids, row.updated_at = newest, sorted(ids), utcnow()
+        ctx.metrics.polls.labels(outcome="ok").inc()
+        report = WalkReport(sort=sort, seen=len(models), new=len(fresh), enqueued=enqueued, skipped=skipped)
+        ctx.audit.record("poll", message=f"{sort}: {len(models)} listed, {len(enqueued)} enqueued",
+                         data=report.model_dump())
+        return report
+
+    def poll_discussions(self) -> int:
+        """For watched repos without a webhook: queue every comment that mentions the bot (once per comment)."""
+        ctx, b = self.ctx, self.ctx.settings.bot
+        queued = 0
+        needle = f"@{b.username}".lower()
+        for repo in b.watch_discussions:
+            for disc in ctx.hub.discussions(repo):
+                if getattr(disc, "status", "open") != "open":
+                    continue
+                details = ctx.hub.discussion_details(repo, disc.num)
+                for event in details.events:
+                    if getattr(event, "type", "") != "comment" or (event.author or "").lower() == b.username.lower():
+                        continue
+                    if needle not in strip_non_prose(event.content or "").lower():
+                        continue
+                    ev = MentionEvent(repo=repo, discussion_num=disc.num, comment_id=event.id)
+                    if ctx.enqueue("mention", f"mention:{repo}:{event.id}", ev.model_dump(), actor=event.author, repo=repo):
+                        queued += 1
+        return queued

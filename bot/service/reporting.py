@@ -1,0 +1,205 @@
+"""Render the bot's texts (discussions, moderation issues, mention replies) from Jinja2 templates.
+
+Every value a template prints goes through :func:`md_escape` unless it is :class:`Trusted` (our own
+numbers and fixed phrases). So repo names, card fields and comment text cannot inject markdown,
+links, HTML or @mentions into what the bot posts.
+
+>>> md_escape("[click](http://x.y) @alice *b*")
+'\\\\[click\\\\]\\\\(http&#58;//x.y\\\\) &#64;alice \\\\*b\\\\*'
+>>> r = Renderer()
+>>> text = r.render("mention_ack.md.j2", repo="org/m", requester="@bob", against=[], base=None,
+...                  held=False, bot="provbot", marker=Trusted(marker_comment("provbot:ack:1")))
+>>> "automated" in text and "&#64;bob" in text
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from bot.paths import TEMPLATES_DIR
+from detectors.weights.result import ScanResult
+
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+def is_repo_id(value: str) -> bool:
+    """True for a plausible Hub model id ``namespace/name`` (no spaces, markup or path tricks).
+
+    >>> is_repo_id("org/model-1.5"), is_repo_id("org/../x"), is_repo_id("a/b)[x](y")
+    (True, False, False)
+    """
+    return bool(REPO_ID_RE.match(value)) and ".." not in value
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~$=])")
+
+
+class Trusted(str):
+    """A string the bot produced itself (formatted numbers, fixed phrases): printed as is."""
+
+
+def md_escape(value: Any) -> str:
+    """Make ``value`` inert inside Hub markdown: no emphasis, links, HTML, tables, mentions, autolinks.
+
+    Newlines become spaces so a value cannot start a heading, list, quote or table row.
+    """
+    if value is None:
+        return ""
+    text = str(value).replace("\r", " ").replace("\n", " ")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = text.replace("@", "&#64;")  # the Hub notifies @names in raw markdown; an entity is not a mention
+    text = re.sub(r"(?i)://", "&#58;//", text)  # no bare-URL autolinks
+    text = re.sub(r"(?i)\bwww\.", "www&#46;", text)
+    return text
+
+
+def _finalize(value: Any) -> Any:
+    return value if isinstance(value, Trusted) else md_escape(value)
+
+
+def num(value: float | int | None, digits: int = 3) -> Trusted:
+    """Format a number for a table cell; ``None`` becomes an em dash."""
+    if value is None:
+        return Trusted("—")
+    if isinstance(value, int):
+        return Trusted(f"{value:,}")
+    return Trusted(f"{value:.{digits}f}")
+
+
+def sigma(value: float | None) -> Trusted:
+    """Standard deviations, capped for display: beyond 10,000 the exact figure means nothing more.
+
+    >>> sigma(5.8e9), sigma(12.345), sigma(None)
+    ('more than 10,000', '12.3', '—')
+    """
+    if value is None:
+        return Trusted("—")
+    if abs(value) >= 10_000:
+        return Trusted("more than 10,000" if value > 0 else "less than -10,000")
+    return Trusted(f"{value:.1f}")
+
+
+def marker_for(kind: str, *parts: str) -> str:
+    """A stable hidden tag for one post (``<!-- provbot:... -->``): finds earlier posts to edit.
+
+    Hashed so that user-chosen names never appear inside the HTML comment.
+
+    >>> marker_for("finding", "org/m", "abc") == marker_for("finding", "org/m", "abc")
+    True
+    """
+    digest = hashlib.sha256("\x1f".join((kind, *parts)).encode()).hexdigest()[:20]
+    return f"provbot:{kind}:{digest}"
+
+
+def marker_comment(marker: str) -> str:
+    return f"<!-- {marker} -->"
+
+
+class Renderer:
+    """Jinja2 environment over ``templates/`` with markdown escaping by default."""
+
+    def __init__(self, templates_dir: str | None = None) -> None:
+        self.env = Environment(
+            loader=FileSystemLoader(str(templates_dir or TEMPLATES_DIR)),
+            finalize=_finalize,
+            undefined=StrictUndefined,
+            autoescape=False,  # HTML autoescape is the wrong escaping for markdown; finalize does it
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["num"] = num
+        self.env.filters["sigma"] = sigma
+        self.env.filters["pct"] = lambda v: Trusted("—") if v is None else Trusted(f"{100 * v:.1f}%")
+        self.env.globals["Trusted"] = Trusted
+
+    def render(self, name: str, **context: Any) -> str:
+        return self.env.get_template(name).render(**context).strip() + "\n"
+
+
+# -- what the texts say ---------------------------------------------------------------------------
+
+_VERDICTS = {
+    "merge": "appear to be a weighted merge of other models",
+    "finetune": "appear to be a fine-tune of another model",
+    "copy": "appear to be a copy of another model",
+    "quantized": "appear to be a quantized copy of another model",
+    "unrelated": "do not appear to derive from any of the models compared",
+    "inconclusive": "could not be tied to or separated from the models compared with confidence",
+}
+
+
+def hedged_verdict(result: ScanResult) -> Trusted:
+    """One hedged sentence fragment for the relation (never an accusation)."""
+    return Trusted(_VERDICTS.get(result.relation, _VERDICTS["inconclusive"]))
+
+
+def significant_parents(result: ScanResult, threshold: float = 0.05) -> list[str]:
+    """Parents whose weight is clearly non-zero (CI above ``threshold``)."""
+    if result.relation in ("unrelated", "inconclusive"):
+        return []
+    return [p.ref for p in result.parents if p.ci[0] > threshold or (p.weight > threshold and p.ci == (0.0, 0.0))]
+
+
+def layer_consistency(result: ScanResult) -> list[dict[str, Any]]:
+    """Per parent: the spread of its fitted weight across layers (min, max) — a merge keeps it flat."""
+    rows = []
+    for p in result.parents:
+        values = [lf.weights[p.ref] for lf in result.layers if p.ref in lf.weights]
+        if values:
+            rows.append({"ref": p.ref, "layers": len(values), "min": min(values), "max": max(values),
+                         "spread": result.weight_spread.get(p.ref)})
+    return rows
+
+
+def report_context(
+    *,
+    repo: str,
+    revision: str,
+    result: ScanResult,
+    declared: dict[str, Any],
+    bot_username: str,
+    against: list[str] | None = None,
+    base: str | None = None,
+    marker: str,
+    identity: Any | None = None,
+) -> dict[str, Any]:
+    """Everything the finding templates need, as plain data (escaping happens at render time)."""
+    found = significant_parents(result)
+    declared_bases = [str(b) for b in declared.get("base_model") or []]
+    undeclared = [p for p in found if p not in declared_bases]
+    parents = against or [p.ref for p in result.parents]
+    chosen_base = base or result.base
+    cmd = ["provbot", "scan", f"{repo}@{revision}"]
+    for parent in parents:
+        cmd += ["--parent", parent]
+    if chosen_base:
+        cmd += ["--base", chosen_base]
+    # Inside a code block escapes would show literally: print it raw only when every name is a valid repo id.
+    names_ok = all(is_repo_id(n) for n in [repo, *parents, *([chosen_base] if chosen_base else [])])
+    reproduce: str = Trusted(" ".join(cmd)) if names_ok and re.fullmatch(r"[\w.-]+", revision) else " ".join(cmd)
+    return {
+        "repo": repo,
+        "revision": revision,
+        "short_revision": revision[:12],
+        "result": result,
+        "verdict": hedged_verdict(result),
+        "found": found,
+        "undeclared": undeclared,
+        "declared_bases": declared_bases,
+        "declared_relation": declared.get("base_model_relation"),
+        "layer_rows": layer_consistency(result),
+        "total_bytes": sum(result.bytes_read.values()),
+        "reproduce": reproduce,
+        "bot": bot_username,
+        "marker": Trusted(marker_comment(marker)),
+        "identity": identity,
+        "reviewed_by": None,
+        "public_url": None,
+    }

@@ -1,0 +1,110 @@
+"""Moderator review: list, show, approve and reject findings held before posting.
+
+Approving queues a ``post`` job (the running service posts it, with retries); rejecting records the
+reason. Both are audited with the moderator's name.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+
+from bot.db.models_bot import Finding, FindingStatus, utcnow
+from bot.service.context import BotContext
+from bot.service.findings import finding_marker, finding_title, render_finding, reply_marker
+from bot.service.handlers import parse_origin
+from detectors.errors import ProvbotError
+from detectors.weights.result import ScanResult
+
+
+class ReviewError(ProvbotError):
+    """A review command cannot be applied (unknown finding, wrong state, missing reason)."""
+
+
+class FindingView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    repo: str
+    revision: str
+    origin: str
+    relation: str
+    status: str
+    summary: str
+    reason: str | None
+    reviewer: str | None
+    created_at: datetime
+    decided_at: datetime | None
+    declared: dict[str, Any]
+
+
+class Review:
+    def __init__(self, ctx: BotContext) -> None:
+        self.ctx = ctx
+
+    def list(self, status: str | None = "pending", limit: int = 100) -> list[FindingView]:
+        with self.ctx.db.session() as s:
+            q = select(Finding).order_by(Finding.id)
+            if status and status != "all":
+                q = q.where(Finding.status == status)
+            return [FindingView.model_validate(f) for f in s.scalars(q.limit(limit))]
+
+    def get(self, finding_id: int) -> FindingView:
+        with self.ctx.db.session() as s:
+            f = s.get(Finding, finding_id)
+            if f is None:
+                raise ReviewError(f"no finding with id {finding_id}")
+            return FindingView.model_validate(f)
+
+    def preview(self, finding_id: int) -> str:
+        """The text that would be posted for this finding."""
+        with self.ctx.db.session() as s:
+            f = s.get(Finding, finding_id)
+            if f is None:
+                raise ReviewError(f"no finding with id {finding_id}")
+            result = ScanResult.model_validate(f.result)
+            repo, revision, origin, declared = f.repo, f.revision, f.origin, dict(f.declared)
+        mention = parse_origin(origin)
+        bot = self.ctx.settings.bot.username
+        if mention is None:
+            body = render_finding(self.ctx.renderer, template="finding_discussion.md.j2", repo=repo, revision=revision,
+                                  result=result, declared=declared, bot_username=bot, marker=finding_marker(repo, revision),
+                                  reviewed_by="(you)")
+            return f"# {finding_title(repo, result)}\n\n{body}"
+        body = render_finding(self.ctx.renderer, template="mention_result.md.j2", repo=repo, revision=revision,
+                              result=result, declared=declared, bot_username=bot,
+                              marker=reply_marker(mention.comment_id, "result"), reviewed_by="(you)")
+        return f"# reply in {mention.repo} discussion #{mention.num}\n\n{body}"
+
+    def _decide(self, finding_id: int, reviewer: str, status: FindingStatus, reason: str | None) -> FindingView:
+        if not reviewer.strip():
+            raise ReviewError("a reviewer name is required")
+        with self.ctx.db.session(write=True) as s:
+            f = s.get(Finding, finding_id)
+            if f is None:
+                raise ReviewError(f"no finding with id {finding_id}")
+            if f.status != FindingStatus.PENDING.value:
+                raise ReviewError(f"finding {finding_id} is {f.status}, not pending")
+            f.status, f.reviewer, f.reason, f.decided_at = status.value, reviewer, reason, utcnow()
+            view = FindingView.model_validate(f)
+        self.ctx.audit.record("review", actor=reviewer, repo=view.repo, revision=view.revision,
+                              message=f"{status.value} finding {finding_id}" + (f": {reason}" if reason else ""),
+                              data={"finding_id": finding_id, "decision": status.value, "reason": reason})
+        return view
+
+    def approve(self, finding_id: int, reviewer: str) -> FindingView:
+        """Approve a pending finding and queue its post."""
+        if self.ctx.settings.bot.mode == "dry_run":
+            raise ReviewError("dry-run mode posts nothing; switch bot.mode to review to approve findings")
+        view = self._decide(finding_id, reviewer, FindingStatus.APPROVED, None)
+        self.ctx.enqueue("post", f"post:{finding_id}", {"finding_id": finding_id}, actor=reviewer,
+                         repo=view.repo, revision=view.revision)
+        return view
+
+    def reject(self, finding_id: int, reviewer: str, reason: str) -> FindingView:
+        if not reason.strip():
+            raise ReviewError("a reason is required to reject a finding")
+        return self._decide(finding_id, reviewer, FindingStatus.REJECTED, reason.strip())

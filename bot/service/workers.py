@@ -1,0 +1,212 @@
+"""Workers that run queued jobs, on a pluggable executor (threads by default).
+
+The pool claims a job only when an executor slot is free, keeps its lease alive with a heartbeat
+while it runs, and records the outcome: done, retry with backoff (Hub faults, unexpected errors), or
+failed for good (a ProvbotError the user caused, such as a missing repo).
+
+An executor is anything with ``submit(fn) -> Future`` and ``shutdown(wait)``: the default
+:class:`ThreadExecutor` runs jobs in this process. To spread scans over many machines,
+``bot.executor = "ray"`` picks :class:`bot.service.ray_executor.RayExecutor`: each Ray task opens its
+own ``BotContext`` from the same settings and calls :func:`run_claimed`; the queue in the shared
+database already arbitrates between processes.
+
+>>> ex = ThreadExecutor(1); ex.submit(lambda: 2).result(); ex.shutdown(True)
+2
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.db import DatabaseError
+from bot.service.context import BotContext
+from bot.service.hub import is_transient
+from bot.service.jobs import JobView
+from bot.settings import Settings
+from detectors.errors import ProvbotError, RemoteError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[BotContext, JobView], dict[str, Any] | None]
+
+
+class Executor(Protocol):
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]: ...
+    def shutdown(self, wait: bool) -> None: ...
+
+
+class ThreadExecutor:
+    """In-process thread pool (the default)."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provbot-worker")
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        return self._pool.submit(fn)
+
+    def shutdown(self, wait: bool) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+
+def worker_id() -> str:
+    """Unique per process and pool: host, pid and a random suffix (a restarted process is a new owner)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def run_claimed(ctx: BotContext, handlers: dict[str, Handler], job: JobView, owner: str) -> str:
+    """Run one claimed job and record its outcome; returns the job's new state (or 'lost')."""
+    handler = handlers.get(job.kind)
+    try:
+        if handler is None:
+            raise ProvbotError(f"no handler for job kind {job.kind!r}")
+        result = handler(ctx, job) or {}
+    except Exception as exc:  # every failure is recorded; none may kill the worker
+        message = ctx.redactor.text(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        # Hub faults and database hiccups come back later; a ProvbotError the input caused does not.
+        retry = is_transient(exc) or isinstance(exc, RemoteError | DatabaseError) or not isinstance(exc, ProvbotError)
+        state = ctx.queue.fail(job.id, owner, message, retry=retry)
+        ctx.metrics.jobs.labels(kind=job.kind, outcome=state or "lost").inc()
+        ctx.audit.record("error", repo=job.payload.get("repo"), message=f"{job.kind} job {job.id}: {message}",
+                         data={"job_id": job.id, "attempt": job.attempts, "state": state, "retry": retry})
+        log.warning("job %s (%s) attempt %s failed: %s -> %s", job.id, job.kind, job.attempts, message, state)
+        return state or "lost"
+    ok = ctx.queue.complete(job.id, owner, result)
+    ctx.metrics.jobs.labels(kind=job.kind, outcome="done" if ok else "lost").inc()
+    return "done" if ok else "lost"
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """One claimed job as the pool hands it to its executor: call it to run the job here.
+
+    A plain callable for in-process executors; an executor that runs jobs elsewhere (Ray) reads the
+    parts instead, since a context (engines, threads) cannot travel: it ships ``job`` and ``owner``
+    and rebuilds a context from ``ctx.settings`` on the other side.
+    """
+
+    ctx: BotContext
+    handlers: dict[str, Handler]
+    job: JobView
+    owner: str
+
+    def __call__(self) -> str:
+        return run_claimed(self.ctx, self.handlers, self.job, self.owner)
+
+
+def build_executor(settings: Settings, workers: int) -> Executor:
+    """The executor ``bot.executor`` names: threads (default) or Ray (imported only when chosen)."""
+    if settings.bot.executor == "ray":
+        from bot.service.ray_executor import RayExecutor
+
+        return RayExecutor(address=settings.bot.ray_address, num_cpus=workers)
+    return ThreadExecutor(workers)
+
+
+class WorkerPool:
+    """Claims jobs and runs them on an executor until stopped."""
+
+    def __init__(
+        self,
+        ctx: BotContext,
+        handlers: dict[str, Handler],
+        *,
+        concurrency: int,
+        executor: Executor | None = None,
+        idle_wait: float = 0.2,
+    ) -> None:
+        self.ctx = ctx
+        self.handlers = handlers
+        self.concurrency = concurrency
+        self.executor = executor or build_executor(ctx.settings, concurrency)
+        self.owner = worker_id()
+        self.idle_wait = idle_wait
+        self._running: dict[int, Future[Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def wake(self) -> None:
+        """Look for work now (after an enqueue) instead of at the next idle tick."""
+        self._wake.set()
+
+    def run_once(self) -> str | None:
+        """Claim and run one job synchronously (tests, the demo); None when nothing is due."""
+        job = self.ctx.queue.claim(self.owner, kinds=list(self.handlers))
+        return None if job is None else run_claimed(self.ctx, self.handlers, job, self.owner)
+
+    def start(self) -> WorkerPool:
+        # An executor that needs starting (Ray) starts here, so a bad address fails the service at once.
+        start = getattr(self.executor, "start", None)
+        if callable(start):
+            start()
+        for target, name in ((self._dispatch, "provbot-dispatch"), (self._heartbeat, "provbot-heartbeat")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self, wait: bool = True) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        self.executor.shutdown(wait)
+
+    def _dispatch(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                free = self.concurrency - len(self._running)
+            job = None
+            if free > 0:
+                try:
+                    job = self.ctx.queue.claim(self.owner, kinds=list(self.handlers))
+                except Exception:  # a database hiccup must not end the loop
+                    log.exception("claiming a job failed")
+            if job is None:
+                self._wake.wait(self.idle_wait)
+                self._wake.clear()
+                continue
+            try:
+                future = self.executor.submit(ClaimedRun(self.ctx, self.handlers, job, self.owner))
+            except Exception as exc:  # the executor refused (Ray gone): hand the job back to the queue
+                message = self.ctx.redactor.text(f"executor refused the job: {type(exc).__name__}: {exc}".splitlines()[0])
+                log.error("job %s: %s", job.id, message)
+                try:
+                    self.ctx.queue.fail(job.id, self.owner, message, retry=True)
+                except Exception:  # the lease expires instead
+                    log.exception("returning job %s to the queue failed", job.id)
+                self._stop.wait(self.idle_wait)
+                continue
+            with self._lock:
+                self._running[job.id] = future
+            future.add_done_callback(lambda _f, jid=job.id: self._finished(jid))
+
+    def _finished(self, job_id: int) -> None:
+        with self._lock:
+            self._running.pop(job_id, None)
+        self._wake.set()
+
+    def _heartbeat(self) -> None:
+        interval = max(self.ctx.queue.lease.total_seconds() / 3, 0.05)
+        while not self._stop.wait(interval):
+            with self._lock:
+                ids = list(self._running)
+            for job_id in ids:
+                try:
+                    self.ctx.queue.heartbeat(job_id, self.owner)
+                except Exception:
+                    log.exception("heartbeat for job %s failed", job_id)
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._running)

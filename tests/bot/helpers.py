@@ -1,0 +1,106 @@
+"""Helpers for the bot tests: tiny safetensors repos, a scripted scanner, contexts on a test database."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from bot.service.context import BotContext
+from bot.service.scanner import ScanRequest
+from bot.settings import BotSettings, Settings
+from detectors.weights.result import LayerFit, ParentWeight, ScanResult
+
+BOT_TOKEN = "hf_BotSecretToken0123456789abcdef"
+WEBHOOK_SECRET = "whsec-Test-0123456789"
+USERS = {"alice": "tok-alice-000000", "mallory": "tok-mallory-00000", "mod": "tok-mod-0000000000"}
+
+
+def safetensors_bytes(n_params: int = 4096, seed: int = 0) -> bytes:
+    """A valid one-tensor safetensors file (F32) with ``n_params`` elements."""
+    data = np.random.default_rng(seed).standard_normal(n_params).astype("<f4").tobytes()
+    header = json.dumps({"w": {"dtype": "F32", "shape": [n_params], "data_offsets": [0, len(data)]}}).encode()
+    header += b" " * (-len(header) % 8)
+    buf = io.BytesIO()
+    buf.write(len(header).to_bytes(8, "little"))
+    buf.write(header)
+    buf.write(data)
+    return buf.getvalue()
+
+
+def card(base_model: list[str] | None = None, relation: str | None = None, tags: list[str] | None = None) -> str:
+    lines = ["---"]
+    if base_model:
+        lines.append("base_model:")
+        lines += [f"- {b}" for b in base_model]
+    if relation:
+        lines.append(f"base_model_relation: {relation}")
+    if tags:
+        lines.append("tags:")
+        lines += [f"- {t}" for t in tags]
+    lines += ["---", "", "A model."]
+    return "\n".join(lines) + "\n"
+
+
+def model_files(seed: int = 0, n_params: int = 4096, **card_kw: object) -> dict[str, bytes | str]:
+    return {"model.safetensors": safetensors_bytes(n_params, seed), "config.json": '{"model_type": "llama"}',
+            "README.md": card(**card_kw)}  # type: ignore[arg-type]
+
+
+def merge_result(child: str, parents: list[str], weights: list[float] | None = None) -> ScanResult:
+    weights = weights or [0.6, 0.4][: len(parents)] + [0.0] * max(0, len(parents) - 2)
+    return ScanResult(
+        child=child, relation="merge", method="linear",
+        parents=[ParentWeight(ref=p, weight=w, ci=(w - 0.01, w + 0.01)) for p, w in zip(parents, weights, strict=False)],
+        fit_r2=0.998, z=1412.5, bytes_read={child: 4096, **{p: 4096 for p in parents}}, tensors=12, elements=40000,
+        layers=[LayerFit(layer=i, weights=dict(zip(parents, weights, strict=False)), r2=0.99) for i in range(2)],
+        base=parents[-1] if parents else None, weight_spread={p: 0.004 for p in parents},
+        notes=["weights constant across layers"],
+    )
+
+
+class ScriptedScanner:
+    """Answers scans from a table (repo -> callable), counting calls; ``gate`` can hold a scan open."""
+
+    def __init__(self, default: Callable[[ScanRequest], ScanResult] | None = None) -> None:
+        self.calls: list[ScanRequest] = []
+        self.table: dict[str, Callable[[ScanRequest], ScanResult]] = {}
+        self.default = default or (lambda req: merge_result(req.ref, req.parents))
+        self.gate: threading.Event | None = None
+        self.started = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, req: ScanRequest) -> ScanResult:
+        with self._lock:
+            self.calls.append(req)
+        self.started.set()
+        if self.gate is not None:
+            self.gate.wait(30)
+        return self.table.get(req.repo, self.default)(req)
+
+
+def bot_settings(hub_url: str, database_url: str, **bot: object) -> Settings:
+    fields: dict[str, object] = {
+        "username": "provbot", "mode": "review", "min_parameters": 1000, "candidates": [],
+        "moderators": ["mod"], "webhook_secret": WEBHOOK_SECRET, "workers": 2, "lease_seconds": 30.0,
+        "http_retries": 4, "backoff_max_seconds": 2.0, "webhook_port": 0, "max_attempts": 4,
+    }
+    fields.update(bot)
+    return Settings(hub_endpoint=hub_url, hub_token=BOT_TOKEN, database_url=database_url,
+                    bot=BotSettings.model_validate(fields))
+
+
+def build_ctx(settings: Settings, scanner: ScriptedScanner) -> BotContext:
+    ctx = BotContext.build(settings, scanner=scanner, sleep=lambda s: None)
+    ctx.queue.backoff_base = 0.01  # retries come back at once in tests
+    return ctx
+
+
+def user_api(hub: object, user: str) -> object:
+    """An HfApi acting as one of the test users on the local Hub."""
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=hub.url, token=USERS[user])  # type: ignore[attr-defined]

@@ -1,0 +1,81 @@
+"""A kill -9 of the service mid-scan, then a restart: the job completes once and is posted once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from huggingface_hub import HfApi
+
+from bot.db.models_bot import Finding
+from bot.service.database import Database
+from bot.service.jobs import JobQueue
+from tests.bot.helpers import model_files
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _spawn(cfg: dict) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tests.bot.crash_service", json.dumps(cfg)], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait(cond, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:  # noqa: ANN001
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"service exited early: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_9_mid_scan_then_restart_completes_once_and_posts_once(hub, db_url: str, tmp_path: Path) -> None:  # noqa: ANN001
+    # The candidate is old (outside the first walk's look-back): only the merge gets scanned.
+    hub.add_repo("lab/base", model_files(seed=1), created_at=datetime.now(UTC) - timedelta(days=3))
+    db = Database(db_url)
+    db.migrate()
+    hub.add_repo("sneaky/merge", model_files(seed=9))
+    cfg = {"hub_url": hub.url, "db_url": db_url, "candidates": ["lab/base"], "lease_seconds": 2.0,
+           "started_file": str(tmp_path / "started"), "ready_file": str(tmp_path / "ready"),
+           "calls_file": str(tmp_path / "calls"), "hang": True}
+    first = _spawn(cfg)
+    try:
+        _wait(lambda: (tmp_path / "started").exists(), 60, "the first scan to start", first)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    queue = JobQueue(db)
+    running = [j for j in queue.list(kind="scan") if j.state == "running"]
+    assert [j.payload["repo"] for j in running] == ["sneaky/merge"]  # killed mid-scan, lease still held
+
+    second = _spawn({**cfg, "hang": False})
+    try:
+        def settled() -> bool:
+            jobs = queue.list()
+            return bool(jobs) and all(j.state == "done" for j in jobs) and any(j.kind == "post" for j in jobs)
+
+        _wait(settled, 60, "the resumed scan and its post", second)
+    finally:
+        second.send_signal(signal.SIGKILL)
+        second.wait(10)
+
+    merge_job = queue.get(running[0].id)
+    assert merge_job.completions == 1 and merge_job.attempts == 2
+    assert len(queue.list(kind="scan")) == 1
+    assert (tmp_path / "calls").read_text().count("sneaky/merge@") == 2  # started twice, completed once
+    posts = queue.list(kind="post")
+    assert all(p.completions == 1 for p in posts)
+    with db.session() as s:
+        assert s.query(Finding).filter_by(repo="sneaky/merge").count() == 1
+    discussions = list(HfApi(endpoint=hub.url, token=False).get_repo_discussions("sneaky/merge"))
+    assert len(discussions) == 1 and discussions[0].author == "provbot"
+    db.dispose()

@@ -1,0 +1,62 @@
+"""Rendered texts: hedged, complete, and immune to markdown/link/mention injection."""
+
+from __future__ import annotations
+
+import re
+
+from bot.service.findings import finding_marker, render_finding
+from bot.service.reporting import Renderer, Trusted, marker_comment, md_escape
+from detectors.weights.result import ParentWeight, ScanResult
+from tests.bot.helpers import merge_result
+
+HOSTILE = "evil/x](https://phish.example) @everyone <img src=x onerror=alert(1)> **bold** | col\n# Heading"
+
+
+def _bare_mentions(text: str) -> list[str]:
+    return re.findall(r"(?<![\w&#])@\w+", text)
+
+
+def test_md_escape_neutralises_markup() -> None:
+    out = md_escape(HOSTILE)
+    assert "\n" not in out
+    assert "<img" not in out and "](" not in out and "**" not in out
+    assert "https://" not in out  # no autolink
+    assert _bare_mentions(out) == []
+    assert "\\|" in out  # cannot split a table cell
+
+
+def test_finding_discussion_is_complete_and_hedged() -> None:
+    result = merge_result("org/child@abc", ["org/nex", "org/qwen"])
+    text = render_finding(Renderer(), template="finding_discussion.md.j2", repo="org/child", revision="abc123",
+                          result=result, declared={"base_model": ["org/qwen"], "base_model_relation": "finetune"},
+                          bot_username="provbot", marker=finding_marker("org/child", "abc123"), reviewed_by="mod")
+    assert "appear to be a weighted merge" in text  # hedged, not an accusation
+    assert "0.600" in text and "0.590 to 0.610" in text  # weight and CI
+    assert "0.998" in text and "1412.5" in text  # fit quality and sigma
+    assert "Per-layer consistency" in text
+    assert "**Not declared in the card:** org/nex" in text
+    assert "base_model org/qwen (relation: finetune)" in text
+    assert "provbot scan org/child@abc123 --parent org/nex --parent org/qwen --base org/qwen" in text
+    assert "automated tool" in text and "reviewed by a moderator" in text
+    assert "provbot-opt-out" in text and "contest" in text
+    assert marker_comment(finding_marker("org/child", "abc123")) in text
+
+
+def test_hostile_names_in_results_and_cards_are_escaped() -> None:
+    result = ScanResult(child="x", relation="merge", parents=[ParentWeight(ref=HOSTILE, weight=0.5, ci=(0.4, 0.6))],
+                        notes=["see @someone [here](http://bad.example)"])
+    text = render_finding(Renderer(), template="finding_discussion.md.j2", repo="org/m", revision="abc",
+                          result=result, declared={"base_model": ["@admin <b>x</b>"]}, bot_username="provbot",
+                          marker="provbot:finding:1")
+    body = text.split("<!--")[0]
+    assert _bare_mentions(body) == []
+    assert "](http" not in body and "<img" not in body and "<b>" not in body
+    assert "\n# Heading" not in body
+    # The reproduce command holds an invalid name, so it is escaped rather than printed raw.
+    assert "--parent evil/x\\]" in body
+
+
+def test_mention_reply_escapes_requester_and_marks_itself_automated() -> None:
+    text = Renderer().render("mention_refusal.md.j2", requester="@root](x)", reason="not allowed.", bot="provbot",
+                             marker=Trusted(marker_comment("provbot:reply:1")))
+    assert "automated" in text and _bare_mentions(text) == [] and "](x)" not in text

@@ -1,0 +1,118 @@
+"""Unit tests of the statistics on synthetic vectors (no models needed)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from detectors.weights.fit import aggregate, fit_tensor, pearson, robust_sd, tensor_stats
+from detectors.weights.relation import slerp_t
+
+
+def _vecs(n: int = 4096, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, generator=g)
+    a = base + 0.1 * torch.randn(n, generator=g)
+    b = base + 0.1 * torch.randn(n, generator=g)
+    return base, a, b, g
+
+
+def test_exact_linear_merge_recovers_weights_and_r2():
+    base, a, b, _ = _vecs()
+    st = tensor_stats(0.6 * a + 0.4 * b, [a, b, base])
+    f = fit_tensor(st, ref=2)
+    assert np.allclose(f.weights, [0.6, 0.4, 0.0], atol=1e-5)
+    assert f.r2 == pytest.approx(1.0, abs=1e-9)
+    assert f.t[0] > 1e3  # the rounding floor keeps z large and finite
+    assert math.isfinite(f.t[0])
+
+
+def test_residual_does_not_depend_on_reference_only_r2_denominator_does():
+    base, a, b, g = _vecs(seed=1)
+    child = base + 0.5 * (a - base) + 0.05 * torch.randn(4096, generator=g)
+    st = tensor_stats(child, [a, b, base])
+    fits = [fit_tensor(st, ref=r) for r in range(3)]
+    for f in fits[1:]:
+        assert f.rss == pytest.approx(fits[0].rss, rel=1e-6)
+        assert np.allclose(f.weights, fits[0].weights, atol=1e-6)
+    assert len({round(f.delta_ss, 3) for f in fits}) == 3
+
+
+def test_sibling_delta_is_poorly_explained():
+    base, a, _b, g = _vecs(seed=2)
+    sibling = base + 0.1 * torch.randn(4096, generator=g)  # independent delta from the same base
+    f = fit_tensor(tensor_stats(sibling, [a, base]), ref=1)
+    assert f.r2 < 0.05
+
+
+def test_stats_are_additive_over_chunks():
+    base, a, b, _ = _vecs(seed=3)
+    child = 0.3 * a + 0.7 * b
+    whole = tensor_stats(child, [a, b, base])
+    parts = tensor_stats(child[:1000], [a[:1000], b[:1000], base[:1000]]) + tensor_stats(child[1000:], [a[1000:], b[1000:], base[1000:]])
+    assert np.allclose(whole.gram, parts.gram) and np.array_equal(whole.eq, parts.eq) and whole.n == parts.n
+
+
+def test_bf16_cast_counts_as_equal():
+    _, a, _, _ = _vecs(seed=4)
+    child = a.to(torch.bfloat16).to(torch.float32)
+    st = tensor_stats(child, [a], child_dtype=torch.bfloat16)
+    assert st.eq[0] == st.n
+    assert tensor_stats(child, [a]).eq[0] < st.n / 2  # without the dtype it is not an exact match
+
+
+def test_pearson_of_independent_vectors_is_near_zero():
+    g = torch.Generator().manual_seed(5)
+    st = tensor_stats(torch.randn(8192, generator=g), [torch.randn(8192, generator=g)])
+    assert abs(pearson(st)[0]) < 0.05
+
+
+def test_aggregate_ci_covers_weight_and_spread_is_robust():
+    base, a, b, g = _vecs(seed=6)
+    fits = []
+    for i in range(12):
+        noise = 0.01 * torch.randn(4096, generator=g)
+        fits.append(fit_tensor(tensor_stats(0.6 * a + 0.4 * b + noise, [a, b, base]), ref=2))
+    agg = aggregate(fits, 3)
+    assert agg.ci[0, 0] <= 0.6 <= agg.ci[0, 1]
+    assert agg.spread[0] < 0.02
+    assert robust_sd(np.array([1.0, 1.0, 1.0, 50.0])) == 0.0
+
+
+@pytest.mark.parametrize("t", [0.2, 0.5, 0.8])
+def test_slerp_t_inverts_the_coefficient_ratio(t):
+    theta = 0.6
+    s0, s1 = math.sin((1 - t) * theta) / math.sin(theta), math.sin(t * theta) / math.sin(theta)
+    assert slerp_t(s0, s1, theta) == pytest.approx(t, abs=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16, torch.float16])
+def test_numpy_and_torch_paths_agree(dtype):
+    from detectors.weights.fit import _stats_numpy, _stats_torch
+
+    base, a, b, _ = _vecs(seed=7)
+    child = torch.where(torch.arange(4096) % 3 == 0, base, 0.6 * a + 0.4 * b)
+    if dtype is not None:
+        child = child.to(dtype).to(torch.float32)
+    x = _stats_numpy(child, [a, b, base], dtype)
+    y = _stats_torch(child, [a, b, base], dtype, torch.device("cpu"))
+    assert np.allclose(x.gram, y.gram) and np.array_equal(x.eq, y.eq) and x.n_new == y.n_new
+    assert np.allclose(x.gram_ne, y.gram_ne) and np.allclose(x.absdiff_eq, y.absdiff_eq, rtol=1e-5)
+    assert np.allclose(x.absdiff_ne, y.absdiff_ne, rtol=1e-5)
+    if dtype is None:
+        assert x.eq[2] >= 4096 // 3  # the elements copied from the base count as equal
+
+
+def test_long_tensors_are_processed_in_chunks_with_the_same_result(monkeypatch):
+    import detectors.weights.fit as fit
+
+    base, a, b, _ = _vecs(n=10_000, seed=8)
+    child = torch.where(torch.arange(10_000) % 4 == 0, base, 0.6 * a + 0.4 * b)
+    whole = fit.tensor_stats(child, [a, b, base])
+    monkeypatch.setattr(fit, "STATS_CHUNK", 3000)
+    chunked = fit.tensor_stats(child, [a, b, base])
+    assert np.allclose(whole.gram, chunked.gram) and np.array_equal(whole.eq, chunked.eq)
+    assert np.allclose(whole.gram_new, chunked.gram_new) and whole.n_new == chunked.n_new

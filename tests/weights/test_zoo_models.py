@@ -1,0 +1,41 @@
+"""Real checkpoints from the shared model zoo (transformers saves, mergekit merges) read consistently.
+
+Marked slow: building the zoo trains models (about a minute on 2 busy cores, shared with the scan
+tests in one session).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from detectors.weights.keys import classify
+from detectors.weights.reader import canonical_models, read_samples
+from detectors.weights.sampling import plan_sample
+from detectors.weights.sources import open_source
+
+pytestmark = pytest.mark.slow
+
+
+def test_sharded_and_renamed_saves_read_identically(model_zoo):
+    refs = [str(model_zoo.path(n)) for n in ("llama_linear", "llama_linear_sharded", "llama_linear_renamed")]
+    srcs = [open_source(r) for r in refs]
+    assert len(srcs[1].files()) > 1  # transformers really sharded it
+    plan = plan_sample(canonical_models(srcs), 64 * 1024)
+    assert not plan.extra and len(plan.tensors) == len(canonical_models(srcs[:1])[refs[0]])
+    samples = read_samples(srcs, plan)
+    for t in plan.tensors:
+        assert torch.equal(samples[refs[0]][t.name], samples[refs[1]][t.name]), t.name
+        assert torch.equal(samples[refs[0]][t.name], samples[refs[2]][t.name]), t.name
+
+
+def test_mergekit_passthrough_extra_layer_matches_its_source_layer(model_zoo):
+    child, a, b = (str(model_zoo.path(n)) for n in ("llama_passthrough", "llama_a", "llama_b"))
+    srcs = [open_source(r) for r in (child, a, b)]
+    plan = plan_sample(canonical_models(srcs), 64 * 1024)
+    assert plan.extra and {classify(t.name).layer for t in plan.extra} == {2}
+    samples = read_samples(srcs, plan)
+    for t in plan.extra:
+        source_layer = t.name.replace("layers.2.", "layers.1.")
+        assert torch.equal(samples[child][t.name], samples[b][source_layer]), t.name
+    assert torch.equal(samples[child]["layers.0.mlp.up_proj.weight"], samples[a]["layers.0.mlp.up_proj.weight"])
