@@ -53,16 +53,23 @@ def run_scan_child(endpoint: str, full: bool, budget_mb: float | None) -> None:
     import detectors.weights.scan as scan_mod
 
     fit = {"seconds": 0.0, "bytes": 0}
-    inner = scan_mod.tensor_stats
 
-    def timed(child, candidates, *a, **kw):  # noqa: ANN001, ANN002, ANN003 - instrumentation only
-        t = time.perf_counter()
-        out = inner(child, candidates, *a, **kw)
-        fit["seconds"] += time.perf_counter() - t
-        fit["bytes"] += 4 * child.numel() * (1 + len(candidates))  # float32 inputs streamed through the fit
-        return out
+    def timed(inner):  # noqa: ANN001, ANN202 - instrumentation only
+        def run(child, candidates, *a, **kw):  # noqa: ANN001, ANN002, ANN003
+            t = time.perf_counter()
+            out = inner(child, candidates, *a, **kw)
+            fit["seconds"] += time.perf_counter() - t
+            fit["bytes"] += 4 * child.numel() * (1 + len(candidates))  # float32 inputs streamed through the fit
+            return out
 
-    scan_mod.tensor_stats = timed
+        return run
+
+    # The sampled path calls tensor_stats, the full path streamed_stats (which may call tensor_stats
+    # for small tensors: only the outer call is timed).
+    if full:
+        scan_mod.streamed_stats = timed(scan_mod.streamed_stats)
+    else:
+        scan_mod.tensor_stats = timed(scan_mod.tensor_stats)
     t = time.perf_counter()
     res = scan_mod.scan(CHILD, parents=PARENTS, budget_mb=budget_mb, full=full, endpoint=endpoint)
     wall = time.perf_counter() - t
@@ -94,7 +101,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=HERE.parent / "var" / "bench-hub")
     ap.add_argument("--latency-ms", type=float, default=10.0)
-    ap.add_argument("--bandwidth-mbps", type=float, default=2000.0, help="per response, megabits/s")
+    ap.add_argument("--link-mbps", type=float, default=1000.0, help="one link shared by all responses, megabits/s")
     ap.add_argument("--budget-mb", type=float, default=None, help="sampled scan budget per model (default: settings)")
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--child-mode", action="store_true", help=argparse.SUPPRESS)
@@ -105,19 +112,28 @@ def main() -> None:
         run_scan_child(args.endpoint, args.full, args.budget_mb)
         return
 
-    from bot.localhub.server import LocalHub
-
     if not (args.root / CHILD / "model.safetensors.index.json").exists():
         print(f"generating the synthetic MoE family under {args.root} ...", flush=True)
         subprocess.run([sys.executable, str(HERE / "synth_moe.py"), str(args.root), "--hidden", str(args.hidden)], check=True)
-    bw = memory_bandwidth_gbs()
-    with LocalHub(args.root) as hub:
-        hub.shape(latency_ms=args.latency_ms, bandwidth_mbps=args.bandwidth_mbps)
-        print(f"local Hub {hub.url}: latency {args.latency_ms} ms/request, {args.bandwidth_mbps} Mbit/s per response")
-        sampled = scan_in_subprocess(hub.url, full=False, budget_mb=args.budget_mb)
+    # The server runs in its own process, as the Hub would: its CPU time is not the scanner's.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "localhub", "serve", "--root", str(args.root),
+         "--latency-ms", str(args.latency_ms), "--link-mbps", str(args.link_mbps)],
+        stdout=subprocess.PIPE, text=True, cwd=HERE.parent,
+    )
+    try:
+        url = server.stdout.readline().strip().rsplit(" at ", 1)[-1]
+        print(f"local Hub {url}: latency {args.latency_ms} ms/request, one {args.link_mbps} Mbit/s link", flush=True)
+        sampled = scan_in_subprocess(url, full=False, budget_mb=args.budget_mb)
         print(summarize("sampled", sampled), flush=True)
-        full = scan_in_subprocess(hub.url, full=True, budget_mb=None)
+        full = scan_in_subprocess(url, full=True, budget_mb=None)
         print(summarize("full", full), flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    # Measured last: Linux carries a process's peak RSS across fork+exec, so allocating the
+    # bandwidth buffers first would inflate the scans' peak-memory figures.
+    bw = memory_bandwidth_gbs()
     s, f = sampled["result"], full["result"]
     share = sum(s["bytes_read"].values()) / sum(f["bytes_read"].values())
     speed = full["wall_s"] / sampled["wall_s"]

@@ -59,6 +59,10 @@ class BotSettings(BaseModel):
     max_attempts: int = Field(5, ge=1)
     http_retries: int = Field(5, ge=0, description="Retries of a Hub call on 429/5xx/timeouts, with backoff.")
     backoff_max_seconds: float = Field(300.0, gt=0)
+    identity_on_mentions: bool = Field(True, description="Run the identity (behaviour) test after a mention-triggered scan when the hardware or an endpoint allows.")
+    identity_on_polls: bool = Field(False, description="Also run it after polled scans whose finding would be posted.")
+    identity_samples: int = Field(1, ge=1, description="Samples per prompt for the bot's identity runs (the CLI uses identity.samples).")
+    identity_prompt_limit: int | None = Field(None, ge=1, description="Only the first N prompts of the prompt set in the bot's runs; None: all.")
 
 
 class IdentitySettings(BaseModel):

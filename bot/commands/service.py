@@ -121,6 +121,9 @@ def review_show(
     typer.echo(f"finding #{view.id}: {view.status} {view.repo}@{view.revision}")
     if view.reason:
         typer.echo(f"reason: {view.reason}")
+    if view.identity and view.identity.get("status") != "ran":
+        # The post only says the behaviour check did not complete; moderators see why.
+        typer.echo(f"identity: {view.identity.get('status')}: {view.identity.get('reason')}")
     typer.echo("-" * 72)
     typer.echo(review.preview(finding_id))
 

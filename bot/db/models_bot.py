@@ -145,6 +145,9 @@ class Finding(Base):
     summary: Mapped[str] = mapped_column(Text, nullable=False, default="")
     result: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     declared: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    # The identity (behaviour) check run with the scan (bot.service.identity_check.IdentityCheck as JSON),
+    # kept so that approval re-renders exactly what the moderator saw. Revision 0003_identity.
+    identity: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     reviewer: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -75,9 +75,12 @@ def render_finding(
     base: str | None = None,
     reviewed_by: str | None = None,
     public_url: str | None = None,
+    identity: Any | None = None,
 ) -> str:
+    """Render one finding text; ``identity`` is the finding's stored behaviour check (an
+    :class:`bot.service.identity_check.IdentityCheck`, or None when none was run)."""
     ctx = report_context(repo=repo, revision=revision, result=result, declared=declared, bot_username=bot_username,
-                         against=against, base=base, marker=marker)
+                         against=against, base=base, marker=marker, identity=identity)
     ctx["reviewed_by"] = reviewed_by
     ctx["public_url"] = public_url
     return renderer.render(template, **ctx)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -26,6 +26,7 @@ from bot.service.findings import (
     render_finding,
     reply_marker,
 )
+from bot.service.identity_check import IdentityCheck, run_identity_check, wants_identity
 from bot.service.jobs import JobView
 from bot.service.mentions import MentionEvent, UploadEvent, parse_mention
 from bot.service.reporting import Trusted, is_repo_id, marker_comment, marker_for, significant_parents
@@ -112,12 +113,17 @@ def handle_scan(ctx: BotContext, job: JobView) -> dict[str, Any]:
         status = FindingStatus.APPROVED
 
     origin = p.origin
+    identity = None
+    if wants_identity(ctx.settings, from_mention=p.mention is not None, would_post=wants_post) and not _finding_exists(
+            ctx, p.repo, p.revision, origin):
+        identity = _identity_check(ctx, p, parents, result, job.id)
     with ctx.db.session(write=True) as s:
         s.execute(
             _insert(ctx)(Finding)
             .values(repo=p.repo, revision=p.revision, origin=origin, job_id=job.id, relation=result.relation,
                     status=status.value, summary=summarize(result), result=result.model_dump(mode="json"),
                     declared=declared, reason=reason, created_at=utcnow(),
+                    identity=identity.to_json() if identity is not None else None,
                     reviewer="auto" if status == FindingStatus.APPROVED else None)
             .on_conflict_do_nothing(index_elements=["repo", "revision", "origin"])
         )
@@ -128,7 +134,48 @@ def handle_scan(ctx: BotContext, job: JobView) -> dict[str, Any]:
                      data={"finding_id": finding_id, "status": final_status, "reason": reason})
     if final_status == FindingStatus.APPROVED.value:
         ctx.enqueue("post", f"post:{finding_id}", {"finding_id": finding_id}, repo=p.repo, revision=p.revision)
-    return {"finding_id": finding_id, "status": final_status, "relation": result.relation}
+    out: dict[str, Any] = {"finding_id": finding_id, "status": final_status, "relation": result.relation}
+    if identity is not None:
+        out["identity"] = identity.note
+    return out
+
+
+def _finding_exists(ctx: BotContext, repo: str, revision: str, origin: str) -> bool:
+    """A re-run job (crash, expired lease) whose finding is already stored: the behaviour check is not redone."""
+    with ctx.db.session() as s:
+        return s.scalars(select(Finding.id).where(Finding.repo == repo, Finding.revision == revision,
+                                                  Finding.origin == origin)).first() is not None
+
+
+def _identity_check(ctx: BotContext, p: ScanPayload, parents: list[str], result: ScanResult, job_id: int) -> IdentityCheck:
+    """The behaviour check after the weight scan, against the parents the scan found (else those it compared).
+
+    Never raises: a check that cannot run or fails is recorded (audit log and finding) with its reason.
+    """
+    candidates = significant_parents(result) or list(parents)
+    check = run_identity_check(ctx.settings, repo=p.repo, revision=p.revision, candidates=candidates)
+    data: dict[str, Any] = {"job_id": job_id, "status": check.status, "reason": check.reason, "candidates": candidates,
+                            "params_b": check.params_b}
+    if check.result is not None:
+        data.update(verdict=check.result.verdict, generations=check.result.generations, seconds=check.result.seconds)
+    ctx.audit.record("identity", actor=p.mention.author if p.mention else None, repo=p.repo, revision=p.revision,
+                     message=check.note, data=data)
+    return check
+
+
+def load_identity(raw: dict[str, Any] | None) -> IdentityCheck | None:
+    """The stored behaviour check of a finding (None for findings without one).
+
+    A row that no longer validates (written by another provbot version) must not block posting the
+    weight finding: it renders as a check that could not be completed.
+    """
+    if not raw:
+        return None
+    try:
+        return IdentityCheck.model_validate(raw)
+    except ValidationError:
+        log.warning("stored identity check does not validate; rendered as not completed")
+        return IdentityCheck(status="failed", reason="the stored identity result could not be read")
 
 
 def _index_candidates(ctx: BotContext, ref: str, base: str | None) -> tuple[list[str], str | None, str]:
@@ -166,6 +213,7 @@ def handle_post(ctx: BotContext, job: JobView) -> dict[str, Any]:
         repo, revision, origin, status = f.repo, f.revision, f.origin, f.status
         result = ScanResult.model_validate(f.result)
         declared, reviewer = dict(f.declared), f.reviewer
+        identity = load_identity(f.identity)
     if status not in (FindingStatus.APPROVED.value, FindingStatus.POSTED.value):
         return {"skipped": f"finding is {status}"}
     b = ctx.settings.bot
@@ -177,7 +225,7 @@ def handle_post(ctx: BotContext, job: JobView) -> dict[str, Any]:
         marker = finding_marker(repo, revision)
         body = render_finding(ctx.renderer, template="finding_discussion.md.j2", repo=repo, revision=revision,
                               result=result, declared=declared, bot_username=b.username, marker=marker,
-                              reviewed_by=reviewed_by)
+                              reviewed_by=reviewed_by, identity=identity)
         ref = ctx.publisher.ensure_discussion(target="discussion", repo=repo, title=finding_title(repo, result),
                                               body=body, marker=marker, finding_id=finding_id, approved_by=approved_by)
         urls["discussion"] = ref.url
@@ -185,7 +233,7 @@ def handle_post(ctx: BotContext, job: JobView) -> dict[str, Any]:
             mmarker = moderation_marker(repo, revision)
             mbody = render_finding(ctx.renderer, template="moderation_issue.md.j2", repo=repo, revision=revision,
                                    result=result, declared=declared, bot_username=b.username, marker=mmarker,
-                                   reviewed_by=reviewed_by,
+                                   reviewed_by=reviewed_by, identity=identity,
                                    public_url=Trusted(ref.url) if ref.url and is_repo_id(repo) else ref.url)
             mref = ctx.publisher.ensure_discussion(target="moderation", repo=b.moderation_repo,
                                                    title=f"[provbot] {finding_title(repo, result)}", body=mbody,
@@ -197,7 +245,7 @@ def handle_post(ctx: BotContext, job: JobView) -> dict[str, Any]:
             gmarker = marker_for("github", repo, revision)
             gbody = render_finding(ctx.renderer, template="moderation_issue.md.j2", repo=repo, revision=revision,
                                    result=result, declared=declared, bot_username=b.username, marker=gmarker,
-                                   reviewed_by=reviewed_by,
+                                   reviewed_by=reviewed_by, identity=identity,
                                    public_url=Trusted(ref.url) if ref.url and is_repo_id(repo) else ref.url)
             gh = GitHubIssues(b.github_api, b.github_repo, b.github_token.get_secret_value() if b.github_token else None)
             try:
@@ -211,7 +259,7 @@ def handle_post(ctx: BotContext, job: JobView) -> dict[str, Any]:
         marker = reply_marker(mention.comment_id, "result")
         body = render_finding(ctx.renderer, template="mention_result.md.j2", repo=repo, revision=revision,
                               result=result, declared=declared, bot_username=b.username, marker=marker,
-                              reviewed_by=reviewed_by)
+                              reviewed_by=reviewed_by, identity=identity)
         ref = ctx.publisher.ensure_reply(repo=mention.repo, num=mention.num, body=body, marker=marker,
                                          finding_id=finding_id, approved_by=approved_by)
         urls["reply"] = ref.url

@@ -158,6 +158,81 @@ def layer_consistency(result: ScanResult) -> list[dict[str, Any]]:
     return rows
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _rate(r: Any) -> Trusted:
+    """``75% (6/8; 95% interval 41-93%)``: every rate with its counts and Wilson interval."""
+    return Trusted(f"{_pct(r.rate)} ({r.count}/{r.n}; 95% interval {_pct(r.ci[0])}-{_pct(r.ci[1])})")
+
+
+_CONDITION_LABELS = {"with_system": "With its declared system prompt", "without_system": "Without a system prompt"}
+
+
+def identity_context(check: Any | None, top_claims: int = 3) -> dict[str, Any] | None:
+    """The behaviour check (a :class:`bot.service.identity_check.IdentityCheck`) as plain template data.
+
+    Only numbers and fixed phrases are ``Trusted``; claim labels, candidate names and the quoted shared
+    passage (model output: untrusted) are escaped when rendered. A failed run shows no details in posts
+    (an error may name internal endpoints); the audit log and the finding keep the reason.
+    """
+    if check is None:
+        return None
+    if check.status != "ran" or check.result is None:
+        reason = check.reason if check.status == "not_run" else None
+        return {"ran": False, "reason": reason}
+    r = check.result
+    conditions = [
+        {"label": Trusted(_CONDITION_LABELS.get(c.condition, c.condition)), "answered": num(c.answered),
+         "failed": c.failed,
+         "system_prompt": _clip(c.system_prompt, 80) if c.condition == "with_system" else None,
+         "claims": [{"label": k.label, "generic": k.generic, "own": k.family in {f.family for f in c.families if f.own},
+                     "rate": _rate(k)} for k in c.claims[:top_claims]]}
+        for c in r.conditions
+    ]
+    candidates = [
+        {"ref": e.ref, "family": e.family, "claim": _rate(e.claim) if e.claim else Trusted("—"),
+         "overlap": Trusted(_pct(e.overlap.containment)), "baseline": Trusted(_pct(e.baseline.containment)),
+         "run": num(e.overlap.lcs_max), "strength": Trusted(e.strength), "verbatim": e.verbatim}
+        for e in r.candidates
+    ]
+    top = r.top_candidate()
+    passage = None
+    if top is not None and top.verbatim and top.overlap.passages:
+        text = top.overlap.passages[0]
+        passage = {"ref": top.ref, "text": _clip(text, 160)}
+    return {
+        "ran": True,
+        "verdict": Trusted(r.verdict),
+        "points_to": top.ref if top is not None and top.strength != "none" else None,
+        "conditions": conditions,
+        "candidates": candidates,
+        "passage": passage,
+        "prompts": num(r.prompts),
+        "samples": num(r.sampling.samples),
+        "prompt_set": r.prompt_set,
+        "backend": r.backend.kind,
+        "reproduce": _identity_command(r),
+    }
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    return text if text is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _identity_command(r: Any) -> str | None:
+    """``provbot identity ...`` for the same run, shown only when every name is a plain repo id (it is
+    printed inside a code span, where escapes would show)."""
+    repo, _, revision = r.child.partition("@")
+    refs = [c.ref for c in r.candidates]
+    if not all(is_repo_id(n) for n in [repo, *refs]) or (revision and not re.fullmatch(r"[\w.-]+", revision)):
+        return None
+    cmd = ["provbot", "identity", r.child, *[f"--candidate {c}" for c in refs],
+           f"--samples {r.sampling.samples}", f"--limit {r.prompts}", f"--prompt-set {r.prompt_set}"]
+    return Trusted(" ".join(cmd)) if re.fullmatch(r"[\w.-]+", r.prompt_set) else None
+
+
 def report_context(
     *,
     repo: str,
@@ -199,7 +274,7 @@ def report_context(
         "reproduce": reproduce,
         "bot": bot_username,
         "marker": Trusted(marker_comment(marker)),
-        "identity": identity,
+        "identity": identity_context(identity),
         "reviewed_by": None,
         "public_url": None,
     }

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from bot.db.models_bot import Finding, FindingStatus, utcnow
 from bot.service.context import BotContext
 from bot.service.findings import finding_marker, finding_title, render_finding, reply_marker
-from bot.service.handlers import parse_origin
+from bot.service.handlers import load_identity, parse_origin
 from detectors.errors import ProvbotError
 from detectors.weights.result import ScanResult
 
@@ -39,6 +39,7 @@ class FindingView(BaseModel):
     created_at: datetime
     decided_at: datetime | None
     declared: dict[str, Any]
+    identity: dict[str, Any] | None = None  # the behaviour check run with the scan (IdentityCheck JSON), reason included
 
 
 class Review:
@@ -67,16 +68,18 @@ class Review:
                 raise ReviewError(f"no finding with id {finding_id}")
             result = ScanResult.model_validate(f.result)
             repo, revision, origin, declared = f.repo, f.revision, f.origin, dict(f.declared)
+            identity = load_identity(f.identity)
         mention = parse_origin(origin)
         bot = self.ctx.settings.bot.username
         if mention is None:
             body = render_finding(self.ctx.renderer, template="finding_discussion.md.j2", repo=repo, revision=revision,
                                   result=result, declared=declared, bot_username=bot, marker=finding_marker(repo, revision),
-                                  reviewed_by="(you)")
+                                  reviewed_by="(you)", identity=identity)
             return f"# {finding_title(repo, result)}\n\n{body}"
         body = render_finding(self.ctx.renderer, template="mention_result.md.j2", repo=repo, revision=revision,
                               result=result, declared=declared, bot_username=bot,
-                              marker=reply_marker(mention.comment_id, "result"), reviewed_by="(you)")
+                              marker=reply_marker(mention.comment_id, "result"), reviewed_by="(you)",
+                              identity=identity)
         return f"# reply in {mention.repo} discussion #{mention.num}\n\n{body}"
 
     def _decide(self, finding_id: int, reviewer: str, status: FindingStatus, reason: str | None) -> FindingView:

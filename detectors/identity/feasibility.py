@@ -9,8 +9,6 @@ True
 
 from __future__ import annotations
 
-import json
-import struct
 from math import prod
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from pydantic import BaseModel
 
 from detectors.identity.resolve import split_ref
 
-_MAX_HEADER = 25_000_000
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 
 class Feasibility(BaseModel):
@@ -27,33 +25,30 @@ class Feasibility(BaseModel):
     reason: str
 
 
-def _local_params(path: Path) -> int:
-    total = 0
-    for f in sorted(path.glob("*.safetensors")):
-        with f.open("rb") as fh:
-            raw = fh.read(8)
-            if len(raw) != 8:
-                raise ValueError(f"{f.name}: truncated")
-            (n,) = struct.unpack("<Q", raw)
-            if n > _MAX_HEADER:
-                raise ValueError(f"{f.name}: header too large")
-            header = json.loads(fh.read(n))
-        total += sum(prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
-    return total
-
-
 def parameter_count(ref: str, *, endpoint: str | None = None, token: str | None = None) -> int | None:
-    """Total parameters of ``ref`` from safetensors headers; None if they cannot be read."""
+    """Total parameters of ``ref`` from its safetensors headers (the weight reader's, local or ranged
+    Hub reads); None if they cannot be read."""
+    from detectors.weights.sources import open_source
+
+    try:
+        with open_source(ref, endpoint=endpoint, token=token) as src:
+            return sum(prod(m.shape) for m in src.tensors().values()) or None
+    except Exception:  # I/O, malformed headers, Hub errors (not found, gated, no safetensors): size unknown
+        return None
+
+
+def has_tokenizer(ref: str, *, endpoint: str | None = None, token: str | None = None) -> bool | None:
+    """Whether ``ref`` ships tokenizer files the local backend can load; None if that cannot be told."""
     local = Path(ref).expanduser()
     try:
         if local.is_dir():
-            return _local_params(local) or None
+            return any((local / f).is_file() for f in TOKENIZER_FILES)
         from huggingface_hub import HfApi
 
         repo, rev = split_ref(ref)
-        meta = HfApi(endpoint=endpoint, token=token).get_safetensors_metadata(repo, revision=rev)
-        return sum(meta.parameter_count.values()) or None
-    except Exception:  # I/O, malformed headers, Hub errors (not found, gated, no safetensors): size unknown
+        names = {s.rfilename for s in HfApi(endpoint=endpoint, token=token).model_info(repo, revision=rev).siblings or []}
+        return any(f in names for f in TOKENIZER_FILES)
+    except Exception:  # Hub errors: let the run itself report them
         return None
 
 
@@ -74,6 +69,8 @@ def can_run_identity(ref: str, settings=None, *, cuda: bool | None = None, endpo
         import torch
 
         cuda = torch.cuda.is_available()
+    if has_tokenizer(ref, endpoint=hub_endpoint or settings.hub_endpoint, token=token) is False:
+        return Feasibility(ok=False, params_b=None, reason="the repo has no tokenizer files, so the local backend cannot run it")
     limit = ident.max_local_params_b_gpu if cuda else ident.max_local_params_b_cpu
     where = "GPU" if cuda else "CPU"
     n = parameter_count(ref, endpoint=hub_endpoint or settings.hub_endpoint, token=token)

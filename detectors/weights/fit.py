@@ -53,6 +53,13 @@ EQUAL_ULPS = 4
 # An element is resolvable for sparse-merge counting when some candidate's delta exceeds this many
 # rounding steps of the child's dtype: a dense merge with weight >= 1/32 must then move it.
 RESOLVE_ULPS = 16
+# Full mode: sparse-merge statistics from every FULL_SPARSE_STRIDE-th element of a streamed chunk
+# (see streamed_stats); chunks under FULL_SPARSE_STRIDE * MIN_SUBSAMPLE elements are used whole.
+FULL_SPARSE_STRIDE = 128
+MIN_SUBSAMPLE = 4096
+# Elements per float32 partial Gram product in full mode (summed in float64): short enough that
+# float32 accumulation error stays far below the deltas' own precision.
+GRAM_BLOCK = 4096
 
 
 def pick_device(setting: str = "auto") -> torch.device:
@@ -124,6 +131,55 @@ def tensor_stats(child: torch.Tensor, candidates: Sequence[torch.Tensor], child_
         # on a busy machine), which made this the slowest step of a scan.
         return _stats_numpy(child, candidates, child_dtype)
     return _stats_torch(child, candidates, child_dtype, device)
+
+
+def streamed_stats(child: torch.Tensor, candidates: Sequence[torch.Tensor], child_dtype: torch.dtype | None = None,
+                   device: torch.device | None = None, stride: int = FULL_SPARSE_STRIDE) -> TensorStats:
+    """Full-mode statistics of one streamed chunk, at close to memory speed.
+
+    The Gram matrix uses every element: per block of ``GRAM_BLOCK`` elements one float32 product of
+    the rows ``[c - P_1, P_1, P_i - P_1]``, the block results summed in float64. Differences of close
+    models are exact in float32, so the delta energies the fit works from keep their precision, and
+    the large ``P_1`` terms cancel algebraically when the fit changes basis. The sparse-merge
+    statistics (equality counts, masked Grams) come from a systematic ``1/stride`` subsample, scaled
+    up by ``n / n_sub``: shares and fits on kept elements are estimated from millions of elements
+    per tensor, while the passes they need no longer dominate a full read. Chunks too small to
+    subsample use :func:`tensor_stats` unchanged.
+    """
+    n = child.numel()
+    if n < stride * MIN_SUBSAMPLE:
+        return tensor_stats(child, candidates, child_dtype, device)
+    device = device or child.device
+    k = len(candidates)
+    flat = [child.reshape(-1), *[p.reshape(-1) for p in candidates]]
+    g = np.zeros((k + 1, k + 1))
+    sums = np.zeros(k + 1)
+    for lo in range(0, n, STATS_CHUNK):
+        part = [x[lo:lo + STATS_CHUNK].to(device=device, dtype=torch.float32) for x in flat]
+        m = part[0].numel()
+        rows = torch.empty((k + 1, m), device=device, dtype=torch.float32)
+        ref = part[1]
+        for i, x in enumerate(part):  # one pass per row, written straight into the product's input
+            if i == 1:
+                rows[1].copy_(ref)
+            else:
+                torch.sub(x, ref, out=rows[i])
+        full = m - m % GRAM_BLOCK
+        blocks = rows[:, :full].reshape(k + 1, -1, GRAM_BLOCK).transpose(0, 1)  # (blocks, k+1, GRAM_BLOCK)
+        g += torch.bmm(blocks, blocks.transpose(1, 2)).double().sum(dim=0).cpu().numpy()
+        tail = rows[:, full:].double()
+        g += (tail @ tail.T).cpu().numpy()
+        sums += rows.sum(dim=1).double().cpu().numpy()  # float32 cascade sums: ample for means
+    # x_i = r_i + r_1 for i != 1 and x_1 = r_1: raw Gram = A g A^T with A = I plus ones in column 1.
+    a = np.eye(k + 1)
+    a[:, 1] = 1.0
+    sub = tensor_stats(flat[0][::stride], [x[::stride] for x in flat[1:]], child_dtype, device)
+    scale = n / sub.n
+    return TensorStats(
+        n, a @ g @ a.T, a @ sums, sub.eq * scale, sub.gram_ne * scale, sub.absdiff_eq * scale, sub.absdiff_ne * scale,
+        sub.gram_new * scale, int(round(sub.n_new * scale)), sub.eps,
+        None if sub.eq_big is None else sub.eq_big * scale, None if sub.n_big is None else sub.n_big * scale,
+    )
 
 
 def _stats_torch(child: torch.Tensor, candidates: Sequence[torch.Tensor], child_dtype: torch.dtype | None,

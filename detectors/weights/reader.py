@@ -19,8 +19,9 @@ elements covering the sampled rows are read.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,8 @@ from detectors.weights.sources import ByteRange, WeightSource
 
 #: Full reads stream each tensor in chunks of at most this many elements (256 MiB as float32).
 FULL_CHUNK_ELEMENTS = 64 * 2**20
+#: Chunks (of any size) a full read keeps in flight ahead of the consumer.
+FULL_READ_AHEAD = 64
 # Dequantisation builds index arrays; doing it in blocks bounds their memory.
 _DEQUANT_BLOCK = 4 * 2**20
 
@@ -199,26 +202,45 @@ def iter_full(
     chunk_elements: int = FULL_CHUNK_ELEMENTS,
     device: str | torch.device | None = "auto",
     include_extra: bool = False,
+    read_ahead: int = FULL_READ_AHEAD,
 ) -> Iterator[FullChunk]:
     """Stream every planned element of every model, tensor by tensor, in bounded chunks.
 
     With a ``full=True`` plan that is every common tensor whole; with ``include_extra`` also the
-    ``extra`` layer tensors, whose chunks hold only the models that have them. At most
-    ``chunk_elements`` per model are in memory at once (as float32 on ``device``, CUDA when
-    present by default); the models are read concurrently.
+    ``extra`` layer tensors, whose chunks hold only the models that have them. Chunks are yielded in
+    plan order as float32 on ``device`` (CUDA when present by default). Reads run ahead of the
+    consumer: up to ``read_ahead`` chunks are in flight (every model concurrently), but never more
+    than ``chunk_elements`` elements per model beyond the chunk being consumed, so a checkpoint of
+    tens of thousands of small tensors is not read one round trip at a time while memory stays
+    bounded by about two chunks per model.
     """
     for s in sources:
         _check_ref(s, plan)
     dev = resolve_device(device)
     if chunk_elements < 1:
         raise ValueError("chunk_elements must be positive")
-    with ThreadPoolExecutor(max_workers=max(1, len(sources))) as pool:
-        for t in plan.tensors + (plan.extra if include_extra else []):
-            holders = [s for s in sources if s.ref in t.metas]
-            end = t.ranges[-1][1]
-            for a, b in t.ranges:
-                for lo in range(a, b, chunk_elements):
-                    hi = min(b, lo + chunk_elements)
-                    got = pool.map(lambda s: _run(s, _jobs(s.ref, t, [(lo, hi)]))[0].to(dev), holders)
-                    values = dict(zip((s.ref for s in holders), got))
-                    yield FullChunk(t.name, lo, hi, t.shape, values, last=hi == end)
+    specs = [
+        (t, lo, min(b, lo + chunk_elements), t.ranges[-1][1])
+        for t in plan.tensors + (plan.extra if include_extra else [])
+        for a, b in t.ranges
+        for lo in range(a, b, chunk_elements)
+    ]
+    workers = max(1, len(sources)) * max(1, min(read_ahead, 16))
+    pending: deque[tuple[TensorPlan, int, int, int, dict[str, Future[torch.Tensor]]]] = deque()
+    inflight = 0
+    nxt = 0
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while nxt < len(specs) or pending:
+            while nxt < len(specs) and len(pending) < read_ahead:
+                t, lo, hi, end = specs[nxt]
+                if pending and inflight + (hi - lo) > chunk_elements:
+                    break
+                holders = [s for s in sources if s.ref in t.metas]
+                futs = {s.ref: pool.submit(lambda s=s, t=t, lo=lo, hi=hi: _run(s, _jobs(s.ref, t, [(lo, hi)]))[0]) for s in holders}
+                pending.append((t, lo, hi, end, futs))
+                inflight += hi - lo
+                nxt += 1
+            t, lo, hi, end, futs = pending.popleft()
+            inflight -= hi - lo
+            values = {ref: f.result().to(dev) for ref, f in futs.items()}
+            yield FullChunk(t.name, lo, hi, t.shape, values, last=hi == end)

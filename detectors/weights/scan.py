@@ -17,7 +17,7 @@ import torch
 from pydantic import SecretStr
 
 from detectors.errors import ProvbotError, ShapeMismatchError
-from detectors.weights.fit import Lineage, TensorStats, tensor_stats
+from detectors.weights.fit import Lineage, TensorStats, streamed_stats, tensor_stats
 from detectors.weights.layers import layer_count, layer_plans, match_layers
 from detectors.weights.reader import canonical_models, iter_full, read_sample, resolve_device
 from detectors.weights.relation import COPY_EQUAL_SHARE, classify
@@ -136,8 +136,8 @@ def _full_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.device
     done = 0
     metas = plan.by_name()
     for chunk in iter_full(sources, plan, device=dev):
-        part = tensor_stats(chunk.values[refs[0]], [chunk.values[r] for r in refs[1:]],
-                            _child_dtype(metas[chunk.name].metas[child_ref].dtype), device=dev)
+        part = streamed_stats(chunk.values[refs[0]], [chunk.values[r] for r in refs[1:]],
+                              _child_dtype(metas[chunk.name].metas[child_ref].dtype), device=dev)
         acc[chunk.name] = acc[chunk.name] + part if chunk.name in acc else part
         done += chunk.stop - chunk.start
         if progress:

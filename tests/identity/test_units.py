@@ -171,6 +171,9 @@ def test_feasibility_from_safetensors_headers(tmp_path: Path):
     assert parameter_count(str(tmp_path)) == 205
     s = Settings()
     s.identity.max_local_params_b_cpu = 1e-7  # 100 parameters
+    verdict = can_run_identity(str(tmp_path), s, cuda=True)
+    assert not verdict.ok and "no tokenizer" in verdict.reason  # weights alone: the local backend cannot talk
+    (tmp_path / "tokenizer_config.json").write_text("{}")
     verdict = can_run_identity(str(tmp_path), s, cuda=False)
     assert not verdict.ok and "exceed the CPU limit" in verdict.reason
     assert can_run_identity(str(tmp_path), s, cuda=True).ok

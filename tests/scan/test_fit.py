@@ -116,3 +116,27 @@ def test_long_tensors_are_processed_in_chunks_with_the_same_result(monkeypatch):
     chunked = fit.tensor_stats(child, [a, b, base])
     assert np.allclose(whole.gram, chunked.gram) and np.array_equal(whole.eq, chunked.eq)
     assert np.allclose(whole.gram_new, chunked.gram_new) and whole.n_new == chunked.n_new
+
+
+def test_streamed_full_mode_stats_match_the_exact_ones():
+    """--full's fast statistics: Gram from every element (blocked float32 products of deltas), the
+    sparse-merge counts from a 1/stride subsample scaled up; weights and R^2 must match the exact
+    float64 path, and the shares must be unbiased estimates."""
+    import torch
+
+    from detectors.weights.fit import streamed_stats, tensor_stats
+
+    g = torch.Generator().manual_seed(5)
+    n = 3 * 2**20 + 123  # not a multiple of the block or the stride
+    base = torch.randn(n, generator=g).bfloat16().float()
+    tuned = (base + 0.05 * torch.randn(n, generator=g)).bfloat16().float()
+    child = (0.6 * tuned + 0.4 * base).bfloat16().float()
+    fast = streamed_stats(child, [tuned, base], torch.bfloat16, torch.device("cpu"), stride=64)
+    exact = tensor_stats(child, [tuned, base], torch.bfloat16, torch.device("cpu"))
+    assert fast.n == exact.n
+    for ref in (0, 1):
+        f, e = fit_tensor(fast, ref), fit_tensor(exact, ref)
+        assert np.allclose(f.weights, e.weights, atol=1e-5)
+        assert abs(f.r2 - e.r2) < 1e-5
+    assert np.allclose(fast.eq / fast.n, exact.eq / exact.n, atol=0.01)
+    assert abs(fast.sparse_share(1) - exact.sparse_share(1)) < 0.01

@@ -141,6 +141,45 @@ def test_full_stream_reassembles_every_tensor(tmp_path, base, state):
         assert torch.equal(torch.cat(parts), state[name].reshape(-1)), name
 
 
+def test_full_stream_reads_ahead_in_order_within_bounds(tmp_path, base, state):
+    """Many small tensors are fetched concurrently, yet chunks arrive in plan order and the
+    elements in flight stay within one chunk's worth beyond the one being consumed."""
+    import threading
+    import time
+
+    class Slow:
+        """A source whose reads take a while, counting how many run at once."""
+
+        def __init__(self, inner: LocalSource) -> None:
+            self.inner, self.lock, self.now, self.most, self.elements, self.most_elements = inner, threading.Lock(), 0, 0, 0, 0
+
+        def __getattr__(self, name: str):
+            return getattr(self.inner, name)
+
+        def read_ranges(self, ranges, gap_bytes=0):
+            size = sum(e - s for _, s, e in ranges) // 4
+            with self.lock:
+                self.now += 1
+                self.elements += size
+                self.most, self.most_elements = max(self.most, self.now), max(self.most_elements, self.elements)
+            time.sleep(0.01)
+            try:
+                return self.inner.read_ranges(ranges, gap_bytes)
+            finally:
+                with self.lock:
+                    self.now -= 1
+                    self.elements -= size
+
+    src = Slow(LocalSource(base))
+    plan = plan_sample(canonical_models([src.inner]), None, full=True)
+    limit = 4096
+    order = [(c.name, c.start) for c in iter_full([src], plan, chunk_elements=limit, device="cpu")]
+    expected = [(t.name, lo) for t in plan.tensors for a, b in t.ranges for lo in range(a, b, limit)]
+    assert order == expected
+    assert src.most > 1  # reads overlapped
+    assert src.most_elements <= 2 * limit  # bounded: the chunk being consumed plus one chunk ahead
+
+
 def test_full_stream_dequantises_in_chunks(tmp_path, state):
     ref = write_quantized(tmp_path / "q", state, "int8")
     src = LocalSource(tmp_path / "q")
