@@ -54,7 +54,7 @@ EQUAL_ULPS = 4
 # rounding steps of the child's dtype: a dense merge with weight >= 1/32 must then move it.
 RESOLVE_ULPS = 16
 # Full mode: sparse-merge statistics from every FULL_SPARSE_STRIDE-th element of a streamed chunk
-# (see streamed_stats); chunks under FULL_SPARSE_STRIDE * MIN_SUBSAMPLE elements are used whole.
+# (see streamed_stats), and never from fewer than MIN_SUBSAMPLE elements.
 FULL_SPARSE_STRIDE = 128
 MIN_SUBSAMPLE = 4096
 # Elements per float32 partial Gram product in full mode (summed in float64): short enough that
@@ -144,10 +144,12 @@ def streamed_stats(child: torch.Tensor, candidates: Sequence[torch.Tensor], chil
     statistics (equality counts, masked Grams) come from a systematic ``1/stride`` subsample, scaled
     up by ``n / n_sub``: shares and fits on kept elements are estimated from millions of elements
     per tensor, while the passes they need no longer dominate a full read. Chunks too small to
-    subsample use :func:`tensor_stats` unchanged.
+    subsample use :func:`tensor_stats` unchanged; smaller ones subsample with a shorter stride so
+    that at least ``MIN_SUBSAMPLE`` elements are counted (most tensors of a large MoE are small).
     """
     n = child.numel()
-    if n < stride * MIN_SUBSAMPLE:
+    stride = min(stride, n // MIN_SUBSAMPLE)
+    if stride < 2:
         return tensor_stats(child, candidates, child_dtype, device)
     device = device or child.device
     k = len(candidates)

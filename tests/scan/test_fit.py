@@ -118,7 +118,8 @@ def test_long_tensors_are_processed_in_chunks_with_the_same_result(monkeypatch):
     assert np.allclose(whole.gram_new, chunked.gram_new) and whole.n_new == chunked.n_new
 
 
-def test_streamed_full_mode_stats_match_the_exact_ones():
+@pytest.mark.parametrize("n", [3 * 2**20 + 123, 100_003])  # a large chunk; a small expert-sized tensor
+def test_streamed_full_mode_stats_match_the_exact_ones(n):
     """--full's fast statistics: Gram from every element (blocked float32 products of deltas), the
     sparse-merge counts from a 1/stride subsample scaled up; weights and R^2 must match the exact
     float64 path, and the shares must be unbiased estimates."""
@@ -127,7 +128,6 @@ def test_streamed_full_mode_stats_match_the_exact_ones():
     from detectors.weights.fit import streamed_stats, tensor_stats
 
     g = torch.Generator().manual_seed(5)
-    n = 3 * 2**20 + 123  # not a multiple of the block or the stride
     base = torch.randn(n, generator=g).bfloat16().float()
     tuned = (base + 0.05 * torch.randn(n, generator=g)).bfloat16().float()
     child = (0.6 * tuned + 0.4 * base).bfloat16().float()
