@@ -64,10 +64,21 @@ def run_scan_child(endpoint: str, full: bool, budget_mb: float | None) -> None:
 
         return run
 
-    # The sampled path calls tensor_stats, the full path streamed_stats (which may call tensor_stats
-    # for small tensors: only the outer call is timed).
+    def timed_batch(inner):  # noqa: ANN001, ANN202
+        def run(children, candidates, *a, **kw):  # noqa: ANN001, ANN002, ANN003
+            t = time.perf_counter()
+            out = inner(children, candidates, *a, **kw)
+            fit["seconds"] += time.perf_counter() - t
+            fit["bytes"] += sum(4 * c.numel() * (1 + len(ps)) for c, ps in zip(children, candidates))
+            return out
+
+        return run
+
+    # The sampled path calls tensor_stats; the full path streamed_stats for chunks of big tensors and
+    # streamed_stats_batch for batches of small ones (only these outer calls are timed).
     if full:
         scan_mod.streamed_stats = timed(scan_mod.streamed_stats)
+        scan_mod.streamed_stats_batch = timed_batch(scan_mod.streamed_stats_batch)
     else:
         scan_mod.tensor_stats = timed(scan_mod.tensor_stats)
     t = time.perf_counter()

@@ -147,41 +147,59 @@ def streamed_stats(child: torch.Tensor, candidates: Sequence[torch.Tensor], chil
     subsample use :func:`tensor_stats` unchanged; smaller ones subsample with a shorter stride so
     that at least ``MIN_SUBSAMPLE`` elements are counted (most tensors of a large MoE are small).
     """
-    n = child.numel()
+    return streamed_stats_batch([child], [candidates], child_dtype, device, stride)[0]
+
+
+def streamed_stats_batch(children: Sequence[torch.Tensor], candidates: Sequence[Sequence[torch.Tensor]],
+                         child_dtype: torch.dtype | None = None, device: torch.device | None = None,
+                         stride: int = FULL_SPARSE_STRIDE) -> list[TensorStats]:
+    """:func:`streamed_stats` of several same-sized tensors at once (one batched product for all).
+
+    A large MoE checkpoint is mostly thousands of small expert matrices of one shape; computing their
+    Grams together removes the per-tensor overhead that otherwise dominates a full read.
+    """
+    n = children[0].numel()
+    if any(c.numel() != n for c in children):
+        raise ValueError("streamed_stats_batch needs tensors of one size")
     stride = min(stride, n // MIN_SUBSAMPLE)
     if stride < 2:
-        return tensor_stats(child, candidates, child_dtype, device)
-    device = device or child.device
-    k = len(candidates)
-    flat = [child.reshape(-1), *[p.reshape(-1) for p in candidates]]
-    g = np.zeros((k + 1, k + 1))
-    sums = np.zeros(k + 1)
+        return [tensor_stats(c, ps, child_dtype, device) for c, ps in zip(children, candidates)]
+    device = device or children[0].device
+    k = len(candidates[0])
+    flats = [[c.reshape(-1), *[p.reshape(-1) for p in ps]] for c, ps in zip(children, candidates)]
+    g = np.zeros((len(flats), k + 1, k + 1))
+    sums = np.zeros((len(flats), k + 1))
     for lo in range(0, n, STATS_CHUNK):
-        part = [x[lo:lo + STATS_CHUNK].to(device=device, dtype=torch.float32) for x in flat]
-        m = part[0].numel()
-        rows = torch.empty((k + 1, m), device=device, dtype=torch.float32)
-        ref = part[1]
-        for i, x in enumerate(part):  # one pass per row, written straight into the product's input
-            if i == 1:
-                rows[1].copy_(ref)
-            else:
-                torch.sub(x, ref, out=rows[i])
+        m = min(STATS_CHUNK, n - lo)
+        t = len(flats)
+        rows = torch.empty((t, k + 1, m), device=device, dtype=torch.float32)
+        for j, f in enumerate(flats):  # one pass per row, written straight into the product's input
+            ref = f[1][lo:lo + m].to(device=device, dtype=torch.float32)
+            rows[j, 1].copy_(ref)
+            for i, x in enumerate(f):
+                if i != 1:
+                    torch.sub(x[lo:lo + m].to(device=device, dtype=torch.float32), ref, out=rows[j, i])
         full = m - m % GRAM_BLOCK
-        blocks = rows[:, :full].reshape(k + 1, -1, GRAM_BLOCK).transpose(0, 1)  # (blocks, k+1, GRAM_BLOCK)
-        g += torch.bmm(blocks, blocks.transpose(1, 2)).double().sum(dim=0).cpu().numpy()
-        tail = rows[:, full:].double()
-        g += (tail @ tail.T).cpu().numpy()
-        sums += rows.sum(dim=1).double().cpu().numpy()  # float32 cascade sums: ample for means
+        if full:
+            blocks = rows[:, :, :full].reshape(t, k + 1, -1, GRAM_BLOCK).transpose(1, 2).reshape(-1, k + 1, GRAM_BLOCK)
+            prods = torch.bmm(blocks, blocks.transpose(1, 2)).double().reshape(t, -1, k + 1, k + 1)
+            g += prods.sum(dim=1).cpu().numpy()
+        tail = rows[:, :, full:].double()
+        g += torch.bmm(tail, tail.transpose(1, 2)).cpu().numpy()
+        sums += rows.sum(dim=2).double().cpu().numpy()  # float32 cascade sums: ample for means
     # x_i = r_i + r_1 for i != 1 and x_1 = r_1: raw Gram = A g A^T with A = I plus ones in column 1.
     a = np.eye(k + 1)
     a[:, 1] = 1.0
-    sub = tensor_stats(flat[0][::stride], [x[::stride] for x in flat[1:]], child_dtype, device)
-    scale = n / sub.n
-    return TensorStats(
-        n, a @ g @ a.T, a @ sums, sub.eq * scale, sub.gram_ne * scale, sub.absdiff_eq * scale, sub.absdiff_ne * scale,
-        sub.gram_new * scale, int(round(sub.n_new * scale)), sub.eps,
-        None if sub.eq_big is None else sub.eq_big * scale, None if sub.n_big is None else sub.n_big * scale,
-    )
+    out = []
+    for i, f in enumerate(flats):
+        sub = tensor_stats(f[0][::stride], [x[::stride] for x in f[1:]], child_dtype, device)
+        scale = n / sub.n
+        out.append(TensorStats(
+            n, a @ g[i] @ a.T, a @ sums[i], sub.eq * scale, sub.gram_ne * scale, sub.absdiff_eq * scale,
+            sub.absdiff_ne * scale, sub.gram_new * scale, int(round(sub.n_new * scale)), sub.eps,
+            None if sub.eq_big is None else sub.eq_big * scale, None if sub.n_big is None else sub.n_big * scale,
+        ))
+    return out
 
 
 def _stats_torch(child: torch.Tensor, candidates: Sequence[torch.Tensor], child_dtype: torch.dtype | None,

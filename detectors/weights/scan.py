@@ -17,7 +17,7 @@ import torch
 from pydantic import SecretStr
 
 from detectors.errors import ProvbotError, ShapeMismatchError
-from detectors.weights.fit import Lineage, TensorStats, streamed_stats, tensor_stats
+from detectors.weights.fit import Lineage, TensorStats, streamed_stats, streamed_stats_batch, tensor_stats
 from detectors.weights.layers import layer_count, layer_plans, match_layers
 from detectors.weights.reader import canonical_models, iter_full, read_sample, resolve_device
 from detectors.weights.relation import COPY_EQUAL_SHARE, classify
@@ -26,6 +26,10 @@ from detectors.weights.sampling import SamplePlan, plan_sample
 from detectors.weights.sources import WeightSource, open_source
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
+
+# Full mode: whole tensors up to this size are batched, at most FULL_BATCH at a time.
+FULL_BATCH = 64
+FULL_BATCH_MAX_ELEMENTS = 2**20
 
 _TORCH_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
 
@@ -128,20 +132,48 @@ def _sampled_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.dev
 
 
 def _full_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.device, progress: Progress | None) -> list[TensorStats]:
-    """Stream every element (chunks on ``dev``), accumulating the additive statistics per tensor."""
+    """Stream every element (chunks on ``dev``), accumulating the additive statistics per tensor.
+
+    Whole small tensors of one size (a MoE's experts) are gathered into batches of up to
+    ``FULL_BATCH`` and computed together; larger tensors arrive in chunks and are summed.
+    """
     child_ref = sources[0].ref
     refs = [s.ref for s in sources]
     acc: dict[str, TensorStats] = {}
     total = sum(t.n_elements for t in plan.tensors)
     done = 0
     metas = plan.by_name()
+    batch: list = []
+
+    def add(name: str, part: TensorStats) -> None:
+        acc[name] = acc[name] + part if name in acc else part
+
+    def flush() -> None:
+        if batch:
+            dtype = _child_dtype(metas[batch[0].name].metas[child_ref].dtype)
+            parts = streamed_stats_batch([c.values[refs[0]] for c in batch], [[c.values[r] for r in refs[1:]] for c in batch],
+                                         dtype, device=dev)
+            for c, part in zip(batch, parts):
+                add(c.name, part)
+            batch.clear()
+
     for chunk in iter_full(sources, plan, device=dev):
-        part = streamed_stats(chunk.values[refs[0]], [chunk.values[r] for r in refs[1:]],
-                              _child_dtype(metas[chunk.name].metas[child_ref].dtype), device=dev)
-        acc[chunk.name] = acc[chunk.name] + part if chunk.name in acc else part
-        done += chunk.stop - chunk.start
+        n = chunk.stop - chunk.start
+        dtype = metas[chunk.name].metas[child_ref].dtype
+        whole = chunk.start == 0 and chunk.last and n <= FULL_BATCH_MAX_ELEMENTS
+        key = (n, dtype)
+        if batch and (not whole or key != (batch[0].stop - batch[0].start, metas[batch[0].name].metas[child_ref].dtype)
+                      or len(batch) >= FULL_BATCH):
+            flush()
+        if whole:
+            batch.append(chunk)
+        else:
+            add(chunk.name, streamed_stats(chunk.values[refs[0]], [chunk.values[r] for r in refs[1:]],
+                                           _child_dtype(dtype), device=dev))
+        done += n
         if progress:
             progress(done, total, chunk.name)
+    flush()
     return [acc[t.name] for t in plan.tensors]
 
 

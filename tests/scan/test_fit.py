@@ -140,3 +140,24 @@ def test_streamed_full_mode_stats_match_the_exact_ones(n):
         assert abs(f.r2 - e.r2) < 1e-5
     assert np.allclose(fast.eq / fast.n, exact.eq / exact.n, atol=0.01)
     assert abs(fast.sparse_share(1) - exact.sparse_share(1)) < 0.01
+
+
+def test_batched_full_mode_stats_equal_one_at_a_time():
+    import torch
+
+    from detectors.weights.fit import streamed_stats, streamed_stats_batch
+
+    g = torch.Generator().manual_seed(9)
+    items = []
+    for _ in range(3):
+        base = torch.randn(70_001, generator=g)
+        other = base + 0.1 * torch.randn(70_001, generator=g)
+        items.append((0.3 * base + 0.7 * other, [other, base]))
+    together = streamed_stats_batch([c for c, _ in items], [ps for _, ps in items], torch.float32, torch.device("cpu"))
+    for (c, ps), st in zip(items, together):
+        alone = streamed_stats(c, ps, torch.float32, torch.device("cpu"))
+        # float32 block products: summation order differs with the batch, so raw entries agree to ~1e-7
+        assert np.allclose(st.gram, alone.gram, rtol=1e-6) and np.allclose(st.eq, alone.eq)
+        assert np.allclose(fit_tensor(st, 1).weights, [0.7, 0.3], atol=1e-5)
+    with pytest.raises(ValueError):
+        streamed_stats_batch([items[0][0], items[0][0][:-1]], [items[0][1], [p[:-1] for p in items[0][1]]])
