@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from detectors.weights.keys import canonical_tensors, classify, is_scale_companion
+from detectors.weights.safetensors_format import FLOAT_DTYPES
 
 if TYPE_CHECKING:  # torch stays out of processes that only read the index
     from detectors.weights.safetensors_format import TensorMeta
@@ -60,7 +61,6 @@ ARCH_FIELDS = (
 
 # Integer path segments (layer and expert indices) vanish from loose templates.
 _INDEX_SEGMENT = re.compile(r"(?<=\.)\d+(?=\.)|^\d+(?=\.)")
-_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
 
 
 class Fingerprint(BaseModel):
@@ -123,7 +123,7 @@ def fingerprint(config: dict[str, Any], tensors: dict[str, TensorMeta], source: 
         layers=len(layers),
         hidden=hidden if isinstance(hidden, int) else None,
         vocab=vocab if vocab is not None else (cfg.get("vocab_size") if isinstance(cfg.get("vocab_size"), int) else None),
-        quantized=bool(dtype) and dtype not in _FLOAT_DTYPES,
+        quantized=bool(dtype) and dtype not in FLOAT_DTYPES,
     )
 
 

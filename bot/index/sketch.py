@@ -31,6 +31,7 @@ import numpy as np
 
 from bot.index.errors import SketchFormatError
 from detectors.weights.keys import canonical_tensors, classify, is_scale_companion
+from detectors.weights.safetensors_format import FLOAT_DTYPES
 
 if TYPE_CHECKING:  # torch stays out of processes that only read the index
     from detectors.weights.safetensors_format import TensorMeta
@@ -46,7 +47,6 @@ MAX_EXPERTS = 4
 VOCAB_PREFIX_ROWS = 4096
 #: Length of the screening vector (a fixed subsample of the sketch used to shortlist candidates).
 SCREEN_LEN = 2048
-_FLOAT = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
 _MAX_HEADER = 64 * 1024 * 1024
 
 
@@ -162,7 +162,7 @@ def plan_sketch(tensors: dict[str, TensorMeta], source: str = "model") -> list[_
     planned = []
     for name in sorted(canon):
         meta = canon[name]
-        if meta.dtype not in _FLOAT or is_scale_companion(name, canon) or meta.numel == 0:
+        if meta.dtype not in FLOAT_DTYPES or is_scale_companion(name, canon) or meta.numel == 0:
             continue  # integer-packed (quantized) tensors have no comparable float values
         kind = classify(name)
         if kind.expert is not None and kind.expert >= MAX_EXPERTS:

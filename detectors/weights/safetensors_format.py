@@ -61,6 +61,8 @@ DTYPES: dict[str, DType] = {
         DType("BOOL", 1, torch.bool),
     )
 }
+#: Floating-point storage dtypes (fp8 included): the ones whose values are weights as they are.
+FLOAT_DTYPES = frozenset(name for name, d in DTYPES.items() if d.torch_dtype.is_floating_point)
 
 
 @dataclass(frozen=True, slots=True)

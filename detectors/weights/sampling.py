@@ -32,7 +32,7 @@ from detectors.weights.keys import (
     layer_template,
     scale_companion,
 )
-from detectors.weights.safetensors_format import TensorMeta
+from detectors.weights.safetensors_format import FLOAT_DTYPES, TensorMeta
 
 #: Runs shorter than this are not worth a request of their own: small samples are one contiguous run.
 MIN_RUN = 4096
@@ -45,7 +45,6 @@ TARGET_ELEMENTS = 1024
 #: Share of the budget kept for bridging gaps between nearby ranges (fewer HTTP requests).
 GAP_SHARE = 0.2
 
-_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
 _QUANT_DTYPES = {"F8_E4M3", "F8_E5M2", "I8"}
 
 
@@ -206,10 +205,10 @@ _Candidate = tuple[str, tuple[int, ...], dict[str, TensorMeta], dict[str, Tensor
 def _usable(name: str, ref: str, tensors: dict[str, TensorMeta], notes: list[str]) -> tuple[bool, TensorMeta | None]:
     """(readable as float?, its scale companion) for one model's tensor; notes say why not."""
     meta = tensors[name]
-    if meta.dtype in _FLOAT_DTYPES and meta.dtype not in _QUANT_DTYPES:
+    if meta.dtype in FLOAT_DTYPES and meta.dtype not in _QUANT_DTYPES:
         return True, None  # the common case, without the companion look-ups (100k tensors in big MoEs)
     sc = scale_companion(name, tensors)
-    if meta.dtype not in _FLOAT_DTYPES and not (meta.dtype == "I8" and sc):
+    if meta.dtype not in FLOAT_DTYPES and not (meta.dtype == "I8" and sc):
         notes.append(f"skipped {name}: {meta.dtype} in {ref} is not a float weight")
         return False, None
     if sc is not None and meta.dtype in _QUANT_DTYPES:

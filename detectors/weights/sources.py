@@ -230,6 +230,22 @@ def complete_shard_series(names: Iterable[str]) -> list[str] | None:
     return sorted(found)
 
 
+def load_json(raw: bytes, where: str) -> object:
+    """Decode a UTF-8 JSON file a source read; WeightFormatError naming ``where`` if it is not."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightFormatError(f"{where}: not valid JSON ({exc.__class__.__name__})") from None
+
+
+def load_json_object(raw: bytes, where: str) -> dict:
+    """:func:`load_json`, and the value must be an object (config.json)."""
+    obj = load_json(raw, where)
+    if not isinstance(obj, dict):
+        raise WeightFormatError(f"{where}: expected a JSON object")
+    return obj
+
+
 def parse_index(raw: bytes, where: str) -> tuple[list[str], dict[str, str]]:
     """Validate ``model.safetensors.index.json``: return (shard files in order, weight_map).
 
@@ -239,10 +255,7 @@ def parse_index(raw: bytes, where: str) -> tuple[list[str], dict[str, str]]:
     >>> parse_index(b'{"weight_map": {"a": "s1.safetensors", "b": "s1.safetensors"}}', "x")
     (['s1.safetensors'], {'a': 's1.safetensors', 'b': 's1.safetensors'})
     """
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightFormatError(f"{where}: not valid JSON ({exc.__class__.__name__})") from None
+    obj = load_json(raw, where)
     wm = obj.get("weight_map") if isinstance(obj, dict) else None
     if not isinstance(wm, dict) or not wm or not all(isinstance(k, str) and isinstance(v, str) for k, v in wm.items()):
         raise WeightFormatError(f"{where}: no weight_map object of tensor name -> shard file")
@@ -280,13 +293,7 @@ class LocalSource(WeightSource):
         p = self.path / "config.json"
         if not p.is_file():
             return {}
-        try:
-            obj = json.loads(p.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise WeightFormatError(f"{p}: not valid JSON ({exc.__class__.__name__})") from None
-        if not isinstance(obj, dict):
-            raise WeightFormatError(f"{p}: expected a JSON object")
-        return obj
+        return load_json_object(p.read_bytes(), str(p))
 
     def _list_weight_files(self) -> tuple[list[str], dict[str, str] | None]:
         if self._files is None:
@@ -526,13 +533,7 @@ class HubSource(WeightSource):
         if "config.json" not in self.siblings:
             return {}
         raw, _ = self._get("config.json")
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise WeightFormatError(f"{self.ref}/config.json: not valid JSON ({exc.__class__.__name__})") from None
-        if not isinstance(obj, dict):
-            raise WeightFormatError(f"{self.ref}/config.json: expected a JSON object")
-        return obj
+        return load_json_object(raw, f"{self.ref}/config.json")
 
     def _list_weight_files(self) -> tuple[list[str], dict[str, str] | None]:
         if self._files is None:
