@@ -104,3 +104,23 @@ def user_api(hub: object, user: str) -> object:
     from huggingface_hub import HfApi
 
     return HfApi(endpoint=hub.url, token=USERS[user])  # type: ignore[attr-defined]
+
+
+def upload_and_find(service: object, hub: object, repo: str, files: dict) -> object:
+    """Upload ``repo``, let the bot poll and scan it, and return its (pending) finding."""
+    from bot.service.review import Review
+
+    hub.add_repo(repo, files)  # type: ignore[attr-defined]
+    service.poller.poll()  # type: ignore[attr-defined]
+    service.workers.wake()  # type: ignore[attr-defined]
+    assert service.wait_idle(30)  # type: ignore[attr-defined]
+    return next(f for f in Review(service.ctx).list() if f.repo == repo)  # type: ignore[attr-defined]
+
+
+def approve_and_drain(service: object, finding_id: int, moderator: str = "mod") -> None:
+    """Approve a finding as ``moderator`` and wait until the bot has posted it."""
+    from bot.service.review import Review
+
+    Review(service.ctx).approve(finding_id, moderator)  # type: ignore[attr-defined]
+    service.workers.wake()  # type: ignore[attr-defined]
+    assert service.wait_idle(30)  # type: ignore[attr-defined]

@@ -17,8 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bot.service.app import BotService
-from bot.service.review import Review
-from tests.bot.helpers import model_files
+from tests.bot.helpers import approve_and_drain, model_files, upload_and_find
 
 GH_TOKEN = "ghp_FakeGithubToken000000000000"
 
@@ -77,14 +76,8 @@ def test_github_issue_created_once_despite_a_failed_post(service: BotService, hu
     b = service.ctx.settings.bot
     b.github_repo, b.github_api, b.github_token = "org/moderation", url, SecretStr(GH_TOKEN)
     fake.fail_next_posts = 1
-    hub.add_repo("sneaky/m", model_files(seed=7))
-    service.poller.poll()
-    service.workers.wake()
-    assert service.wait_idle(30)
-    finding = next(f for f in Review(service.ctx).list() if f.repo == "sneaky/m")
-    Review(service.ctx).approve(finding.id, "mod")
-    service.workers.wake()
-    assert service.wait_idle(30)
+    finding = upload_and_find(service, hub, "sneaky/m", model_files(seed=7))
+    approve_and_drain(service, finding.id)
     assert len(fake.issues) == 1 and fake.issues[0]["title"].startswith("[provbot] Automated lineage check: sneaky/m")
     assert "Finding for moderators" in fake.issues[0]["body"]
     assert set(fake.auth) == {f"Bearer {GH_TOKEN}"}

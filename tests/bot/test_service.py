@@ -12,7 +12,16 @@ from huggingface_hub import HfApi
 from bot.db.models_bot import Finding
 from bot.service.app import BotService
 from bot.service.review import Review
-from tests.bot.helpers import BOT_TOKEN, WEBHOOK_SECRET, bot_settings, build_ctx, model_files, user_api
+from tests.bot.helpers import (
+    BOT_TOKEN,
+    WEBHOOK_SECRET,
+    approve_and_drain,
+    bot_settings,
+    build_ctx,
+    model_files,
+    upload_and_find,
+    user_api,
+)
 
 
 def wait_for(cond, timeout: float = 20.0, what: str = "condition"):  # noqa: ANN001, ANN201
@@ -208,17 +217,11 @@ def test_post_made_before_a_crash_is_found_by_marker_not_repeated(service: BotSe
     from bot.service.findings import finding_marker
 
     ctx = service.ctx
-    hub.add_repo("sneaky/m", model_files(seed=7))
-    service.poller.poll()
-    service.workers.wake()
-    assert service.wait_idle(30)
-    finding = next(f for f in Review(ctx).list() if f.repo == "sneaky/m")
+    finding = upload_and_find(service, hub, "sneaky/m", model_files(seed=7))
     marker = finding_marker(finding.repo, finding.revision)
     HfApi(endpoint=hub.url, token=BOT_TOKEN).create_discussion(
         "sneaky/m", "Automated lineage check", description=f"old text\n<!-- {marker} -->")
-    Review(ctx).approve(finding.id, "mod")
-    service.workers.wake()
-    assert service.wait_idle(30)
+    approve_and_drain(service, finding.id)
     discussions = list(HfApi(endpoint=hub.url, token=False).get_repo_discussions("sneaky/m"))
     assert len(discussions) == 1
     body = bot_comments(hub, "sneaky/m", discussions[0].num)[0]
@@ -261,14 +264,8 @@ def test_dry_run_posts_nothing_anywhere(hub, sqlite_url: str, scanner) -> None: 
 def test_approved_finding_also_opens_one_moderation_issue(service: BotService, hub) -> None:  # noqa: ANN001
     hub.add_repo("mods/queue", {"README.md": "moderation queue"})
     service.ctx.settings.bot.moderation_repo = "mods/queue"
-    hub.add_repo("sneaky/m", model_files(seed=7))
-    service.poller.poll()
-    service.workers.wake()
-    assert service.wait_idle(30)
-    finding = next(f for f in Review(service.ctx).list() if f.repo == "sneaky/m")
-    Review(service.ctx).approve(finding.id, "mod")
-    service.workers.wake()
-    assert service.wait_idle(30)
+    finding = upload_and_find(service, hub, "sneaky/m", model_files(seed=7))
+    approve_and_drain(service, finding.id)
     issues = list(HfApi(endpoint=hub.url, token=False).get_repo_discussions("mods/queue"))
     assert len(issues) == 1 and issues[0].title.startswith("[provbot] Automated lineage check: sneaky/m")
     body = bot_comments(hub, "mods/queue", issues[0].num)[0]
