@@ -14,14 +14,13 @@ starts or ends with a Latin letter or digit (so "Nex" does not match "next"; CJK
 from __future__ import annotations
 
 import re
-import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from bot.paths import CONFIG_DIR
+from bot.paths import CONFIG_DIR, load_toml
 from detectors.errors import ConfigError
 
 ClaimKind = Literal["name", "org", "generic"]
@@ -103,12 +102,7 @@ class AliasTable(BaseModel):
 def load_aliases(path: str | Path | None = None) -> AliasTable:
     """Read the alias table (default ``config/aliases.toml``); raises ConfigError on a bad file."""
     path = Path(path) if path else CONFIG_DIR / "aliases.toml"
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"alias table not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"alias table {path} is not valid TOML: {exc}") from None
+    raw = load_toml(path, "alias table")
     try:
         return AliasTable(families=raw.get("families", {}), generic_phrases=(raw.get("generic") or {}).get("phrases", []))
     except ValidationError as exc:

@@ -10,13 +10,12 @@ runs can be compared. Change prompts by adding a new file.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from bot.paths import CONFIG_DIR
+from bot.paths import CONFIG_DIR, load_toml
 from detectors.errors import ConfigError
 
 PromptKind = Literal["who", "name", "maker", "creators"]
@@ -71,12 +70,7 @@ def load_prompt_set(name: str = "identity-v1") -> PromptSet:
     path = Path(name)
     if not path.suffix:
         path = CONFIG_DIR / "prompts" / f"{name}.toml"
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"prompt set not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"prompt set {path} is not valid TOML: {exc}") from None
+    raw = load_toml(path, "prompt set")
     raw["baseline_texts"] = (raw.pop("baseline", None) or {}).get("texts", [])
     try:
         return PromptSet.model_validate(raw)
