@@ -25,6 +25,8 @@ class ScanSettings(BaseModel):
     budget_mb: float = Field(4.0, gt=0, description="Bytes read per model by a sampled scan, in MiB.")
     concurrency: int = Field(16, ge=1, description="Concurrent range requests per model.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda'.")
+    compile: Literal["auto", "always", "never"] = Field(
+        "auto", description="torch.compile the CPU Gram kernel of --full scans: auto = for reads of 2^28+ elements per model (compiling takes seconds once).")
 
 
 class BotSettings(BaseModel):

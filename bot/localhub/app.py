@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 from bot.localhub import tree
 from bot.localhub.faults import FaultInjector, ratelimit_headers
 from bot.localhub.listing import list_models
-from bot.localhub.models import ServerOptions
+from bot.localhub.models import RepoConfig, ServerOptions
 from bot.localhub.ranges import RangeNotSatisfiable, parse_range
 from bot.localhub.store import FileEntry, HubError, RepoStore, Revision, repo_not_found
 from bot.localhub.webhooks import object_id
@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 UNGATED_FILES = frozenset({"README.md", ".gitattributes"})
 CHUNK = 1 << 20
 SMALL_BODY = 4 << 20  # bodies up to this size are read whole and sent in one piece
+# Bodies up to this size are read on the event loop when the page cache holds them (see
+# _pread_cached): a thread hop costs more CPU than copying them.
+INLINE_READ = 256 << 10
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux only
 
 
 def _pread_exact(entry: FileEntry, start: int, length: int) -> bytes:
@@ -47,6 +51,28 @@ def _pread_exact(entry: FileEntry, start: int, length: int) -> bytes:
         return os.pread(fd, length, start)
     finally:
         os.close(fd)
+
+
+def _pread_cached(entry: FileEntry, start: int, length: int) -> bytes | None:
+    """The bytes if the page cache holds all of them, else None: never waits for the disk.
+
+    RWF_NOWAIT makes the kernel answer EAGAIN (or a short read) instead of blocking, so this is
+    safe on the event loop; callers fall back to :func:`_pread_exact` in a worker thread.
+    """
+    if _RWF_NOWAIT is None:
+        return None
+    buf = bytearray(length)
+    try:
+        fd = os.open(entry.path, os.O_RDONLY)
+    except OSError:
+        return None  # the thread path raises it
+    try:
+        n = os.preadv(fd, [buf], start, _RWF_NOWAIT)
+    except OSError:  # EAGAIN: not cached; EOPNOTSUPP: a filesystem without nowait reads
+        return None
+    finally:
+        os.close(fd)
+    return bytes(buf) if n == length else None
 
 
 def error_response(err: HubError) -> JSONResponse:
@@ -154,6 +180,9 @@ class LocalHubApp:
 
     def check_read(self, request: Request, repo_id: str) -> str | None:
         """Private repos: 401 without a token, 404 (as the Hub) for users who are not members."""
+        return self._check_read(request, repo_id)[0]
+
+    def _check_read(self, request: Request, repo_id: str) -> tuple[str | None, RepoConfig]:
         user = self.user(request)
         if not self.store.exists(repo_id):
             raise repo_not_found(repo_id)
@@ -163,12 +192,11 @@ class LocalHubApp:
                 raise repo_not_found(repo_id, 401)
             if not self._is_member(repo_id, user, cfg.members, default=True):
                 raise repo_not_found(repo_id)
-        return user
+        return user, cfg
 
     def check_file(self, request: Request, repo_id: str, filename: str) -> None:
         """Gated repos: file downloads need a member's token (401 without one, 403 otherwise)."""
-        user = self.check_read(request, repo_id)
-        cfg = self.store.config(repo_id)
+        user, cfg = self._check_read(request, repo_id)
         if cfg.gated and filename not in UNGATED_FILES:
             msg = f"Access to model {repo_id} is restricted and you are not in the authorized list."
             if user is None:
@@ -241,14 +269,28 @@ class LocalHubApp:
         return entry
 
     # -- files -----------------------------------------------------------------------------
-    async def resolve(self, request: Request, repo_id: str, revision: str, filename: str) -> Response:
-        def prepare() -> tuple[Revision, FileEntry, str]:
-            self.check_file(request, repo_id, filename)
-            rev = self.store.resolve(repo_id, revision)
-            entry = self._entry(rev, filename)
-            return rev, entry, self.store.content_hash(entry)
+    def _prepare(
+        self, repo_id: str, revision: str, filename: str, cached: bool
+    ) -> tuple[Revision, FileEntry, str] | None:
+        """Revision, file and ETag; with ``cached``, from the store's caches only (None on a miss)."""
+        rev = self.store.resolve_cached(repo_id, revision) if cached else self.store.resolve(repo_id, revision)
+        if rev is None:
+            return None
+        entry = self._entry(rev, filename)
+        etag = self.store.cached_hash(entry) if cached else self.store.content_hash(entry)
+        return None if etag is None else (rev, entry, etag)
 
-        rev, entry, etag = await anyio.to_thread.run_sync(prepare)
+    async def resolve(self, request: Request, repo_id: str, revision: str, filename: str) -> Response:
+        def prepare(cached: bool) -> tuple[Revision, FileEntry, str] | None:
+            self.check_file(request, repo_id, filename)
+            return self._prepare(repo_id, revision, filename, cached)
+
+        # Cache hits cost a few stats: answered on the event loop. Misses walk or hash files: a thread.
+        prepared = prepare(True)
+        if prepared is None:
+            prepared = await anyio.to_thread.run_sync(prepare, False)
+        assert prepared is not None  # cached=False always answers or raises
+        rev, entry, etag = prepared
         if self.options.redirect_resolve and entry.is_lfs:
             location = self._cdn_url(repo_id, rev.sha, filename)
             headers = {
@@ -274,12 +316,11 @@ class LocalHubApp:
         if not hmac.compare_digest(sig, request.query_params.get("sig", "")):
             raise HubError(403, None, "Invalid or expired signature")
 
-        def prepare() -> tuple[Revision, FileEntry, str]:
-            rev = self.store.resolve(repo_id, sha)
-            entry = self._entry(rev, filename)
-            return rev, entry, self.store.content_hash(entry)
-
-        rev, entry, etag = await anyio.to_thread.run_sync(prepare)
+        prepared = self._prepare(repo_id, sha, filename, cached=True)
+        if prepared is None:
+            prepared = await anyio.to_thread.run_sync(self._prepare, repo_id, sha, filename, False)
+        assert prepared is not None  # cached=False always answers or raises
+        rev, entry, etag = prepared
         return await self._file_response(request, rev, entry, etag)
 
     async def _file_response(self, request: Request, rev: Revision, entry: FileEntry, etag: str) -> Response:
@@ -312,7 +353,9 @@ class LocalHubApp:
         length = last - first + 1
         if length <= SMALL_BODY and not self.options.bandwidth_mbps:
             # Small bodies (sampled weight reads) go out in one piece, without a thread hop per chunk.
-            data = await anyio.to_thread.run_sync(_pread_exact, entry, first, length)
+            data = _pread_cached(entry, first, length) if length <= INLINE_READ else None
+            if data is None:
+                data = await anyio.to_thread.run_sync(_pread_exact, entry, first, length)
             await self._pace_link(len(data))
             return Response(data, status_code=status, headers=headers)
         return StreamingResponse(self._stream(entry, first, last + 1), status_code=status, headers=headers)

@@ -8,8 +8,11 @@ Layout under ``root``::
 
 Files whose name starts with ``.localhub`` and anything under ``.git/`` are never served.
 A revision's commit sha is a sha1 of its file list with sizes and mtimes, so it changes whenever
-a file does; it is recomputed cheaply (stat only) on each request. Content hashes (ETag, blobId,
-lfs.sha256) are cached by (path, size, mtime) so a multi-GB file is hashed at most once.
+a file does. Content hashes (ETag, blobId, lfs.sha256) are cached by (path, size, mtime) so a
+multi-GB file is hashed at most once.
+
+Listings (a revision's files and sha) are cached so that a small ranged read does not walk the
+repo; see :meth:`RepoStore.resolve` for the rule that keeps them fresh.
 
 >>> import tempfile, pathlib
 >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -52,6 +55,12 @@ LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".onnx", ".h5", 
 # so that a HEAD on a multi-GB file never reads it whole.
 FULL_HASH_MAX = 64 * 1024 * 1024
 SAFETENSORS_MAX_HEADER = 25_000_000
+# A cached listing is walked again after this long, so that files edited in place (which leave
+# their folder's mtime alone) are seen within it.
+REVISION_TTL_S = 0.5
+# A folder (or settings file) whose mtime is this close to the moment it was read may change again
+# within the same clock tick without a new mtime ("racy git"): such reads are not cached.
+RACY_NS = 50_000_000
 
 
 class HubError(Exception):
@@ -97,6 +106,27 @@ class Revision:
     folder: Path
     sha: str
     files: dict[str, FileEntry]
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """A cached revision with what validates it: (path, inode, mtime) of its folders, and an expiry."""
+
+    revision: Revision
+    folders: tuple[tuple[str, int, int], ...]
+    expires: float  # time.monotonic()
+
+    def fresh(self) -> bool:
+        if time.monotonic() >= self.expires:
+            return False
+        for path, inode, mtime_ns in self.folders:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return False
+            if st.st_ino != inode or st.st_mtime_ns != mtime_ns:
+                return False
+        return True
 
 
 _stamp_lock = threading.Lock()
@@ -196,26 +226,41 @@ class RepoStore:
         self._hash_cache: dict[tuple[str, int, int, int], str] = {}
         self._header_cache: dict[tuple[str, int, int, int], dict[str, Any] | None] = {}
         self._info_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.revision_ttl_s = REVISION_TTL_S
+        self._repo_dirs: dict[str, Path] = {}  # repo id -> main folder (validating ids costs more than a stat)
+        self._listings: dict[str, _Listing] = {}  # folder -> its cached revision
+        self._shas: dict[tuple[str, str], tuple[str, Path]] = {}  # (repo_id, sha) -> (revision name, folder)
+        self._configs: dict[str, tuple[tuple[int, int, int], bytes]] = {}  # path -> (stat key, raw bytes)
+        self._generation = 0  # bumped by invalidate(): a walk that straddles it is not cached
 
     # -- locating repos and revisions -------------------------------------------------------
     def repo_dir(self, repo_id: str) -> Path:
         """Folder of the repo's main revision; raises HubError 404 for malformed ids."""
+        base = self._repo_dirs.get(repo_id)
+        if base is not None:
+            return base
         parts = repo_id.split("/")
         if len(parts) != 2 or not all(NAME_RE.match(p) for p in parts) or any(".." in p for p in parts):
             raise repo_not_found(repo_id)
-        return self.root / parts[0] / parts[1]
+        base = self.root / parts[0] / parts[1]
+        if len(self._repo_dirs) < 100_000:  # bound memory on long-running servers
+            self._repo_dirs[repo_id] = base
+        return base
 
     def exists(self, repo_id: str) -> bool:
         try:
-            return self.repo_dir(repo_id).is_dir()
+            return os.path.isdir(self.repo_dir(repo_id))
         except HubError:
             return False
 
     def config(self, repo_id: str) -> RepoConfig:
-        """The repo's RepoConfig; a malformed ``.localhub.json`` reads as defaults (and is logged)."""
-        path = self.repo_dir(repo_id) / CONFIG_FILE
+        """The repo's RepoConfig; a malformed ``.localhub.json`` reads as defaults (and is logged).
+
+        The file's bytes are cached by its (mtime, inode, size): a request costs a stat, not a read.
+        """
+        path = os.path.join(self.repo_dir(repo_id), CONFIG_FILE)
         try:
-            return RepoConfig.model_validate_json(path.read_bytes())
+            return RepoConfig.model_validate_json(self._config_bytes(path))
         except FileNotFoundError:
             return RepoConfig()
         except (OSError, ValidationError):
@@ -223,6 +268,20 @@ class RepoStore:
 
             logging.getLogger(__name__).warning("ignoring malformed %s", path)
             return RepoConfig()
+
+    def _config_bytes(self, path: str) -> bytes:
+        st = os.stat(path)
+        key = (st.st_mtime_ns, st.st_ino, st.st_size)
+        with self._lock:
+            cached = self._configs.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with open(path, "rb") as fh:
+            data = fh.read()
+        if st.st_mtime_ns < time.time_ns() - RACY_NS:  # see RACY_NS
+            with self._lock:
+                self._configs[path] = (key, data)
+        return data
 
     def list_repo_ids(self) -> list[str]:
         """All repo ids (main folders) under root, sorted."""
@@ -247,29 +306,97 @@ class RepoStore:
         return names
 
     def resolve(self, repo_id: str, revision: str | None) -> Revision:
-        """Find a revision by name or commit sha; raises HubError (RepoNotFound/RevisionNotFound)."""
+        """Find a revision by name or commit sha; raises HubError (RepoNotFound/RevisionNotFound).
+
+        Listings are cached per revision folder (and commit shas mapped to their folder). A cached
+        listing is used while all of these hold, otherwise the folder is walked again:
+
+        - no write was made through this store since (:meth:`invalidate`; ``LocalHub``'s
+          ``add_repo``, ``update_repo``, ``delete_repo`` and ``set_repo_config`` call it);
+        - the folder and each of its subfolders still has the inode and mtime it had when walked,
+          so files added, deleted, renamed or replaced on disk are seen at once (a folder whose
+          mtime was within ``RACY_NS`` of the walk is never trusted: it may change in the same tick);
+        - it is younger than ``revision_ttl_s`` (0.5 s): a file rewritten in place changes no folder
+          mtime, so such edits made outside the API are seen within that time.
+        """
+        found = self._resolve(repo_id, revision, walk=True)
+        assert found is not None  # walk=True always answers or raises
+        return found
+
+    def resolve_cached(self, repo_id: str, revision: str | None) -> Revision | None:
+        """:meth:`resolve` from the cache only: None when that would need a walk of the disk.
+
+        Cheap (a few stats), so the server calls it on its event loop before hopping to a thread.
+        """
+        return self._resolve(repo_id, revision, walk=False)
+
+    def _resolve(self, repo_id: str, revision: str | None, walk: bool) -> Revision | None:
         base = self.repo_dir(repo_id)
-        if not base.is_dir():
+        if not os.path.isdir(base):
             raise repo_not_found(repo_id)
         rev = revision or DEFAULT_REVISION
         if rev == DEFAULT_REVISION:
-            return self._load(repo_id, rev, base)
+            return self._load(repo_id, rev, base, walk)
         if REV_RE.match(rev):
             folder = base.parent / f"{base.name}@{rev}"
             if folder.is_dir():
-                return self._load(repo_id, rev, folder)
+                return self._load(repo_id, rev, folder, walk)
         if SHA_RE.match(rev):
+            with self._lock:
+                known = self._shas.get((repo_id, rev))
+            if known is not None and os.path.isdir(known[1]):
+                loaded = self._load(repo_id, known[0], known[1], walk)
+                if loaded is not None and loaded.sha == rev:
+                    return loaded
+            if not walk:
+                return None
             for name in self.revision_names(repo_id):
                 folder = base if name == DEFAULT_REVISION else base.parent / f"{base.name}@{name}"
-                loaded = self._load(repo_id, name, folder)
-                if loaded.sha == rev:
+                loaded = self._load(repo_id, name, folder, walk)
+                if loaded is not None and loaded.sha == rev:
+                    with self._lock:
+                        if len(self._shas) > 10_000:  # bound memory on long-running servers
+                            self._shas.clear()
+                        self._shas[(repo_id, rev)] = (name, folder)
                     return loaded
         raise HubError(404, "RevisionNotFound", f"Invalid rev id: {rev}")
 
-    def _load(self, repo_id: str, name: str, folder: Path) -> Revision:
+    def invalidate(self, repo_id: str | None = None) -> None:
+        """Forget cached listings and settings of one repo (all revisions), or of every repo."""
+        base = str(self.repo_dir(repo_id)) if repo_id is not None else None
+        with self._lock:
+            self._generation += 1
+            if base is None:
+                self._listings.clear()
+                self._shas.clear()
+                self._configs.clear()
+                return
+            for key in [k for k in self._listings if k == base or k.startswith(base + "@")]:
+                del self._listings[key]
+            for sha_key in [k for k in self._shas if k[0] == repo_id]:
+                del self._shas[sha_key]
+            self._configs.pop(os.path.join(base, CONFIG_FILE), None)
+
+    def _load(self, repo_id: str, name: str, folder: Path, walk: bool = True) -> Revision | None:
+        """The folder's revision, from the cache when still valid (see resolve); None if that needs a walk."""
+        key = str(folder)
+        with self._lock:
+            cached = self._listings.get(key)
+            generation = self._generation
+        if cached is not None and cached.fresh():
+            return cached.revision
+        if not walk:
+            return None
+        started_ns = time.time_ns()
         files: dict[str, FileEntry] = {}
+        folders: list[tuple[str, int, int]] = []
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames[:] = sorted(d for d in dirnames if d != ".git")
+            try:
+                st = os.stat(dirpath)
+                folders.append((dirpath, st.st_ino, st.st_mtime_ns))
+            except OSError:
+                folders.append((dirpath, -1, -1))  # vanished while listing: never matches again
             for fn in filenames:
                 if fn.startswith(RESERVED_PREFIX):
                     continue
@@ -283,14 +410,24 @@ class RepoStore:
         files = dict(sorted(files.items()))
         listing = json.dumps([(f.rfilename, f.size, f.mtime_ns, f.inode) for f in files.values()]).encode()
         sha = hashlib.sha1(b"localhub-commit\0" + repo_id.encode() + b"\0" + listing).hexdigest()
-        return Revision(repo_id, name, folder, sha, files)
+        revision = Revision(repo_id, name, folder, sha, files)
+        # No folders: it vanished before the walk, and an empty listing would validate forever.
+        racy = not folders or any(mtime_ns >= started_ns - RACY_NS for _, _, mtime_ns in folders)
+        with self._lock:
+            if not racy and generation == self._generation:
+                self._listings[key] = _Listing(revision, tuple(folders), time.monotonic() + self.revision_ttl_s)
+        return revision
 
     # -- per-file metadata -----------------------------------------------------------------
+    def cached_hash(self, entry: FileEntry) -> str | None:
+        """:meth:`content_hash` when already computed, else None (no disk access)."""
+        with self._lock:
+            return self._hash_cache.get(entry.cache_key)
+
     def content_hash(self, entry: FileEntry) -> str:
         """sha256 for LFS files, git blob sha1 otherwise; a fingerprint for files over 64 MiB."""
         key = entry.cache_key
-        with self._lock:
-            cached = self._hash_cache.get(key)
+        cached = self.cached_hash(entry)
         if cached is not None:
             return cached
         if entry.size > FULL_HASH_MAX:

@@ -65,6 +65,7 @@ class TensorKind:
     expert: int | None = None
 
 
+@lru_cache(maxsize=1 << 18)  # pure; the child and its candidates share most names
 def canonical_name(raw: str) -> str:
     """Strip wrapper prefixes; map the output-head aliases to ``lm_head.weight``.
 

@@ -28,14 +28,16 @@ import torch
 
 from detectors.errors import WeightFormatError
 from detectors.weights.keys import canonical_tensors
-from detectors.weights.safetensors_format import TensorMeta, decode
+from detectors.weights.safetensors_format import TensorMeta, decode, view
 from detectors.weights.sampling import SamplePlan, TensorPlan
 from detectors.weights.sources import ByteRange, WeightSource
 
-#: Full reads stream each tensor in chunks of at most this many elements (256 MiB as float32).
-FULL_CHUNK_ELEMENTS = 64 * 2**20
-#: Chunks (of any size) a full read keeps in flight ahead of the consumer.
-FULL_READ_AHEAD = 64
+#: Full reads stream big tensors in chunks of at most this many elements (32 MiB as bf16).
+FULL_CHUNK_ELEMENTS = 16 * 2**20
+#: Whole small tensors of one size are read and fitted together, this many elements per model at most.
+FULL_BATCH_ELEMENTS = 16 * 2**20
+#: Elements per model a full read keeps in flight ahead of the consumer.
+FULL_READ_AHEAD_ELEMENTS = 4 * FULL_CHUNK_ELEMENTS
 # Dequantisation builds index arrays; doing it in blocks bounds their memory.
 _DEQUANT_BLOCK = 4 * 2**20
 
@@ -185,6 +187,144 @@ def read_samples(
 
 
 @dataclass(frozen=True)
+class FullBatch:
+    """Elements ``[start, stop)`` (flat, in the plan's common shape) of each of ``tensors``, per model.
+
+    ``values[ref]`` is ``(len(tensors), stop - start)`` in that model's storage dtype (bf16 stays
+    bf16; fp8/int8 with a scale companion arrives dequantised as float32). Many small tensors of one
+    size share a batch; a big tensor arrives alone, in several batches.
+    """
+
+    tensors: tuple[TensorPlan, ...]
+    start: int
+    stop: int
+    values: dict[str, torch.Tensor]
+    last: bool  # True on a tensor's final batch: a fit can close the tensors' statistics
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tensors]
+
+    @property
+    def elements(self) -> int:
+        return len(self.tensors) * (self.stop - self.start)
+
+
+@dataclass(frozen=True)
+class _BatchSpec:
+    tensors: tuple[TensorPlan, ...]
+    start: int
+    stop: int
+    last: bool
+
+    @property
+    def elements(self) -> int:
+        return len(self.tensors) * (self.stop - self.start)
+
+
+def _batch_specs(plan: SamplePlan, include_extra: bool, chunk_elements: int, batch_elements: int,
+                 file_order: bool) -> list[_BatchSpec]:
+    """Group whole tensors of one size, dtypes and holders into batches; cut big ones into chunks.
+
+    ``file_order``: walk the tensors in the order of the first model's files, so that a batch is
+    one contiguous byte span (one request) in every model saved with the same layout.
+    """
+    tensors = plan.tensors + (plan.extra if include_extra else [])
+    if file_order:
+        first = {t.name: next(t.metas[r] for r in plan.refs if r in t.metas) for t in tensors}
+        tensors = sorted(tensors, key=lambda t: (first[t.name].file, first[t.name].start))
+    specs: list[_BatchSpec] = []
+    group: list[TensorPlan] = []
+
+    def signature(t: TensorPlan) -> tuple:
+        return t.n_elements, tuple((r, m.dtype) for r, m in t.metas.items())
+
+    def flush() -> None:
+        if group:
+            specs.append(_BatchSpec(tuple(group), 0, group[0].n_elements, True))
+            group.clear()
+
+    for t in tensors:
+        n = t.n_elements
+        if t.whole and not t.scales and 0 < n <= batch_elements // 2:
+            if group and (signature(group[0]) != signature(t) or (len(group) + 1) * n > batch_elements):
+                flush()
+            group.append(t)
+            continue
+        flush()
+        end = t.ranges[-1][1] if t.ranges else 0
+        for a, b in t.ranges:
+            for lo in range(a, b, chunk_elements):
+                hi = min(b, lo + chunk_elements)
+                specs.append(_BatchSpec((t,), lo, hi, hi == end))
+    flush()
+    return specs
+
+
+def _read_batch(source: WeightSource, spec: _BatchSpec) -> torch.Tensor:
+    """One model's ``(T, stop - start)`` values of a batch: one range request when contiguous."""
+    ts, a, b = spec.tensors, spec.start, spec.stop
+    if any(source.ref in t.scales for t in ts):  # quantized: decoded per tensor to float32
+        return torch.stack(_run(source, [j for t in ts for j in _jobs(source.ref, t, [(a, b)])]))
+    metas = [t.metas[source.ref] for t in ts]
+    isz = metas[0].itemsize
+    ranges = [(m.file, m.start + a * isz, m.start + b * isz) for m in metas]
+    if all(r[0] == q[0] and r[1] == q[2] for q, r in zip(ranges, ranges[1:])):
+        blob = source.read_ranges([(ranges[0][0], ranges[0][1], ranges[-1][2])])[0]
+    else:  # another layout than the first model's: gather (the bytes still arrive merged by span)
+        blob = bytearray().join(source.read_ranges(ranges))
+    try:
+        return view(blob, metas[0].dtype).view(len(ts), b - a)
+    except WeightFormatError as exc:
+        raise WeightFormatError(f"{source.ref}/{metas[0].file}: tensor {metas[0].name!r}: {exc}") from None
+
+
+def iter_full_batches(
+    sources: Sequence[WeightSource],
+    plan: SamplePlan,
+    chunk_elements: int = FULL_CHUNK_ELEMENTS,
+    batch_elements: int = FULL_BATCH_ELEMENTS,
+    device: str | torch.device | None = "auto",
+    include_extra: bool = False,
+    read_ahead_elements: int = FULL_READ_AHEAD_ELEMENTS,
+    file_order: bool = True,
+) -> Iterator[FullBatch]:
+    """Stream every planned element of every model in batches (see :class:`FullBatch`).
+
+    Whole tensors of one size (a MoE's experts) are batched up to ``batch_elements`` per model;
+    bigger tensors arrive in chunks of ``chunk_elements``. In ``file_order`` (the default) a batch
+    is one contiguous byte span of each model's file: a checkpoint of 18,000 tensors is read in a
+    few hundred range requests rather than one per tensor. Reads run ahead of the consumer, every
+    model concurrently, up to ``read_ahead_elements`` per model beyond the batch being consumed,
+    so memory stays bounded. ``include_extra`` also streams the plan's ``extra`` layer tensors,
+    whose batches hold only the models that have them.
+    """
+    for s in sources:
+        _check_ref(s, plan)
+    if chunk_elements < 1 or batch_elements < 1:
+        raise ValueError("chunk_elements and batch_elements must be positive")
+    dev = resolve_device(device)
+    specs = _batch_specs(plan, include_extra, chunk_elements, batch_elements, file_order)
+    pending: deque[tuple[_BatchSpec, dict[str, Future[torch.Tensor]]]] = deque()
+    inflight = 0
+    nxt = 0
+    with ThreadPoolExecutor(max_workers=max(1, len(sources)) * 4) as pool:
+        while nxt < len(specs) or pending:
+            while nxt < len(specs):
+                spec = specs[nxt]
+                if pending and inflight + spec.elements > read_ahead_elements:
+                    break
+                holders = [s for s in sources if s.ref in spec.tensors[0].metas]
+                pending.append((spec, {s.ref: pool.submit(_read_batch, s, spec) for s in holders}))
+                inflight += spec.elements
+                nxt += 1
+            spec, futs = pending.popleft()
+            inflight -= spec.elements
+            values = {ref: f.result().to(dev) for ref, f in futs.items()}
+            yield FullBatch(spec.tensors, spec.start, spec.stop, values, spec.last)
+
+
+@dataclass(frozen=True)
 class FullChunk:
     """Elements ``[start, stop)`` (flat, in the plan's common shape) of tensor ``name``, per model."""
 
@@ -202,45 +342,14 @@ def iter_full(
     chunk_elements: int = FULL_CHUNK_ELEMENTS,
     device: str | torch.device | None = "auto",
     include_extra: bool = False,
-    read_ahead: int = FULL_READ_AHEAD,
 ) -> Iterator[FullChunk]:
-    """Stream every planned element of every model, tensor by tensor, in bounded chunks.
+    """:func:`iter_full_batches` one tensor chunk at a time, as float32, in plan order.
 
-    With a ``full=True`` plan that is every common tensor whole; with ``include_extra`` also the
-    ``extra`` layer tensors, whose chunks hold only the models that have them. Chunks are yielded in
-    plan order as float32 on ``device`` (CUDA when present by default). Reads run ahead of the
-    consumer: up to ``read_ahead`` chunks are in flight (every model concurrently), but never more
-    than ``chunk_elements`` elements per model beyond the chunk being consumed, so a checkpoint of
-    tens of thousands of small tensors is not read one round trip at a time while memory stays
-    bounded by about two chunks per model.
+    At most ``chunk_elements`` elements per chunk, and per model about two chunks' worth in flight
+    beyond the one being consumed.
     """
-    for s in sources:
-        _check_ref(s, plan)
-    dev = resolve_device(device)
-    if chunk_elements < 1:
-        raise ValueError("chunk_elements must be positive")
-    specs = [
-        (t, lo, min(b, lo + chunk_elements), t.ranges[-1][1])
-        for t in plan.tensors + (plan.extra if include_extra else [])
-        for a, b in t.ranges
-        for lo in range(a, b, chunk_elements)
-    ]
-    workers = max(1, len(sources)) * max(1, min(read_ahead, 16))
-    pending: deque[tuple[TensorPlan, int, int, int, dict[str, Future[torch.Tensor]]]] = deque()
-    inflight = 0
-    nxt = 0
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        while nxt < len(specs) or pending:
-            while nxt < len(specs) and len(pending) < read_ahead:
-                t, lo, hi, end = specs[nxt]
-                if pending and inflight + (hi - lo) > chunk_elements:
-                    break
-                holders = [s for s in sources if s.ref in t.metas]
-                futs = {s.ref: pool.submit(lambda s=s, t=t, lo=lo, hi=hi: _run(s, _jobs(s.ref, t, [(lo, hi)]))[0]) for s in holders}
-                pending.append((t, lo, hi, end, futs))
-                inflight += hi - lo
-                nxt += 1
-            t, lo, hi, end, futs = pending.popleft()
-            inflight -= hi - lo
-            values = {ref: f.result().to(dev) for ref, f in futs.items()}
-            yield FullChunk(t.name, lo, hi, t.shape, values, last=hi == end)
+    for batch in iter_full_batches(sources, plan, chunk_elements, chunk_elements, device, include_extra,
+                                   read_ahead_elements=2 * chunk_elements, file_order=False):
+        for i, t in enumerate(batch.tensors):
+            values = {ref: v[i].to(torch.float32) for ref, v in batch.values.items()}
+            yield FullChunk(t.name, batch.start, batch.stop, t.shape, values, batch.last)

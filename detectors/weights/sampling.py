@@ -23,6 +23,8 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from detectors.errors import ShapeMismatchError
 from detectors.weights.keys import (
     TensorKind,
@@ -32,7 +34,7 @@ from detectors.weights.keys import (
     layer_template,
     scale_companion,
 )
-from detectors.weights.safetensors_format import FLOAT_DTYPES, TensorMeta
+from detectors.weights.safetensors_format import DTYPES, FLOAT_DTYPES, TensorMeta
 
 #: Runs shorter than this are not worth a request of their own: small samples are one contiguous run.
 MIN_RUN = 4096
@@ -40,12 +42,17 @@ MIN_RUN = 4096
 MAX_RUNS = 8
 #: Most routed experts sampled per MoE layer; fewer when the budget is tight.
 MAX_EXPERTS_PER_LAYER = 8
-#: Below this many elements per tensor, a lower expert count is preferred.
-TARGET_ELEMENTS = 1024
+#: Below this many elements per tensor, a lower expert count is preferred, then fewer tensors per layer.
+TARGET_ELEMENTS = 2048
+#: Plans of more tensors than this are thinned per layer when the budget is tight (see _thinned).
+THIN_ABOVE_TENSORS = 256
+#: ... down to about one in this many tensors of each kind per layer at most.
+MAX_THINNING = 4
 #: Share of the budget kept for bridging gaps between nearby ranges (fewer HTTP requests).
 GAP_SHARE = 0.2
 
 _QUANT_DTYPES = {"F8_E4M3", "F8_E5M2", "I8"}
+_PLAIN_FLOAT = FLOAT_DTYPES - _QUANT_DTYPES
 
 
 def element_ranges(shape: tuple[int, ...] | list[int], n_elements: int) -> list[tuple[int, int]]:
@@ -178,7 +185,10 @@ def plan_sample(
     extras = _extras(models, candidates, notes) if extra_layers and len(models) > 1 else []
     every = candidates + extras
 
-    quantized = {ref: sorted(n for n, _s, metas, _sc in every if ref in metas and metas[ref].dtype in _QUANT_DTYPES) for ref in refs}
+    quantized = {}
+    for ref in refs:
+        if any(m.dtype in _QUANT_DTYPES for m in models[ref].values()):
+            quantized[ref] = sorted(n for n, _s, metas, _sc in every if ref in metas and metas[ref].dtype in _QUANT_DTYPES)
     quantized = {r: q for r, q in quantized.items() if q}
 
     if full or budget_bytes is None:
@@ -225,8 +235,19 @@ def _comparable(models: dict[str, dict[str, TensorMeta]], notes: list[str]) -> l
     common = set.intersection(*weights.values())
     out: list[_Candidate] = []
     shape_skips: list[str] = []
+    refs, tables = list(models), list(models.values())
+    plain = _PLAIN_FLOAT
     for name in sorted(common):
-        metas = {ref: models[ref][name] for ref in models}
+        ms = [t[name] for t in tables]
+        shape0 = ms[0].shape
+        for m in ms:  # the common case first, quickly: plain float tensors of one shape
+            if m.dtype not in plain or m.shape != shape0:
+                break
+        else:
+            if 0 not in shape0:
+                out.append((name, shape0, dict(zip(refs, ms)), {}))
+            continue
+        metas = dict(zip(refs, ms))
         scales = {}
         for ref in metas:
             ok, sc = _usable(name, ref, models[ref], notes)
@@ -312,51 +333,89 @@ def scale_fits(weight_shape: tuple[int, ...], scale_shape: tuple[int, ...]) -> b
 def _choose_within_budget(
     candidates: list[_Candidate], refs: list[str], budget_bytes: int, notes: list[str]
 ) -> tuple[list[_Candidate], int | None, int]:
-    """Pick the expert subset and the per-tensor element share that fit ``budget_bytes``."""
+    """Pick the expert subset, the tensors and the per-tensor element share that fit ``budget_bytes``."""
+    kinds = [classify(c[0]) for c in candidates]
+    cost = _Costs(candidates, refs)
     experts: dict[int | None, set[int]] = defaultdict(set)
-    for name, *_ in candidates:
-        kind = classify(name)
+    for kind in kinds:
         if kind.expert is not None:
             experts[kind.layer].add(kind.expert)
-    if not experts:
-        return candidates, None, _share(candidates, refs, budget_bytes)
-    most = max(len(v) for v in experts.values())
-    chosen, share, k = candidates, 0, 1
-    for k in range(min(most, MAX_EXPERTS_PER_LAYER), 0, -1):
-        chosen = _with_experts(candidates, experts, k)
-        share = _share(chosen, refs, budget_bytes)
-        if share >= TARGET_ELEMENTS:
-            break
-    notes.append(f"sampled {k} of up to {most} routed experts per layer")
-    return chosen, k, share
+    k = None
+    keep = np.ones(len(candidates), dtype=bool)
+    if experts:
+        most = max(len(v) for v in experts.values())
+        for k in range(min(most, MAX_EXPERTS_PER_LAYER), 0, -1):
+            keep = _with_experts(kinds, experts, k)
+            share = cost.share(keep, budget_bytes)
+            if share >= TARGET_ELEMENTS:
+                break
+        notes.append(f"sampled {k} of up to {most} routed experts per layer")
+    else:
+        share = cost.share(keep, budget_bytes)
+    if share < TARGET_ELEMENTS and keep.sum() > THIN_ABOVE_TENSORS:
+        for every in range(2, MAX_THINNING + 1):
+            thinned = keep & _thinned(kinds, keep, every)
+            share = cost.share(thinned, budget_bytes)
+            if share >= TARGET_ELEMENTS or every == MAX_THINNING:
+                break
+        notes.append(f"read about 1 in {every} tensors of each kind per layer, rotating across layers "
+                     f"({int(thinned.sum())} of {int(keep.sum())} tensors): the budget allows more elements per tensor that way")
+        keep = thinned
+    return [c for c, kept in zip(candidates, keep) if kept], k, share
 
 
-def _with_experts(candidates: list[_Candidate], experts: dict[int | None, set[int]], k: int) -> list[_Candidate]:
+def _thinned(kinds: list[TensorKind], keep: np.ndarray, every: int) -> np.ndarray:
+    """Mask keeping about one in ``every`` kept tensors of each (layer, component), rotating with the layer.
+
+    Every layer keeps at least one tensor of each of its components, and across layers every
+    tensor role (q_proj, a norm, an expert's up_proj...) is read somewhere; tensors outside the
+    layers (embeddings, head, final norm) are always kept. Fewer, longer samples: each tensor is
+    one range request, so a tight budget spread over thousands of tensors is mostly round trips.
+    """
+    groups: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for i, kind in enumerate(kinds):
+        if keep[i] and kind.layer is not None:
+            groups[(kind.layer, kind.component)].append(i)
+    out = np.ones(len(kinds), dtype=bool)
+    for (layer, _component), idx in groups.items():
+        if len(idx) < 2:
+            continue
+        chosen = {idx[(layer + j * every) % len(idx)] for j in range(max(1, math.ceil(len(idx) / every)))}
+        for i in idx:
+            out[i] = i in chosen
+    return out
+
+
+def _with_experts(kinds: list[TensorKind], experts: dict[int | None, set[int]], k: int) -> np.ndarray:
+    """Mask of the tensors kept with ``k`` routed experts per layer (all non-expert tensors)."""
     # Evenly spaced expert ids, the same rule in every layer, so layers and models line up.
     keep = {}
     for layer, ids in experts.items():
         ordered = sorted(ids)
         keep[layer] = {ordered[i * len(ordered) // min(k, len(ordered))] for i in range(min(k, len(ordered)))}
-    out = []
-    for c in candidates:
-        kind = classify(c[0])
-        if kind.expert is None or kind.expert in keep[kind.layer]:
-            out.append(c)
-    return out
+    kept = {(layer, e) for layer, ids in keep.items() for e in ids}
+    return np.fromiter((kind.expert is None or (kind.layer, kind.expert) in kept for kind in kinds), dtype=bool, count=len(kinds))
 
 
-def _share(candidates: list[_Candidate], refs: list[str], budget_bytes: int) -> int:
-    """Largest per-tensor element count s with sum(min(s, numel) * itemsize) <= budget in every model."""
-    sizes = {ref: [(math.prod(shape), metas[ref].itemsize) for _n, shape, metas, _s in candidates if ref in metas] for ref in refs}
+class _Costs:
+    """Bytes a per-tensor element share costs in each model, for any subset of the candidates."""
 
-    def cost(s: int) -> int:
-        return max(sum(min(s, n) * w for n, w in per) for per in sizes.values())
+    def __init__(self, candidates: list[_Candidate], refs: list[str]) -> None:
+        self.numel = np.array([math.prod(c[1]) for c in candidates], dtype=np.int64)
+        # (models, tensors) item sizes, 0 where a model lacks the tensor.
+        size = {name: d.itemsize for name, d in DTYPES.items()}
+        self.itemsize = np.array([[size[c[2][r].dtype] if r in c[2] else 0 for c in candidates] for r in refs], dtype=np.int64)
 
-    lo, hi = 0, max(math.prod(c[1]) for c in candidates)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if cost(mid) <= budget_bytes:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    def share(self, keep: np.ndarray, budget_bytes: int) -> int:
+        """Largest s with sum(min(s, numel) * itemsize) <= budget in every model, over ``keep``."""
+        numel, w = self.numel[keep], self.itemsize[:, keep]
+        if numel.size == 0:
+            return 0
+        lo, hi = 0, int(numel.max())
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if int((w @ np.minimum(numel, mid)).max()) <= budget_bytes:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,9 +18,10 @@ import torch
 from pydantic import SecretStr
 
 from detectors.errors import ProvbotError, ShapeMismatchError
-from detectors.weights.fit import Lineage, TensorStats, streamed_stats, streamed_stats_batch, tensor_stats
+from detectors.weights.fit import FULL_SPARSE_STRIDE, STATS_CHUNK, Lineage, TensorStats, batch_stats
+from detectors.weights.gc_pause import gc_paused
 from detectors.weights.layers import layer_count, layer_plans, match_layers
-from detectors.weights.reader import canonical_models, iter_full, read_sample, resolve_device
+from detectors.weights.reader import canonical_models, iter_full_batches, read_sample, resolve_device
 from detectors.weights.relation import COPY_EQUAL_SHARE, classify
 from detectors.weights.result import ScanResult
 from detectors.weights.sampling import SamplePlan, plan_sample
@@ -27,9 +29,8 @@ from detectors.weights.sources import WeightSource, open_source
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
 
-# Full mode: whole tensors up to this size are batched, at most FULL_BATCH at a time.
-FULL_BATCH = 64
-FULL_BATCH_MAX_ELEMENTS = 2**20
+# Full reads of at least this many elements per model compile the CPU Gram kernel (seconds, once).
+COMPILE_MIN_ELEMENTS = 2**28
 
 _TORCH_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
 
@@ -65,11 +66,17 @@ def scan(
     budget = (budget_mb if budget_mb is not None else settings.scan.budget_mb) * 2**20
     dev = resolve_device(device or settings.scan.device)
 
-    sources = [open_source(r, endpoint=endpoint, token=token, concurrency=settings.scan.concurrency) for r in [child, *candidates]]
+    with gc_paused():  # see gc_pause: a scan builds ~10^5 small records in bursts
+        return _scan(child, candidates, base, budget, full, progress, endpoint, token, dev, settings, started)
+
+
+def _scan(child: str, candidates: list[str], base: str | None, budget: float, full: bool, progress: Progress | None,
+          endpoint: str | None, token: str | SecretStr | None, dev: torch.device, settings, started: float) -> ScanResult:  # noqa: ANN001
+    sources = _open_all([child, *candidates], endpoint, token, settings.scan.concurrency)
     try:
         models = canonical_models(sources)
         plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full)
-        stats = _full_stats(sources, plan, dev, progress) if full else _sampled_stats(sources, plan, dev, progress)
+        stats = _full_stats(sources, plan, dev, progress, settings.scan.compile) if full else _sampled_stats(sources, plan, dev, progress)
         # NaN/Inf anywhere (a broken or hostile file) would poison every fit: leave such tensors out.
         keep = [i for i, st in enumerate(stats) if np.all(np.isfinite(st.gram))]
         skipped = [plan.tensors[i].name for i in range(len(stats)) if i not in set(keep)]
@@ -106,6 +113,28 @@ def scan(
     )
 
 
+def _open_all(refs: list[str], endpoint: str | None, token: str | SecretStr | None, concurrency: int) -> list[WeightSource]:
+    """Open every model and parse its headers, all models at once (each is round trips and parsing)."""
+    def open_one(ref: str) -> WeightSource:
+        src = open_source(ref, endpoint=endpoint, token=token, concurrency=concurrency)
+        try:
+            src.tensors()
+        except BaseException:
+            src.close()
+            raise
+        return src
+
+    with ThreadPoolExecutor(max_workers=len(refs)) as pool:
+        futures = [pool.submit(open_one, r) for r in refs]
+    opened = [f.result() for f in futures if f.exception() is None]
+    failed = next((f.exception() for f in futures if f.exception() is not None), None)
+    if failed is not None:
+        for src in opened:
+            src.close()
+        raise failed
+    return opened
+
+
 def _child_dtype(plan_meta_dtype: str) -> torch.dtype | None:
     return _TORCH_DTYPES.get(plan_meta_dtype)
 
@@ -125,55 +154,44 @@ def _sampled_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.dev
     with ThreadPoolExecutor(max_workers=len(sources)) as pool:
         samples = list(pool.map(read, sources))
     child_ref = sources[0].ref
-    return [
-        tensor_stats(samples[0][t.name], [s[t.name] for s in samples[1:]], _child_dtype(t.metas[child_ref].dtype), device=dev)
-        for t in plan.tensors
-    ]
+    # Most samples have the same length (one per-tensor share): their statistics come in batches.
+    groups: dict[tuple[int, torch.dtype | None], list[int]] = defaultdict(list)
+    for i, t in enumerate(plan.tensors):
+        groups[(t.n_elements, _child_dtype(t.metas[child_ref].dtype))].append(i)
+    stats: list[TensorStats | None] = [None] * len(plan.tensors)
+    for (n, dtype), idx in groups.items():
+        step = max(1, STATS_CHUNK // max(n, 1))
+        for lo in range(0, len(idx), step):
+            part = idx[lo:lo + step]
+            names = [plan.tensors[i].name for i in part]
+            rows = [torch.stack([s[name] for name in names]) for s in samples]
+            for i, st in zip(part, batch_stats(rows[0], rows[1:], dtype, device=dev)):
+                stats[i] = st
+    return stats  # type: ignore[return-value]
 
 
-def _full_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.device, progress: Progress | None) -> list[TensorStats]:
-    """Stream every element (chunks on ``dev``), accumulating the additive statistics per tensor.
+def _full_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.device, progress: Progress | None,
+                compile_kernel: str = "auto") -> list[TensorStats]:
+    """Stream every element in batches (on ``dev``), accumulating the additive statistics per tensor.
 
-    Whole small tensors of one size (a MoE's experts) are gathered into batches of up to
-    ``FULL_BATCH`` and computed together; larger tensors arrive in chunks and are summed.
+    On the CPU, reads of at least ``COMPILE_MIN_ELEMENTS`` per model run the Gram pass through the
+    ``torch.compile``'d kernel (``compile_kernel``: auto | always | never).
     """
     child_ref = sources[0].ref
     refs = [s.ref for s in sources]
     acc: dict[str, TensorStats] = {}
     total = sum(t.n_elements for t in plan.tensors)
+    compiled = compile_kernel == "always" or (compile_kernel == "auto" and total >= COMPILE_MIN_ELEMENTS)
     done = 0
-    metas = plan.by_name()
-    batch: list = []
-
-    def add(name: str, part: TensorStats) -> None:
-        acc[name] = acc[name] + part if name in acc else part
-
-    def flush() -> None:
-        if batch:
-            dtype = _child_dtype(metas[batch[0].name].metas[child_ref].dtype)
-            parts = streamed_stats_batch([c.values[refs[0]] for c in batch], [[c.values[r] for r in refs[1:]] for c in batch],
-                                         dtype, device=dev)
-            for c, part in zip(batch, parts):
-                add(c.name, part)
-            batch.clear()
-
-    for chunk in iter_full(sources, plan, device=dev):
-        n = chunk.stop - chunk.start
-        dtype = metas[chunk.name].metas[child_ref].dtype
-        whole = chunk.start == 0 and chunk.last and n <= FULL_BATCH_MAX_ELEMENTS
-        key = (n, dtype)
-        if batch and (not whole or key != (batch[0].stop - batch[0].start, metas[batch[0].name].metas[child_ref].dtype)
-                      or len(batch) >= FULL_BATCH):
-            flush()
-        if whole:
-            batch.append(chunk)
-        else:
-            add(chunk.name, streamed_stats(chunk.values[refs[0]], [chunk.values[r] for r in refs[1:]],
-                                           _child_dtype(dtype), device=dev))
-        done += n
+    for batch in iter_full_batches(sources, plan, device=dev):
+        dtype = _child_dtype(batch.tensors[0].metas[child_ref].dtype)
+        parts = batch_stats(batch.values[refs[0]], [batch.values[r] for r in refs[1:]], dtype, device=dev,
+                            stride=FULL_SPARSE_STRIDE, compiled=compiled)
+        for t, part in zip(batch.tensors, parts):
+            acc[t.name] = acc[t.name] + part if t.name in acc else part
+        done += batch.elements
         if progress:
-            progress(done, total, chunk.name)
-    flush()
+            progress(done, total, batch.tensors[-1].name)
     return [acc[t.name] for t in plan.tensors]
 
 

@@ -139,13 +139,14 @@ class WeightSource(ABC):
         parts: dict[ByteRange, list[bytes]] = {}
         for piece, blob in zip(pieces, got):
             parts.setdefault(_containing(merged, *piece), []).append(blob)
-        blobs = [b"".join(parts.get(span, [b""])) for span in merged]
+        blobs = [_join(parts.get(span, [b""])) for span in merged]
         index = {r: (blob, r[1]) for r, blob in zip(merged, blobs)}
         out = []
         for file, start, end in ranges:
             span = _containing(merged, file, start, end)
             blob, base = index[span]
-            out.append(blob[start - base : end - base])
+            # A range that is its whole span is passed on as it is: full reads move gigabytes.
+            out.append(blob if (start, end) == (base, base + len(blob)) else blob[start - base : end - base])
         return out
 
     def close(self) -> None:
@@ -159,6 +160,12 @@ class WeightSource(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.ref!r})"
+
+
+def _join(parts: list[bytes]) -> bytes:
+    # One part (the common case) is passed on without a copy; several are joined into a bytearray,
+    # which decoding views as it is.
+    return parts[0] if len(parts) == 1 else bytearray().join(parts)
 
 
 def _split(span: ByteRange, size: int | None) -> list[ByteRange]:
@@ -335,7 +342,10 @@ class LocalSource(WeightSource):
 
     def _read_one(self, file: str, start: int, end: int) -> bytes:
         fd = self._fd(file)
-        data = os.pread(fd, end - start, start)
+        # Into a bytearray: decoding views it without the copy an immutable bytes would need.
+        data = bytearray(end - start)
+        got = os.preadv(fd, [data], start) if data else 0
+        del data[got:]
         self._count(len(data))
         if len(data) != end - start:
             raise WeightFormatError(f"{self.path / file}: file ends before byte {end} (truncated?)")
@@ -350,7 +360,10 @@ class LocalSource(WeightSource):
     def __del__(self) -> None:
         # Sources are often used without `with`; do not leak one descriptor per shard.
         if getattr(self, "_fds", None):
-            self.close()
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - at interpreter exit the os module may be gone already
+                pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,7 +382,8 @@ class HubSource(WeightSource):
     RemoteError. The token is sent as a header and appears in no message or log.
     """
 
-    split_bytes = 16 * 2**20
+    # Full reads already keep several batches in flight per model; splitting is for bigger spans.
+    split_bytes = 64 * 2**20
 
     def __init__(
         self,
@@ -571,13 +585,39 @@ class HubSource(WeightSource):
         return self._get(file, start, end)[0]
 
 
-def _read_upto(response, limit: int) -> bytes:  # noqa: ANN001
+def _read_upto(response, limit: int) -> bytearray:  # noqa: ANN001
+    """The body, at most ``limit`` bytes, as a bytearray (decoding views it without another copy).
+
+    With a Content-Length within the limit (and no content encoding) the buffer is allocated once and
+    filled in place: growing it chunk by chunk would copy (and page-fault) tens of megabytes again
+    and again in full reads.
+    """
+    try:
+        expected = int(response.headers.get("content-length", ""))
+    except ValueError:
+        expected = -1
+    if 0 <= expected <= limit and response.headers.get("content-encoding", "identity") == "identity":
+        buf = bytearray(expected)
+        view = memoryview(buf)
+        pos = 0
+        # Read to the end of the body, not just to its last byte: a response left unfinished
+        # cannot go back to the connection pool, and every request would open a new connection.
+        for chunk in response.iter_raw():
+            n = min(len(chunk), expected - pos)
+            view[pos : pos + n] = chunk[:n]
+            pos += n
+            if n < len(chunk):  # more than announced: cut off (that connection is dropped)
+                break
+        view.release()
+        del buf[pos:]
+        return buf
     buf = bytearray()
     for chunk in response.iter_bytes():
         buf += chunk
         if len(buf) >= limit:
             break
-    return bytes(buf[:limit])
+    del buf[limit:]
+    return buf
 
 
 class _Retry(Exception):
