@@ -46,6 +46,21 @@ def memory_bandwidth_gbs(gib: float = 1.0, repeats: int = 5) -> float:
     return best
 
 
+def warm_up_kernels(batch_stats) -> None:  # noqa: ANN001
+    """Compile the statistics kernels for the shapes a full scan meets, before any clock starts.
+
+    One tensor (chunks of big ones), a batch, and a big chunk: torch specialises sizes 1 and, as
+    measured here, recompiles once more on the first big chunk; each costs seconds.
+    """
+    import torch
+
+    from detectors.weights.fit import FULL_SPARSE_STRIDE
+
+    for rows, n in ((1, 2 * 4096), (2, 2 * 4096), (1, 2**24)):
+        x = torch.zeros(rows, n, dtype=torch.bfloat16)
+        batch_stats(x, [x, x], torch.bfloat16, stride=FULL_SPARSE_STRIDE, compiled=True)
+
+
 def run_scan_child(endpoint: str, full: bool, budget_mb: float | None) -> None:
     """In a fresh process: run one scan and print its figures as JSON (called via --child-mode)."""
     import resource
@@ -76,13 +91,14 @@ def run_scan_child(endpoint: str, full: bool, budget_mb: float | None) -> None:
         import torch
 
         t = time.perf_counter()
-        for rows in (1, 2):  # one tensor (chunks of big ones) and batches: torch specialises size 1
-            x = torch.zeros(rows, 2 * 4096, dtype=torch.bfloat16)
-            scan_mod.batch_stats(x, [x, x], torch.bfloat16, stride=scan_mod.FULL_SPARSE_STRIDE, compiled=True)
+        warm_up_kernels(scan_mod.batch_stats)
         fit["compile_s"] = time.perf_counter() - t
     # Both paths compute their statistics with batch_stats (batches of samples, or of streamed
     # tensors); only these calls are timed, the reads that feed them are not.
+    import detectors.weights.full_stats as full_mod
+
     scan_mod.batch_stats = timed(scan_mod.batch_stats)
+    full_mod.batch_stats = timed(full_mod.batch_stats)
     t = time.perf_counter()
     res = scan_mod.scan(CHILD, parents=PARENTS, budget_mb=budget_mb, full=full, endpoint=endpoint)
     wall = time.perf_counter() - t
@@ -94,44 +110,48 @@ def run_fit_alone(root: Path, hold_bytes: int = 2 * 2**30) -> None:
     """In a fresh process: the full mode's statistics over every batch of the bench models, timed alone.
 
     The batches are exactly those a full scan computes (``iter_full_batches`` in file order, from
-    local files), read untimed into memory ``hold_bytes`` at a time; then only ``batch_stats`` runs
-    on them, timed. Inside the HTTP scan the same work shares two cores with a dozen reader threads
-    and the local Hub, so its timing there measures that contention as much as the fit.
+    local files, into the same ``FullStatsAccumulator``), read untimed into memory ``hold_bytes``
+    at a time; then only the accumulator runs on them, timed. Inside the HTTP scan the same work
+    shares two cores with a dozen reader threads and the local Hub, so its timing there measures
+    that contention as much as the fit.
     """
     import torch
 
-    from detectors.weights.fit import FULL_SPARSE_STRIDE, batch_stats
+    from detectors.weights.fit import batch_stats
+    from detectors.weights.full_stats import FullStatsAccumulator
+    from detectors.weights.gc_pause import gc_paused
     from detectors.weights.reader import canonical_models, iter_full_batches
     from detectors.weights.sampling import plan_sample
     from detectors.weights.sources import LocalSource
 
     t = time.perf_counter()
-    for rows in (1, 2):  # one tensor (chunks of big ones) and batches: torch specialises size 1
-        x = torch.zeros(rows, 2 * 4096, dtype=torch.bfloat16)
-        batch_stats(x, [x, x], torch.bfloat16, stride=FULL_SPARSE_STRIDE, compiled=True)
+    warm_up_kernels(batch_stats)
     compile_s = time.perf_counter() - t
     sources = [LocalSource(root / ref, ref=ref) for ref in [CHILD, *PARENTS]]
     plan = plan_sample(canonical_models(sources), None, full=True)
+    acc = FullStatsAccumulator([s.ref for s in sources], compiled=True)
     held, size = [], 0
     fit = {"seconds": 0.0, "bytes": 0, "batches": 0, "compile_s": compile_s}
 
-    def flush() -> None:
+    def flush(last: bool = False) -> None:
         t = time.perf_counter()
         for b in held:
-            vals = [b.values[r] for r in [CHILD, *PARENTS]]
-            batch_stats(vals[0], vals[1:], torch.bfloat16, stride=FULL_SPARSE_STRIDE, compiled=True)
+            acc.add(b)
+        if last:
+            acc.finish()
         fit["seconds"] += time.perf_counter() - t
         fit["bytes"] += sum(v.numel() * v.element_size() for b in held for v in b.values.values())
         fit["batches"] += len(held)
         held.clear()
 
-    for batch in iter_full_batches(sources, plan, device="cpu"):
-        held.append(batch)
-        size += sum(v.numel() * v.element_size() for v in batch.values.values())
-        if size >= hold_bytes:
-            flush()
-            size = 0
-    flush()
+    with gc_paused():  # as scan() does
+        for batch in iter_full_batches(sources, plan, device="cpu"):
+            held.append(batch)
+            size += sum(v.numel() * v.element_size() for v in batch.values.values())
+            if size >= hold_bytes:
+                flush()
+                size = 0
+        flush(last=True)
     print(json.dumps(fit))
 
 
@@ -192,6 +212,12 @@ def main() -> None:
     try:
         url = server.stdout.readline().strip().rsplit(" at ", 1)[-1]
         print(f"local Hub {url}: latency {args.latency_ms} ms/request, one {args.link_mbps} Mbit/s link", flush=True)
+        # The Hub is always up and warm: list each repo once so that the first timed scan does not
+        # pay for the local server's cold start (its first walk of the repo folders).
+        from huggingface_hub import HfApi
+
+        for repo in [CHILD, *PARENTS]:
+            HfApi(endpoint=url).model_info(repo)
         sampled = scan_in_subprocess(url, full=False, budget_mb=args.budget_mb)
         print(summarize("sampled", sampled), flush=True)
         full = scan_in_subprocess(url, full=True, budget_mb=None)

@@ -47,14 +47,24 @@ from detectors.weights.kernels import block_gram, sparse_sums, unpack_pairs
 # Relative rounding step (2^-mantissa bits) of each storage dtype: floors the residual variance so
 # that exact merges get a large finite z rather than infinity.
 DTYPE_EPS = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8, torch.float64: 2.0**-53}
+_STORAGE = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+
+
+def storage_dtype(safetensors_dtype: str) -> torch.dtype | None:
+    """The child's storage dtype as the statistics need it (None: fp8/int8, decoded to float32).
+
+    >>> storage_dtype("BF16"), storage_dtype("F8_E4M3")
+    (torch.bfloat16, None)
+    """
+    return _STORAGE.get(safetensors_dtype)
 
 
 # Elements per exact statistics pass (float64 working copies: (k+1) x 1M x 8 bytes = 32 MiB for k = 3).
 STATS_CHUNK = 2**20
 # Full mode: sparse-merge statistics from every FULL_SPARSE_STRIDE-th element of a streamed batch
 # (see batch_stats), and never from fewer than MIN_SUBSAMPLE elements.
-FULL_SPARSE_STRIDE = 128
-MIN_SUBSAMPLE = 1024
+FULL_SPARSE_STRIDE = 256
+MIN_SUBSAMPLE = 512
 # Subsamples are taken as runs of this many consecutive elements (see subsample).
 SUBSAMPLE_RUN = 64
 
@@ -166,7 +176,7 @@ def batch_stats(children: torch.Tensor, candidates: Sequence[torch.Tensor], chil
         scale = n / sub[0].shape[1]
     eps = DTYPE_EPS.get(child_dtype, 2.0**-24) if child_dtype is not None else 2.0**-24
     half = child_dtype if child_dtype in (torch.bfloat16, torch.float16) else None
-    sp = sparse_sums(sub, half, eps, compiled)
+    sp = sparse_sums(sub, half, eps, compiled, block=None if scale == 1.0 else SUBSAMPLE_RUN)
     npairs = k1 * (k1 + 1) // 2
     per_j = 3 + 2 * k + npairs
     cols = sp[:, : k * per_j].reshape(t, k, per_j)

@@ -52,33 +52,29 @@ def compile_failed() -> bool:
     return _compile_failed
 
 
-def _same_shapes(xs: list[torch.Tensor]) -> None:
-    """Tell the compiler that every input has the first one's shape: it then emits one loop over
-    all of them instead of one loop per input (each reading memory again). Eager callers have
-    checked the shapes already (and torch._check would import sympy, a second of start-up)."""
+def _same_rows(xs: list[torch.Tensor]) -> None:
+    """Tell the compiler that every input has the first one's row count: it then emits one loop
+    over all of them instead of one loop per input (each reading memory again). Eager callers
+    have checked the shapes already (and torch._check would import sympy, a second of start-up)."""
     if torch.compiler.is_compiling():
         for x in xs[1:]:
             torch._check(x.shape[0] == xs[0].shape[0])
-            torch._check(x.shape[1] == xs[0].shape[1])
 
 
-def _rows_gram(xs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eager and compiled body of :func:`block_gram`: ``xs`` are (T, m) with ``m % GRAM_BLOCK == 0``."""
-    t, m = xs[0].shape
-    _same_shapes(xs)
-    ref = xs[1].float().view(t, -1, GRAM_BLOCK)
-    rows = [xs[0].float().view(t, -1, GRAM_BLOCK) - ref, ref]
-    rows += [x.float().view(t, -1, GRAM_BLOCK) - ref for x in xs[2:]]
+def _rows_gram(xs: list[torch.Tensor]) -> torch.Tensor:
+    """(R, width) inputs -> (R, pairs + k1) float32 sums per row (one row: one block)."""
+    _same_rows(xs)
+    ref = xs[1].float()
+    rows = [xs[0].float() - ref, ref, *[x.float() - ref for x in xs[2:]]]
     k1 = len(rows)
     prods = [(rows[i] * rows[j]).sum(-1) for i in range(k1) for j in range(i, k1)]
-    sums = [r.sum(-1) for r in rows]
-    return torch.stack(prods + sums, dim=-1).double().sum(dim=1)  # (T, pairs + k1)
+    return torch.stack(prods + [r.sum(-1) for r in rows], dim=-1)
 
 
-def _sparse_sums(xs: list[torch.Tensor], child_dtype: torch.dtype | None, eps: float) -> torch.Tensor:
-    """Eager and compiled body of :func:`sparse_sums`: (T, m) inputs -> (T, L) float64 sums."""
-    _same_shapes(xs)
-    c, ps = xs[0].float(), [x.float() for x in xs[1:]]
+def _sparse_rows(xs: list[torch.Tensor], child_dtype: torch.dtype | None, eps: float, work: torch.dtype) -> torch.Tensor:
+    """(R, width) inputs -> (R, L) sums per row in ``work`` precision (layout: :func:`sparse_sums`)."""
+    _same_rows(xs)
+    c, ps = xs[0].to(work), [x.to(work) for x in xs[1:]]
     ref = ps[0]
     rows = [c - ref, ref, *[p - ref for p in ps[1:]]]
     k1 = len(rows)
@@ -86,7 +82,7 @@ def _sparse_sums(xs: list[torch.Tensor], child_dtype: torch.dtype | None, eps: f
     differs_all = None
     for p in ps:
         if child_dtype is not None:  # a half-precision child: equal when the candidate rounds to it
-            same = c == p.to(child_dtype).float()
+            same = c == p.to(child_dtype).to(work)
         else:  # float32: merges computed as B + (A - B) land within an ulp or two of A, not on it
             same = (c - p).abs() <= EQUAL_ULPS * 2.0**-24 * p.abs()
         diffs = [(q - p).abs() for q in ps]
@@ -95,14 +91,14 @@ def _sparse_sums(xs: list[torch.Tensor], child_dtype: torch.dtype | None, eps: f
             top = torch.maximum(top, d)
         big = top > RESOLVE_ULPS * eps * p.abs()  # resolvable: some candidate is far from this one
         ne = ~same
-        same_big, kept_big, kept = (same & big).float(), (ne & big).float(), ne.float()
-        out += [same.float().sum(-1), big.float().sum(-1), same_big.sum(-1)]
+        same_big, kept_big, kept = (same & big).to(work), (ne & big).to(work), ne.to(work)
+        out += [same.to(work).sum(-1), big.to(work).sum(-1), same_big.sum(-1)]
         out += [(d * same_big).sum(-1) for d in diffs] + [(d * kept_big).sum(-1) for d in diffs]
         out += [(rows[a] * rows[b] * kept).sum(-1) for a in range(k1) for b in range(a, k1)]
         differs_all = ne if differs_all is None else differs_all & ne
-    new = differs_all.float()  # type: ignore[union-attr]
+    new = differs_all.to(work)  # type: ignore[union-attr]
     out += [new.sum(-1), *[(rows[a] * rows[b] * new).sum(-1) for a in range(k1) for b in range(a, k1)]]
-    return torch.stack(out, dim=-1).double()
+    return torch.stack(out, dim=-1)
 
 
 def _compiled(fn: Callable) -> Callable:
@@ -112,17 +108,24 @@ def _compiled(fn: Callable) -> Callable:
         return _compiled_fns[fn]
 
 
-def _call(fn: Callable, compiled: bool, xs: list[torch.Tensor], *args: object) -> torch.Tensor:
-    """``fn(xs, *args)``, through ``torch.compile`` when asked for, on the CPU, and still working."""
+def _per_block(fn: Callable, xs: list[torch.Tensor], width: int, compiled: bool, *args: object) -> torch.Tensor:
+    """Sums per tensor, float64: ``fn`` on (T, n) inputs cut into rows of ``width`` (n % width == 0).
+
+    The compiled kernel thus sees one shape family only, (R, width) with R >= 2 rows: torch
+    specialises sizes 0 and 1 and guards on the others, and each new specialisation would cost a
+    compile of seconds in the middle of a scan. Block sums are float32, added up in float64.
+    """
     global _compile_failed
-    if compiled and xs[0].device.type == "cpu" and not _compile_failed:
+    t, n = xs[0].shape
+    blocks = [x.reshape(-1, width) for x in xs]
+    if compiled and xs[0].device.type == "cpu" and not _compile_failed and blocks[0].shape[0] >= 2:
         try:
-            return _compiled(fn)(xs, *args)
+            return _compiled(fn)(blocks, *args).view(t, n // width, -1).double().sum(dim=1)
         except Exception as exc:  # noqa: BLE001 - any compiler failure: warn once, stay correct
             _compile_failed = True
             first = str(exc).splitlines()[0][:200] if str(exc) else ""
             log.warning("torch.compile of the statistics kernels failed (%s: %s); using eager torch", type(exc).__name__, first)
-    return fn(xs, *args)
+    return fn(blocks, *args).view(t, n // width, -1).double().sum(dim=1)
 
 
 def unpack_pairs(pairs: torch.Tensor, k1: int) -> torch.Tensor:
@@ -155,8 +158,8 @@ def block_gram(xs: Sequence[torch.Tensor], compiled: bool = False) -> tuple[torc
     s = torch.zeros((t, k1), dtype=torch.float64, device=dev)
     main = n - n % GRAM_BLOCK
     if main:
-        # Views, not copies: splitting the last dim into blocks works on any row stride.
-        sums = _call(_rows_gram, compiled, [x[:, :main] if x.stride(-1) == 1 else x[:, :main].contiguous() for x in xs])
+        # Views, not copies, when the rows are whole blocks (a slice of a batch is copied).
+        sums = _per_block(_rows_gram, [x[:, :main] for x in xs], GRAM_BLOCK, compiled)
         g += unpack_pairs(sums[:, : k1 * (k1 + 1) // 2], k1)
         s += sums[:, k1 * (k1 + 1) // 2 :]
     if main < n:
@@ -168,7 +171,7 @@ def block_gram(xs: Sequence[torch.Tensor], compiled: bool = False) -> tuple[torc
 
 
 def sparse_sums(xs: Sequence[torch.Tensor], child_dtype: torch.dtype | None, eps: float,
-                compiled: bool = False) -> torch.Tensor:
+                compiled: bool = False, block: int | None = None) -> torch.Tensor:
     """The sparse-merge sums of ``T`` tensors' elements: (T, L) float64, laid out per candidate ``j``
 
     ``[eq, n_big, eq_big, absdiff_eq[i] (k), absdiff_ne[i] (k), gram_ne pairs]``, then
@@ -176,7 +179,10 @@ def sparse_sums(xs: Sequence[torch.Tensor], child_dtype: torch.dtype | None, eps
     ``[x_0 - x_1, x_1, x_i - x_1]`` as in :func:`block_gram`. ``xs``: child then candidates, (T, m).
     ``child_dtype``: bf16/fp16 (equality after rounding the candidate to it) or None (float32
     equality within ``EQUAL_ULPS``); ``eps``: the child dtype's rounding step, which sets what
-    counts as resolvable (``RESOLVE_ULPS``). One pass of elementwise products and sums: compiled,
-    one fused loop; eager, a few dozen small operations for the whole batch.
+    counts as resolvable (``RESOLVE_ULPS``). With ``block`` (dividing ``m``), float32 sums per
+    block of that many elements, added in float64, through the compiled kernel if ``compiled``;
+    else one float64 pass over whole rows (exact, for samples).
     """
-    return _call(_sparse_sums, compiled, [x if x.stride(-1) == 1 else x.contiguous() for x in xs], child_dtype, eps)
+    if block is not None and xs[0].shape[1] % block == 0:
+        return _per_block(_sparse_rows, list(xs), block, compiled, child_dtype, eps, torch.float32)
+    return _sparse_rows(list(xs), child_dtype, eps, torch.float64).double()

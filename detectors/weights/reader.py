@@ -35,9 +35,9 @@ from detectors.weights.sources import ByteRange, WeightSource
 #: Full reads stream big tensors in chunks of at most this many elements (32 MiB as bf16).
 FULL_CHUNK_ELEMENTS = 16 * 2**20
 #: Whole small tensors of one size are read and fitted together, this many elements per model at most.
-FULL_BATCH_ELEMENTS = 16 * 2**20
+FULL_BATCH_ELEMENTS = 48 * 2**20
 #: Elements per model a full read keeps in flight ahead of the consumer.
-FULL_READ_AHEAD_ELEMENTS = 4 * FULL_CHUNK_ELEMENTS
+FULL_READ_AHEAD_ELEMENTS = 2 * FULL_BATCH_ELEMENTS
 # Dequantisation builds index arrays; doing it in blocks bounds their memory.
 _DEQUANT_BLOCK = 4 * 2**20
 

@@ -178,6 +178,9 @@ def plan_sample(
     models = align_tied_heads(models)
     refs = list(models)
     notes: list[str] = []
+    experts = _routed_experts(models)
+    if not full and budget_bytes is not None:
+        models = _without_unsampled_experts(models, experts)
     candidates = _comparable(models, notes)
     if not candidates:
         detail = f" ({'; '.join(notes[:3])})" if notes else ""
@@ -194,7 +197,7 @@ def plan_sample(
     if full or budget_bytes is None:
         chosen, k, share = every, None, None
     else:
-        chosen, k, share = _choose_within_budget(every, refs, int(budget_bytes * (1 - GAP_SHARE)), notes)
+        chosen, k, share = _choose_within_budget(every, refs, int(budget_bytes * (1 - GAP_SHARE)), notes, experts)
 
     if share == 0:
         notes.append(f"budget of {budget_bytes} bytes is too small for {len(chosen)} tensors: nothing sampled")
@@ -269,6 +272,41 @@ def _comparable(models: dict[str, dict[str, TensorMeta]], notes: list[str]) -> l
     return out
 
 
+def _routed_experts(models: dict[str, dict[str, TensorMeta]]) -> dict[int | None, set[int]]:
+    """Routed expert ids per layer among the tensors every model has."""
+    common = set.intersection(*(set(t) for t in models.values()))
+    experts: dict[int | None, set[int]] = defaultdict(set)
+    for name in common:
+        kind = classify(name)
+        if kind.expert is not None:
+            experts[kind.layer].add(kind.expert)
+    return experts
+
+
+def _without_unsampled_experts(models: dict[str, dict[str, TensorMeta]],
+                               experts: dict[int | None, set[int]]) -> dict[str, dict[str, TensorMeta]]:
+    """Drop the routed experts no budget can choose: at most ``MAX_EXPERTS_PER_LAYER`` per layer
+    are ever sampled (see :func:`_with_experts`), so a 128-expert MoE's other experts need no checks.
+    """
+    if not experts or max(len(ids) for ids in experts.values()) <= MAX_EXPERTS_PER_LAYER:
+        return models
+    reachable = {layer: set().union(*(_expert_ids(ids, k) for k in range(1, MAX_EXPERTS_PER_LAYER + 1)))
+                 for layer, ids in experts.items()}
+
+    def keep(name: str) -> bool:
+        kind = classify(name)
+        return kind.expert is None or kind.expert in reachable.get(kind.layer, ())
+
+    return {ref: {n: m for n, m in t.items() if keep(n)} for ref, t in models.items()}
+
+
+def _expert_ids(ids: set[int], k: int) -> set[int]:
+    """The ``k`` evenly spaced expert ids of a layer: the same rule in every layer and model."""
+    ordered = sorted(ids)
+    k = min(k, len(ordered))
+    return {ordered[i * len(ordered) // k] for i in range(k)}
+
+
 def _extras(models: dict[str, dict[str, TensorMeta]], common: list[_Candidate], notes: list[str]) -> list[_Candidate]:
     """Layer tensors missing from some models whose template and shape match a common tensor."""
     names = {c[0] for c in common}
@@ -331,15 +369,15 @@ def scale_fits(weight_shape: tuple[int, ...], scale_shape: tuple[int, ...]) -> b
 
 
 def _choose_within_budget(
-    candidates: list[_Candidate], refs: list[str], budget_bytes: int, notes: list[str]
+    candidates: list[_Candidate], refs: list[str], budget_bytes: int, notes: list[str],
+    experts: dict[int | None, set[int]],
 ) -> tuple[list[_Candidate], int | None, int]:
-    """Pick the expert subset, the tensors and the per-tensor element share that fit ``budget_bytes``."""
+    """Pick the expert subset, the tensors and the per-tensor element share that fit ``budget_bytes``.
+
+    ``experts``: every routed expert id per layer (the evenly spaced choice is made among them all).
+    """
     kinds = [classify(c[0]) for c in candidates]
     cost = _Costs(candidates, refs)
-    experts: dict[int | None, set[int]] = defaultdict(set)
-    for kind in kinds:
-        if kind.expert is not None:
-            experts[kind.layer].add(kind.expert)
     k = None
     keep = np.ones(len(candidates), dtype=bool)
     if experts:
@@ -388,12 +426,7 @@ def _thinned(kinds: list[TensorKind], keep: np.ndarray, every: int) -> np.ndarra
 
 def _with_experts(kinds: list[TensorKind], experts: dict[int | None, set[int]], k: int) -> np.ndarray:
     """Mask of the tensors kept with ``k`` routed experts per layer (all non-expert tensors)."""
-    # Evenly spaced expert ids, the same rule in every layer, so layers and models line up.
-    keep = {}
-    for layer, ids in experts.items():
-        ordered = sorted(ids)
-        keep[layer] = {ordered[i * len(ordered) // min(k, len(ordered))] for i in range(min(k, len(ordered)))}
-    kept = {(layer, e) for layer, ids in keep.items() for e in ids}
+    kept = {(layer, e) for layer, ids in experts.items() for e in _expert_ids(ids, k)}
     return np.fromiter((kind.expert is None or (kind.layer, kind.expert) in kept for kind in kinds), dtype=bool, count=len(kinds))
 
 

@@ -18,10 +18,11 @@ import torch
 from pydantic import SecretStr
 
 from detectors.errors import ProvbotError, ShapeMismatchError
-from detectors.weights.fit import FULL_SPARSE_STRIDE, STATS_CHUNK, Lineage, TensorStats, batch_stats
+from detectors.weights.fit import STATS_CHUNK, Lineage, TensorStats, batch_stats, storage_dtype
+from detectors.weights.full_stats import full_stats
 from detectors.weights.gc_pause import gc_paused
 from detectors.weights.layers import layer_count, layer_plans, match_layers
-from detectors.weights.reader import canonical_models, iter_full_batches, read_sample, resolve_device
+from detectors.weights.reader import canonical_models, read_sample, resolve_device
 from detectors.weights.relation import COPY_EQUAL_SHARE, classify
 from detectors.weights.result import ScanResult
 from detectors.weights.sampling import SamplePlan, plan_sample
@@ -29,10 +30,6 @@ from detectors.weights.sources import WeightSource, open_source
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
 
-# Full reads of at least this many elements per model compile the CPU Gram kernel (seconds, once).
-COMPILE_MIN_ELEMENTS = 2**28
-
-_TORCH_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
 
 
 def scan(
@@ -76,7 +73,7 @@ def _scan(child: str, candidates: list[str], base: str | None, budget: float, fu
     try:
         models = canonical_models(sources)
         plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full)
-        stats = _full_stats(sources, plan, dev, progress, settings.scan.compile) if full else _sampled_stats(sources, plan, dev, progress)
+        stats = full_stats(sources, plan, dev, progress, settings.scan.compile) if full else _sampled_stats(sources, plan, dev, progress)
         # NaN/Inf anywhere (a broken or hostile file) would poison every fit: leave such tensors out.
         keep = [i for i, st in enumerate(stats) if np.all(np.isfinite(st.gram))]
         skipped = [plan.tensors[i].name for i in range(len(stats)) if i not in set(keep)]
@@ -135,10 +132,6 @@ def _open_all(refs: list[str], endpoint: str | None, token: str | SecretStr | No
     return opened
 
 
-def _child_dtype(plan_meta_dtype: str) -> torch.dtype | None:
-    return _TORCH_DTYPES.get(plan_meta_dtype)
-
-
 def _sampled_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.device, progress: Progress | None) -> list[TensorStats]:
     total = len(sources)
     done = 0
@@ -157,7 +150,7 @@ def _sampled_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.dev
     # Most samples have the same length (one per-tensor share): their statistics come in batches.
     groups: dict[tuple[int, torch.dtype | None], list[int]] = defaultdict(list)
     for i, t in enumerate(plan.tensors):
-        groups[(t.n_elements, _child_dtype(t.metas[child_ref].dtype))].append(i)
+        groups[(t.n_elements, storage_dtype(t.metas[child_ref].dtype))].append(i)
     stats: list[TensorStats | None] = [None] * len(plan.tensors)
     for (n, dtype), idx in groups.items():
         step = max(1, STATS_CHUNK // max(n, 1))
@@ -168,31 +161,6 @@ def _sampled_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.dev
             for i, st in zip(part, batch_stats(rows[0], rows[1:], dtype, device=dev)):
                 stats[i] = st
     return stats  # type: ignore[return-value]
-
-
-def _full_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.device, progress: Progress | None,
-                compile_kernel: str = "auto") -> list[TensorStats]:
-    """Stream every element in batches (on ``dev``), accumulating the additive statistics per tensor.
-
-    On the CPU, reads of at least ``COMPILE_MIN_ELEMENTS`` per model run the Gram pass through the
-    ``torch.compile``'d kernel (``compile_kernel``: auto | always | never).
-    """
-    child_ref = sources[0].ref
-    refs = [s.ref for s in sources]
-    acc: dict[str, TensorStats] = {}
-    total = sum(t.n_elements for t in plan.tensors)
-    compiled = compile_kernel == "always" or (compile_kernel == "auto" and total >= COMPILE_MIN_ELEMENTS)
-    done = 0
-    for batch in iter_full_batches(sources, plan, device=dev):
-        dtype = _child_dtype(batch.tensors[0].metas[child_ref].dtype)
-        parts = batch_stats(batch.values[refs[0]], [batch.values[r] for r in refs[1:]], dtype, device=dev,
-                            stride=FULL_SPARSE_STRIDE, compiled=compiled)
-        for t, part in zip(batch.tensors, parts):
-            acc[t.name] = acc[t.name] + part if t.name in acc else part
-        done += batch.elements
-        if progress:
-            progress(done, total, batch.tensors[-1].name)
-    return [acc[t.name] for t in plan.tensors]
 
 
 def _maybe_passthrough(lin: Lineage, child_layers: int, parent_layers: dict[str, int]) -> bool:

@@ -1,0 +1,111 @@
+"""Full-mode statistics: every element of every model, streamed in batches, summed per tensor.
+
+:func:`~detectors.weights.reader.iter_full_batches` yields, in file order, batches of whole
+tensors of one size (a MoE's experts) and chunks of big tensors. A checkpoint also has, in every
+layer, a handful of small tensors of other sizes (norms, router, attention projections): read one
+layer at a time they arrive as tiny batches, each paying the fixed cost of a statistics call.
+:class:`FullStatsAccumulator` therefore holds small batches back, pooled by size across layers,
+and computes a pool when it is big enough (or at the end): every layer's ``q_norm`` in one call.
+
+>>> acc = FullStatsAccumulator(["child", "a", "b"])          # doctest: +SKIP
+>>> for batch in iter_full_batches(sources, plan):          # doctest: +SKIP
+...     acc.add(batch)
+>>> stats = acc.finish()                                      # {tensor name: TensorStats}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from detectors.weights.fit import FULL_SPARSE_STRIDE, TensorStats, batch_stats, storage_dtype
+from detectors.weights.reader import FullBatch, iter_full_batches
+from detectors.weights.sampling import SamplePlan
+from detectors.weights.sources import WeightSource
+
+#: Batches of fewer elements per model than this are pooled with others of their size.
+POOL_BELOW_ELEMENTS = 2**20
+#: A pool is computed once it holds this many elements per model.
+POOL_ELEMENTS = 16 * 2**20
+#: Full reads of at least this many elements per model compile the CPU kernels (seconds, once).
+COMPILE_MIN_ELEMENTS = 2**28
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class _Pool:
+    names: list[str] = field(default_factory=list)
+    values: list[list[torch.Tensor]] = field(default_factory=list)  # per batch, per model
+    elements: int = 0
+
+
+class FullStatsAccumulator:
+    """Per-tensor statistics of streamed :class:`~detectors.weights.reader.FullBatch` es.
+
+    ``refs``: the child first, then the candidates (every batch must hold all of them).
+    ``compiled``: run the statistics through the ``torch.compile``'d CPU kernels.
+    """
+
+    def __init__(self, refs: Sequence[str], device: torch.device | None = None, compiled: bool = False) -> None:
+        self.refs = list(refs)
+        self.device = device
+        self.compiled = compiled
+        self._stats: dict[str, TensorStats] = {}
+        self._pools: dict[tuple, _Pool] = {}
+
+    def add(self, batch: FullBatch) -> None:
+        """Take one batch: computed now, or pooled with others of its size when it is small."""
+        dtype = storage_dtype(batch.tensors[0].metas[self.refs[0]].dtype)
+        m = batch.stop - batch.start
+        whole = batch.start == 0 and batch.last
+        if whole and batch.elements < POOL_BELOW_ELEMENTS:
+            key = (m, dtype, tuple(batch.values[r].dtype for r in self.refs))
+            pool = self._pools.setdefault(key, _Pool())
+            pool.names += batch.names
+            # Views: a small batch is its own read (one span of just these tensors), so holding
+            # it keeps no more memory alive than a copy would, and saves the copy.
+            pool.values.append([batch.values[r] for r in self.refs])
+            pool.elements += batch.elements
+            if pool.elements >= POOL_ELEMENTS:
+                self._flush(key)
+            return
+        self._compute(batch.names, [batch.values[r] for r in self.refs], dtype)
+
+    def finish(self) -> dict[str, TensorStats]:
+        """Compute what is still pooled; return ``{tensor name: statistics}``."""
+        for key in list(self._pools):
+            self._flush(key)
+        return self._stats
+
+    def _flush(self, key: tuple) -> None:
+        pool = self._pools.pop(key)
+        rows = [torch.cat([v[i] for v in pool.values]) for i in range(len(self.refs))]
+        self._compute(pool.names, rows, key[1])
+
+    def _compute(self, names: list[str], rows: list[torch.Tensor], dtype: torch.dtype | None) -> None:
+        parts = batch_stats(rows[0], rows[1:], dtype, device=self.device, stride=FULL_SPARSE_STRIDE, compiled=self.compiled)
+        for name, part in zip(names, parts):
+            self._stats[name] = self._stats[name] + part if name in self._stats else part
+
+
+def full_stats(sources: list[WeightSource], plan: SamplePlan, device: torch.device, progress: Progress | None = None,
+               compile_kernels: str = "auto") -> list[TensorStats]:
+    """Stream every element of every model (batches on ``device``); statistics per plan tensor.
+
+    ``compile_kernels``: auto (compile the CPU kernels for reads of ``COMPILE_MIN_ELEMENTS``+
+    elements per model), always, or never.
+    """
+    total = sum(t.n_elements for t in plan.tensors)
+    compiled = compile_kernels == "always" or (compile_kernels == "auto" and total >= COMPILE_MIN_ELEMENTS)
+    acc = FullStatsAccumulator([s.ref for s in sources], device=device, compiled=compiled)
+    done = 0
+    for batch in iter_full_batches(sources, plan, device=device):
+        acc.add(batch)
+        done += batch.elements
+        if progress:
+            progress(done, total, batch.tensors[-1].name)
+    stats = acc.finish()
+    return [stats[t.name] for t in plan.tensors]
