@@ -145,7 +145,8 @@ def run_fit_alone(root: Path, hold_bytes: int = 2 * 2**30) -> None:
         held.clear()
 
     with gc_paused():  # as scan() does
-        for batch in iter_full_batches(sources, plan, device="cpu"):
+        # No read-ahead: nothing is being read while the held batches are timed.
+        for batch in iter_full_batches(sources, plan, device="cpu", read_ahead_elements=1):
             held.append(batch)
             size += sum(v.numel() * v.element_size() for v in batch.values.values())
             if size >= hold_bytes:
