@@ -32,6 +32,7 @@ Progress = Callable[[int, int, str], None]  # (done, total, what)
 
 
 
+@gc_paused()  # see gc_pause: a scan builds ~10^5 small records in bursts
 def scan(
     child: str,
     parents: Sequence[str] = (),
@@ -63,12 +64,6 @@ def scan(
     budget = (budget_mb if budget_mb is not None else settings.scan.budget_mb) * 2**20
     dev = resolve_device(device or settings.scan.device)
 
-    with gc_paused():  # see gc_pause: a scan builds ~10^5 small records in bursts
-        return _scan(child, candidates, base, budget, full, progress, endpoint, token, dev, settings, started)
-
-
-def _scan(child: str, candidates: list[str], base: str | None, budget: float, full: bool, progress: Progress | None,
-          endpoint: str | None, token: str | SecretStr | None, dev: torch.device, settings, started: float) -> ScanResult:  # noqa: ANN001
     sources = _open_all([child, *candidates], endpoint, token, settings.scan.concurrency)
     try:
         models = canonical_models(sources)

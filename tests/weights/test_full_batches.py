@@ -1,0 +1,111 @@
+"""Full reads in batches (one range per batch), pooled statistics, thinned sampled plans, GC pausing."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from detectors.weights.fit import tensor_stats
+from detectors.weights.full_stats import FullStatsAccumulator
+from detectors.weights.gc_pause import gc_paused
+from detectors.weights.keys import classify
+from detectors.weights.reader import canonical_models, iter_full_batches
+from detectors.weights.safetensors_format import TensorMeta
+from detectors.weights.sampling import plan_sample
+from detectors.weights.sources import LocalSource
+from tests.weights.builders import moe_state, write_model
+
+
+def test_a_batch_of_same_sized_tensors_is_one_read_per_model(tmp_path):
+    state = moe_state(seed=3, layers=2, experts=16)
+    srcs = [LocalSource(write_model(tmp_path / n, {k: v + i for k, v in state.items()}, dtype=torch.bfloat16))
+            for i, n in enumerate(("a", "b"))]
+    plan = plan_sample(canonical_models(srcs), None, full=True)
+    before = [s.requests for s in srcs]
+    batches = list(iter_full_batches(srcs, plan, device="cpu"))
+    reads = [s.requests - b for s, b in zip(srcs, before)]
+    # Every expert matrix of a layer has one size: 48 per layer arrive in one batch.
+    assert max(len(b.tensors) for b in batches) >= 48
+    assert reads == [len(batches)] * 2  # one contiguous read per batch and model
+    assert sum(len(b.tensors) for b in batches) == len(plan.tensors)
+    for b in batches:
+        assert b.values[srcs[0].ref].dtype == torch.bfloat16  # the storage dtype, not float32
+        for i, t in enumerate(b.tensors):
+            want = state[t.name].reshape(-1)[b.start:b.stop].bfloat16()
+            assert torch.equal(b.values[srcs[0].ref][i], want), t.name
+
+
+def test_pooled_statistics_equal_tensor_by_tensor(tmp_path):
+    a = moe_state(seed=4, layers=3, experts=4)
+    b = {k: v + 0.05 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)) for k, v in a.items()}
+    child = {k: 0.6 * a[k] + 0.4 * b[k] for k in a}
+    srcs = [LocalSource(write_model(tmp_path / n, s)) for n, s in (("c", child), ("a", a), ("b", b))]
+    plan = plan_sample(canonical_models(srcs), None, full=True)
+    acc = FullStatsAccumulator([s.ref for s in srcs])
+    for batch in iter_full_batches(srcs, plan, device="cpu"):
+        acc.add(batch)
+    got = acc.finish()
+    assert set(got) == {t.name for t in plan.tensors}
+    for name in ("layers.1.input_layernorm.weight", "layers.2.self_attn.q_proj.weight", "layers.0.mlp.experts.3.up_proj.weight"):
+        want = tensor_stats(child[name].reshape(-1), [a[name].reshape(-1), b[name].reshape(-1)], torch.float32)
+        assert np.allclose(got[name].gram, want.gram, rtol=1e-5), name
+        assert got[name].n == want.n
+
+
+def _moe_metas(layers: int, experts: int) -> dict[str, TensorMeta]:
+    out = {}
+    for name, v in moe_state(layers=layers, experts=experts).items():
+        out[name] = TensorMeta(name, "BF16", tuple(v.shape), "m.safetensors", 0, 2 * v.numel())
+    return out
+
+
+def test_tight_budgets_thin_tensors_per_layer_but_keep_every_layer_and_role():
+    metas = _moe_metas(layers=40, experts=8)
+    models = {"child": metas, "parent": metas}
+    roomy = plan_sample(models, 64 * 2**20)
+    tight = plan_sample(models, 200_000)
+    assert len(tight.tensors) < len(roomy.tensors) / 2
+    assert any("rotating across layers" in n for n in tight.notes)
+    per_layer = defaultdict(set)
+    for t in tight.tensors:
+        kind = classify(t.name)
+        if kind.layer is not None:
+            per_layer[kind.layer].add(kind.component)
+    layer_components = {classify(n).component for n in metas if classify(n).layer is not None}
+    # Every layer keeps a tensor of each of its components...
+    assert len(per_layer) == 40 and all(c == layer_components for c in per_layer.values())
+    # ... and across layers every role is read somewhere (e.g. each attention projection).
+    roles = {t.name.split(".", 2)[2] for t in tight.tensors if classify(t.name).layer is not None}
+    assert {f"self_attn.{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "o_proj")} <= roles
+    assert tight.planned_bytes("child") <= 200_000
+
+
+def test_gc_pause_nests_across_threads_and_respects_a_disabled_collector():
+    assert gc.isenabled()
+    started, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with gc_paused():
+            started.set()
+            release.wait(5)
+
+    t = threading.Thread(target=other)
+    with gc_paused():
+        t.start()
+        started.wait(5)
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the other thread still pauses it
+    release.set()
+    t.join(5)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # a caller's own switch-off is left alone
+    finally:
+        gc.enable()
