@@ -43,11 +43,13 @@ import numpy as np
 import torch
 
 from detectors.weights.kernels import block_gram, sparse_sums, unpack_pairs
+from detectors.weights.safetensors_format import DTYPES
 
 # Relative rounding step (2^-mantissa bits) of each storage dtype: floors the residual variance so
 # that exact merges get a large finite z rather than infinity.
 DTYPE_EPS = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8, torch.float64: 2.0**-53}
-_STORAGE = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+# The dtypes a child's values are compared in as stored (fp8 and int8 are decoded to float32 first).
+_STORAGE = {name: d.torch_dtype for name, d in DTYPES.items() if d.torch_dtype.is_floating_point and not d.is_float8}
 
 
 def storage_dtype(safetensors_dtype: str) -> torch.dtype | None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import torch
 
@@ -133,15 +134,21 @@ def _per_block(fn: Callable, xs: list[torch.Tensor], width: int, compiled: bool,
     return fn(blocks, *args).view(t, n // width, -1).double().sum(dim=1)
 
 
-def unpack_pairs(pairs: torch.Tensor, k1: int) -> torch.Tensor:
-    """(..., k1*(k1+1)/2) upper-triangle products (row-major) -> (..., k1, k1) symmetric Gram."""
+@lru_cache(maxsize=None)
+def _pair_index(k1: int) -> torch.Tensor:
+    """Column of each (i, j) entry in the row-major upper-triangle layout, flattened."""
     idx = torch.empty((k1, k1), dtype=torch.long)
     col = 0
     for i in range(k1):
         for j in range(i, k1):
             idx[i, j] = idx[j, i] = col
             col += 1
-    return pairs[..., idx.reshape(-1).to(pairs.device)].reshape(*pairs.shape[:-1], k1, k1)
+    return idx.reshape(-1)
+
+
+def unpack_pairs(pairs: torch.Tensor, k1: int) -> torch.Tensor:
+    """(..., k1*(k1+1)/2) upper-triangle products (row-major) -> (..., k1, k1) symmetric Gram."""
+    return pairs[..., _pair_index(k1).to(pairs.device)].reshape(*pairs.shape[:-1], k1, k1)
 
 
 def block_gram(xs: Sequence[torch.Tensor], compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ import math
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -187,18 +187,12 @@ def read_samples(
 
 
 @dataclass(frozen=True)
-class FullBatch:
-    """Elements ``[start, stop)`` (flat, in the plan's common shape) of each of ``tensors``, per model.
-
-    ``values[ref]`` is ``(len(tensors), stop - start)`` in that model's storage dtype (bf16 stays
-    bf16; fp8/int8 with a scale companion arrives dequantised as float32). Many small tensors of one
-    size share a batch; a big tensor arrives alone, in several batches.
-    """
+class _BatchSpec:
+    """What a batch covers: elements ``[start, stop)`` of each of ``tensors``."""
 
     tensors: tuple[TensorPlan, ...]
     start: int
     stop: int
-    values: dict[str, torch.Tensor]
     last: bool  # True on a tensor's final batch: a fit can close the tensors' statistics
 
     @property
@@ -211,15 +205,15 @@ class FullBatch:
 
 
 @dataclass(frozen=True)
-class _BatchSpec:
-    tensors: tuple[TensorPlan, ...]
-    start: int
-    stop: int
-    last: bool
+class FullBatch(_BatchSpec):
+    """Elements ``[start, stop)`` (flat, in the plan's common shape) of each of ``tensors``, per model.
 
-    @property
-    def elements(self) -> int:
-        return len(self.tensors) * (self.stop - self.start)
+    ``values[ref]`` is ``(len(tensors), stop - start)`` in that model's storage dtype (bf16 stays
+    bf16; fp8/int8 with a scale companion arrives dequantised as float32). Many small tensors of one
+    size share a batch; a big tensor arrives alone, in several batches.
+    """
+
+    values: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _batch_specs(plan: SamplePlan, include_extra: bool, chunk_elements: int, batch_elements: int,
@@ -321,7 +315,7 @@ def iter_full_batches(
             spec, futs = pending.popleft()
             inflight -= spec.elements
             values = {ref: f.result().to(dev) for ref, f in futs.items()}
-            yield FullBatch(spec.tensors, spec.start, spec.stop, values, spec.last)
+            yield FullBatch(spec.tensors, spec.start, spec.stop, spec.last, values)
 
 
 @dataclass(frozen=True)
