@@ -133,9 +133,24 @@ def batch_stats(children: torch.Tensor, candidates: Sequence[torch.Tensor], chil
                 device: torch.device | None = None, stride: int = 1, compiled: bool = False) -> list[TensorStats]:
     """Statistics of ``T`` tensors at once: ``children`` and every candidate are (T, n), any float dtype.
 
+    ``batch_sums(...).records()``; see :func:`batch_sums` for the arguments.
+
+    >>> import torch
+    >>> a, b = torch.randn(2, 5000), torch.randn(2, 5000)
+    >>> [st.n for st in batch_stats(0.5 * a + 0.5 * b, [a, b])]
+    [5000, 5000]
+    """
+    return batch_sums(children, candidates, child_dtype, device, stride, compiled).records()
+
+
+def batch_sums(children: torch.Tensor, candidates: Sequence[torch.Tensor], child_dtype: torch.dtype | None = None,
+               device: torch.device | None = None, stride: int = 1, compiled: bool = False) -> BatchSums:
+    """The sums behind :class:`TensorStats` for ``T`` tensors at once, as arrays (see :class:`BatchSums`).
+
     A sampled scan compares hundreds of equally long samples, and a large MoE checkpoint is mostly
     thousands of equally sized experts: one batch of operations for all of them, instead of a
-    dozen per tensor, is what keeps either fast.
+    dozen per tensor, is what keeps either fast. Full reads keep these arrays and make the
+    per-tensor records once at the end (:meth:`BatchSums.cat`), not per batch.
 
     ``stride == 1``: everything exact, in float64, from every element (samples; small tensors).
     ``stride > 1`` (full mode): the Gram matrix and sums come from every element through
@@ -147,11 +162,6 @@ def batch_stats(children: torch.Tensor, candidates: Sequence[torch.Tensor], chil
     a full read. The stride is shortened so that at least ``MIN_SUBSAMPLE`` elements are counted,
     and a tensor too small for that (below two subsamples) is computed exactly. ``compiled``: the
     Gram pass uses the ``torch.compile``'d CPU kernel (see :mod:`~detectors.weights.kernels`).
-
-    >>> import torch
-    >>> a, b = torch.randn(2, 5000), torch.randn(2, 5000)
-    >>> [st.n for st in batch_stats(0.5 * a + 0.5 * b, [a, b])]
-    [5000, 5000]
     """
     t, n = children.shape
     if any(p.shape != (t, n) for p in candidates):
@@ -160,41 +170,87 @@ def batch_stats(children: torch.Tensor, candidates: Sequence[torch.Tensor], chil
         raise ValueError("batch_stats needs at least one candidate")
     device = device or children.device
     xs = [x.to(device) for x in (children, *candidates)]
-    k = len(candidates)
-    k1 = k + 1
-    # x_i = r_i + r_1 for i != 1 and x_1 = r_1, where r are the rows the kernels work on
-    # ([x_0 - x_1, x_1, x_i - x_1]): a raw Gram is A g A^T with A = I plus ones in column 1.
-    a = torch.eye(k1, dtype=torch.float64, device=device)
-    a[:, 1] = 1.0
     stride = min(stride, n // MIN_SUBSAMPLE)
     if stride < 2:
-        v = torch.stack([x.to(torch.float64) for x in xs], dim=1)  # (T, k+1, n)
+        # The kernels' basis [x_0 - x_1, x_1, x_i - x_1], exact in float64.
+        ref = xs[1].to(torch.float64)
+        v = torch.stack([xs[0].to(torch.float64) - ref, ref, *[x.to(torch.float64) - ref for x in xs[2:]]], dim=1)
         gram, sums = v @ v.transpose(1, 2), v.sum(dim=2)
         sub, scale = xs, 1.0
     else:
-        g, s = block_gram(xs, compiled)
-        gram, sums = a @ g @ a.T, s @ a.T
+        gram, sums = block_gram(xs, compiled)
         sub = [subsample(x, stride) for x in xs]
         scale = n / sub[0].shape[1]
     eps = DTYPE_EPS.get(child_dtype, 2.0**-24) if child_dtype is not None else 2.0**-24
     half = child_dtype if child_dtype in (torch.bfloat16, torch.float16) else None
     sp = sparse_sums(sub, half, eps, compiled, block=None if scale == 1.0 else SUBSAMPLE_RUN)
-    npairs = k1 * (k1 + 1) // 2
-    per_j = 3 + 2 * k + npairs
-    cols = sp[:, : k * per_j].reshape(t, k, per_j)
-    gram_ne = a @ unpack_pairs(cols[:, :, 3 + 2 * k :], k1) @ a.T
-    gram_new = a @ unpack_pairs(sp[:, k * per_j + 1 :], k1) @ a.T
-    gram_np, sums_np, cols_np = gram.cpu().numpy(), sums.cpu().numpy(), cols.cpu().numpy() * scale
-    gram_ne_np, gram_new_np = gram_ne.cpu().numpy() * scale, gram_new.cpu().numpy() * scale
-    n_new = np.rint(sp[:, k * per_j].cpu().numpy() * scale).astype(int).tolist()
-    # Per-tensor views by whole-array iteration (C speed): full reads build ~10^5 of these records.
-    eq, eq_big, n_big = list(cols_np[:, :, 0]), list(cols_np[:, :, 2]), list(cols_np[:, :, 1])
-    absdiff_eq, absdiff_ne = list(cols_np[:, :, 3 : 3 + k]), list(cols_np[:, :, 3 + k : 3 + 2 * k])
-    return [
-        TensorStats(n, *fields, eps, e_big, b_big)
-        for (*fields, e_big, b_big) in zip(list(gram_np), list(sums_np), eq, list(gram_ne_np), absdiff_eq, absdiff_ne,
-                                           list(gram_new_np), n_new, eq_big, n_big)
-    ]
+    if scale != 1.0:
+        sp = sp * scale
+    return BatchSums(np.full(t, n, dtype=np.int64), np.full(t, eps), gram.cpu(), sums.cpu(), sp.cpu())
+
+
+@dataclass
+class BatchSums:
+    """Sums of ``T`` tensors, one row each: what :class:`TensorStats` holds, before the records are made.
+
+    Gram matrices and sums are over the kernels' rows ``[x_0 - x_1, x_1, x_i - x_1]`` (see
+    :mod:`~detectors.weights.kernels`); ``sparse`` has :func:`~detectors.weights.kernels.sparse_sums`'
+    layout, already scaled from a subsample to all ``n`` elements. All of it adds up across
+    chunks of a tensor, so a full read can keep batches as arrays and sum and convert them once.
+    """
+
+    n: np.ndarray  # (T,) elements
+    eps: np.ndarray  # (T,) rounding step of the child's storage dtype
+    gram: torch.Tensor  # (T, k+1, k+1) float64, CPU
+    sums: torch.Tensor  # (T, k+1)
+    sparse: torch.Tensor  # (T, L)
+
+    @staticmethod
+    def cat(parts: Sequence[BatchSums], names: Sequence[str]) -> tuple[list[str], BatchSums]:
+        """Join batches whose rows are named ``names`` (in order), summing rows of the same name
+        (the chunks of a big tensor). Returns the distinct names, in first-seen order, and their sums."""
+        unique = list(dict.fromkeys(names))
+        if len(unique) == len(names) and len(parts) == 1:
+            return unique, parts[0]
+        pos = {name: i for i, name in enumerate(unique)}
+        ids = torch.tensor([pos[name] for name in names], dtype=torch.long)
+        ids_np = ids.numpy()
+
+        def summed(rows: torch.Tensor) -> torch.Tensor:
+            return torch.zeros((len(unique), *rows.shape[1:]), dtype=rows.dtype).index_add_(0, ids, rows)
+
+        n = np.zeros(len(unique), dtype=np.int64)
+        np.add.at(n, ids_np, np.concatenate([p.n for p in parts]))
+        eps = np.zeros(len(unique))
+        np.maximum.at(eps, ids_np, np.concatenate([p.eps for p in parts]))
+        return unique, BatchSums(n, eps, *(summed(torch.cat([getattr(p, f) for p in parts])) for f in ("gram", "sums", "sparse")))
+
+    def records(self) -> list[TensorStats]:
+        """One :class:`TensorStats` per row: raw Grams, numpy arrays, counts rounded to integers."""
+        t, k1 = self.sums.shape
+        k = k1 - 1
+        # x_i = r_i + r_1 for i != 1 and x_1 = r_1, where r are the kernel rows: a raw Gram is
+        # A g A^T with A = I plus ones in column 1.
+        a = torch.eye(k1, dtype=torch.float64)
+        a[:, 1] = 1.0
+        npairs = k1 * (k1 + 1) // 2
+        per_j = 3 + 2 * k + npairs
+        sp = self.sparse
+        cols = sp[:, : k * per_j].reshape(t, k, per_j)
+        gram = (a @ self.gram @ a.T).numpy()
+        sums = (self.sums @ a.T).numpy()
+        gram_ne = (a @ unpack_pairs(cols[:, :, 3 + 2 * k :], k1) @ a.T).numpy()
+        gram_new = (a @ unpack_pairs(sp[:, k * per_j + 1 :], k1) @ a.T).numpy()
+        cols_np = cols.numpy()
+        n_new = np.rint(sp[:, k * per_j].numpy()).astype(int).tolist()
+        # Per-tensor views by whole-array iteration (C speed): full reads build ~10^5 of these records.
+        eq, eq_big, n_big = list(cols_np[:, :, 0]), list(cols_np[:, :, 2]), list(cols_np[:, :, 1])
+        absdiff_eq, absdiff_ne = list(cols_np[:, :, 3 : 3 + k]), list(cols_np[:, :, 3 + k : 3 + 2 * k])
+        return [
+            TensorStats(n, *fields, eps, e_big, b_big)
+            for (n, *fields, eps, e_big, b_big) in zip(self.n.tolist(), list(gram), list(sums), eq, list(gram_ne), absdiff_eq,
+                                                        absdiff_ne, list(gram_new), n_new, self.eps.tolist(), eq_big, n_big)
+        ]
 
 
 def subsample(x: torch.Tensor, stride: int, run: int = SUBSAMPLE_RUN) -> torch.Tensor:

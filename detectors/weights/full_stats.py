@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from detectors.weights.fit import FULL_SPARSE_STRIDE, TensorStats, batch_stats, storage_dtype
+from detectors.weights.buffers import aligned_buffer
+from detectors.weights.fit import FULL_SPARSE_STRIDE, BatchSums, TensorStats, batch_sums, storage_dtype
 from detectors.weights.reader import FullBatch, iter_full_batches
 from detectors.weights.sampling import SamplePlan
 from detectors.weights.sources import WeightSource
@@ -28,7 +29,7 @@ from detectors.weights.sources import WeightSource
 #: Batches of fewer elements per model than this are pooled with others of their size.
 POOL_BELOW_ELEMENTS = 2**20
 #: A pool is computed once it holds this many elements per model.
-POOL_ELEMENTS = 16 * 2**20
+POOL_ELEMENTS = 4 * 2**20
 #: Full reads of at least this many elements per model compile the CPU kernels (seconds, once).
 COMPILE_MIN_ELEMENTS = 2**28
 
@@ -53,8 +54,13 @@ class FullStatsAccumulator:
         self.refs = list(refs)
         self.device = device
         self.compiled = compiled
-        self._stats: dict[str, TensorStats] = {}
+        # Per computed batch its tensor names and sums; the records are made once, in finish().
+        self._names: list[str] = []
+        self._sums: list[BatchSums] = []
         self._pools: dict[tuple, _Pool] = {}
+        # Pools are joined into buffers kept for the next pool: fresh ones would be page-faulted
+        # in every time, which cost more than the join itself.
+        self._scratch: dict[tuple[int, torch.dtype], torch.Tensor] = {}
 
     def add(self, batch: FullBatch) -> None:
         """Take one batch: computed now, or pooled with others of its size when it is small."""
@@ -78,17 +84,33 @@ class FullStatsAccumulator:
         """Compute what is still pooled; return ``{tensor name: statistics}``."""
         for key in list(self._pools):
             self._flush(key)
-        return self._stats
+        if not self._sums:
+            return {}
+        names, sums = BatchSums.cat(self._sums, self._names)
+        self._names, self._sums = [], []
+        return dict(zip(names, sums.records()))
 
     def _flush(self, key: tuple) -> None:
         pool = self._pools.pop(key)
-        rows = [torch.cat([v[i] for v in pool.values]) for i in range(len(self.refs))]
+        rows = [self._join(i, [v[i] for v in pool.values]) for i in range(len(self.refs))]
         self._compute(pool.names, rows, key[1])
 
+    def _join(self, model: int, parts: list[torch.Tensor]) -> torch.Tensor:
+        """``torch.cat(parts)`` into this model's reusable buffer (grown when too small)."""
+        rows, width = sum(p.shape[0] for p in parts), parts[0].shape[1]
+        key = (model, parts[0].dtype)
+        buf = self._scratch.get(key)
+        if buf is None or buf.numel() < rows * width:
+            numel = max(rows * width, POOL_ELEMENTS + POOL_BELOW_ELEMENTS)
+            # Huge-page backed where the system allows (see buffers): fewer faults on first use.
+            raw = aligned_buffer(numel * parts[0].element_size())
+            buf = self._scratch[key] = torch.frombuffer(raw, dtype=parts[0].dtype)
+        out = buf[: rows * width].view(rows, width)
+        return torch.cat(parts, out=out)
+
     def _compute(self, names: list[str], rows: list[torch.Tensor], dtype: torch.dtype | None) -> None:
-        parts = batch_stats(rows[0], rows[1:], dtype, device=self.device, stride=FULL_SPARSE_STRIDE, compiled=self.compiled)
-        for name, part in zip(names, parts):
-            self._stats[name] = self._stats[name] + part if name in self._stats else part
+        self._sums.append(batch_sums(rows[0], rows[1:], dtype, device=self.device, stride=FULL_SPARSE_STRIDE, compiled=self.compiled))
+        self._names += names
 
 
 def full_stats(sources: list[WeightSource], plan: SamplePlan, device: torch.device, progress: Progress | None = None,

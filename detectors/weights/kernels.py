@@ -126,12 +126,12 @@ def _per_block(fn: Callable, xs: list[torch.Tensor], width: int, compiled: bool,
     blocks = [x.reshape(-1, width) for x in xs]
     if compiled and xs[0].device.type == "cpu" and not _compile_failed and blocks[0].shape[0] >= 2:
         try:
-            return _compiled(fn)(blocks, *args).view(t, n // width, -1).double().sum(dim=1)
+            return _compiled(fn)(blocks, *args).view(t, n // width, -1).sum(dim=1, dtype=torch.float64)
         except Exception as exc:  # noqa: BLE001 - any compiler failure: warn once, stay correct
             _compile_failed = True
             first = str(exc).splitlines()[0][:200] if str(exc) else ""
             log.warning("torch.compile of the statistics kernels failed (%s: %s); using eager torch", type(exc).__name__, first)
-    return fn(blocks, *args).view(t, n // width, -1).double().sum(dim=1)
+    return fn(blocks, *args).view(t, n // width, -1).sum(dim=1, dtype=torch.float64)
 
 
 @lru_cache(maxsize=None)

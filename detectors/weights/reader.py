@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from detectors.errors import WeightFormatError
+from detectors.weights.buffers import join
 from detectors.weights.keys import canonical_tensors
 from detectors.weights.safetensors_format import TensorMeta, decode, view
 from detectors.weights.sampling import SamplePlan, TensorPlan
@@ -266,7 +267,7 @@ def _read_batch(source: WeightSource, spec: _BatchSpec) -> torch.Tensor:
     if all(r[0] == q[0] and r[1] == q[2] for q, r in zip(ranges, ranges[1:])):
         blob = source.read_ranges([(ranges[0][0], ranges[0][1], ranges[-1][2])])[0]
     else:  # another layout than the first model's: gather (the bytes still arrive merged by span)
-        blob = bytearray().join(source.read_ranges(ranges))
+        blob = join(source.read_ranges(ranges))
     try:
         return view(blob, metas[0].dtype).view(len(ts), b - a)
     except WeightFormatError as exc:

@@ -236,8 +236,8 @@ def _check_overlaps(metas: object, file: str) -> None:
 def view(raw: bytes | bytearray | memoryview, dtype: str) -> torch.Tensor:
     """Little-endian raw bytes as a 1-D CPU tensor of ``dtype`` itself (bf16 stays bf16).
 
-    A bytearray is viewed without a copy (the tensor shares its memory); immutable bytes are
-    copied once, because ``torch.frombuffer`` wants a writable buffer.
+    A bytearray or writable memoryview is viewed without a copy (the tensor shares its memory);
+    immutable bytes are copied once, because ``torch.frombuffer`` wants a writable buffer.
 
     >>> view(bytearray([0, 0, 128, 63]), "F32")
     tensor([1.])
@@ -247,7 +247,8 @@ def view(raw: bytes | bytearray | memoryview, dtype: str) -> torch.Tensor:
         raise WeightFormatError(f"{len(raw)} bytes are not a whole number of {dtype} elements")
     if len(raw) == 0:
         return torch.zeros(0, dtype=dt.torch_dtype)
-    return torch.frombuffer(raw if isinstance(raw, bytearray) else bytearray(raw), dtype=dt.torch_dtype)
+    writable = isinstance(raw, bytearray) or (isinstance(raw, memoryview) and not raw.readonly and raw.c_contiguous)
+    return torch.frombuffer(raw if writable else bytearray(raw), dtype=dt.torch_dtype)
 
 
 def decode(raw: bytes | bytearray | memoryview, dtype: str) -> torch.Tensor:

@@ -29,6 +29,7 @@ from typing import TypeVar
 from pydantic import SecretStr
 
 from detectors.errors import AccessDeniedError, NotFoundError, ProvbotError, RemoteError, WeightFormatError
+from detectors.weights.buffers import join, read_buffer
 from detectors.weights.safetensors_format import MAX_HEADER_BYTES, TensorMeta, header_length, parse_header
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class WeightSource(ABC):
         parts: dict[ByteRange, list[bytes]] = {}
         for piece, blob in zip(pieces, got):
             parts.setdefault(_containing(merged, *piece), []).append(blob)
-        blobs = [_join(parts.get(span, [b""])) for span in merged]
+        blobs = [join(parts.get(span, [b""])) for span in merged]
         index = {r: (blob, r[1]) for r, blob in zip(merged, blobs)}
         out = []
         for file, start, end in ranges:
@@ -160,12 +161,6 @@ class WeightSource(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.ref!r})"
-
-
-def _join(parts: list[bytes]) -> bytes:
-    # One part (the common case) is passed on without a copy; several are joined into a bytearray,
-    # which decoding views as it is.
-    return parts[0] if len(parts) == 1 else bytearray().join(parts)
 
 
 def _split(span: ByteRange, size: int | None) -> list[ByteRange]:
@@ -342,12 +337,11 @@ class LocalSource(WeightSource):
 
     def _read_one(self, file: str, start: int, end: int) -> bytes:
         fd = self._fd(file)
-        # Into a bytearray: decoding views it without the copy an immutable bytes would need.
-        data = bytearray(end - start)
-        got = os.preadv(fd, [data], start) if data else 0
-        del data[got:]
-        self._count(len(data))
-        if len(data) != end - start:
+        # Into a writable (and, when big, aligned) buffer: decoding views it without another copy.
+        data = read_buffer(end - start)
+        got = os.preadv(fd, [data], start) if len(data) else 0
+        self._count(got)
+        if got != end - start:
             raise WeightFormatError(f"{self.path / file}: file ends before byte {end} (truncated?)")
         return data
 
@@ -585,8 +579,8 @@ class HubSource(WeightSource):
         return self._get(file, start, end)[0]
 
 
-def _read_upto(response, limit: int) -> bytearray:  # noqa: ANN001
-    """The body, at most ``limit`` bytes, as a bytearray (decoding views it without another copy).
+def _read_upto(response, limit: int) -> bytearray | memoryview:  # noqa: ANN001
+    """The body, at most ``limit`` bytes, in a writable buffer (decoding views it without another copy).
 
     With a Content-Length within the limit (and no content encoding) the buffer is allocated once and
     filled in place: growing it chunk by chunk would copy (and page-fault) tens of megabytes again
@@ -597,7 +591,7 @@ def _read_upto(response, limit: int) -> bytearray:  # noqa: ANN001
     except ValueError:
         expected = -1
     if 0 <= expected <= limit and response.headers.get("content-encoding", "identity") == "identity":
-        buf = bytearray(expected)
+        buf = read_buffer(expected)  # aligned when big: see buffers
         view = memoryview(buf)
         pos = 0
         # Read to the end of the body, not just to its last byte: a response left unfinished
@@ -609,8 +603,7 @@ def _read_upto(response, limit: int) -> bytearray:  # noqa: ANN001
             if n < len(chunk):  # more than announced: cut off (that connection is dropped)
                 break
         view.release()
-        del buf[pos:]
-        return buf
+        return buf if pos == expected else buf[:pos]
     buf = bytearray()
     for chunk in response.iter_bytes():
         buf += chunk

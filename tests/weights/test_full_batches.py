@@ -39,21 +39,51 @@ def test_a_batch_of_same_sized_tensors_is_one_read_per_model(tmp_path):
             assert torch.equal(b.values[srcs[0].ref][i], want), t.name
 
 
+def _merge_family(tmp_path, seed: int):
+    """A 0.6/0.4 float32 merge of two small MoEs on disk: (states by role, sources child-first)."""
+    a = moe_state(seed=seed, layers=3, experts=4)
+    b = {k: v + 0.05 * torch.randn(v.shape, generator=torch.Generator().manual_seed(seed)) for k, v in a.items()}
+    states = {"c": {k: 0.6 * a[k] + 0.4 * b[k] for k in a}, "a": a, "b": b}
+    return states, [LocalSource(write_model(tmp_path / n, s)) for n, s in states.items()]
+
+
+def _assert_matches_tensor_by_tensor(got, states, names) -> None:
+    for name in names:
+        want = tensor_stats(states["c"][name].reshape(-1), [states[r][name].reshape(-1) for r in ("a", "b")], torch.float32)
+        assert got[name].n == want.n, name
+        assert np.allclose(got[name].gram, want.gram, rtol=1e-5, atol=1e-9), name
+        assert np.allclose(got[name].sums, want.sums, rtol=1e-5, atol=1e-9), name
+
+
 def test_pooled_statistics_equal_tensor_by_tensor(tmp_path):
-    a = moe_state(seed=4, layers=3, experts=4)
-    b = {k: v + 0.05 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)) for k, v in a.items()}
-    child = {k: 0.6 * a[k] + 0.4 * b[k] for k in a}
-    srcs = [LocalSource(write_model(tmp_path / n, s)) for n, s in (("c", child), ("a", a), ("b", b))]
+    states, srcs = _merge_family(tmp_path, seed=4)
     plan = plan_sample(canonical_models(srcs), None, full=True)
     acc = FullStatsAccumulator([s.ref for s in srcs])
     for batch in iter_full_batches(srcs, plan, device="cpu"):
         acc.add(batch)
     got = acc.finish()
     assert set(got) == {t.name for t in plan.tensors}
-    for name in ("layers.1.input_layernorm.weight", "layers.2.self_attn.q_proj.weight", "layers.0.mlp.experts.3.up_proj.weight"):
-        want = tensor_stats(child[name].reshape(-1), [a[name].reshape(-1), b[name].reshape(-1)], torch.float32)
-        assert np.allclose(got[name].gram, want.gram, rtol=1e-5), name
-        assert got[name].n == want.n
+    _assert_matches_tensor_by_tensor(
+        got, states, ("layers.1.input_layernorm.weight", "layers.2.self_attn.q_proj.weight", "layers.0.mlp.experts.3.up_proj.weight"))
+
+
+def test_statistics_from_reused_pool_buffers_and_chunks_equal_tensor_by_tensor(tmp_path, monkeypatch):
+    import detectors.weights.full_stats as full_stats
+
+    # Tiny pools: several flushes go through the same reused join buffer. Tiny chunks: big tensors
+    # arrive in pieces whose sums are added up once, at the end.
+    monkeypatch.setattr(full_stats, "POOL_ELEMENTS", 3000)
+    states, srcs = _merge_family(tmp_path, seed=5)
+    plan = plan_sample(canonical_models(srcs), None, full=True)
+    acc = FullStatsAccumulator([s.ref for s in srcs])
+    batches = list(iter_full_batches(srcs, plan, chunk_elements=1000, batch_elements=1000, device="cpu"))
+    assert any(not (x.start == 0 and x.last) for x in batches)  # some tensors came in chunks
+    for batch in batches:
+        acc.add(batch)
+    assert len(acc._scratch) == 3  # one join buffer per model, reused by every flush
+    got = acc.finish()
+    assert set(got) == {t.name for t in plan.tensors}
+    _assert_matches_tensor_by_tensor(got, states, list(got))
 
 
 def _moe_metas(layers: int, experts: int) -> dict[str, TensorMeta]:

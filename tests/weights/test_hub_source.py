@@ -233,3 +233,22 @@ def test_large_reads_are_split_into_concurrent_requests(localhub_session, model_
     want = read_sample(LocalSource(model_dir), plan_sample(canonical_models([LocalSource(model_dir)]), None, full=True))
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert hub.requests - before >= sum(t.n_elements * 4 for t in plan.tensors) // 8000
+
+
+def test_big_reads_land_in_aligned_buffers_locally_and_over_http(localhub_session, model_dir, monkeypatch):
+    import detectors.weights.buffers as buffers
+    from detectors.weights.reader import iter_full_batches
+
+    # Every read counts as big here: the bench model's batches are megabytes, these are kilobytes.
+    monkeypatch.setattr(buffers, "ALIGNED_MIN_BYTES", 1)
+    localhub_session.add_repo("acme/aligned", model_dir)
+    hub = open_source("acme/aligned", endpoint=localhub_session.url)
+    local = LocalSource(model_dir)
+    plan = plan_sample(canonical_models([hub, local]), None, full=True)
+    batches = list(iter_full_batches([hub, local], plan, device="cpu"))
+    assert batches
+    for b in batches:
+        got, want = b.values[hub.ref], b.values[local.ref]
+        assert torch.equal(got, want)
+        # Aligned as torch's own tensors are: the compiled kernels then run one (faster) graph.
+        assert got.data_ptr() % buffers.ALIGNMENT == 0 and want.data_ptr() % buffers.ALIGNMENT == 0
