@@ -4,10 +4,14 @@ Two rules make the samples comparable:
 
 * Element positions are a function of the tensor's (common) shape only, never of its name or of
   the model: every model, and every layer with that shape, is sampled at the same flat positions.
-  The statistics rely on this to compare child layer 5 with parent layer 2 (passthrough merges),
-  and the candidate index reuses :func:`element_ranges` for its weight sketches.
+  The candidate index reuses :func:`element_ranges` for its weight sketches.
 * All tensors of one shape get the same number of elements (one global per-tensor share, capped at
   the tensor's size), so the positions really are identical across layers.
+
+Tight budgets on big checkpoints relax the first rule: the plan is thinned to *seams* (see
+:func:`_seams`), where runs sit at tensor edges (:func:`edge_ranges`) so that file neighbours are
+read in one request. Positions there are still the same in every model, which is what the fit
+needs; passthrough layer matching reads its own plan (``layers.layer_plans``).
 
 >>> element_ranges((4, 8), 32)
 [(0, 32)]
@@ -44,10 +48,8 @@ MAX_RUNS = 8
 MAX_EXPERTS_PER_LAYER = 8
 #: Below this many elements per tensor, a lower expert count is preferred, then fewer tensors per layer.
 TARGET_ELEMENTS = 2048
-#: Plans of more tensors than this are thinned per layer when the budget is tight (see _thinned).
+#: Plans of more tensors than this are thinned to seams per layer when the budget is tight (see _seams).
 THIN_ABOVE_TENSORS = 256
-#: ... down to about one in this many tensors of each kind per layer at most.
-MAX_THINNING = 4
 #: Share of the budget kept for bridging gaps between nearby ranges (fewer HTTP requests).
 GAP_SHARE = 0.2
 
@@ -82,6 +84,30 @@ def element_ranges(shape: tuple[int, ...] | list[int], n_elements: int) -> list[
         start = lo + rng.randrange(hi - lo - length + 1)
         out.append((start, start + length))
     return out
+
+
+def edge_ranges(shape: tuple[int, ...] | list[int], n_elements: int, edge: str) -> list[tuple[int, int]]:
+    """``n_elements`` flat positions at the ``head``, the ``tail``, or ``both`` ends of a tensor.
+
+    Thinned plans read tensors where they touch their file neighbours (see :func:`plan_sample`):
+    the end of one and the start of the next are then one contiguous range.
+
+    >>> edge_ranges((10, 10), 5, "head"), edge_ranges((10, 10), 5, "tail"), edge_ranges((10, 10), 5, "both")
+    ([(0, 5)], [(95, 100)], [(0, 5), (95, 100)])
+    >>> edge_ranges((8,), 5, "both")
+    [(0, 8)]
+    """
+    total = math.prod(shape)
+    n = min(n_elements, total)
+    if n <= 0:
+        return []
+    if n == total or (edge == "both" and 2 * n >= total):
+        return [(0, total)]
+    if edge == "head":
+        return [(0, n)]
+    if edge == "tail":
+        return [(total - n, total)]
+    return [(0, n), (total - n, total)]
 
 
 def _shape_seed(shape: tuple[int, ...]) -> int:
@@ -195,7 +221,7 @@ def plan_sample(
     quantized = {r: q for r, q in quantized.items() if q}
 
     if full or budget_bytes is None:
-        chosen, k, share = every, None, None
+        chosen, k, share = [(c, None) for c in every], None, None
     else:
         chosen, k, share = _choose_within_budget(every, refs, int(budget_bytes * (1 - GAP_SHARE)), notes, experts)
 
@@ -203,11 +229,12 @@ def plan_sample(
         notes.append(f"budget of {budget_bytes} bytes is too small for {len(chosen)} tensors: nothing sampled")
     common_names = {c[0] for c in candidates}
     tensors, extra = [], []
-    for name, shape, metas, scales in chosen:
+    for (name, shape, metas, scales), edge in chosen:
         n = math.prod(shape) if share is None else min(share, math.prod(shape))
         if n == 0:
             continue
-        plan = TensorPlan(name, classify(name), shape, tuple(element_ranges(shape, n)), metas, scales)
+        ranges = element_ranges(shape, n) if edge is None else edge_ranges(shape, n, edge)
+        plan = TensorPlan(name, classify(name), shape, tuple(ranges), metas, scales)
         (tensors if name in common_names and len(metas) == len(refs) else extra).append(plan)
     return SamplePlan(tensors, refs, None if full else budget_bytes, full, notes, quantized, k, extra)
 
@@ -371,10 +398,12 @@ def scale_fits(weight_shape: tuple[int, ...], scale_shape: tuple[int, ...]) -> b
 def _choose_within_budget(
     candidates: list[_Candidate], refs: list[str], budget_bytes: int, notes: list[str],
     experts: dict[int | None, set[int]],
-) -> tuple[list[_Candidate], int | None, int]:
+) -> tuple[list[tuple[_Candidate, str | None]], int | None, int]:
     """Pick the expert subset, the tensors and the per-tensor element share that fit ``budget_bytes``.
 
     ``experts``: every routed expert id per layer (the evenly spaced choice is made among them all).
+    Each chosen tensor comes with its edge placement when the plan was thinned to seams (see
+    :func:`_seams`), else None (stratified positions).
     """
     kinds = [classify(c[0]) for c in candidates]
     cost = _Costs(candidates, refs)
@@ -390,38 +419,100 @@ def _choose_within_budget(
         notes.append(f"sampled {k} of up to {most} routed experts per layer")
     else:
         share = cost.share(keep, budget_bytes)
+    edges: dict[int, str] = {}
     if share < TARGET_ELEMENTS and keep.sum() > THIN_ABOVE_TENSORS:
-        for every in range(2, MAX_THINNING + 1):
-            thinned = keep & _thinned(kinds, keep, every)
-            share = cost.share(thinned, budget_bytes)
-            if share >= TARGET_ELEMENTS or every == MAX_THINNING:
-                break
-        notes.append(f"read about 1 in {every} tensors of each kind per layer, rotating across layers "
-                     f"({int(thinned.sum())} of {int(keep.sum())} tensors): the budget allows more elements per tensor that way")
+        thinned, edges = _seams(candidates, kinds, keep, refs[0])
+        sides = np.array([2 if edges.get(i) == "both" else 1 for i in range(len(candidates))], dtype=np.int64)
+        share = cost.share(thinned, budget_bytes, sides)
+        notes.append(f"read {int(thinned.sum())} of {int(keep.sum())} tensors at seams between file neighbours, "
+                     "every component of every layer, rotating across layers: the budget allows more elements "
+                     "per tensor that way, and each seam is one request")
         keep = thinned
-    return [c for c, kept in zip(candidates, keep) if kept], k, share
+    return [(c, edges.get(i)) for i, (c, kept) in enumerate(zip(candidates, keep)) if kept], k, share
 
 
-def _thinned(kinds: list[TensorKind], keep: np.ndarray, every: int) -> np.ndarray:
-    """Mask keeping about one in ``every`` kept tensors of each (layer, component), rotating with the layer.
+def _seams(candidates: list[_Candidate], kinds: list[TensorKind], keep: np.ndarray,
+           layout: str) -> tuple[np.ndarray, dict[int, str]]:
+    """Thin a tight plan to *seams*: per layer, a few places where file neighbours meet.
 
-    Every layer keeps at least one tensor of each of its components, and across layers every
-    tensor role (q_proj, a norm, an expert's up_proj...) is read somewhere; tensors outside the
-    layers (embeddings, head, final norm) are always kept. Fewer, longer samples: each tensor is
-    one range request, so a tight budget spread over thousands of tensors is mostly round trips.
+    A seam is the end of one tensor, the small tensors (norms, biases) right after it, and the
+    start of the next one, all contiguous in model ``layout``'s files: read there, they are one
+    range request. Each layer keeps seams until every component it has (attention, norms, router,
+    experts...) is covered: first the seam at a position rotating with the layer index, so that
+    across layers every tensor role is read somewhere, then the ones covering most of what is
+    still missing. Tensors outside the layers (embeddings, head, final norm) are always kept.
+
+    Returns the kept mask and, per kept layer tensor, where its run sits: ``head``, ``tail`` or
+    ``both`` (a tensor between two seams, or a small one inside a seam).
     """
-    groups: dict[tuple[int, str], list[int]] = defaultdict(list)
+    out = keep.copy()
+    edges: dict[int, str] = {}
+    by_layer: dict[int, list[int]] = defaultdict(list)
     for i, kind in enumerate(kinds):
         if keep[i] and kind.layer is not None:
-            groups[(kind.layer, kind.component)].append(i)
-    out = np.ones(len(kinds), dtype=bool)
-    for (layer, _component), idx in groups.items():
-        if len(idx) < 2:
-            continue
-        chosen = {idx[(layer + j * every) % len(idx)] for j in range(max(1, math.ceil(len(idx) / every)))}
-        for i in idx:
-            out[i] = i in chosen
-    return out
+            by_layer[kind.layer].append(i)
+    for layer, idx in by_layer.items():
+        out[idx] = False
+        windows = _layer_windows(candidates, idx, layout)
+        missing = {kinds[i].component for i in idx}
+        first = windows[layer % len(windows)]
+        chosen = [first]
+        missing -= {kinds[i].component for i in _members(first)}
+        while missing:
+            # Most missing components first; ties rotate with the layer like the first choice.
+            best = max(range(len(windows)), key=lambda w: (len(missing & {kinds[i].component for i in _members(windows[w])}),
+                                                           -((w - layer) % len(windows))))
+            chosen.append(windows[best])
+            missing -= {kinds[i].component for i in _members(windows[best])}
+        for left, small, right in chosen:
+            for i, side in [(left, "tail"), *((i, "both") for i in small), (right, "head")]:
+                if i is not None:
+                    out[i] = True
+                    edges[i] = side if edges.get(i, side) == side else "both"
+    return out, edges
+
+
+_Window = tuple[int | None, list[int], int | None]  # (tensor read at its tail, small ones read whole, at its head)
+
+
+def _members(window: _Window) -> list[int]:
+    left, small, right = window
+    return [i for i in (left, *small, right) if i is not None]
+
+
+def _layer_windows(candidates: list[_Candidate], idx: list[int], layout: str) -> list[_Window]:
+    """The seams of one layer in file order: ``(left, smalls, right)`` runs of contiguous tensors.
+
+    A tensor with no contiguous neighbour is a window of its own (read at its head).
+    """
+    def meta(i: int) -> TensorMeta:
+        metas = candidates[i][2]  # a layer only some models hold: the first holder's layout
+        return metas[layout] if layout in metas else next(iter(metas.values()))
+
+    order = sorted(idx, key=lambda i: (meta(i).file, meta(i).start))
+    chains: list[list[int]] = []
+    for i in order:
+        prev = chains[-1][-1] if chains else None
+        if prev is not None and meta(prev).file == meta(i).file and meta(prev).end == meta(i).start:
+            chains[-1].append(i)
+        else:
+            chains.append([i])
+    windows: list[_Window] = []
+    for chain in chains:
+        left: int | None = None
+        small: list[int] = []
+        for i in chain:
+            if len(candidates[i][1]) == 1:  # norms, biases: small, and read whole inside a seam
+                small.append(i)
+                continue
+            if left is not None or small:
+                windows.append((left, small, i))
+            elif len(chain) == 1:
+                windows.append((None, [], i))
+            left, small = i, []
+        if small:
+            windows.append((left, small, None))
+    return windows
 
 
 def _with_experts(kinds: list[TensorKind], experts: dict[int | None, set[int]], k: int) -> np.ndarray:
@@ -439,15 +530,19 @@ class _Costs:
         size = {name: d.itemsize for name, d in DTYPES.items()}
         self.itemsize = np.array([[size[c[2][r].dtype] if r in c[2] else 0 for c in candidates] for r in refs], dtype=np.int64)
 
-    def share(self, keep: np.ndarray, budget_bytes: int) -> int:
-        """Largest s with sum(min(s, numel) * itemsize) <= budget in every model, over ``keep``."""
+    def share(self, keep: np.ndarray, budget_bytes: int, sides: np.ndarray | None = None) -> int:
+        """Largest s with sum(min(sides * s, numel) * itemsize) <= budget in every model, over ``keep``.
+
+        ``sides``: runs per tensor (2 for a tensor read at both ends, see :func:`_seams`; default 1).
+        """
         numel, w = self.numel[keep], self.itemsize[:, keep]
+        mult = np.ones_like(numel) if sides is None else sides[keep]
         if numel.size == 0:
             return 0
         lo, hi = 0, int(numel.max())
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if int((w @ np.minimum(numel, mid)).max()) <= budget_bytes:
+            if int((w @ np.minimum(numel, mult * mid)).max()) <= budget_bytes:
                 lo = mid
             else:
                 hi = mid - 1

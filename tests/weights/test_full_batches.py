@@ -114,6 +114,41 @@ def test_tight_budgets_thin_tensors_per_layer_but_keep_every_layer_and_role():
     assert tight.planned_bytes("child") <= 200_000
 
 
+def test_tight_plans_read_seams_between_file_neighbours_in_few_requests():
+    from detectors.weights.sampling import GAP_SHARE
+    from detectors.weights.sources import merge_ranges
+
+    metas = _laid_out(moe_state(layers=40, experts=8))
+    budget = 200_000
+    plan = plan_sample({"child": metas, "parent": metas}, budget)
+    assert any("seams between file neighbours" in n for n in plan.notes)
+    ranges = [("m.safetensors", t.metas["child"].start + 2 * a, t.metas["child"].start + 2 * b) for t in plan.tensors for a, b in t.ranges]
+    requests = merge_ranges(ranges, budget - plan.planned_bytes("child"))
+    # Several tensors per request: every layer's components in two or three seams.
+    assert len(requests) <= 3 * 40 + 3 < len(plan.tensors)
+    assert plan.planned_bytes("child") <= budget * (1 - GAP_SHARE)
+    per_layer = defaultdict(set)
+    for t in plan.tensors:
+        if t.kind.layer is not None:
+            per_layer[t.kind.layer].add(t.kind.component)
+    layer_components = {classify(n).component for n in metas if classify(n).layer is not None}
+    assert len(per_layer) == 40 and all(c == layer_components for c in per_layer.values())
+    roles = {t.name.split(".", 2)[2] for t in plan.tensors if t.kind.layer is not None}
+    assert {f"self_attn.{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "o_proj")} <= roles
+    # A candidate with layers the child lacks: those are planned from the candidate's own layout.
+    deeper = plan_sample({"child": metas, "parent": _laid_out(moe_state(layers=42, experts=8))}, budget)
+    assert deeper.extra and all(list(t.metas) == ["parent"] for t in deeper.extra)
+
+
+def _laid_out(state: dict[str, torch.Tensor]) -> dict[str, TensorMeta]:
+    """Headers of ``state`` stored one tensor after another in model order, as a checkpoint is."""
+    metas, pos = {}, 8
+    for name, v in state.items():
+        metas[name] = TensorMeta(name, "BF16", tuple(v.shape), "m.safetensors", pos, pos + 2 * v.numel())
+        pos += 2 * v.numel()
+    return metas
+
+
 def test_gc_pause_nests_across_threads_and_respects_a_disabled_collector():
     assert gc.isenabled()
     started, release = threading.Event(), threading.Event()
