@@ -14,15 +14,16 @@ TensorKind(layer=3, component='expert', expert=17)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from detectors.errors import WeightFormatError
 
 # Wrapper prefixes that carry no meaning for the comparison. Stripped repeatedly, so
 # "language_model.model.layers" and "model.model.layers" both end as "layers".
 _PREFIXES = ("model.", "transformer.", "language_model.", "base_model.", "bert.", "roberta.", "backbone.", "gpt_neox.")
+# All leading wrapper prefixes at once, each only when something follows it ("model." alone stays).
+_PREFIX_RUN = re.compile("^(?:(?:" + "|".join(map(re.escape, _PREFIXES)) + ")(?=.))+")
 
 #: Canonical names of the input embedding (first match wins) and of the output head.
 EMBEDDING_NAMES = (
@@ -52,12 +53,12 @@ _MLP = re.compile(
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class TensorKind:
+class TensorKind(NamedTuple):
     """Where a tensor sits: ``layer`` index (None outside the blocks), ``component``, routed ``expert`` id.
 
     Components: attention, mlp (dense MLP and MoE shared experts), expert (routed experts),
-    router, embedding, head, norm, other.
+    router, embedding, head, norm, other. A named tuple: immutable, and made for every one of a
+    MoE's 100k names (a frozen dataclass costs several times more to build).
     """
 
     layer: int | None
@@ -74,14 +75,7 @@ def canonical_name(raw: str) -> str:
     >>> canonical_name("model.lm_head.weight")
     'lm_head.weight'
     """
-    name = raw
-    while True:
-        for p in _PREFIXES:
-            if name.startswith(p) and len(name) > len(p):
-                name = name[len(p):]
-                break
-        else:
-            break
+    name = _PREFIX_RUN.sub("", raw, count=1)
     if name in _HEAD_ALIASES:
         return HEAD_NAME
     return name
@@ -175,9 +169,18 @@ def layer_template(name: str) -> str | None:
     return name[:a] + "*" + name[b:]
 
 
+# A whole numeric path component ("layers.12.", "experts.3."), not digits inside a module name ("w1").
+_INDEX = re.compile(r"(?<![^.])(\d+)(?![^.])")
+# Template (indices replaced by "#") -> (component, index of the layer number, index of the expert number).
+_TEMPLATES: dict[str, tuple[str, int | None, int | None]] = {}
+
+
 @lru_cache(maxsize=1 << 18)  # pure, and a 400B MoE has ~100k tensor names classified repeatedly
 def classify(name: str) -> TensorKind:
     """Classify a canonical tensor name by layer, component and expert.
+
+    Names that differ only in their layer or expert numbers are classified once: a MoE's
+    100k names have a few dozen such templates.
 
     >>> classify("layers.0.input_layernorm.weight")
     TensorKind(layer=0, component='norm', expert=None)
@@ -186,6 +189,38 @@ def classify(name: str) -> TensorKind:
     >>> classify("lm_head.weight")
     TensorKind(layer=None, component='head', expert=None)
     """
+    parts = _INDEX.split(name)
+    template = "#".join(parts[0::2])
+    spec = _TEMPLATES.get(template)
+    if spec is None:
+        kind = _classify(name)
+        spec = _template_spec(name, kind)
+        if spec is None:
+            return kind
+        _TEMPLATES[template] = spec
+    component, layer_at, expert_at = spec
+    numbers = parts[1::2]
+    return TensorKind(None if layer_at is None else int(numbers[layer_at]), component,
+                      None if expert_at is None else int(numbers[expert_at]))
+
+
+def _template_spec(name: str, kind: TensorKind) -> tuple[str, int | None, int | None] | None:
+    """Which numeric components of ``name`` are its layer and expert (None: not expressible so)."""
+    starts = [m.start(1) for m in _INDEX.finditer(name)]
+
+    def at(pattern: re.Pattern[str], value: int | None) -> int | None | bool:
+        if value is None:
+            return None
+        m = pattern.search(name)
+        return starts.index(m.start(1)) if m is not None and m.start(1) in starts else False
+
+    layer_at, expert_at = at(_LAYER, kind.layer), at(_EXPERT, kind.expert)
+    if layer_at is False or expert_at is False:
+        return None
+    return kind.component, layer_at, expert_at  # type: ignore[return-value]
+
+
+def _classify(name: str) -> TensorKind:
     m = _LAYER.search(name)
     layer = int(m.group(1)) if m else None
     parts = name.split(".")

@@ -36,7 +36,13 @@ def suffix_of(name: str) -> tuple[int, str] | None:
 
 
 def layer_count(metas: dict[str, TensorMeta]) -> int:
-    layers = {s[0] for s in map(suffix_of, metas) if s}
+    """Number of layer blocks (highest layer index + 1) among canonical tensor names.
+
+    >>> layer_count({"layers.0.mlp.up_proj.weight": None, "layers.11.input_layernorm.weight": None, "norm.weight": None})
+    12
+    """
+    # classify() is cached, and planning has classified these names already: no regex per name here.
+    layers = [kind.layer for kind in map(classify, metas) if kind.layer is not None]
     return max(layers) + 1 if layers else 0
 
 

@@ -319,12 +319,13 @@ def _without_unsampled_experts(models: dict[str, dict[str, TensorMeta]],
         return models
     reachable = {layer: set().union(*(_expert_ids(ids, k) for k in range(1, MAX_EXPERTS_PER_LAYER + 1)))
                  for layer, ids in experts.items()}
-
-    def keep(name: str) -> bool:
+    # Decided once per distinct name (the models mostly share them), then a set look-up per model.
+    drop = set()
+    for name in set().union(*models.values()):
         kind = classify(name)
-        return kind.expert is None or kind.expert in reachable.get(kind.layer, ())
-
-    return {ref: {n: m for n, m in t.items() if keep(n)} for ref, t in models.items()}
+        if kind.expert is not None and kind.expert not in reachable.get(kind.layer, ()):
+            drop.add(name)
+    return {ref: {n: m for n, m in t.items() if n not in drop} for ref, t in models.items()}
 
 
 def _expert_ids(ids: set[int], k: int) -> set[int]:

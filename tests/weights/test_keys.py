@@ -58,6 +58,18 @@ def test_classify(name, kind):
     assert classify(name) == kind
 
 
+def test_classify_by_template_agrees_with_the_rules_for_every_layer_and_expert_number():
+    from detectors.weights import keys
+
+    # The first name of a template sets it up (layer 0, expert 0: equal numbers), its siblings reuse it.
+    names = [f"layers.{layer}.mlp.experts.{e}.{p}.weight" for layer in (0, 7, 12) for e in (0, 12, 3) for p in ("w1", "w4", "up_proj")]
+    names += [f"h.{layer}.ln_{i}.weight" for layer in (0, 5) for i in (1, 2)] + ["layers.2.mlp.0.weight", "layers.9.mlp.3.weight"]
+    keys._TEMPLATES.clear()
+    classify.cache_clear()
+    assert [classify(n) for n in names] == [keys._classify(n) for n in names]
+    assert classify("layers.12.mlp.experts.3.w4.weight") == TensorKind(12, "expert", 3)
+
+
 def test_colliding_names_are_a_format_error():
     with pytest.raises(WeightFormatError, match="both map to 'norm.weight'"):
         canonical_tensors({"model.norm.weight": 1, "norm.weight": 2}, "acme/m")
