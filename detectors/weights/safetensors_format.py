@@ -15,8 +15,11 @@ so that readers (local ``pread`` or HTTP ``Range``) never need the header again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Annotated, NamedTuple
 
@@ -128,11 +131,16 @@ def parse_header(
     (default ``file``), e.g. ``org/model/model-00002-of-00009.safetensors``.
     """
     label = label or file
+    key = (hashlib.blake2b(header, digest_size=16).digest(), file, file_size)
+    known = _PARSED.get(key)
+    if known is not None:
+        return known
     data_start = 8 + len(header)
     data_size = None if file_size is None else file_size - data_start
     fast = _parse_valid(header, file, data_start, data_size)
     if fast is not None:
         _check_overlaps(fast.values(), label)
+        _PARSED.put(key, fast)
         return fast
     try:
         obj = json.loads(header.decode("utf-8"))
@@ -147,6 +155,51 @@ def parse_header(
         out[name] = _tensor_entry(name, entry, file, label, data_start, data_size)
     _check_overlaps(out.values(), label)
     return out
+
+
+class _ParsedHeaders:
+    """Valid headers already parsed, by content (header digest, file name, file size).
+
+    Fine-tunes saved by one library share their shard headers byte for byte, and the service scans
+    the same bases again and again: each such header is parsed once. Bounded by tensor entries
+    (least recently used first out); each caller gets its own dict of the shared, immutable records.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[tuple, dict[str, TensorMeta]] = OrderedDict()
+        self._entries = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> dict[str, TensorMeta] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                return None
+            self._items.move_to_end(key)
+        return dict(found)
+
+    def put(self, key: tuple, metas: dict[str, TensorMeta]) -> None:
+        if len(metas) > self.max_entries:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = dict(metas)
+            self._entries += len(metas)
+            while self._entries > self.max_entries:
+                _, old = self._items.popitem(last=False)
+                self._entries -= len(old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._entries = 0
+
+
+#: At most this many tensor entries are kept parsed (a few tens of MB).
+PARSED_CACHE_ENTRIES = 250_000
+_PARSED = _ParsedHeaders(PARSED_CACHE_ENTRIES)
 
 
 class _Entry(msgspec.Struct, gc=False):

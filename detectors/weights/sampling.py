@@ -463,8 +463,11 @@ def _seams(candidates: list[_Candidate], kinds: list[TensorKind], keep: np.ndarr
             # Most missing components first; ties rotate with the layer like the first choice.
             best = max(range(len(windows)), key=lambda w: (len(missing & {kinds[i].component for i in _members(windows[w])}),
                                                            -((w - layer) % len(windows))))
+            covered = {kinds[i].component for i in _members(windows[best])}
+            if not missing & covered:  # cannot happen (every tensor is in a window); never loop on it
+                break
             chosen.append(windows[best])
-            missing -= {kinds[i].component for i in _members(windows[best])}
+            missing -= covered
         for left, small, right in chosen:
             for i, side in [(left, "tail"), *((i, "both") for i in small), (right, "head")]:
                 if i is not None:

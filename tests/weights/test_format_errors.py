@@ -131,3 +131,21 @@ def test_decode_rejects_partial_elements():
     assert decode(b"", "BF16").numel() == 0
     assert torch.equal(decode(torch.tensor([1.5, -2.0], dtype=torch.bfloat16).view(torch.uint8).numpy().tobytes(), "BF16"),
                        torch.tensor([1.5, -2.0]))
+
+
+def test_identical_headers_are_parsed_once_and_still_checked_against_each_file(tmp_path):
+    from detectors.weights import safetensors_format as fmt
+
+    fmt._PARSED.clear()
+    header = {"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}}
+    a = LocalSource(raw_safetensors(tmp_path / "a" / "model.safetensors", header, bytes(64)).parent)
+    b = LocalSource(raw_safetensors(tmp_path / "b" / "model.safetensors", header, bytes(64)).parent)
+    ta, tb = a.tensors(), b.tensors()
+    assert ta == tb and ta is not tb  # one parse, separate dicts of the shared records
+    assert len(fmt._PARSED._items) == 1
+    ta.clear()
+    assert b.tensors() == tb and LocalSource(a.path).tensors() == tb  # a caller's changes stay its own
+    # The same header in a file too short for it is still an error: the file size is part of the key.
+    short = LocalSource(raw_safetensors(tmp_path / "c" / "model.safetensors", header, bytes(32)).parent)
+    with pytest.raises(WeightFormatError, match="past the end"):
+        short.tensors()
