@@ -135,8 +135,6 @@ def run_fit_alone(root: Path, hold_bytes: int = 2 * 2**30, passes: int = 2) -> N
     shared VM both drift by a quarter between minutes, so each fit is compared with the bandwidth
     measured right after it, and the best pass is reported (the bandwidth itself is a best-of-5).
     """
-    import torch  # noqa: F401
-
     from detectors.weights.fit import batch_stats
     from detectors.weights.full_stats import FullStatsAccumulator
     from detectors.weights.gc_pause import gc_paused

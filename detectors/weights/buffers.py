@@ -8,7 +8,7 @@ The buffers are numpy arrays, which Linux backs with transparent huge pages when
 page faults while a full read fills gigabytes of them.
 
 >>> buf = aligned_buffer(1000)
->>> len(buf), buf.readonly, address(buf) % ALIGNMENT
+>>> len(buf), buf.readonly, np.frombuffer(buf, dtype=np.uint8).ctypes.data % ALIGNMENT
 (1000, False, 0)
 """
 
@@ -36,11 +36,6 @@ def aligned_buffer(n: int) -> memoryview:
 def read_buffer(n: int) -> bytearray | memoryview:
     """A buffer to read ``n`` bytes into: aligned when the read is big enough to be fitted."""
     return aligned_buffer(n) if n >= ALIGNED_MIN_BYTES else bytearray(n)
-
-
-def address(buf: memoryview | bytearray) -> int:
-    """The address of a buffer's first byte (for alignment checks)."""
-    return np.frombuffer(buf, dtype=np.uint8).ctypes.data if len(buf) else 0
 
 
 def join(parts: Sequence[Buffer]) -> Buffer:

@@ -4,7 +4,7 @@ For a batch of ``T`` tensors of ``n`` elements each, in every model (child first
 candidates), :func:`block_gram` returns per tensor the float64 Gram matrix and sums of the rows
 ``[x_0 - x_1, x_1, x_2 - x_1, ...]``: every model relative to the first candidate. Differences of
 close models are exact in float32, so the small delta energies the fit works from keep their
-precision; :func:`detectors.weights.fit.batch_stats` turns these back into the raw Gram.
+precision; :meth:`detectors.weights.fit.BatchSums.records` turns these back into the raw Gram.
 :func:`sparse_sums` gives the equality counts and masked sums of the sparse-merge tests (TIES/DARE)
 over the same rows, on a subsample in full mode.
 

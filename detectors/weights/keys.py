@@ -172,7 +172,9 @@ def layer_template(name: str) -> str | None:
 # A whole numeric path component ("layers.12.", "experts.3."), not digits inside a module name ("w1").
 _INDEX = re.compile(r"(?<![^.])(\d+)(?![^.])")
 # Template (indices replaced by "#") -> (component, index of the layer number, index of the expert number).
+# Bounded: a long-running service meets many architectures, and a hostile header many odd names.
 _TEMPLATES: dict[str, tuple[str, int | None, int | None]] = {}
+_TEMPLATES_MAX = 1 << 14
 
 
 @lru_cache(maxsize=1 << 18)  # pure, and a 400B MoE has ~100k tensor names classified repeatedly
@@ -197,6 +199,8 @@ def classify(name: str) -> TensorKind:
         spec = _template_spec(name, kind)
         if spec is None:
             return kind
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
         _TEMPLATES[template] = spec
     component, layer_at, expert_at = spec
     numbers = parts[1::2]

@@ -455,19 +455,17 @@ def _seams(candidates: list[_Candidate], kinds: list[TensorKind], keep: np.ndarr
     for layer, idx in by_layer.items():
         out[idx] = False
         windows = _layer_windows(candidates, idx, layout)
-        missing = {kinds[i].component for i in idx}
-        first = windows[layer % len(windows)]
-        chosen = [first]
-        missing -= {kinds[i].component for i in _members(first)}
+        covers = [{kinds[i].component for i in _members(w)} for w in windows]
+        first = layer % len(windows)
+        chosen = [windows[first]]
+        missing = {kinds[i].component for i in idx} - covers[first]
         while missing:
             # Most missing components first; ties rotate with the layer like the first choice.
-            best = max(range(len(windows)), key=lambda w: (len(missing & {kinds[i].component for i in _members(windows[w])}),
-                                                           -((w - layer) % len(windows))))
-            covered = {kinds[i].component for i in _members(windows[best])}
-            if not missing & covered:  # cannot happen (every tensor is in a window); never loop on it
+            best = max(range(len(windows)), key=lambda w: (len(missing & covers[w]), -((w - layer) % len(windows))))
+            if not missing & covers[best]:  # cannot happen (every tensor is in a window); never loop on it
                 break
             chosen.append(windows[best])
-            missing -= covered
+            missing -= covers[best]
         for left, small, right in chosen:
             for i, side in [(left, "tail"), *((i, "both") for i in small), (right, "head")]:
                 if i is not None:
