@@ -9,7 +9,15 @@ Public entry points (pydantic results, usable from Python)::
 
 from __future__ import annotations
 
-from detectors.errors import ProvbotError
+import os
+
+# huggingface_hub (2.x) otherwise asks huggingface.co for a registry of AI agents before its first
+# request, whatever endpoint is configured: a call outside the Hub the bot was pointed at, and
+# 50 ms or a 3 s timeout on a machine without Internet. Effective when set before huggingface_hub
+# is first imported, which no module of this package does at import time.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from detectors.errors import ProvbotError  # noqa: E402
 
 __all__ = ["ProvbotError", "scan"]
 

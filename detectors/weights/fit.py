@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.ma  # noqa: F401 - np.median imports it on first use: 50 ms in the middle of the first scan
 import torch
 
 from detectors.weights.kernels import block_gram, sparse_sums, unpack_pairs
@@ -285,7 +286,16 @@ class TensorFit:
 
 
 def _solve(gram: np.ndarray, n: int, ref: int, eps: float) -> TensorFit:
-    k = gram.shape[0] - 1
+    return _solve_many(gram[None], np.array([n]), ref, np.array([eps]))[0]
+
+
+def _solve_many(gram: np.ndarray, n: np.ndarray, ref: int, eps: np.ndarray) -> list[TensorFit]:
+    """Fits of ``T`` tensors at once from their Grams (T, k+1, k+1), sizes (T,) and rounding steps (T,).
+
+    One stacked pass (a verdict fits hundreds of tensors for several references and subsets);
+    each tensor's numbers are those of a fit on its own.
+    """
+    k = gram.shape[1] - 1
     # Basis change to [y = c - R, R, P_i - R (i != ref)]: the deltas are small next to the weights,
     # so solving in these coordinates is far better conditioned than on the raw candidates.
     others = [i for i in range(k) if i != ref]
@@ -295,32 +305,34 @@ def _solve(gram: np.ndarray, n: int, ref: int, eps: float) -> TensorFit:
     for row, i in enumerate(others, start=2):
         t_mat[row, 1 + i], t_mat[row, 1 + ref] = 1.0, -1.0
     z = t_mat @ gram @ t_mat.T
-    yy, xy, xx = z[0, 0], z[1:, 0], z[1:, 1:]
-    scale = np.sqrt(np.maximum(np.diag(xx), 1e-300))
-    xx_s = xx / np.outer(scale, scale)
-    inv_s = np.linalg.pinv(xx_s, rcond=1e-12, hermitian=True)
-    b = (inv_s @ (xy / scale)) / scale
-    rss = max(float(yy - b @ xy), 0.0)
-    dof = max(n - k, 1)
+    yy, xy, xx = z[:, 0, 0], z[:, 1:, 0], z[:, 1:, 1:]
+    scale = np.sqrt(np.maximum(np.diagonal(xx, axis1=1, axis2=2), 1e-300))
+    outer = scale[:, :, None] * scale[:, None, :]
+    inv_s = np.linalg.pinv(xx / outer, rcond=1e-12, hermitian=True)
+    b = (inv_s @ (xy / scale)[:, :, None])[:, :, 0] / scale
+    rss = np.maximum(yy - np.einsum("ti,ti->t", b, xy), 0.0)
+    dof = np.maximum(n - k, 1)
     # Floor: the child cannot be known better than its own storage rounding (uniform, var ulp^2/12).
-    floor = (eps**2 / 12.0) * gram[0, 0] / max(n, 1)
-    sigma2 = max(rss / dof, floor)
-    cov_b = sigma2 * inv_s / np.outer(scale, scale)
+    floor = (eps**2 / 12.0) * gram[:, 0, 0] / np.maximum(n, 1)
+    sigma2 = np.maximum(rss / dof, floor)
+    cov_b = sigma2[:, None, None] * inv_s / outer
     # Back to raw coefficients: a_i = b_i (i != ref), a_ref = 1 + b_ref - sum_i b_i.
     a_map = np.zeros((k, k))
     a_map[ref, 0] = 1.0
     for col, i in enumerate(others, start=1):
         a_map[i, col] = 1.0
         a_map[ref, col] = -1.0
-    weights = a_map @ b
-    weights[ref] += 1.0
-    cov_a = a_map @ cov_b @ a_map.T
-    se = np.sqrt(np.maximum(np.diag(cov_a), 0.0))
-    t = np.zeros(k)
-    for i in others:
-        t[i] = weights[i] / se[i] if se[i] > 0 else 0.0
-    r2 = None if yy <= floor * n else 1.0 - rss / yy
-    return TensorFit(weights, se, t, r2, rss, float(yy), n)
+    weights = b @ a_map.T
+    weights[:, ref] += 1.0
+    se = np.sqrt(np.maximum(np.diagonal(a_map @ cov_b @ a_map.T, axis1=1, axis2=2), 0.0))
+    t = np.zeros((len(n), k))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t[:, others] = np.where(se[:, others] > 0, weights[:, others] / se[:, others], 0.0)
+        r2 = np.where(yy <= floor * n, np.nan, 1.0 - rss / yy)
+    return [
+        TensorFit(weights[i], se[i], t[i], None if np.isnan(r2[i]) else float(r2[i]), float(rss[i]), float(yy[i]), int(n[i]))
+        for i in range(len(n))
+    ]
 
 
 def fit_tensor(stats: TensorStats, ref: int, subset: str = "all") -> TensorFit:
@@ -334,6 +346,20 @@ def fit_tensor(stats: TensorStats, ref: int, subset: str = "all") -> TensorFit:
     if subset == "new":
         return _solve(stats.gram_new, stats.n_new, ref, stats.eps)
     return _solve(stats.gram, stats.n, ref, stats.eps)
+
+
+def fit_tensors(stats: Sequence[TensorStats], ref: int, subset: str = "all") -> list[TensorFit]:
+    """:func:`fit_tensor` of every tensor in ``stats``, solved in one stacked pass."""
+    if not stats:
+        return []
+    if subset == "kept":
+        grams = np.stack([s.gram_ne[ref] for s in stats])
+        n = np.array([s.n - int(s.eq[ref]) for s in stats])
+    elif subset == "new":
+        grams, n = np.stack([s.gram_new for s in stats]), np.array([s.n_new for s in stats])
+    else:
+        grams, n = np.stack([s.gram for s in stats]), np.array([s.n for s in stats])
+    return _solve_many(grams, n, ref, np.array([s.eps for s in stats]))
 
 
 def pearson(stats: TensorStats) -> np.ndarray:
@@ -425,7 +451,7 @@ class Lineage:
 
     def fits_for(self, ref: int, subset: str = "all") -> list[TensorFit]:
         if (ref, subset) not in self.fits:
-            self.fits[(ref, subset)] = [fit_tensor(s, ref, subset) for s in self.stats]
+            self.fits[(ref, subset)] = fit_tensors(self.stats, ref, subset)
         return self.fits[(ref, subset)]
 
     def closest(self) -> int:

@@ -119,15 +119,22 @@ def canonical_tensors(tensors: dict[str, T], source: str = "model") -> dict[str,
     >>> canonical_tensors({"model.norm.weight": 1, "lm_head.weight": 2})
     {'norm.weight': 1, 'lm_head.weight': 2}
     """
-    out: dict[str, T] = {}
-    raw_of: dict[str, str] = {}
-    for raw, meta in tensors.items():
-        name = canonical_name(raw)
-        if name in out:
-            raise WeightFormatError(f"{source}: tensors {raw_of[name]!r} and {raw!r} both map to {name!r}")
-        out[name] = meta
-        raw_of[name] = raw
+    raw = tuple(tensors)
+    names = _canonical_names(raw)
+    out = dict(zip(names, tensors.values()))
+    if len(out) < len(raw):
+        raw_of: dict[str, str] = {}
+        for r, name in zip(raw, names):
+            if name in raw_of:
+                raise WeightFormatError(f"{source}: tensors {raw_of[name]!r} and {r!r} both map to {name!r}")
+            raw_of[name] = r
     return out
+
+
+@lru_cache(maxsize=8)
+def _canonical_names(raw: tuple[str, ...]) -> tuple[str, ...]:
+    # By the whole name list: a child and its candidates, saved by one library, mostly share it.
+    return tuple(map(canonical_name, raw))
 
 
 def embedding_name(names: set[str] | dict[str, object]) -> str | None:

@@ -20,6 +20,8 @@ import json
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, NamedTuple
 
@@ -132,16 +134,17 @@ def parse_header(
     """
     label = label or file
     key = (hashlib.blake2b(header, digest_size=16).digest(), file, file_size)
-    known = _PARSED.get(key)
-    if known is not None:
-        return known
-    data_start = 8 + len(header)
-    data_size = None if file_size is None else file_size - data_start
-    fast = _parse_valid(header, file, data_start, data_size)
-    if fast is not None:
-        _check_overlaps(fast.values(), label)
-        _PARSED.put(key, fast)
-        return fast
+    with _PARSED.claim(key):
+        known = _PARSED.get(key)
+        if known is not None:
+            return known
+        data_start = 8 + len(header)
+        data_size = None if file_size is None else file_size - data_start
+        fast = _parse_valid(header, file, data_start, data_size)
+        if fast is not None:
+            _check_overlaps(fast.values(), label)
+            _PARSED.put(key, fast)
+            return fast
     try:
         obj = json.loads(header.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -170,6 +173,7 @@ class _ParsedHeaders:
         self._items: OrderedDict[tuple, dict[str, TensorMeta]] = OrderedDict()
         self._entries = 0
         self._lock = threading.Lock()
+        self._pending: dict[tuple, tuple[threading.Lock, int]] = {}
 
     def get(self, key: tuple) -> dict[str, TensorMeta] | None:
         with self._lock:
@@ -178,6 +182,25 @@ class _ParsedHeaders:
                 return None
             self._items.move_to_end(key)
         return dict(found)
+
+    @contextmanager
+    def claim(self, key: tuple) -> Iterator[None]:
+        """Held while ``key`` is parsed: models opened side by side often share a header, and the
+        second one waits for the first's parse rather than parsing it again."""
+        with self._lock:
+            lock, users = self._pending.get(key, (None, 0))
+            lock = lock or threading.Lock()
+            self._pending[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                users = self._pending[key][1] - 1
+                if users:
+                    self._pending[key] = (lock, users)
+                else:
+                    del self._pending[key]
 
     def put(self, key: tuple, metas: dict[str, TensorMeta]) -> None:
         if len(metas) > self.max_entries:

@@ -25,6 +25,8 @@ import hashlib
 import math
 import random
 from collections import defaultdict
+from functools import lru_cache
+from itertools import combinations
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +52,10 @@ MAX_EXPERTS_PER_LAYER = 8
 TARGET_ELEMENTS = 2048
 #: Plans of more tensors than this are thinned to seams per layer when the budget is tight (see _seams).
 THIN_ABOVE_TENSORS = 256
+#: Range requests per model that a plan thinned to seams aims at: one seam per layer in deep models
+#: (never fewer), several in shallow ones. The Hub counts every resolve call against a rate limit
+#: (5,000 per 5 minutes for a free account), and each costs a round trip and CPU on both ends.
+SEAM_REQUESTS = 48
 #: Share of the budget kept for bridging gaps between nearby ranges (fewer HTTP requests).
 GAP_SHARE = 0.2
 
@@ -299,12 +305,20 @@ def _comparable(models: dict[str, dict[str, TensorMeta]], notes: list[str]) -> l
     return out
 
 
+def _all_names(models: dict[str, dict[str, TensorMeta]], common: bool) -> set[str] | object:
+    """Names in every model (``common``) or in any; one model's keys when all have the same
+    (a child and its candidates usually do), which saves set work over 100k names."""
+    tables = list(models.values())
+    if all(t.keys() == tables[0].keys() for t in tables[1:]):
+        return tables[0].keys()
+    sets = [set(t) for t in tables]
+    return set.intersection(*sets) if common else set().union(*sets)
+
+
 def _routed_experts(models: dict[str, dict[str, TensorMeta]]) -> dict[int | None, set[int]]:
     """Routed expert ids per layer among the tensors every model has."""
-    common = set.intersection(*(set(t) for t in models.values()))
     experts: dict[int | None, set[int]] = defaultdict(set)
-    for name in common:
-        kind = classify(name)
+    for kind in map(classify, _all_names(models, common=True)):
         if kind.expert is not None:
             experts[kind.layer].add(kind.expert)
     return experts
@@ -319,13 +333,11 @@ def _without_unsampled_experts(models: dict[str, dict[str, TensorMeta]],
         return models
     reachable = {layer: set().union(*(_expert_ids(ids, k) for k in range(1, MAX_EXPERTS_PER_LAYER + 1)))
                  for layer, ids in experts.items()}
-    # Decided once per distinct name (the models mostly share them), then a set look-up per model.
-    drop = set()
-    for name in set().union(*models.values()):
-        kind = classify(name)
-        if kind.expert is not None and kind.expert not in reachable.get(kind.layer, ()):
-            drop.add(name)
-    return {ref: {n: m for n, m in t.items() if n not in drop} for ref, t in models.items()}
+    # Decided once per distinct name (the models mostly share them), then looked up per model.
+    names = _all_names(models, common=False)
+    kept = [n for n, kind in zip(names, map(classify, names))
+            if kind.expert is None or kind.expert in reachable.get(kind.layer, ())]
+    return {ref: {n: t[n] for n in kept if n in t} for ref, t in models.items()}
 
 
 def _expert_ids(ids: set[int], k: int) -> set[int]:
@@ -422,26 +434,30 @@ def _choose_within_budget(
         share = cost.share(keep, budget_bytes)
     edges: dict[int, str] = {}
     if share < TARGET_ELEMENTS and keep.sum() > THIN_ABOVE_TENSORS:
-        thinned, edges = _seams(candidates, kinds, keep, refs[0])
+        outside = sum(kinds[i].layer is None for i in np.flatnonzero(keep))  # embeddings, head...: a request each
+        thinned, edges = _seams(candidates, kinds, keep, refs[0], SEAM_REQUESTS - outside)
         sides = np.array([2 if edges.get(i) == "both" else 1 for i in range(len(candidates))], dtype=np.int64)
         share = cost.share(thinned, budget_bytes, sides)
         notes.append(f"read {int(thinned.sum())} of {int(keep.sum())} tensors at seams between file neighbours, "
-                     "every component of every layer, rotating across layers: the budget allows more elements "
-                     "per tensor that way, and each seam is one request")
+                     f"about {SEAM_REQUESTS} requests, components and roles alternating across layers: the budget "
+                     "allows more elements per tensor that way, and each seam is one request")
         keep = thinned
     return [(c, edges.get(i)) for i, (c, kept) in enumerate(zip(candidates, keep)) if kept], k, share
 
 
-def _seams(candidates: list[_Candidate], kinds: list[TensorKind], keep: np.ndarray,
-           layout: str) -> tuple[np.ndarray, dict[int, str]]:
-    """Thin a tight plan to *seams*: per layer, a few places where file neighbours meet.
+def _seams(candidates: list[_Candidate], kinds: list[TensorKind], keep: np.ndarray, layout: str,
+           requests: int | None = None) -> tuple[np.ndarray, dict[int, str]]:
+    """Thin a tight plan to *seams*: per layer, one or a few places where file neighbours meet.
 
     A seam is the end of one tensor, the small tensors (norms, biases) right after it, and the
     start of the next one, all contiguous in model ``layout``'s files: read there, they are one
-    range request. Each layer keeps seams until every component it has (attention, norms, router,
-    experts...) is covered: first the seam at a position rotating with the layer index, so that
-    across layers every tensor role is read somewhere, then the ones covering most of what is
-    still missing. Tensors outside the layers (embeddings, head, final norm) are always kept.
+    range request. The layers share ``requests`` seams (None: no limit), each at least one (see
+    :func:`_room`). A layer's *anchor* is its seam with the tensor role read least so far (and a
+    matrix: the layer's fit needs one), so that over the layers the seams rotate through every
+    role. With room enough, a layer reads its anchor and the fewest seams covering the components
+    the anchor lacks; with less, just the fewest seams covering all its components; with less
+    still, its anchor and then the seams of the components read in the fewest layers so far.
+    Tensors outside the layers (embeddings, head, final norm) are always kept.
 
     Returns the kept mask and, per kept layer tensor, where its run sits: ``head``, ``tail`` or
     ``both`` (a tensor between two seams, or a small one inside a seam).
@@ -452,26 +468,85 @@ def _seams(candidates: list[_Candidate], kinds: list[TensorKind], keep: np.ndarr
     for i, kind in enumerate(kinds):
         if keep[i] and kind.layer is not None:
             by_layer[kind.layer].append(i)
-    for layer, idx in by_layer.items():
+    order = sorted(by_layer)
+    read_components: dict[str, int] = defaultdict(int)
+    read_roles: dict[str | None, int] = defaultdict(int)
+    for rank, layer in enumerate(order):
+        idx = by_layer[layer]
         out[idx] = False
         windows = _layer_windows(candidates, idx, layout)
-        covers = [{kinds[i].component for i in _members(w)} for w in windows]
-        first = layer % len(windows)
-        chosen = [windows[first]]
-        missing = {kinds[i].component for i in idx} - covers[first]
-        while missing:
-            # Most missing components first; ties rotate with the layer like the first choice.
-            best = max(range(len(windows)), key=lambda w: (len(missing & covers[w]), -((w - layer) % len(windows))))
-            if not missing & covers[best]:  # cannot happen (every tensor is in a window); never loop on it
-                break
-            chosen.append(windows[best])
-            missing -= covers[best]
-        for left, small, right in chosen:
+        members = [_members(w) for w in windows]
+        covers = [{kinds[i].component for i in m} for m in members]
+        roles = [{layer_template(candidates[i][0]) for i in m} for m in members]
+        matrices = [any(len(candidates[i][1]) > 1 for i in m) for m in members]
+        components = {kinds[i].component for i in idx}
+
+        def least_role(w: int) -> tuple:
+            return matrices[w], -min(read_roles[r] for r in roles[w]), -((w - layer) % len(windows))
+
+        def rarest(w: int, missing: set[str]) -> tuple:
+            new = missing & covers[w]
+            return bool(new), -min((read_components[c] for c in new), default=0), least_role(w)
+
+        def cover_of(missing: set[str]) -> list[int]:
+            # Per set of components a seam adds, the seam of the least read role; then the fewest sets.
+            best: dict[frozenset[str], int] = {}
+            for w in range(len(windows)):
+                new = frozenset(missing & covers[w])
+                if new and (new not in best or least_role(w) > least_role(best[new])):
+                    best[new] = w
+            return [best[c] for c in _min_cover(frozenset(best), frozenset(missing))]
+
+        anchor = max(range(len(windows)), key=least_role)
+        room = None if requests is None else _room(requests, len(order), rank)
+        with_anchor = [anchor, *cover_of(components - covers[anchor])]
+        if room is None or len(with_anchor) <= room:
+            chosen = with_anchor
+        elif len(cover := cover_of(components)) <= room:
+            chosen = cover
+        else:
+            chosen, missing = [anchor], components - covers[anchor]
+            while missing and len(chosen) < room:
+                w = max((w for w in range(len(windows)) if w not in chosen), key=lambda w: rarest(w, missing))
+                chosen.append(w)
+                missing -= covers[w]
+        for w in chosen:
+            for c in covers[w]:
+                read_components[c] += 1
+            for r in roles[w]:
+                read_roles[r] += 1
+            left, small, right = windows[w]
             for i, side in [(left, "tail"), *((i, "both") for i in small), (right, "head")]:
                 if i is not None:
                     out[i] = True
                     edges[i] = side if edges.get(i, side) == side else "both"
     return out, edges
+
+
+@lru_cache(maxsize=256)
+def _min_cover(sets: frozenset[frozenset[str]], needed: frozenset[str]) -> tuple[frozenset[str], ...]:
+    """The fewest of ``sets`` whose union holds ``needed`` (exact: a layer has a handful of components).
+
+    >>> sorted(map(sorted, _min_cover(frozenset(map(frozenset, [{"a"}, {"a", "b"}, {"b", "c"}, {"c"}])), frozenset("abc"))))
+    [['a', 'b'], ['b', 'c']]
+    """
+    useful = sorted((x for x in sets if not any(x < y for y in sets)), key=sorted)  # subsets never help
+    for k in range(1, len(useful) + 1):
+        for combo in combinations(useful, k):
+            if needed <= frozenset().union(*combo):
+                return combo
+    return tuple(useful)
+
+
+def _room(requests: int, layers: int, rank: int) -> int:
+    """Seams for the ``rank``-th of ``layers`` layers sharing ``requests``: at least one, the
+    remainder spread evenly (48 layers sharing 61: about every fourth layer gets a second).
+
+    >>> [_room(61, 48, r) for r in range(8)]
+    [1, 1, 1, 2, 1, 1, 1, 2]
+    """
+    per, extra = divmod(max(requests, layers), layers)
+    return per + ((rank + 1) * extra // layers - rank * extra // layers)
 
 
 _Window = tuple[int | None, list[int], int | None]  # (tensor read at its tail, small ones read whole, at its head)
@@ -520,7 +595,7 @@ def _layer_windows(candidates: list[_Candidate], idx: list[int], layout: str) ->
 def _with_experts(kinds: list[TensorKind], experts: dict[int | None, set[int]], k: int) -> np.ndarray:
     """Mask of the tensors kept with ``k`` routed experts per layer (all non-expert tensors)."""
     kept = {(layer, e) for layer, ids in experts.items() for e in _expert_ids(ids, k)}
-    return np.fromiter((kind.expert is None or (kind.layer, kind.expert) in kept for kind in kinds), dtype=bool, count=len(kinds))
+    return np.array([kind.expert is None or (kind.layer, kind.expert) in kept for kind in kinds], dtype=bool)
 
 
 class _Costs:

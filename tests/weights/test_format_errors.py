@@ -149,3 +149,36 @@ def test_identical_headers_are_parsed_once_and_still_checked_against_each_file(t
     short = LocalSource(raw_safetensors(tmp_path / "c" / "model.safetensors", header, bytes(32)).parent)
     with pytest.raises(WeightFormatError, match="past the end"):
         short.tensors()
+
+
+def test_models_opened_side_by_side_parse_a_shared_header_once(monkeypatch, tmp_path):
+    import threading
+
+    from detectors.weights import safetensors_format as fmt
+
+    fmt._PARSED.clear()
+    calls: list[int] = []
+    real = fmt._parse_valid
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - instrumentation only
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fmt, "_parse_valid", counted)
+    header = {f"w{i}": {"dtype": "F32", "shape": [4], "data_offsets": [16 * i, 16 * i + 16]} for i in range(2000)}
+    raw = json.dumps(header).encode()
+    start = threading.Barrier(4)
+    got: list[dict] = []
+
+    def parse() -> None:
+        start.wait()
+        got.append(fmt.parse_header(raw, "model.safetensors", 8 + len(raw) + 32000))
+
+    threads = [threading.Thread(target=parse) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1  # the other three waited for the first parse instead of repeating it
+    assert len(got) == 4 and all(g == got[0] for g in got) and len({id(g) for g in got}) == 4
+    assert not fmt._PARSED._pending  # nothing left claimed

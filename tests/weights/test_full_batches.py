@@ -93,29 +93,39 @@ def _moe_metas(layers: int, experts: int) -> dict[str, TensorMeta]:
     return out
 
 
+def _assert_every_layer_and_role_read(plan, metas, layers: int) -> None:  # noqa: ANN001
+    """One seam per layer at least, with a matrix in it; components and roles alternate across layers."""
+    per_layer: dict[int, set[str]] = defaultdict(set)
+    matrices: dict[int, int] = defaultdict(int)
+    for t in plan.tensors:
+        if t.kind.layer is not None:
+            per_layer[t.kind.layer].add(t.kind.component)
+            matrices[t.kind.layer] += len(t.shape) > 1
+    assert len(per_layer) == layers and all(matrices[layer] for layer in range(layers))
+    # Every component of the layers is read in a good share of them, not in one lucky layer...
+    layer_components = {classify(n).component for n in metas if classify(n).layer is not None}
+    read_in = {c: sum(c in comps for comps in per_layer.values()) for c in layer_components}
+    assert min(read_in.values()) >= layers // 8, read_in
+    # ... and every role somewhere (each attention projection, each expert matrix).
+    roles = {t.name.split(".", 2)[2] for t in plan.tensors if t.kind.layer is not None}
+    assert {f"self_attn.{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "o_proj")} <= roles
+    assert {f"mlp.experts.0.{p}.weight" for p in ("gate_proj", "up_proj", "down_proj")} <= roles
+
+
 def test_tight_budgets_thin_tensors_per_layer_but_keep_every_layer_and_role():
-    metas = _moe_metas(layers=40, experts=8)
+    # safetensors' own layout: tensors one after another in name order.
+    metas = _laid_out(dict(sorted(moe_state(layers=40, experts=8).items())))
     models = {"child": metas, "parent": metas}
     roomy = plan_sample(models, 64 * 2**20)
     tight = plan_sample(models, 200_000)
     assert len(tight.tensors) < len(roomy.tensors) / 2
-    assert any("rotating across layers" in n for n in tight.notes)
-    per_layer = defaultdict(set)
-    for t in tight.tensors:
-        kind = classify(t.name)
-        if kind.layer is not None:
-            per_layer[kind.layer].add(kind.component)
-    layer_components = {classify(n).component for n in metas if classify(n).layer is not None}
-    # Every layer keeps a tensor of each of its components...
-    assert len(per_layer) == 40 and all(c == layer_components for c in per_layer.values())
-    # ... and across layers every role is read somewhere (e.g. each attention projection).
-    roles = {t.name.split(".", 2)[2] for t in tight.tensors if classify(t.name).layer is not None}
-    assert {f"self_attn.{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "o_proj")} <= roles
+    assert any("alternating across layers" in n for n in tight.notes)
+    _assert_every_layer_and_role_read(tight, metas, 40)
     assert tight.planned_bytes("child") <= 200_000
 
 
 def test_tight_plans_read_seams_between_file_neighbours_in_few_requests():
-    from detectors.weights.sampling import GAP_SHARE
+    from detectors.weights.sampling import GAP_SHARE, SEAM_REQUESTS
     from detectors.weights.sources import merge_ranges
 
     metas = _laid_out(moe_state(layers=40, experts=8))
@@ -124,20 +134,31 @@ def test_tight_plans_read_seams_between_file_neighbours_in_few_requests():
     assert any("seams between file neighbours" in n for n in plan.notes)
     ranges = [("m.safetensors", t.metas["child"].start + 2 * a, t.metas["child"].start + 2 * b) for t in plan.tensors for a, b in t.ranges]
     requests = merge_ranges(ranges, budget - plan.planned_bytes("child"))
-    # Several tensors per request: every layer's components in two or three seams.
-    assert len(requests) <= 3 * 40 + 3 < len(plan.tensors)
+    # Several tensors per request, about one seam per layer: at most SEAM_REQUESTS requests.
+    assert len(requests) <= SEAM_REQUESTS < len(plan.tensors)
     assert plan.planned_bytes("child") <= budget * (1 - GAP_SHARE)
-    per_layer = defaultdict(set)
+    _assert_every_layer_and_role_read(plan, metas, 40)
+    # A candidate with layers the child lacks: those are planned from the candidate's own layout.
+    deeper = plan_sample({"child": metas, "parent": _laid_out(moe_state(layers=42, experts=8))}, budget)
+    assert deeper.extra and all(list(t.metas) == ["parent"] for t in deeper.extra)
+
+
+def test_layers_with_room_for_more_seams_read_every_component(monkeypatch):
+    from detectors.weights import sampling
+
+    metas = _laid_out(moe_state(layers=20, experts=8))  # 263 tensors; each layer needs 3 seams for its 5 components
+    monkeypatch.setattr(sampling, "SEAM_REQUESTS", 3 + 3 * 20)
+    plan = plan_sample({"child": metas, "parent": metas}, 60_000)
+    assert any("seams between file neighbours" in n for n in plan.notes), plan.notes
+    per_layer: dict[int, set[str]] = defaultdict(set)
     for t in plan.tensors:
         if t.kind.layer is not None:
             per_layer[t.kind.layer].add(t.kind.component)
     layer_components = {classify(n).component for n in metas if classify(n).layer is not None}
-    assert len(per_layer) == 40 and all(c == layer_components for c in per_layer.values())
-    roles = {t.name.split(".", 2)[2] for t in plan.tensors if t.kind.layer is not None}
-    assert {f"self_attn.{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "o_proj")} <= roles
-    # A candidate with layers the child lacks: those are planned from the candidate's own layout.
-    deeper = plan_sample({"child": metas, "parent": _laid_out(moe_state(layers=42, experts=8))}, budget)
-    assert deeper.extra and all(list(t.metas) == ["parent"] for t in deeper.extra)
+    assert len(per_layer) == 20 and all(c == layer_components for c in per_layer.values())
+    # With less room, every layer is still read, and the components alternate.
+    monkeypatch.setattr(sampling, "SEAM_REQUESTS", 3 + 24)  # a second seam in every fifth layer
+    _assert_every_layer_and_role_read(plan_sample({"child": metas, "parent": metas}, 60_000), metas, 20)
 
 
 def _laid_out(state: dict[str, torch.Tensor]) -> dict[str, TensorMeta]:

@@ -252,3 +252,25 @@ def test_big_reads_land_in_aligned_buffers_locally_and_over_http(localhub_sessio
         assert torch.equal(got, want)
         # Aligned as torch's own tensors are: the compiled kernels then run one (faster) graph.
         assert got.data_ptr() % buffers.ALIGNMENT == 0 and want.data_ptr() % buffers.ALIGNMENT == 0
+
+
+def test_the_library_asks_no_host_but_its_endpoint(localhub_session, model_dir, tmp_path):
+    """huggingface_hub would fetch an agent registry from huggingface.co before its first request;
+    importing ``detectors`` turns that off (unless the caller set the variable), CLI or not."""
+    import os
+    import subprocess
+    import sys
+
+    localhub_session.add_repo("acme/quiet", model_dir)
+    code = (
+        "import detectors, sys\n"
+        "from detectors.weights.sources import open_source\n"
+        f"open_source('acme/quiet', endpoint={localhub_session.url!r}).tensors()\n"
+        "import huggingface_hub.constants as c, huggingface_hub.utils._detect_agent as d\n"
+        "print(c.HF_HUB_DISABLE_TELEMETRY, d._registry is None)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_DISABLE_TELEMETRY", "DISABLE_TELEMETRY")}
+    env["HF_HOME"] = str(tmp_path / "hf-home")  # no cached registry either
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=os.getcwd(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]
