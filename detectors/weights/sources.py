@@ -101,7 +101,14 @@ class WeightSource(ABC):
         """Every tensor of every shard, by raw name (parsed once, then cached)."""
         if self._tensors is None:
             files, weight_map = self._list_weight_files()
-            headers = self._map(self._header, files)
+            # The first shard's header length, plus a quarter, is a good guess for the others' (the
+            # shards of one checkpoint hold similar numbers of tensors): with it, each further
+            # shard's header comes in one request instead of a prefix and then the rest. A longer
+            # one still gets its rest; a shorter one costs a few unneeded bytes.
+            first = self._read_prefix(files[0], HEADER_PREFIX_BYTES)
+            n = header_length(first[0][:8], f"{self.ref}/{files[0]}", first[1])
+            guess = max(HEADER_PREFIX_BYTES, 8 + n + n // 4)
+            headers = self._map(lambda f: self._header(f, guess, first if f == files[0] else None), files)
             out: dict[str, TensorMeta] = {}
             for file, metas in zip(files, headers):
                 for name, meta in metas.items():
@@ -116,8 +123,10 @@ class WeightSource(ABC):
             self._tensors = out
         return self._tensors
 
-    def _header(self, file: str) -> dict[str, TensorMeta]:
-        prefix, size = self._read_prefix(file, HEADER_PREFIX_BYTES)
+    def _header(self, file: str, prefix_bytes: int = HEADER_PREFIX_BYTES,
+                read: tuple[bytes, int | None] | None = None) -> dict[str, TensorMeta]:
+        """Parse ``file``'s header, reading ``prefix_bytes`` first (or using the prefix already ``read``)."""
+        prefix, size = read or self._read_prefix(file, prefix_bytes)
         n = header_length(prefix[:8], f"{self.ref}/{file}", size)
         if len(prefix) < 8 + n:
             prefix = prefix + self._read_one(file, len(prefix), 8 + n)

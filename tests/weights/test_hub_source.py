@@ -71,6 +71,22 @@ def test_long_header_takes_a_second_request(localhub_session, tmp_path):
     assert torch.equal(sample["layers.7.a_rather_long_module_name_to_make_the_header_big.weight"], torch.full((2,), 7.0))
 
 
+def test_further_shards_read_their_long_headers_in_one_request_each(localhub_session, tmp_path):
+    names = {f"layers.{i}.a_rather_long_module_name_to_make_the_header_big.weight": torch.full((2,), float(i)) for i in range(4500)}
+    folder = write_model(tmp_path / "long3", names, shards=3)
+    localhub_session.add_repo("acme/long3", folder)
+    hub = open_source("acme/long3", endpoint=localhub_session.url)
+    assert len(hub.tensors()) == 4500
+    # Model info; the first shard's first 100 KB, then the rest of its header; then each other
+    # shard's header whole, guessed from the first one's length.
+    shards = sorted(p.name for p in folder.glob("*.safetensors"))
+    lengths = [int.from_bytes((folder / name).read_bytes()[:8], "little") for name in shards]
+    assert lengths[0] > 100_000
+    assert max(lengths) < 1.25 * lengths[0]
+    assert hub.requests == 3 + len(shards) - 1
+    assert LocalSource(folder).tensors().keys() == hub.tensors().keys()
+
+
 def test_missing_repo_revision_and_file(localhub_session, model_dir, tmp_path):
     url = localhub_session.url
     with pytest.raises(NotFoundError, match=f"repo acme/nope not found on {url}"):
