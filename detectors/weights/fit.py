@@ -287,10 +287,6 @@ class TensorFit:
     n: int
 
 
-def _solve(gram: np.ndarray, n: int, ref: int, eps: float) -> TensorFit:
-    return _solve_many(gram[None], np.array([n]), ref, np.array([eps]))[0]
-
-
 def _solve_many(gram: np.ndarray, n: np.ndarray, ref: int, eps: np.ndarray) -> list[TensorFit]:
     """Fits of ``T`` tensors at once from their Grams (T, k+1, k+1), sizes (T,) and rounding steps (T,).
 
@@ -343,11 +339,7 @@ def fit_tensor(stats: TensorStats, ref: int, subset: str = "all") -> TensorFit:
     ``subset``: ``all`` elements, ``kept`` (child != P_ref: a sparse merge's kept deltas) or ``new``
     (child differs from every candidate: TIES/DARE elements where several deltas were combined).
     """
-    if subset == "kept":
-        return _solve(stats.gram_ne[ref], stats.n - int(stats.eq[ref]), ref, stats.eps)
-    if subset == "new":
-        return _solve(stats.gram_new, stats.n_new, ref, stats.eps)
-    return _solve(stats.gram, stats.n, ref, stats.eps)
+    return fit_tensors([stats], ref, subset)[0]
 
 
 def fit_tensors(stats: Sequence[TensorStats], ref: int, subset: str = "all") -> list[TensorFit]:

@@ -25,9 +25,10 @@ import hashlib
 import math
 import random
 from collections import defaultdict
+from collections.abc import Set
+from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -305,7 +306,7 @@ def _comparable(models: dict[str, dict[str, TensorMeta]], notes: list[str]) -> l
     return out
 
 
-def _all_names(models: dict[str, dict[str, TensorMeta]], common: bool) -> set[str] | object:
+def _all_names(models: dict[str, dict[str, TensorMeta]], common: bool) -> Set[str]:
     """Names in every model (``common``) or in any; one model's keys when all have the same
     (a child and its candidates usually do), which saves set work over 100k names."""
     tables = list(models.values())
