@@ -47,7 +47,7 @@ def memory_bandwidth_gbs(gib: float = 1.0, repeats: int = 5) -> float:
     return best
 
 
-def warm_up_kernels(batch_stats) -> None:  # noqa: ANN001
+def warm_up_kernels(batch_sums) -> None:  # noqa: ANN001
     """Compile the statistics kernels for the shapes a full scan meets, before any clock starts.
 
     One tensor (chunks of big ones), a batch, and a big chunk: torch specialises size 1, and each
@@ -62,7 +62,7 @@ def warm_up_kernels(batch_stats) -> None:  # noqa: ANN001
     for rows, n in ((1, 2 * 4096), (2, 2 * 4096), (1, 2**24)):
         # Three distinct inputs, as in a scan: the compiled graph also guards on inputs aliasing.
         xs = [torch.frombuffer(aligned_buffer(2 * rows * n), dtype=torch.bfloat16).view(rows, n).zero_() for _ in range(3)]
-        batch_stats(xs[0], xs[1:], torch.bfloat16, stride=FULL_SPARSE_STRIDE, compiled=True)
+        batch_sums(xs[0], xs[1:], torch.bfloat16, stride=FULL_SPARSE_STRIDE, compiled=True)
 
 
 def run_scan_child(endpoint: str, full: bool, budget_mb: float | None) -> None:
@@ -98,20 +98,20 @@ def run_scan_child(endpoint: str, full: bool, budget_mb: float | None) -> None:
         import torch
 
         t = time.perf_counter()
-        warm_up_kernels(scan_mod.batch_stats)
+        warm_up_kernels(scan_mod.batch_sums)
         fit["compile_s"] = time.perf_counter() - t
-    # The sampled path computes its statistics with batch_stats, the full one with batch_sums (batches
-    # of streamed tensors) and the accumulator's finish; only these are timed, not the reads.
+    # Both paths compute their statistics with batch_sums (samples; batches of streamed tensors), the
+    # full one also with the accumulator's finish; only these are timed, not the reads.
     import detectors.weights.full_stats as full_mod
 
-    scan_mod.batch_stats = timed(scan_mod.batch_stats)
+    scan_mod.batch_sums = timed(scan_mod.batch_sums)
     full_mod.batch_sums = timed(full_mod.batch_sums)
-    # Full reads make their per-tensor records once, at the end: part of the fit too.
+    # Full reads join their batches' sums into one table at the end: part of the fit too.
     finish = full_mod.FullStatsAccumulator.finish
 
-    def timed_finish(self):  # noqa: ANN001, ANN202 - instrumentation only
+    def timed_finish(self, names):  # noqa: ANN001, ANN202 - instrumentation only
         t = time.perf_counter()
-        out = finish(self)
+        out = finish(self, names)
         fit["seconds"] += time.perf_counter() - t
         return out
 
@@ -123,7 +123,7 @@ def run_scan_child(endpoint: str, full: bool, budget_mb: float | None) -> None:
     print(json.dumps({"wall_s": wall, "peak_rss": peak, "fit": fit, "result": res.model_dump()}))
 
 
-def run_fit_alone(root: Path, hold_bytes: int = 2 * 2**30, passes: int = 2) -> None:
+def run_fit_alone(root: Path, hold_bytes: int = 2 * 2**30, passes: int = 3) -> None:
     """In a fresh process: the full mode's statistics over every batch of the bench models, timed alone.
 
     The batches are exactly those a full scan computes (``iter_full_batches`` in file order, from
@@ -134,9 +134,10 @@ def run_fit_alone(root: Path, hold_bytes: int = 2 * 2**30, passes: int = 2) -> N
 
     Each of ``passes`` passes is followed by a measure of the copy bandwidth in this process: on a
     shared VM both drift by a quarter between minutes, so each fit is compared with the bandwidth
-    measured right after it, and the best pass is reported (the bandwidth itself is a best-of-5).
+    measured right after it, and the best pass is reported, as the bandwidth itself is a best of 5.
+    Every pass is printed.
     """
-    from detectors.weights.fit import batch_stats
+    from detectors.weights.fit import batch_sums
     from detectors.weights.full_stats import FullStatsAccumulator
     from detectors.weights.gc_pause import gc_paused
     from detectors.weights.reader import canonical_models, iter_full_batches
@@ -144,7 +145,7 @@ def run_fit_alone(root: Path, hold_bytes: int = 2 * 2**30, passes: int = 2) -> N
     from detectors.weights.sources import LocalSource
 
     t = time.perf_counter()
-    warm_up_kernels(batch_stats)
+    warm_up_kernels(batch_sums)
     compile_s = time.perf_counter() - t
     sources = [LocalSource(root / ref, ref=ref) for ref in [CHILD, *PARENTS]]
     plan = plan_sample(canonical_models(sources), None, full=True)
@@ -159,7 +160,7 @@ def run_fit_alone(root: Path, hold_bytes: int = 2 * 2**30, passes: int = 2) -> N
             for b in held:
                 acc.add(b)
             if last:
-                acc.finish()
+                acc.finish([t.name for t in plan.tensors])
             fit["seconds"] += time.perf_counter() - t
             fit["bytes"] += sum(v.numel() * v.element_size() for b in held for v in b.values.values())
             fit["batches"] += len(held)

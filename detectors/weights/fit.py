@@ -6,8 +6,6 @@ mode, streamed) elements of the child ``c`` and the candidates ``P_1..P_k``:
 * ``gram``: the float64 Gram matrix of ``[c, P_1, ..., P_k]`` (plus their sums, for Pearson r);
 * ``eq[j]``: how many elements satisfy ``c == P_j`` exactly (after casting ``P_j`` to the child's
   storage dtype, so dtype casts count as equal);
-* ``gram_ne[j]``: the Gram matrix restricted to the elements where ``c != P_j`` (TIES/DARE: the
-  kept elements when ``P_j`` is the base);
 * ``eq_big[j]`` / ``n_big[j]``: the same equality count restricted to *resolvable* elements, where
   some other candidate differs from ``P_j`` by more than ``RESOLVE_ULPS`` rounding steps of the
   child's dtype. A dense merge moves every such element off ``P_j``; only a sparse merge (TIES/DARE)
@@ -36,8 +34,8 @@ not depend on ``R``; only the denominator of the delta R^2, ``|c - R|^2``, does.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import numpy.ma  # noqa: F401 - np.median imports it on first use: 50 ms in the middle of the first scan
@@ -82,7 +80,6 @@ class TensorStats:
     gram: np.ndarray  # (k+1, k+1) over [child, candidates...]
     sums: np.ndarray  # (k+1,)
     eq: np.ndarray  # (k,) count of child == candidate j
-    gram_ne: np.ndarray  # (k, k+1, k+1): Gram on elements where child != candidate j
     absdiff_eq: np.ndarray  # (k, k): sum |P_i - P_j| where child == P_j (resolvable elements)
     absdiff_ne: np.ndarray  # (k, k): sum |P_i - P_j| where child != P_j (resolvable elements)
     gram_new: np.ndarray  # (k+1, k+1): Gram on elements where the child differs from every candidate
@@ -98,7 +95,7 @@ class TensorStats:
     def __add__(self, other: TensorStats) -> TensorStats:
         return TensorStats(
             self.n + other.n, self.gram + other.gram, self.sums + other.sums, self.eq + other.eq,
-            self.gram_ne + other.gram_ne, self.absdiff_eq + other.absdiff_eq, self.absdiff_ne + other.absdiff_ne,
+            self.absdiff_eq + other.absdiff_eq, self.absdiff_ne + other.absdiff_ne,
             self.gram_new + other.gram_new, self.n_new + other.n_new, max(self.eps, other.eps),
             _add(self.eq_big, other.eq_big), _add(self.n_big, other.n_big),
         )
@@ -112,6 +109,89 @@ class TensorStats:
 
 def _add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
     return None if a is None or b is None else a + b
+
+
+@dataclass
+class StatsTable:
+    """The :class:`TensorStats` of ``T`` tensors as columns: row ``t`` is tensor ``t``.
+
+    A full read of a large MoE holds tens of thousands of tensors, and the fits and tests of a
+    verdict work on whole columns; a record (``table[t]``, views into the columns) is made only
+    for the tensors a caller looks at one by one.
+
+    >>> import torch
+    >>> a, b = torch.randn(3, 5000), torch.randn(3, 5000)
+    >>> table = batch_sums(0.5 * a + 0.5 * b, [a, b]).table()
+    >>> len(table), table.gram.shape, table[2].n
+    (3, (3, 3, 3), 5000)
+    """
+
+    n: np.ndarray  # (T,) int64
+    gram: np.ndarray  # (T, k+1, k+1)
+    sums: np.ndarray  # (T, k+1)
+    eq: np.ndarray  # (T, k)
+    absdiff_eq: np.ndarray  # (T, k, k)
+    absdiff_ne: np.ndarray  # (T, k, k)
+    gram_new: np.ndarray  # (T, k+1, k+1)
+    n_new: np.ndarray  # (T,) int64
+    eps: np.ndarray  # (T,)
+    eq_big: np.ndarray  # (T, k)
+    n_big: np.ndarray  # (T, k)
+
+    @property
+    def k(self) -> int:
+        return self.eq.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.n)
+
+    def __getitem__(self, t: int) -> TensorStats:
+        return TensorStats(
+            int(self.n[t]), self.gram[t], self.sums[t], self.eq[t], self.absdiff_eq[t], self.absdiff_ne[t],
+            self.gram_new[t], int(self.n_new[t]), float(self.eps[t]), self.eq_big[t], self.n_big[t],
+        )
+
+    def __iter__(self) -> Iterator[TensorStats]:
+        return (self[t] for t in range(len(self)))
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> StatsTable:
+        """The table of the given rows, in that order."""
+        idx = np.asarray(rows, dtype=np.int64)
+        return StatsTable(*(getattr(self, f.name)[idx] for f in fields(self)))
+
+    def sparse_shares(self) -> np.ndarray:
+        """(T, k): :meth:`TensorStats.sparse_share` of every tensor and candidate."""
+        return self.eq_big / np.maximum(self.n_big, 1.0)
+
+    @staticmethod
+    def concat(parts: Sequence[StatsTable]) -> StatsTable:
+        return StatsTable(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(StatsTable)))
+
+    @staticmethod
+    def empty(k: int) -> StatsTable:
+        """A table of no tensors, for ``k`` candidates."""
+        k1 = k + 1
+        shapes = {"gram": (k1, k1), "sums": (k1,), "eq": (k,), "absdiff_eq": (k, k), "absdiff_ne": (k, k),
+                  "gram_new": (k1, k1), "eq_big": (k,), "n_big": (k,)}
+        ints = {"n", "n_new"}
+        return StatsTable(**{f.name: np.zeros((0, *shapes.get(f.name, ())), dtype=np.int64 if f.name in ints else float)
+                             for f in fields(StatsTable)})
+
+    @staticmethod
+    def of(records: Sequence[TensorStats]) -> StatsTable:
+        """Stack records (at least one). Records without resolvable counts count every element."""
+        def big(s: TensorStats) -> tuple[np.ndarray, np.ndarray]:
+            if s.eq_big is None or s.n_big is None:
+                return np.asarray(s.eq, dtype=float), np.full(s.k, float(s.n))
+            return s.eq_big, s.n_big
+
+        bigs = [big(s) for s in records]
+        return StatsTable(
+            np.array([s.n for s in records], dtype=np.int64), *(np.stack([getattr(s, f) for s in records]) for f in
+                                                                ("gram", "sums", "eq", "absdiff_eq", "absdiff_ne", "gram_new")),
+            np.array([s.n_new for s in records], dtype=np.int64), np.array([s.eps for s in records], dtype=float),
+            np.stack([b[0] for b in bigs]), np.stack([b[1] for b in bigs]),
+        )
 
 
 def tensor_stats(child: torch.Tensor, candidates: Sequence[torch.Tensor], child_dtype: torch.dtype | None = None,
@@ -136,14 +216,15 @@ def batch_stats(children: torch.Tensor, candidates: Sequence[torch.Tensor], chil
                 device: torch.device | None = None, stride: int = 1, compiled: bool = False) -> list[TensorStats]:
     """Statistics of ``T`` tensors at once: ``children`` and every candidate are (T, n), any float dtype.
 
-    ``batch_sums(...).records()``; see :func:`batch_sums` for the arguments.
+    One :class:`TensorStats` record per row of ``batch_sums(...).table()``; see :func:`batch_sums`
+    for the arguments.
 
     >>> import torch
     >>> a, b = torch.randn(2, 5000), torch.randn(2, 5000)
     >>> [st.n for st in batch_stats(0.5 * a + 0.5 * b, [a, b])]
     [5000, 5000]
     """
-    return batch_sums(children, candidates, child_dtype, device, stride, compiled).records()
+    return list(batch_sums(children, candidates, child_dtype, device, stride, compiled).table())
 
 
 def batch_sums(children: torch.Tensor, candidates: Sequence[torch.Tensor], child_dtype: torch.dtype | None = None,
@@ -153,14 +234,14 @@ def batch_sums(children: torch.Tensor, candidates: Sequence[torch.Tensor], child
     A sampled scan compares hundreds of equally long samples, and a large MoE checkpoint is mostly
     thousands of equally sized experts: one batch of operations for all of them, instead of a
     dozen per tensor, is what keeps either fast. Full reads keep these arrays and make the
-    per-tensor records once at the end (:meth:`BatchSums.cat`), not per batch.
+    table of every tensor once at the end (:meth:`BatchSums.cat`), not per batch.
 
     ``stride == 1``: everything exact, in float64, from every element (samples; small tensors).
     ``stride > 1`` (full mode): the Gram matrix and sums come from every element through
     :func:`~detectors.weights.kernels.block_gram` (float32 products of the deltas from the first
     candidate, in blocks summed in float64: the large raw terms cancel algebraically when the fit
     changes basis), and the sparse-merge statistics (equality counts, masked Grams) from a
-    systematic ``1/stride`` subsample, scaled up by ``n / n_sub``: shares and kept-element fits are
+    systematic ``1/stride`` subsample, scaled up by ``n / n_sub``: shares and the fits of new elements are
     still estimated from thousands of elements per tensor, while their passes no longer dominate
     a full read. The stride is shortened so that at least ``MIN_SUBSAMPLE`` elements are counted,
     and a tensor too small for that (below two subsamples) is computed exactly. ``compiled``: the
@@ -194,7 +275,7 @@ def batch_sums(children: torch.Tensor, candidates: Sequence[torch.Tensor], child
 
 @dataclass
 class BatchSums:
-    """Sums of ``T`` tensors, one row each: what :class:`TensorStats` holds, before the records are made.
+    """Sums of ``T`` tensors, one row each: what a :class:`StatsTable` holds, in the kernels' basis.
 
     Gram matrices and sums are over the kernels' rows ``[x_0 - x_1, x_1, x_i - x_1]`` (see
     :mod:`~detectors.weights.kernels`); ``sparse`` has :func:`~detectors.weights.kernels.sparse_sums`'
@@ -209,51 +290,47 @@ class BatchSums:
     sparse: torch.Tensor  # (T, L)
 
     @staticmethod
-    def cat(parts: Sequence[BatchSums], names: Sequence[str]) -> tuple[list[str], BatchSums]:
-        """Join batches whose rows are named ``names`` (in order), summing rows of the same name
-        (the chunks of a big tensor). Returns the distinct names, in first-seen order, and their sums."""
-        unique = list(dict.fromkeys(names))
-        if len(unique) == len(names) and len(parts) == 1:
-            return unique, parts[0]
-        pos = {name: i for i, name in enumerate(unique)}
-        ids = torch.tensor([pos[name] for name in names], dtype=torch.long)
-        ids_np = ids.numpy()
+    def cat(parts: Sequence[BatchSums], names: Sequence[str], into: Sequence[str]) -> BatchSums:
+        """Join batches whose rows are named ``names`` (in order) into one row per name of ``into``,
+        in that order, summing rows of the same name (the chunks of a big tensor).
+
+        Raises ``KeyError`` for a row whose name is not in ``into``, and for a name of ``into``
+        that no row has.
+        """
+        pos = {name: i for i, name in enumerate(into)}
+        ids_np = np.fromiter((pos[name] for name in names), dtype=np.int64, count=len(names))
+        hits = np.bincount(ids_np, minlength=len(into))
+        if len(into) and not hits.all():
+            raise KeyError(into[int(np.argmin(hits))])
+        ids = torch.from_numpy(ids_np)
 
         def summed(rows: torch.Tensor) -> torch.Tensor:
-            return torch.zeros((len(unique), *rows.shape[1:]), dtype=rows.dtype).index_add_(0, ids, rows)
+            return torch.zeros((len(into), *rows.shape[1:]), dtype=rows.dtype).index_add_(0, ids, rows)
 
-        n = np.zeros(len(unique), dtype=np.int64)
-        np.add.at(n, ids_np, np.concatenate([p.n for p in parts]))
-        eps = np.zeros(len(unique))
+        n = np.bincount(ids_np, weights=np.concatenate([p.n for p in parts]), minlength=len(into)).astype(np.int64)
+        eps = np.zeros(len(into))
         np.maximum.at(eps, ids_np, np.concatenate([p.eps for p in parts]))
-        return unique, BatchSums(n, eps, *(summed(torch.cat([getattr(p, f) for p in parts])) for f in ("gram", "sums", "sparse")))
+        return BatchSums(n, eps, *(summed(torch.cat([getattr(p, f) for p in parts])) for f in ("gram", "sums", "sparse")))
 
-    def records(self) -> list[TensorStats]:
-        """One :class:`TensorStats` per row: raw Grams, numpy arrays, counts rounded to integers."""
+    def table(self) -> StatsTable:
+        """The rows as a :class:`StatsTable`: raw Grams, numpy arrays, counts rounded to integers."""
         t, k1 = self.sums.shape
         k = k1 - 1
         # x_i = r_i + r_1 for i != 1 and x_1 = r_1, where r are the kernel rows: a raw Gram is
         # A g A^T with A = I plus ones in column 1.
         a = torch.eye(k1, dtype=torch.float64)
         a[:, 1] = 1.0
-        npairs = k1 * (k1 + 1) // 2
-        per_j = 3 + 2 * k + npairs
+        per_j = 3 + 2 * k
         sp = self.sparse
         cols = sp[:, : k * per_j].reshape(t, k, per_j)
-        gram = (a @ self.gram @ a.T).numpy()
-        sums = (self.sums @ a.T).numpy()
-        gram_ne = (a @ unpack_pairs(cols[:, :, 3 + 2 * k :], k1) @ a.T).numpy()
-        gram_new = (a @ unpack_pairs(sp[:, k * per_j + 1 :], k1) @ a.T).numpy()
         cols_np = cols.numpy()
-        n_new = np.rint(sp[:, k * per_j].numpy()).astype(int).tolist()
-        # Per-tensor views by whole-array iteration (C speed): full reads build ~10^5 of these records.
-        eq, eq_big, n_big = list(cols_np[:, :, 0]), list(cols_np[:, :, 2]), list(cols_np[:, :, 1])
-        absdiff_eq, absdiff_ne = list(cols_np[:, :, 3 : 3 + k]), list(cols_np[:, :, 3 + k : 3 + 2 * k])
-        return [
-            TensorStats(n, *fields, eps, e_big, b_big)
-            for (n, *fields, eps, e_big, b_big) in zip(self.n.tolist(), list(gram), list(sums), eq, list(gram_ne), absdiff_eq,
-                                                        absdiff_ne, list(gram_new), n_new, self.eps.tolist(), eq_big, n_big)
-        ]
+        return StatsTable(
+            n=self.n, gram=(a @ self.gram @ a.T).numpy(), sums=(self.sums @ a.T).numpy(), eq=cols_np[:, :, 0],
+            absdiff_eq=cols_np[:, :, 3 : 3 + k], absdiff_ne=cols_np[:, :, 3 + k : 3 + 2 * k],
+            gram_new=(a @ unpack_pairs(sp[:, k * per_j + 1 :], k1) @ a.T).numpy(),
+            n_new=np.rint(sp[:, k * per_j].numpy()).astype(np.int64), eps=self.eps,
+            eq_big=cols_np[:, :, 2], n_big=cols_np[:, :, 1],
+        )
 
 
 def subsample(x: torch.Tensor, stride: int, run: int = SUBSAMPLE_RUN) -> torch.Tensor:
@@ -336,46 +413,45 @@ def _solve_many(gram: np.ndarray, n: np.ndarray, ref: int, eps: np.ndarray) -> l
 def fit_tensor(stats: TensorStats, ref: int, subset: str = "all") -> TensorFit:
     """Fit ``child - P_ref`` on the candidates' deltas.
 
-    ``subset``: ``all`` elements, ``kept`` (child != P_ref: a sparse merge's kept deltas) or ``new``
-    (child differs from every candidate: TIES/DARE elements where several deltas were combined).
+    ``subset``: ``all`` elements or ``new`` ones (where the child differs from every candidate:
+    the elements of a TIES/DARE merge where deltas were combined).
     """
     return fit_tensors([stats], ref, subset)[0]
 
 
-def fit_tensors(stats: Sequence[TensorStats], ref: int, subset: str = "all") -> list[TensorFit]:
+def fit_tensors(stats: StatsTable | Sequence[TensorStats], ref: int, subset: str = "all") -> list[TensorFit]:
     """:func:`fit_tensor` of every tensor in ``stats``, solved in one stacked pass."""
-    if not stats:
+    if len(stats) == 0:
         return []
-    if subset == "kept":
-        grams = np.stack([s.gram_ne[ref] for s in stats])
-        n = np.array([s.n - int(s.eq[ref]) for s in stats])
-    elif subset == "new":
-        grams, n = np.stack([s.gram_new for s in stats]), np.array([s.n_new for s in stats])
+    table = stats if isinstance(stats, StatsTable) else StatsTable.of(stats)
+    if subset == "new":
+        grams, n = table.gram_new, table.n_new
     else:
-        grams, n = np.stack([s.gram for s in stats]), np.array([s.n for s in stats])
-    return _solve_many(grams, n, ref, np.array([s.eps for s in stats]))
+        grams, n = table.gram, table.n
+    return _solve_many(grams, n, ref, table.eps)
 
 
-def pearson(stats: TensorStats) -> np.ndarray:
-    """Pearson r of the child with each candidate."""
-    n = stats.n
+def pearson(stats: TensorStats | StatsTable) -> np.ndarray:
+    """Pearson r of the child with each candidate: (k,) for one tensor, (T, k) for a table."""
+    n = np.asarray(stats.n, dtype=float)[..., None]
     mean = stats.sums / n
-    cov = stats.gram / n - np.outer(mean, mean)
-    var = np.maximum(np.diag(cov), 1e-300)
-    return cov[0, 1:] / np.sqrt(var[0] * var[1:])
+    cov = stats.gram / n[..., None] - mean[..., :, None] * mean[..., None, :]
+    var = np.maximum(np.diagonal(cov, axis1=-2, axis2=-1), 1e-300)
+    return cov[..., 0, 1:] / np.sqrt(var[..., :1] * var[..., 1:])
 
 
-def rel_distance(stats: TensorStats) -> np.ndarray:
-    """``|c - P_j|^2 / |P_j|^2`` for each candidate j."""
+def rel_distance(stats: TensorStats | StatsTable) -> np.ndarray:
+    """``|c - P_j|^2 / |P_j|^2`` for each candidate j: (k,) for one tensor, (T, k) for a table."""
     g = stats.gram
-    d = np.array([g[0, 0] - 2 * g[0, j] + g[j, j] for j in range(1, g.shape[0])])
-    return np.maximum(d, 0.0) / np.maximum(np.diag(g)[1:], 1e-300)
+    diag = np.diagonal(g, axis1=-2, axis2=-1)
+    d = diag[..., :1] - 2 * g[..., 0, 1:] + diag[..., 1:]
+    return np.maximum(d, 0.0) / np.maximum(diag[..., 1:], 1e-300)
 
 
-def fisher_z(r: float, n: int) -> float:
+def fisher_z(r: float | np.ndarray, n: int | np.ndarray) -> float | np.ndarray:
     """z of a Pearson r under independence (Fisher transform), finite even for r = 1."""
-    r = min(max(r, -0.999999), 0.999999)
-    return math.atanh(r) * math.sqrt(max(n - 3, 1))
+    z = np.arctanh(np.clip(r, -0.999999, 0.999999)) * np.sqrt(np.maximum(np.asarray(n) - 3, 1))
+    return float(z) if np.ndim(z) == 0 else z
 
 
 def stouffer(zs: Sequence[float]) -> float:
@@ -430,12 +506,16 @@ class Lineage:
     """Statistics of a whole scan, ready for classification (see ``relation.py``)."""
 
     names: list[str]  # tensor names, aligned with stats
-    stats: list[TensorStats]
+    stats: StatsTable  # (a list of records is stacked into one)
     is_matrix: list[bool]  # 2-D (or more) tensors carry the lineage; 1-D are norms/biases
     layer: list[int | None]
     component: list[str]
     k: int
     fits: dict[tuple[int, str], list[TensorFit]] = field(default_factory=dict)  # (ref, subset) -> fits
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stats, StatsTable):
+            self.stats = StatsTable.of(self.stats) if len(self.stats) else StatsTable.empty(self.k)
 
     def matrix_idx(self) -> list[int]:
         return [i for i, m in enumerate(self.is_matrix) if m]
@@ -451,8 +531,7 @@ class Lineage:
     def closest(self) -> int:
         """Candidate closest to the child: median relative distance over 2-D tensors."""
         idx = self.matrix_idx() or list(range(len(self.stats)))
-        d = np.stack([rel_distance(self.stats[i]) for i in idx])
-        return int(np.argmin(np.median(d, axis=0)))
+        return int(np.argmin(np.median(rel_distance(self.stats.take(idx)), axis=0)))
 
     def group(self, ref: int, idx: Sequence[int], subset: str = "all") -> GroupFit | None:
         fits = self.fits_for(ref, subset)

@@ -10,7 +10,7 @@ and computes a pool when it is big enough (or at the end): every layer's ``q_nor
 >>> acc = FullStatsAccumulator(["child", "a", "b"])          # doctest: +SKIP
 >>> for batch in iter_full_batches(sources, plan):          # doctest: +SKIP
 ...     acc.add(batch)
->>> stats = acc.finish()                                      # {tensor name: TensorStats}
+>>> table = acc.finish(names)                        # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from detectors.weights.buffers import aligned_buffer
-from detectors.weights.fit import FULL_SPARSE_STRIDE, BatchSums, TensorStats, batch_sums, storage_dtype
+from detectors.weights.fit import FULL_SPARSE_STRIDE, BatchSums, StatsTable, batch_sums, storage_dtype
 from detectors.weights.reader import FullBatch, iter_full_batches
 from detectors.weights.sampling import SamplePlan
 from detectors.weights.sources import WeightSource
@@ -54,7 +54,7 @@ class FullStatsAccumulator:
         self.refs = list(refs)
         self.device = device
         self.compiled = compiled
-        # Per computed batch its tensor names and sums; the records are made once, in finish().
+        # Per computed batch its tensor names and sums, joined into one table in finish().
         self._names: list[str] = []
         self._sums: list[BatchSums] = []
         self._pools: dict[tuple, _Pool] = {}
@@ -80,15 +80,20 @@ class FullStatsAccumulator:
             return
         self._compute(batch.names, [batch.values[r] for r in self.refs], dtype)
 
-    def finish(self) -> dict[str, TensorStats]:
-        """Compute what is still pooled; return ``{tensor name: statistics}``."""
+    def finish(self, names: Sequence[str]) -> StatsTable:
+        """Compute what is still pooled; return the statistics of ``names``, one row each, in that order.
+
+        Raises ``KeyError`` for a name no batch held, and for a held tensor not in ``names``.
+        """
         for key in list(self._pools):
             self._flush(key)
         if not self._sums:
-            return {}
-        names, sums = BatchSums.cat(self._sums, self._names)
+            if names:
+                raise KeyError(names[0])
+            return StatsTable.empty(len(self.refs) - 1)
+        sums = BatchSums.cat(self._sums, self._names, names)
         self._names, self._sums = [], []
-        return dict(zip(names, sums.records()))
+        return sums.table()
 
     def _flush(self, key: tuple) -> None:
         pool = self._pools.pop(key)
@@ -114,7 +119,7 @@ class FullStatsAccumulator:
 
 
 def full_stats(sources: list[WeightSource], plan: SamplePlan, device: torch.device, progress: Progress | None = None,
-               compile_kernels: str = "auto") -> list[TensorStats]:
+               compile_kernels: str = "auto") -> StatsTable:
     """Stream every element of every model (batches on ``device``); statistics per plan tensor.
 
     ``compile_kernels``: auto (compile the CPU kernels for reads of ``COMPILE_MIN_ELEMENTS``+
@@ -129,5 +134,4 @@ def full_stats(sources: list[WeightSource], plan: SamplePlan, device: torch.devi
         done += batch.elements
         if progress:
             progress(done, total, batch.tensors[-1].name)
-    stats = acc.finish()
-    return [stats[t.name] for t in plan.tensors]
+    return acc.finish([t.name for t in plan.tensors])

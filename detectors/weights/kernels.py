@@ -97,20 +97,26 @@ def _sparse_rows(xs: list[torch.Tensor], child_dtype: torch.dtype | None, eps: f
             top = torch.maximum(top, d)
         big = top > RESOLVE_ULPS * eps * p.abs()  # resolvable: some candidate is far from this one
         ne = ~same
-        same_big, kept_big, kept = (same & big).to(work), (ne & big).to(work), ne.to(work)
+        same_big, kept_big = (same & big).to(work), (ne & big).to(work)
         out += [same.to(work).sum(-1), big.to(work).sum(-1), same_big.sum(-1)]
         out += [(d * same_big).sum(-1) for d in diffs] + [(d * kept_big).sum(-1) for d in diffs]
-        out += [(rows[a] * rows[b] * kept).sum(-1) for a in range(k1) for b in range(a, k1)]
         differs_all = ne if differs_all is None else differs_all & ne
     new = differs_all.to(work)  # type: ignore[union-attr]
     out += [new.sum(-1), *[(rows[a] * rows[b] * new).sum(-1) for a in range(k1) for b in range(a, k1)]]
     return torch.stack(out, dim=-1)
 
 
+# The Gram kernel may fuse each product into its running sum (one FMA instead of a multiply and an
+# add; inductor's default is off): up to a tenth faster in interleaved runs here, and the float32
+# block sums get no less exact.
+# The sparse kernel stays off: its equality and threshold tests must round as eager torch does.
+_OPTIONS: dict[str, dict] = {"_rows_gram": {"cpp.enable_floating_point_contract_flag": "fast"}}
+
+
 def _compiled(fn: Callable) -> Callable:
     with _lock:
         if fn not in _compiled_fns:
-            _compiled_fns[fn] = torch.compile(fn, dynamic=True)
+            _compiled_fns[fn] = torch.compile(fn, dynamic=True, options=_OPTIONS.get(fn.__name__))
         return _compiled_fns[fn]
 
 
@@ -186,7 +192,7 @@ def sparse_sums(xs: Sequence[torch.Tensor], child_dtype: torch.dtype | None, eps
                 compiled: bool = False, block: int | None = None) -> torch.Tensor:
     """The sparse-merge sums of ``T`` tensors' elements: (T, L) float64, laid out per candidate ``j``
 
-    ``[eq, n_big, eq_big, absdiff_eq[i] (k), absdiff_ne[i] (k), gram_ne pairs]``, then
+    ``[eq, n_big, eq_big, absdiff_eq[i] (k), absdiff_ne[i] (k)]``, then
     ``[n_new, gram_new pairs]``, where the Gram pairs (upper triangle, row-major) are over the rows
     ``[x_0 - x_1, x_1, x_i - x_1]`` as in :func:`block_gram`. ``xs``: child then candidates, (T, m).
     ``child_dtype``: bf16/fp16 (equality after rounding the candidate to it) or None (float32

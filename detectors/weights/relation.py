@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors.weights.fit import GroupFit, Lineage, TensorStats, fisher_z, pearson, rel_distance, stouffer
+from detectors.weights.fit import GroupFit, Lineage, fisher_z, pearson, rel_distance, stouffer
 from detectors.weights.layers import LayerSource, is_passthrough
 from detectors.weights.result import ComponentFit, LayerFit, ParentWeight
 
@@ -82,7 +82,7 @@ def _slerp_better(lin: Lineage, ref: int, i: int, j: int, idx: Sequence[int]) ->
     fits = lin.fits_for(ref)
     dev_lin, dev_slerp, se_sum = [], [], []
     for t in idx:
-        f, g = fits[t], lin.stats[t].gram
+        f, g = fits[t], lin.stats.gram[t]
         s0, s1 = float(f.weights[i]), float(f.weights[j])
         cos = g[1 + i, 1 + j] / math.sqrt(max(g[1 + i, 1 + i] * g[1 + j, 1 + j], 1e-300))
         theta = math.acos(min(max(cos, -1.0), 1.0))
@@ -128,21 +128,19 @@ def _breakdown(lin: Lineage, ref: int, refs: Sequence[str], subset: str, verdict
 
 
 def _ancestor_z(lin: Lineage, j: int) -> float:
-    return stouffer([fisher_z(float(pearson(lin.stats[t])[j]), lin.stats[t].n) for t in lin.matrix_idx()])
+    mats = lin.stats.take(lin.matrix_idx())
+    return stouffer(fisher_z(pearson(mats)[:, j], mats.n))
 
 
 def _inferred_base(lin: Lineage) -> int | None:
     """The candidate the other candidates are closest to (needs >= 3 candidates to mean anything)."""
     if lin.k < 3:
         return None
-    mats = lin.matrix_idx()
-    cost = np.zeros(lin.k)
-    for t in mats:
-        g = lin.stats[t].gram[1:, 1:]
-        diag = np.diag(g)
-        d2 = diag[:, None] + diag[None, :] - 2 * g
-        cost += np.sqrt(np.maximum(d2, 0.0)).sum(axis=1) / math.sqrt(max(diag.mean(), 1e-300))
-    return int(np.argmin(cost))
+    g = lin.stats.gram[lin.matrix_idx()][:, 1:, 1:]
+    diag = np.diagonal(g, axis1=1, axis2=2)
+    d2 = diag[:, :, None] + diag[:, None, :] - 2 * g
+    cost = np.sqrt(np.maximum(d2, 0.0)).sum(axis=2) / np.sqrt(np.maximum(diag.mean(axis=1), 1e-300))[:, None]
+    return int(np.argmin(cost.sum(axis=0)))
 
 
 def classify(
@@ -157,11 +155,11 @@ def classify(
     mats = lin.matrix_idx()
     if not mats or lin.k == 0:
         return Verdict("inconclusive", notes=["no 2-D tensor could be compared"])
-    stats = [lin.stats[t] for t in mats]
-    eq_share = np.stack([s.eq / max(s.n, 1) for s in stats])  # (tensors, k)
+    stats = lin.stats.take(mats)
+    eq_share = stats.eq / np.maximum(stats.n, 1)[:, None]  # (tensors, k)
     # Sparse-merge evidence counts only elements a dense merge would have moved (see fit.TensorStats).
-    sparse_share = np.stack([[s.sparse_share(j) for j in range(lin.k)] for s in stats])
-    r = np.stack([pearson(s) for s in stats])
+    sparse_share = stats.sparse_shares()
+    r = pearson(stats)
     med_r = np.median(r, axis=0)
     notes: list[str] = []
 
@@ -173,7 +171,7 @@ def classify(
         v.notes.append(f"{copied[j]:.0%} of the compared 2-D tensors equal {refs[j]} exactly (after rounding to the child's dtype)")
         return v
     if child_quantized:
-        rel = np.median(np.stack([np.sqrt(rel_distance(s)) for s in stats]), axis=0)
+        rel = np.median(np.sqrt(rel_distance(stats)), axis=0)
         j = int(np.argmin(rel))
         if rel[j] <= QUANTIZED_MAX_REL:
             v = Verdict("quantized", parents=[ParentWeight(ref=refs[j], weight=1.0, ci=(1.0, 1.0))], z=_f(_ancestor_z(lin, j), 1), base=refs[j])
@@ -258,21 +256,18 @@ def _rounding_share(lin: Lineage, ref: int, idx: Sequence[int]) -> float:
     about ``eps^2 x^2 / 4`` (ulp^2/12 averaged over the mantissa), which no fit can explain.
     """
     fits = lin.fits_for(ref)
-    noise = sum(0.25 * lin.stats[t].eps**2 * float(lin.stats[t].gram[0, 0]) for t in idx)
+    noise = float(np.sum(0.25 * lin.stats.eps[idx] ** 2 * lin.stats.gram[idx, 0, 0]))
     delta = sum(fits[t].delta_ss for t in idx if fits[t].r2 is not None)
     return noise / delta if delta > 0 else 0.0
-
-
-def _n_big(stats: TensorStats, j: int) -> float:
-    return float(stats.n_big[j]) if stats.n_big is not None else float(stats.n)
 
 
 def _sparse(lin: Lineage, refs: Sequence[str], b: int, eq_share: np.ndarray) -> Verdict | None:
     mats = lin.matrix_idx()
     others = [i for i in range(lin.k) if i != b]
     # Where child == base, do the other candidates' deltas exist? (else: nothing was dropped)
-    on_eq = np.array([[lin.stats[t].absdiff_eq[b, i] / max(lin.stats[t].eq_big[b], 1) for i in others] for t in mats])
-    on_ne = np.array([[lin.stats[t].absdiff_ne[b, i] / max(_n_big(lin.stats[t], b) - lin.stats[t].eq_big[b], 1) for i in others] for t in mats])
+    st = lin.stats.take(mats)
+    on_eq = st.absdiff_eq[:, b, others] / np.maximum(st.eq_big[:, b], 1)[:, None]
+    on_ne = st.absdiff_ne[:, b, others] / np.maximum(st.n_big[:, b] - st.eq_big[:, b], 1)[:, None]
     if not np.all(np.median(on_eq, axis=0) > 0):
         return None
     ratio = float(np.median(on_eq / np.maximum(on_ne, 1e-30)))

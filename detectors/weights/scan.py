@@ -18,7 +18,7 @@ import torch
 from pydantic import SecretStr
 
 from detectors.errors import ProvbotError, ShapeMismatchError
-from detectors.weights.fit import STATS_CHUNK, Lineage, TensorStats, batch_stats, storage_dtype
+from detectors.weights.fit import STATS_CHUNK, Lineage, StatsTable, batch_sums, storage_dtype
 from detectors.weights.full_stats import full_stats
 from detectors.weights.gc_pause import gc_paused
 from detectors.weights.layers import layer_count, layer_plans, match_layers
@@ -70,11 +70,12 @@ def scan(
         plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full)
         stats = full_stats(sources, plan, dev, progress, settings.scan.compile) if full else _sampled_stats(sources, plan, dev, progress)
         # NaN/Inf anywhere (a broken or hostile file) would poison every fit: leave such tensors out.
-        keep = [i for i, st in enumerate(stats) if np.all(np.isfinite(st.gram))]
-        skipped = [plan.tensors[i].name for i in range(len(stats)) if i not in set(keep)]
+        finite = np.isfinite(stats.gram).all(axis=(1, 2))
+        keep = np.flatnonzero(finite)
+        skipped = [plan.tensors[i].name for i in np.flatnonzero(~finite)]
         tensors = [plan.tensors[i] for i in keep]
         lin = Lineage(
-            names=[t.name for t in tensors], stats=[stats[i] for i in keep],
+            names=[t.name for t in tensors], stats=stats.take(keep),
             is_matrix=[len(t.shape) >= 2 for t in tensors],
             layer=[t.kind.layer for t in tensors], component=[t.kind.component for t in tensors],
             k=len(candidates),
@@ -127,7 +128,7 @@ def _open_all(refs: list[str], endpoint: str | None, token: str | SecretStr | No
     return opened
 
 
-def _sampled_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.device, progress: Progress | None) -> list[TensorStats]:
+def _sampled_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.device, progress: Progress | None) -> StatsTable:
     total = len(sources)
     done = 0
 
@@ -146,16 +147,20 @@ def _sampled_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.dev
     groups: dict[tuple[int, torch.dtype | None], list[int]] = defaultdict(list)
     for i, t in enumerate(plan.tensors):
         groups[(t.n_elements, storage_dtype(t.metas[child_ref].dtype))].append(i)
-    stats: list[TensorStats | None] = [None] * len(plan.tensors)
+    order: list[int] = []
+    parts: list[StatsTable] = []
     for (n, dtype), idx in groups.items():
         step = max(1, STATS_CHUNK // max(n, 1))
         for lo in range(0, len(idx), step):
             part = idx[lo:lo + step]
             names = [plan.tensors[i].name for i in part]
             rows = [torch.stack([s[name] for name in names]) for s in samples]
-            for i, st in zip(part, batch_stats(rows[0], rows[1:], dtype, device=dev)):
-                stats[i] = st
-    return stats  # type: ignore[return-value]
+            parts.append(batch_sums(rows[0], rows[1:], dtype, device=dev).table())
+            order += part
+    if not parts:
+        return StatsTable.empty(len(sources) - 1)
+    # Rows back in plan order: row order[r] of the plan is row r of the concatenation.
+    return StatsTable.concat(parts).take(np.argsort(np.asarray(order)))
 
 
 def _maybe_passthrough(lin: Lineage, child_layers: int, parent_layers: dict[str, int]) -> bool:
@@ -165,7 +170,8 @@ def _maybe_passthrough(lin: Lineage, child_layers: int, parent_layers: dict[str,
     mats = lin.matrix_idx()
     if not mats:
         return False
-    copied = np.stack([lin.stats[t].eq / max(lin.stats[t].n, 1) >= COPY_EQUAL_SHARE for t in mats])
+    st = lin.stats.take(mats)
+    copied = st.eq / np.maximum(st.n, 1)[:, None] >= COPY_EQUAL_SHARE
     share = copied.mean(axis=0)
     return bool(np.any(copied.any(axis=1)) and np.all(share < 0.95) and copied.any(axis=1).mean() > 0.5)
 

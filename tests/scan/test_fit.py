@@ -104,15 +104,20 @@ def test_batched_stats_equal_one_at_a_time_and_direct_counts(dtype):
     for (child, ps), x in zip(rows, together):
         y = tensor_stats(child, ps, dtype)
         assert np.allclose(x.gram, y.gram) and np.array_equal(x.eq, y.eq) and x.n_new == y.n_new
-        assert np.allclose(x.gram_ne, y.gram_ne) and np.allclose(x.absdiff_eq, y.absdiff_eq)
+        assert np.allclose(x.gram_new, y.gram_new) and np.allclose(x.absdiff_eq, y.absdiff_eq)
         assert np.allclose(x.absdiff_ne, y.absdiff_ne) and np.array_equal(x.eq_big, y.eq_big)
         # Direct counts: the base-copied third of the elements is equal to the base.
-        rounded = ps[2] if dtype is None else ps[2].to(dtype).to(torch.float32)
-        same = (child == rounded) if dtype is not None else ((child - ps[2]).abs() <= 4 * 2.0**-24 * ps[2].abs())
-        assert x.eq[2] == int(same.sum()) >= 4096 // 3
-        v = torch.stack([child, *ps]).double()
-        kept = v[:, ~same]
-        assert np.allclose(x.gram_ne[2], (kept @ kept.T).numpy())
+        def equal(p):
+            if dtype is None:
+                return (child - p).abs() <= 4 * 2.0**-24 * p.abs()
+            return child == p.to(dtype).to(torch.float32)
+
+        same = [equal(p) for p in ps]
+        assert x.eq[2] == int(same[2].sum()) >= 4096 // 3
+        # The new elements (equal to no candidate) and their Gram, directly.
+        new = ~(same[0] | same[1] | same[2])
+        v = torch.stack([child, *ps]).double()[:, new]
+        assert x.n_new == int(new.sum()) and np.allclose(x.gram_new, (v @ v.T).numpy())
 
 
 def test_long_tensors_are_processed_in_chunks_with_the_same_result(monkeypatch):

@@ -61,8 +61,8 @@ def test_pooled_statistics_equal_tensor_by_tensor(tmp_path):
     acc = FullStatsAccumulator([s.ref for s in srcs])
     for batch in iter_full_batches(srcs, plan, device="cpu"):
         acc.add(batch)
-    got = acc.finish()
-    assert set(got) == {t.name for t in plan.tensors}
+    names = [t.name for t in plan.tensors]
+    got = dict(zip(names, acc.finish(names)))
     _assert_matches_tensor_by_tensor(
         got, states, ("layers.1.input_layernorm.weight", "layers.2.self_attn.q_proj.weight", "layers.0.mlp.experts.3.up_proj.weight"))
 
@@ -81,9 +81,10 @@ def test_statistics_from_reused_pool_buffers_and_chunks_equal_tensor_by_tensor(t
     for batch in batches:
         acc.add(batch)
     assert len(acc._scratch) == 3  # one join buffer per model, reused by every flush
-    got = acc.finish()
-    assert set(got) == {t.name for t in plan.tensors}
-    _assert_matches_tensor_by_tensor(got, states, list(got))
+    names = [t.name for t in plan.tensors]
+    table = acc.finish(names[::-1])  # rows come in the order asked for
+    assert len(table) == len(names)
+    _assert_matches_tensor_by_tensor(dict(zip(names[::-1], table)), states, names)
 
 
 def _moe_metas(layers: int, experts: int) -> dict[str, TensorMeta]:
