@@ -23,6 +23,7 @@ from bot.paths import CONFIG_DIR
 
 class ScanSettings(BaseModel):
     budget_mb: float = Field(4.0, gt=0, description="Bytes read per model by a sampled scan, in MiB.")
+    max_requests: int = Field(256, ge=0, description="Most range requests per model a sampled scan plans, whatever the budget (the Hub rate-limits resolve calls); 0: no ceiling.")
     concurrency: int = Field(16, ge=1, description="Concurrent range requests per model.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda'.")
     compile: Literal["auto", "always", "never"] = Field(

@@ -53,10 +53,14 @@ MAX_EXPERTS_PER_LAYER = 8
 TARGET_ELEMENTS = 2048
 #: Plans of more tensors than this are thinned to seams per layer when the budget is tight (see _seams).
 THIN_ABOVE_TENSORS = 256
-#: Range requests per model that a plan thinned to seams aims at: one seam per layer in deep models
-#: (never fewer), several in shallow ones. The Hub counts every resolve call against a rate limit
-#: (5,000 per 5 minutes for a free account), and each costs a round trip and CPU on both ends.
+#: Range requests per model that a plan thinned to seams for a tight budget aims at: one seam per
+#: layer in deep models (never fewer), several in shallow ones. The Hub counts every resolve call
+#: against a rate limit (5,000 per 5 minutes for a free account), and each costs a round trip and
+#: CPU on both ends.
 SEAM_REQUESTS = 48
+#: Default ceiling on a sampled plan's range requests per model, whatever the budget: a roomy
+#: budget then buys more elements per request, not more requests (see plan_sample).
+MAX_REQUESTS = 256
 #: Share of the budget kept for bridging gaps between nearby ranges (fewer HTTP requests).
 GAP_SHARE = 0.2
 
@@ -64,12 +68,13 @@ _QUANT_DTYPES = {"F8_E4M3", "F8_E5M2", "I8"}
 _PLAIN_FLOAT = FLOAT_DTYPES - _QUANT_DTYPES
 
 
-def element_ranges(shape: tuple[int, ...] | list[int], n_elements: int) -> list[tuple[int, int]]:
+def element_ranges(shape: tuple[int, ...] | list[int], n_elements: int, max_runs: int = MAX_RUNS) -> list[tuple[int, int]]:
     """Choose ``n_elements`` flat (row-major) positions of a tensor of ``shape`` as contiguous runs.
 
-    Deterministic in ``(shape, n_elements)`` only. The flat range is cut into equal strata (one run
-    each, so a sample spans the whole tensor) and each run starts at a pseudo-random offset in its
-    stratum, seeded by the shape. Returns sorted, disjoint ``(start, stop)`` pairs.
+    Deterministic in ``(shape, n_elements, max_runs)`` only. The flat range is cut into equal strata
+    (one run each, at most ``max_runs`` and ``MAX_RUNS``, so a sample spans the whole tensor) and
+    each run starts at a pseudo-random offset in its stratum, seeded by the shape. Returns sorted,
+    disjoint ``(start, stop)`` pairs.
 
     >>> element_ranges((10,), 100)
     [(0, 10)]
@@ -81,7 +86,7 @@ def element_ranges(shape: tuple[int, ...] | list[int], n_elements: int) -> list[
         return []
     if n_elements >= total:
         return [(0, total)]
-    runs = max(1, min(MAX_RUNS, n_elements // MIN_RUN))
+    runs = max(1, min(MAX_RUNS, max_runs, n_elements // MIN_RUN))
     rng = random.Random(_shape_seed(tuple(shape)))
     out: list[tuple[int, int]] = []
     for i in range(runs):
@@ -188,6 +193,7 @@ def plan_sample(
     budget_bytes: int | None = 4 * 2**20,
     full: bool = False,
     extra_layers: bool = True,
+    max_requests: int | None = MAX_REQUESTS,
 ) -> SamplePlan:
     """Plan a stratified sample of the tensors common to all ``models`` (``{ref: {canonical: meta}}``).
 
@@ -197,6 +203,11 @@ def plan_sample(
     ``1 - GAP_SHARE`` of ``budget_bytes`` in every model; the reader may spend the rest bridging
     gaps between ranges (fewer requests). ``full=True`` plans every common tensor whole.
     ``extra_layers`` also plans layers only some models have (see :class:`SamplePlan`).
+
+    ``max_requests`` (None: no ceiling) bounds the range requests a sampled plan makes per model:
+    a plan of more tensors than that is thinned to seams sharing that many requests, and in a
+    smaller one each tensor gets at most ``max_requests // tensors`` runs. Tight budgets thin to
+    ``SEAM_REQUESTS`` seams, or fewer under a lower ceiling.
 
     Raises :class:`ShapeMismatchError` when no tensor is comparable.
 
@@ -230,17 +241,18 @@ def plan_sample(
     if full or budget_bytes is None:
         chosen, k, share = [(c, None) for c in every], None, None
     else:
-        chosen, k, share = _choose_within_budget(every, refs, int(budget_bytes * (1 - GAP_SHARE)), notes, experts)
+        chosen, k, share = _choose_within_budget(every, refs, int(budget_bytes * (1 - GAP_SHARE)), notes, experts, max_requests)
 
     if share == 0:
         notes.append(f"budget of {budget_bytes} bytes is too small for {len(chosen)} tensors: nothing sampled")
     common_names = {c[0] for c in candidates}
+    runs = MAX_RUNS if max_requests is None or share is None else _runs(max_requests, len(chosen))
     tensors, extra = [], []
     for (name, shape, metas, scales), edge in chosen:
         n = math.prod(shape) if share is None else min(share, math.prod(shape))
         if n == 0:
             continue
-        ranges = element_ranges(shape, n) if edge is None else edge_ranges(shape, n, edge)
+        ranges = element_ranges(shape, n, runs) if edge is None else edge_ranges(shape, n, edge)
         plan = TensorPlan(name, classify(name), shape, tuple(ranges), metas, scales)
         (tensors if name in common_names and len(metas) == len(refs) else extra).append(plan)
     return SamplePlan(tensors, refs, None if full else budget_bytes, full, notes, quantized, k, extra)
@@ -411,13 +423,15 @@ def scale_fits(weight_shape: tuple[int, ...], scale_shape: tuple[int, ...]) -> b
 
 def _choose_within_budget(
     candidates: list[_Candidate], refs: list[str], budget_bytes: int, notes: list[str],
-    experts: dict[int | None, set[int]],
+    experts: dict[int | None, set[int]], max_requests: int | None = None,
 ) -> tuple[list[tuple[_Candidate, str | None]], int | None, int]:
     """Pick the expert subset, the tensors and the per-tensor element share that fit ``budget_bytes``.
 
     ``experts``: every routed expert id per layer (the evenly spaced choice is made among them all).
     Each chosen tensor comes with its edge placement when the plan was thinned to seams (see
-    :func:`_seams`), else None (stratified positions).
+    :func:`_seams`), else None (stratified positions). A plan is thinned when its share is tight
+    and it has more than ``THIN_ABOVE_TENSORS`` tensors, or when it has more tensors than
+    ``max_requests`` (each tensor would be a request of its own).
     """
     kinds = [classify(c[0]) for c in candidates]
     cost = _Costs(candidates, refs)
@@ -434,16 +448,48 @@ def _choose_within_budget(
     else:
         share = cost.share(keep, budget_bytes)
     edges: dict[int, str] = {}
-    if share < TARGET_ELEMENTS and keep.sum() > THIN_ABOVE_TENSORS:
+    tight = share < TARGET_ELEMENTS
+    crowded = (max_requests is not None and keep.sum() > max_requests
+               and _requests(candidates, keep, share, refs[0], _runs(max_requests, int(keep.sum())), budget_bytes) > max_requests)
+    if (tight and keep.sum() > THIN_ABOVE_TENSORS) or crowded:
+        requests = SEAM_REQUESTS if tight else max_requests
+        if max_requests is not None:
+            requests = min(requests, max_requests)
         outside = sum(kinds[i].layer is None for i in np.flatnonzero(keep))  # embeddings, head...: a request each
-        thinned, edges = _seams(candidates, kinds, keep, refs[0], SEAM_REQUESTS - outside)
+        thinned, edges = _seams(candidates, kinds, keep, refs[0], requests - outside)
         sides = np.array([2 if edges.get(i) == "both" else 1 for i in range(len(candidates))], dtype=np.int64)
         share = cost.share(thinned, budget_bytes, sides)
+        why = ("the budget allows more elements per tensor that way" if tight
+               else f"{int(keep.sum())} tensors would each cost a request, over the ceiling of {max_requests} per model")
         notes.append(f"read {int(thinned.sum())} of {int(keep.sum())} tensors at seams between file neighbours, "
-                     f"about {SEAM_REQUESTS} requests, components and roles alternating across layers: the budget "
-                     "allows more elements per tensor that way, and each seam is one request")
+                     f"at most about {requests} requests, components and roles alternating across layers: {why}, "
+                     "and each seam is one request")
         keep = thinned
     return [(c, edges.get(i)) for i, (c, kept) in enumerate(zip(candidates, keep)) if kept], k, share
+
+
+def _runs(max_requests: int, tensors: int) -> int:
+    """Runs per tensor of a stratified plan of ``tensors`` tensors under a ceiling of requests."""
+    return max(1, min(MAX_RUNS, max_requests // max(tensors, 1)))
+
+
+def _requests(candidates: list[_Candidate], keep: np.ndarray, share: int, ref: str, runs: int, budget_bytes: int) -> int:
+    """Range requests the reader would make in model ``ref`` for a stratified plan of ``keep``.
+
+    As the reader does (:func:`~detectors.weights.sources.merge_ranges`): touching runs join, and
+    gaps are bridged with the budget the sample leaves (counted here at its floor, ``GAP_SHARE``),
+    so a budget that holds a small model whole reads it in a request or two.
+    """
+    from detectors.weights.sources import merge_ranges
+
+    ranges = []
+    for i in np.flatnonzero(keep):
+        _name, shape, metas, _scales = candidates[i]
+        m = metas.get(ref)
+        if m is not None:
+            w = m.itemsize
+            ranges += [(m.file, m.start + a * w, m.start + b * w) for a, b in element_ranges(shape, min(share, math.prod(shape)), runs)]
+    return len(merge_ranges(ranges, int(budget_bytes * GAP_SHARE / (1 - GAP_SHARE))))
 
 
 def _seams(candidates: list[_Candidate], kinds: list[TensorKind], keep: np.ndarray, layout: str,

@@ -43,11 +43,13 @@ def scan(
     endpoint: str | None = None,
     token: str | SecretStr | None = None,
     device: str | None = None,
+    max_requests: int | None = None,
 ) -> ScanResult:
     """Scan ``child`` against the candidates ``parents`` (+ ``base``, the declared shared ancestor).
 
     References are Hub ids ``org/name[@rev]`` or local directories and are echoed as given.
-    Defaults (budget, endpoint, token, device) come from :mod:`bot.settings`.
+    Defaults (budget, endpoint, token, device, the ceiling on range requests per model) come from
+    :mod:`bot.settings`; ``max_requests=0`` plans without a ceiling.
     Raises :class:`~detectors.errors.ProvbotError` subclasses for anything a user can cause.
     """
     from bot.settings import get_settings
@@ -67,7 +69,8 @@ def scan(
     sources = _open_all([child, *candidates], endpoint, token, settings.scan.concurrency)
     try:
         models = canonical_models(sources)
-        plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full)
+        ceiling = settings.scan.max_requests if max_requests is None else max_requests
+        plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full, max_requests=ceiling or None)
         stats = full_stats(sources, plan, dev, progress, settings.scan.compile) if full else _sampled_stats(sources, plan, dev, progress)
         # NaN/Inf anywhere (a broken or hostile file) would poison every fit: leave such tensors out.
         finite = np.isfinite(stats.gram).all(axis=(1, 2))

@@ -32,7 +32,13 @@ def test_a_merge_scanned_at_seams_has_the_weights_of_a_roomy_scan(tmp_path: Path
     assert any("seams between file neighbours" in n for n in tight.notes), tight.notes
     roomy = scan(p["merged"], parents=[p["tuned"], p["base"]], budget_mb=16)
     assert not any("seams between file neighbours" in n for n in roomy.notes)
-    for r in (tight, roomy):
+    # A ceiling on requests thins a roomy plan to seams as well: 2.4 MB of this 3 MB model reads
+    # 883 tensors in 72 requests without one.
+    free = scan(p["merged"], parents=[p["tuned"], p["base"]], budget_mb=2.4, max_requests=0)
+    capped = scan(p["merged"], parents=[p["tuned"], p["base"]], budget_mb=2.4, max_requests=40)
+    assert any("over the ceiling of 40" in n for n in capped.notes), capped.notes
+    assert free.requests[free.child] > 40 + 2 >= capped.requests[capped.child]  # the header reads are extra
+    for r in (tight, roomy, capped):
         assert (r.relation, r.method) == ("merge", "linear"), r.notes
         weights = {Path(x.ref).name: x.weight for x in r.parents}
         assert abs(weights["tuned"] - 0.6) < 0.005 and abs(weights["base"] - 0.4) < 0.005

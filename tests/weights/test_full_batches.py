@@ -117,7 +117,7 @@ def test_tight_budgets_thin_tensors_per_layer_but_keep_every_layer_and_role():
     # safetensors' own layout: tensors one after another in name order.
     metas = _laid_out(dict(sorted(moe_state(layers=40, experts=8).items())))
     models = {"child": metas, "parent": metas}
-    roomy = plan_sample(models, 64 * 2**20)
+    roomy = plan_sample(models, 64 * 2**20, max_requests=None)
     tight = plan_sample(models, 200_000)
     assert len(tight.tensors) < len(roomy.tensors) / 2
     assert any("alternating across layers" in n for n in tight.notes)
@@ -142,6 +142,34 @@ def test_tight_plans_read_seams_between_file_neighbours_in_few_requests():
     # A candidate with layers the child lacks: those are planned from the candidate's own layout.
     deeper = plan_sample({"child": metas, "parent": _laid_out(moe_state(layers=42, experts=8))}, budget)
     assert deeper.extra and all(list(t.metas) == ["parent"] for t in deeper.extra)
+
+
+def test_roomy_budgets_stay_within_the_ceiling_on_requests():
+    from detectors.weights.sources import merge_ranges
+
+    def requests(plan, budget):  # noqa: ANN001, ANN202
+        ranges = [("m.safetensors", t.metas["child"].start + 2 * a, t.metas["child"].start + 2 * b)
+                  for t in plan.tensors for a, b in t.ranges]
+        return len(merge_ranges(ranges, budget - plan.planned_bytes("child")))
+
+    metas = _laid_out(moe_state(layers=40, experts=8))  # 1,363 tensors, 1.5 MB
+    models = {"child": metas, "parent": metas}
+    budget, ceiling = 1_000_000, 100  # roomy: 643 tensors (8 experts per layer) in 154 requests
+    free = plan_sample(models, budget, max_requests=None)
+    capped = plan_sample(models, budget, max_requests=ceiling)
+    assert requests(free, budget) > ceiling >= requests(capped, budget)
+    assert any(f"over the ceiling of {ceiling}" in n for n in capped.notes), capped.notes
+    _assert_every_layer_and_role_read(capped, metas, 40)
+    # A plan within the ceiling is left as it is; so is a budget that holds the whole model (one request).
+    assert plan_sample(models, budget, max_requests=200).tensors == free.tensors
+    whole = plan_sample(models, 2_000_000, max_requests=ceiling)
+    assert len(whole.tensors) == len(metas) and requests(whole, 2_000_000) == 1
+    # A plan of few tensors keeps every tensor, in at most max_requests // tensors runs each.
+    big = {f"layers.{i}.mlp.up_proj.weight": TensorMeta(f"layers.{i}.mlp.up_proj.weight", "BF16", (1024, 1024), "m.safetensors",
+                                                       8 + i * 2**21, 8 + (i + 1) * 2**21) for i in range(10)}
+    runs = [len(t.ranges) for t in plan_sample({"child": big, "parent": big}, 4 * 2**20, max_requests=25).tensors]
+    assert len(runs) == 10 and max(runs) == 2
+    assert {len(t.ranges) for t in plan_sample({"child": big, "parent": big}, 4 * 2**20, max_requests=None).tensors} == {8}
 
 
 def test_layers_with_room_for_more_seams_read_every_component(monkeypatch):
