@@ -364,7 +364,48 @@ class TensorFit:
     n: int
 
 
-def _solve_many(gram: np.ndarray, n: np.ndarray, ref: int, eps: np.ndarray) -> list[TensorFit]:
+@dataclass
+class FitTable:
+    """The :class:`TensorFit` s of ``T`` tensors as columns (``fits[t]`` is tensor ``t``'s record).
+
+    ``r2`` is NaN where the record's is None (the child equals the reference).
+    """
+
+    weights: np.ndarray  # (T, k)
+    se: np.ndarray  # (T, k)
+    t: np.ndarray  # (T, k)
+    r2: np.ndarray  # (T,)
+    rss: np.ndarray  # (T,)
+    delta_ss: np.ndarray  # (T,)
+    n: np.ndarray  # (T,)
+
+    def __len__(self) -> int:
+        return len(self.n)
+
+    def __getitem__(self, i: int) -> TensorFit:
+        r2 = float(self.r2[i])
+        return TensorFit(self.weights[i], self.se[i], self.t[i], None if math.isnan(r2) else r2, float(self.rss[i]),
+                         float(self.delta_ss[i]), int(self.n[i]))
+
+    def __iter__(self) -> Iterator[TensorFit]:
+        return (self[i] for i in range(len(self)))
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> FitTable:
+        idx = np.asarray(rows, dtype=np.int64)
+        return FitTable(*(getattr(self, f.name)[idx] for f in fields(self)))
+
+    @staticmethod
+    def of(fits: Sequence[TensorFit], k: int) -> FitTable:
+        if not fits:
+            return FitTable(*(np.zeros((0, k)),) * 3, *(np.zeros(0),) * 3, np.zeros(0, dtype=np.int64))
+        return FitTable(
+            *(np.stack([getattr(f, name) for f in fits]) for name in ("weights", "se", "t")),
+            np.array([np.nan if f.r2 is None else f.r2 for f in fits]), np.array([f.rss for f in fits]),
+            np.array([f.delta_ss for f in fits]), np.array([f.n for f in fits], dtype=np.int64),
+        )
+
+
+def _solve_many(gram: np.ndarray, n: np.ndarray, ref: int, eps: np.ndarray) -> FitTable:
     """Fits of ``T`` tensors at once from their Grams (T, k+1, k+1), sizes (T,) and rounding steps (T,).
 
     One stacked pass (a verdict fits hundreds of tensors for several references and subsets);
@@ -404,10 +445,7 @@ def _solve_many(gram: np.ndarray, n: np.ndarray, ref: int, eps: np.ndarray) -> l
     with np.errstate(divide="ignore", invalid="ignore"):
         t[:, others] = np.where(se[:, others] > 0, weights[:, others] / se[:, others], 0.0)
         r2 = np.where(yy <= floor * n, np.nan, 1.0 - rss / yy)
-    return [
-        TensorFit(weights[i], se[i], t[i], None if np.isnan(r2[i]) else float(r2[i]), float(rss[i]), float(yy[i]), int(n[i]))
-        for i in range(len(n))
-    ]
+    return FitTable(weights, se, t, r2, rss, yy, np.asarray(n, dtype=np.int64))
 
 
 def fit_tensor(stats: TensorStats, ref: int, subset: str = "all") -> TensorFit:
@@ -419,10 +457,11 @@ def fit_tensor(stats: TensorStats, ref: int, subset: str = "all") -> TensorFit:
     return fit_tensors([stats], ref, subset)[0]
 
 
-def fit_tensors(stats: StatsTable | Sequence[TensorStats], ref: int, subset: str = "all") -> list[TensorFit]:
+def fit_tensors(stats: StatsTable | Sequence[TensorStats], ref: int, subset: str = "all") -> FitTable:
     """:func:`fit_tensor` of every tensor in ``stats``, solved in one stacked pass."""
     if len(stats) == 0:
-        return []
+        k = stats.k if isinstance(stats, StatsTable) else 0
+        return FitTable.of([], k)
     table = stats if isinstance(stats, StatsTable) else StatsTable.of(stats)
     if subset == "new":
         grams, n = table.gram_new, table.n_new
@@ -454,10 +493,11 @@ def fisher_z(r: float | np.ndarray, n: int | np.ndarray) -> float | np.ndarray:
     return float(z) if np.ndim(z) == 0 else z
 
 
-def stouffer(zs: Sequence[float]) -> float:
-    """Combine per-tensor z-scores: sum / sqrt(count)."""
-    zs = [z for z in zs if math.isfinite(z)]
-    return float(sum(zs) / math.sqrt(len(zs))) if zs else 0.0
+def stouffer(zs: Sequence[float] | np.ndarray) -> float:
+    """Combine per-tensor z-scores: sum / sqrt(count), leaving out non-finite ones."""
+    z = np.asarray(zs, dtype=float)
+    z = z[np.isfinite(z)]
+    return float(z.sum() / math.sqrt(len(z))) if len(z) else 0.0
 
 
 def robust_sd(values: np.ndarray) -> float:
@@ -479,25 +519,25 @@ class GroupFit:
     tensors: int
 
 
-def aggregate(fits: Sequence[TensorFit], k: int) -> GroupFit | None:
+def aggregate(fits: FitTable | Sequence[TensorFit], k: int) -> GroupFit | None:
     """Median weights, robust spread, 95% CI and Stouffer z over a group of tensor fits.
 
     CI half-width: ``1.96 * sqrt((1.2533 * spread)^2 + mean(se^2)) / sqrt(n)``: the standard error
     of a median of ``n`` values with robust sd ``spread``, plus the per-tensor estimation error
     (which keeps the interval honest when there are few tensors and zero spread).
     """
-    if not fits:
+    if len(fits) == 0:
         return None
-    w = np.stack([f.weights for f in fits])
-    se = np.stack([f.se for f in fits])
-    n = len(fits)
+    table = fits if isinstance(fits, FitTable) else FitTable.of(fits, k)
+    w, se, n = table.weights, table.se, len(table)
     med = np.median(w, axis=0)
     spread = np.array([robust_sd(w[:, i]) for i in range(k)])
     half = 1.96 * np.sqrt((1.2533 * spread) ** 2 + np.mean(se**2, axis=0)) / math.sqrt(n)
     ci = np.stack([med - half, med + half], axis=1)
-    den = sum(f.delta_ss for f in fits if f.r2 is not None)
-    r2 = None if den <= 0 else 1.0 - sum(f.rss for f in fits if f.r2 is not None) / den
-    z = np.array([stouffer([float(f.t[i]) for f in fits]) for i in range(k)])
+    fitted = ~np.isnan(table.r2)
+    den = float(table.delta_ss[fitted].sum())
+    r2 = None if den <= 0 else 1.0 - float(table.rss[fitted].sum()) / den
+    z = np.array([stouffer(table.t[:, i]) for i in range(k)])
     return GroupFit(med, spread, ci, r2, z, n)
 
 
@@ -511,7 +551,7 @@ class Lineage:
     layer: list[int | None]
     component: list[str]
     k: int
-    fits: dict[tuple[int, str], list[TensorFit]] = field(default_factory=dict)  # (ref, subset) -> fits
+    fits: dict[tuple[int, str], FitTable] = field(default_factory=dict)  # (ref, subset) -> fits
 
     def __post_init__(self) -> None:
         if not isinstance(self.stats, StatsTable):
@@ -523,7 +563,7 @@ class Lineage:
     def vector_idx(self) -> list[int]:
         return [i for i, m in enumerate(self.is_matrix) if not m]
 
-    def fits_for(self, ref: int, subset: str = "all") -> list[TensorFit]:
+    def fits_for(self, ref: int, subset: str = "all") -> FitTable:
         if (ref, subset) not in self.fits:
             self.fits[(ref, subset)] = fit_tensors(self.stats, ref, subset)
         return self.fits[(ref, subset)]
@@ -535,4 +575,5 @@ class Lineage:
 
     def group(self, ref: int, idx: Sequence[int], subset: str = "all") -> GroupFit | None:
         fits = self.fits_for(ref, subset)
-        return aggregate([fits[i] for i in idx if fits[i].n > self.k + 1], self.k)
+        rows = np.asarray(idx, dtype=np.int64)
+        return aggregate(fits.take(rows[fits.n[rows] > self.k + 1]), self.k)

@@ -19,6 +19,7 @@ The decision runs in a fixed order; each step is one documented test (see docs/s
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -62,37 +63,39 @@ def _f(x: float | None, digits: int = 4) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), digits)
 
 
-def slerp_t(s0: float, s1: float, theta: float) -> float:
-    """The SLERP t whose coefficients have the ratio ``s1 / s0`` at angle ``theta`` (bisection)."""
-    if s0 <= 0 or s1 <= 0 or theta <= 1e-6:
-        return min(max(s1 / (s0 + s1) if s0 + s1 else 0.5, 0.0), 1.0)
-    target = s1 / s0
-    lo, hi = 1e-9, 1 - 1e-9
+def slerp_t(s0: float | np.ndarray, s1: float | np.ndarray, theta: float | np.ndarray) -> float | np.ndarray:
+    """The SLERP t whose coefficients have the ratio ``s1 / s0`` at angle ``theta`` (bisection).
+
+    Element-wise over arrays (a verdict solves one per tensor, tens of thousands in a full read).
+    """
+    s0, s1, theta = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (s0, s1, theta)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Degenerate inputs: the linear share, clipped to [0, 1].
+        out = np.array(np.clip(np.where(s0 + s1 != 0, s1 / (s0 + s1), 0.5), 0.0, 1.0), dtype=float)
+        ok = (s0 > 0) & (s1 > 0) & (theta > 1e-6)
+        target, th = s1[ok] / s0[ok], theta[ok]
+    lo, hi = np.full(target.shape, 1e-9), np.full(target.shape, 1 - 1e-9)
     for _ in range(60):
         mid = (lo + hi) / 2
-        if math.sin(mid * theta) / math.sin((1 - mid) * theta) < target:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+        below = np.sin(mid * th) / np.sin((1 - mid) * th) < target
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    out[ok] = (lo + hi) / 2
+    return float(out) if out.ndim == 0 else out
 
 
 def _slerp_better(lin: Lineage, ref: int, i: int, j: int, idx: Sequence[int]) -> tuple[bool, str]:
     """Do the per-tensor coefficient sums follow the SLERP prediction from the angle better than 1?"""
-    fits = lin.fits_for(ref)
-    dev_lin, dev_slerp, se_sum = [], [], []
-    for t in idx:
-        f, g = fits[t], lin.stats.gram[t]
-        s0, s1 = float(f.weights[i]), float(f.weights[j])
-        cos = g[1 + i, 1 + j] / math.sqrt(max(g[1 + i, 1 + i] * g[1 + j, 1 + j], 1e-300))
-        theta = math.acos(min(max(cos, -1.0), 1.0))
-        if theta < 1e-3 or s0 <= 0 or s1 <= 0:
-            continue
-        tt = slerp_t(s0, s1, theta)
-        pred = (math.sin((1 - tt) * theta) + math.sin(tt * theta)) / math.sin(theta)
-        dev_lin.append(abs(s0 + s1 - 1))
-        dev_slerp.append(abs(s0 + s1 - pred))
-        se_sum.append(math.hypot(f.se[i], f.se[j]))
+    rows = np.asarray(idx, dtype=np.int64)
+    fits = lin.fits_for(ref).take(rows)
+    g = lin.stats.gram[rows]
+    s0, s1, se_sum = fits.weights[:, i], fits.weights[:, j], np.hypot(fits.se[:, i], fits.se[:, j])
+    cos = g[:, 1 + i, 1 + j] / np.sqrt(np.maximum(g[:, 1 + i, 1 + i] * g[:, 1 + j, 1 + j], 1e-300))
+    theta = np.arccos(np.clip(cos, -1.0, 1.0))
+    keep = (theta >= 1e-3) & (s0 > 0) & (s1 > 0)
+    s0, s1, theta, se_sum = s0[keep], s1[keep], theta[keep], se_sum[keep]
+    tt = slerp_t(s0, s1, theta)
+    pred = (np.sin((1 - tt) * theta) + np.sin(tt * theta)) / np.sin(theta)
+    dev_lin, dev_slerp = np.abs(s0 + s1 - 1), np.abs(s0 + s1 - pred)
     if len(dev_lin) < 2:
         return False, "too few tensors with a measurable angle to test SLERP"
     lin_dev, sl_dev, se = (float(np.median(x)) for x in (dev_lin, dev_slerp, se_sum))
@@ -110,13 +113,18 @@ def _group_weights(g: GroupFit | None, refs: Sequence[str]) -> dict[str, float]:
 def _breakdown(lin: Lineage, ref: int, refs: Sequence[str], subset: str, verdict: Verdict) -> None:
     """Per-layer and per-component fits (2-D tensors), weight spreads, and the 1-D tensors apart."""
     mats = lin.matrix_idx()
-    layers = sorted({lin.layer[i] for i in mats if lin.layer[i] is not None})
-    for layer in layers:
-        g = lin.group(ref, [i for i in mats if lin.layer[i] == layer], subset)
+    by_layer: dict[int, list[int]] = defaultdict(list)
+    by_component: dict[str, list[int]] = defaultdict(list)
+    for i in mats:
+        if lin.layer[i] is not None:
+            by_layer[lin.layer[i]].append(i)
+        by_component[lin.component[i]].append(i)
+    for layer in sorted(by_layer):
+        g = lin.group(ref, by_layer[layer], subset)
         if g is not None:
             verdict.layers.append(LayerFit(layer=layer, weights=_group_weights(g, refs), r2=_f(g.r2)))
-    for comp in sorted({lin.component[i] for i in mats}):
-        g = lin.group(ref, [i for i in mats if lin.component[i] == comp], subset)
+    for comp in sorted(by_component):
+        g = lin.group(ref, by_component[comp], subset)
         if g is not None:
             verdict.components.append(ComponentFit(component=comp, tensors=g.tensors, weights=_group_weights(g, refs), r2=_f(g.r2)))
     g = lin.group(ref, mats, subset)
@@ -255,9 +263,9 @@ def _rounding_share(lin: Lineage, ref: int, idx: Sequence[int]) -> float:
     Rounding x to a format with relative step ``eps`` (2^-8 for bf16) leaves an error of variance
     about ``eps^2 x^2 / 4`` (ulp^2/12 averaged over the mantissa), which no fit can explain.
     """
-    fits = lin.fits_for(ref)
-    noise = float(np.sum(0.25 * lin.stats.eps[idx] ** 2 * lin.stats.gram[idx, 0, 0]))
-    delta = sum(fits[t].delta_ss for t in idx if fits[t].r2 is not None)
+    fits, rows = lin.fits_for(ref), np.asarray(idx, dtype=np.int64)
+    noise = float(np.sum(0.25 * lin.stats.eps[rows] ** 2 * lin.stats.gram[rows, 0, 0]))
+    delta = float(np.sum(fits.delta_ss[rows], where=~np.isnan(fits.r2[rows])))
     return noise / delta if delta > 0 else 0.0
 
 

@@ -449,9 +449,10 @@ def _choose_within_budget(
         share = cost.share(keep, budget_bytes)
     edges: dict[int, str] = {}
     tight = share < TARGET_ELEMENTS
-    crowded = (max_requests is not None and keep.sum() > max_requests
+    thin_tight = tight and keep.sum() > THIN_ABOVE_TENSORS
+    crowded = (not thin_tight and max_requests is not None and keep.sum() > max_requests
                and _requests(candidates, keep, share, refs[0], _runs(max_requests, int(keep.sum())), budget_bytes) > max_requests)
-    if (tight and keep.sum() > THIN_ABOVE_TENSORS) or crowded:
+    if thin_tight or crowded:
         requests = SEAM_REQUESTS if tight else max_requests
         if max_requests is not None:
             requests = min(requests, max_requests)

@@ -89,6 +89,13 @@ def test_slerp_t_inverts_the_coefficient_ratio(t):
     assert slerp_t(s0, s1, theta) == pytest.approx(t, abs=1e-6)
 
 
+def test_slerp_t_over_arrays_is_element_wise_with_the_degenerate_cases():
+    s0, s1, theta = np.array([0.7, 0.5, 0.0, -1.0, 0.4]), np.array([0.3, 0.5, 0.0, 2.0, 0.6]), np.array([0.5, 0.2, 0.3, 0.3, 0.0])
+    got = slerp_t(s0, s1, theta)
+    assert list(got) == [slerp_t(float(a), float(b), float(c)) for a, b, c in zip(s0, s1, theta)]
+    assert list(got[2:]) == [0.5, 1.0, 0.6]  # no coefficients, a negative one, no angle: the clipped linear share
+
+
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16, torch.float16])
 def test_batched_stats_equal_one_at_a_time_and_direct_counts(dtype):
     from detectors.weights.fit import batch_stats

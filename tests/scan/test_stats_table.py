@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from detectors.weights.fit import BatchSums, StatsTable, batch_sums, fit_tensors, pearson, rel_distance, tensor_stats
+from detectors.weights.fit import (BatchSums, FitTable, StatsTable, TensorFit, aggregate, batch_sums, fit_tensors, pearson,
+                                  rel_distance, tensor_stats)
 
 
 def _records(seed: int = 0, tensors: int = 5):
@@ -51,6 +52,13 @@ def test_column_statistics_and_fits_equal_the_per_record_ones():
             by_records = fit_tensors(recs, ref, subset)
             for x, y in zip(by_table, by_records):
                 assert np.allclose(x.weights, y.weights) and np.allclose(x.se, y.se) and x.n == y.n
+    # Aggregates of the column fits equal those of the records, and a tensor with r2 None stays out of R^2.
+    fits = fit_tensors(table, 2)
+    records = list(fits)
+    records[0] = TensorFit(records[0].weights, records[0].se, records[0].t, None, 1e9, 1e9, records[0].n)
+    by_rows, by_list = aggregate(FitTable.of(records, 3), 3), aggregate(records, 3)
+    assert by_rows.r2 == pytest.approx(by_list.r2) and by_rows.r2 == pytest.approx(aggregate(records[1:], 3).r2)
+    assert np.allclose(by_rows.ci, by_list.ci) and np.allclose(by_rows.z, by_list.z)
     # Where the child is not a copy of the base, it is the merge: the table's fit finds its weights.
     assert fit_tensors(table, 2, "new")[0].weights[:2] == pytest.approx([0.3, 0.7], abs=0.01)
 
