@@ -28,10 +28,11 @@ import torch
 
 from detectors.errors import WeightFormatError
 from detectors.weights.buffers import join
+from detectors.weights.byte_ranges import ByteRange
 from detectors.weights.keys import canonical_tensors
 from detectors.weights.safetensors_format import TensorMeta, decode, view
 from detectors.weights.sampling import SamplePlan, TensorPlan
-from detectors.weights.sources import ByteRange, WeightSource
+from detectors.weights.sources import WeightSource
 
 #: Full reads stream big tensors in chunks of at most this many elements (32 MiB as bf16).
 FULL_CHUNK_ELEMENTS = 16 * 2**20

@@ -33,6 +33,7 @@ from itertools import combinations
 import numpy as np
 
 from detectors.errors import ShapeMismatchError
+from detectors.weights.byte_ranges import merge_ranges
 from detectors.weights.keys import (
     TensorKind,
     align_tied_heads,
@@ -477,12 +478,10 @@ def _runs(max_requests: int, tensors: int) -> int:
 def _requests(candidates: list[_Candidate], keep: np.ndarray, share: int, ref: str, runs: int, budget_bytes: int) -> int:
     """Range requests the reader would make in model ``ref`` for a stratified plan of ``keep``.
 
-    As the reader does (:func:`~detectors.weights.sources.merge_ranges`): touching runs join, and
+    As the reader does (:func:`~detectors.weights.byte_ranges.merge_ranges`): touching runs join, and
     gaps are bridged with the budget the sample leaves (counted here at its floor, ``GAP_SHARE``),
     so a budget that holds a small model whole reads it in a request or two.
     """
-    from detectors.weights.sources import merge_ranges
-
     ranges = []
     for i in np.flatnonzero(keep):
         _name, shape, metas, _scales = candidates[i]

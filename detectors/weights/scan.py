@@ -1,8 +1,8 @@
 """``scan()``: read the same sampled elements of a child and its candidate parents, fit, classify.
 
 >>> from detectors import scan                                   # doctest: +SKIP
->>> r = scan("org/child", parents=["org/a", "org/b"], base="org/base")
->>> r.relation, r.method, [(p.ref, p.weight) for p in r.parents]
+>>> r = scan("org/child", parents=["org/a", "org/b"], base="org/base")   # doctest: +SKIP
+>>> r.relation, r.method, [(p.ref, p.weight) for p in r.parents]        # doctest: +SKIP
 ('merge', 'linear', [('org/a', 0.6), ('org/b', 0.4)])
 """
 

@@ -13,7 +13,6 @@ redirects followed) and retry 429/5xx/timeouts a bounded number of times.
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from pydantic import SecretStr
 
 from detectors.errors import AccessDeniedError, NotFoundError, ProvbotError, RemoteError, WeightFormatError
 from detectors.weights.buffers import join, read_buffer
+from detectors.weights.byte_ranges import ByteRange, containing, merge_ranges
 from detectors.weights.safetensors_format import MAX_HEADER_BYTES, TensorMeta, header_length, parse_header
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ MAX_JSON_BYTES = 50_000_000
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 
-ByteRange = tuple[str, int, int]  # (file, start, end_exclusive)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -148,12 +147,12 @@ class WeightSource(ABC):
         got = self._map(lambda r: self._read_one(*r) if r[2] > r[1] else b"", pieces)
         parts: dict[ByteRange, list[bytes]] = {}
         for piece, blob in zip(pieces, got):
-            parts.setdefault(_containing(merged, *piece), []).append(blob)
+            parts.setdefault(containing(merged, *piece), []).append(blob)
         blobs = [join(parts.get(span, [b""])) for span in merged]
         index = {r: (blob, r[1]) for r, blob in zip(merged, blobs)}
         out = []
         for file, start, end in ranges:
-            span = _containing(merged, file, start, end)
+            span = containing(merged, file, start, end)
             blob, base = index[span]
             # A range that is its whole span is passed on as it is: full reads move gigabytes.
             out.append(blob if (start, end) == (base, base + len(blob)) else blob[start - base : end - base])
@@ -177,47 +176,6 @@ def _split(span: ByteRange, size: int | None) -> list[ByteRange]:
     if size is None or e - s <= size:
         return [span]
     return [(f, a, min(e, a + size)) for a in range(s, e, size)]
-
-
-def merge_ranges(ranges: Sequence[ByteRange], gap_bytes: int = 0) -> list[ByteRange]:
-    """Sorted spans covering ``ranges``: touching ones joined, then the smallest gaps bridged
-    while the bridged bytes total at most ``gap_bytes``.
-
-    >>> merge_ranges([("f", 0, 10), ("f", 10, 20), ("f", 25, 30), ("f", 100, 110)], gap_bytes=5)
-    [('f', 0, 30), ('f', 100, 110)]
-    """
-    spans = sorted({(f, s, e) for f, s, e in ranges})
-    out: list[ByteRange] = []
-    for f, s, e in spans:
-        if out and out[-1][0] == f and s <= out[-1][2]:
-            pf, ps, pe = out[-1]
-            out[-1] = (pf, ps, max(pe, e))
-        else:
-            out.append((f, s, e))
-    if gap_bytes <= 0 or len(out) < 2:
-        return out
-    gaps = sorted((b[1] - a[2], i) for i, (a, b) in enumerate(zip(out, out[1:])) if a[0] == b[0])
-    bridge: set[int] = set()
-    spent = 0
-    for gap, i in gaps:
-        if spent + gap > gap_bytes:
-            break
-        spent += gap
-        bridge.add(i)
-    joined: list[ByteRange] = [out[0]]
-    for i, span in enumerate(out[1:]):
-        if i in bridge:
-            joined[-1] = (joined[-1][0], joined[-1][1], span[2])
-        else:
-            joined.append(span)
-    return joined
-
-
-def _containing(merged: list[ByteRange], file: str, start: int, end: int) -> ByteRange:
-    i = bisect.bisect_right(merged, (file, start, float("inf"))) - 1
-    span = merged[i]
-    assert span[0] == file and span[1] <= start and end <= span[2]
-    return span
 
 
 _SHARD_RE = re.compile(r"model-(\d{5})-of-(\d{5})\.safetensors")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
-
 import numpy as np
 import pytest
 import torch
@@ -77,9 +74,3 @@ def test_joined_batches_come_in_the_order_asked_for_with_chunks_summed():
         BatchSums.cat([first], ["a", "b", "c"], into=["a", "b", "c", "e"])
     with pytest.raises(KeyError, match="c"):
         BatchSums.cat([first], ["a", "b", "c"], into=["a", "b"])
-
-
-@pytest.mark.parametrize("name", ["detectors.weights.fit", "detectors.weights.kernels", "detectors.weights.relation"])
-def test_docstring_examples(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.attempted > 0 and result.failed == 0

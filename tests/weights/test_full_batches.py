@@ -127,7 +127,7 @@ def test_tight_budgets_thin_tensors_per_layer_but_keep_every_layer_and_role():
 
 def test_tight_plans_read_seams_between_file_neighbours_in_few_requests():
     from detectors.weights.sampling import GAP_SHARE, SEAM_REQUESTS
-    from detectors.weights.sources import merge_ranges
+    from detectors.weights.byte_ranges import merge_ranges
 
     metas = _laid_out(moe_state(layers=40, experts=8))
     budget = 200_000
@@ -145,7 +145,7 @@ def test_tight_plans_read_seams_between_file_neighbours_in_few_requests():
 
 
 def test_roomy_budgets_stay_within_the_ceiling_on_requests():
-    from detectors.weights.sources import merge_ranges
+    from detectors.weights.byte_ranges import merge_ranges
 
     def requests(plan, budget):  # noqa: ANN001, ANN202
         ranges = [("m.safetensors", t.metas["child"].start + 2 * a, t.metas["child"].start + 2 * b)

@@ -103,7 +103,7 @@ def test_moe_sample_reads_same_positions_from_both_models(tmp_path):
 
 
 def test_merge_ranges_bridges_smallest_gaps_within_allowance():
-    from detectors.weights.sources import merge_ranges
+    from detectors.weights.byte_ranges import merge_ranges
 
     ranges = [("a", 0, 10), ("a", 10, 20), ("a", 23, 30), ("a", 40, 50), ("b", 50, 60), ("a", 5, 12)]
     assert merge_ranges(ranges) == [("a", 0, 20), ("a", 23, 30), ("a", 40, 50), ("b", 50, 60)]

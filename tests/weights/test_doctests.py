@@ -1,0 +1,17 @@
+"""The examples in the weight modules' docstrings run and stay true."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["fit", "kernels", "relation", "byte_ranges", "sampling", "keys", "layers", "safetensors_format", "reader",
+           "sources", "buffers", "gc_pause"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(f"detectors.weights.{name}"))
+    assert result.attempted > 0 and result.failed == 0
