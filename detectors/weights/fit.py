@@ -159,6 +159,10 @@ class StatsTable:
         idx = np.asarray(rows, dtype=np.int64)
         return StatsTable(*(getattr(self, f.name)[idx] for f in fields(self)))
 
+    def eq_shares(self) -> np.ndarray:
+        """(T, k): share of each tensor's elements on which the child equals each candidate."""
+        return self.eq / np.maximum(self.n, 1)[:, None]
+
     def sparse_shares(self) -> np.ndarray:
         """(T, k): :meth:`TensorStats.sparse_share` of every tensor and candidate."""
         return self.eq_big / np.maximum(self.n_big, 1.0)

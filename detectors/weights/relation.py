@@ -164,7 +164,7 @@ def classify(
     if not mats or lin.k == 0:
         return Verdict("inconclusive", notes=["no 2-D tensor could be compared"])
     stats = lin.stats.take(mats)
-    eq_share = stats.eq / np.maximum(stats.n, 1)[:, None]  # (tensors, k)
+    eq_share = stats.eq_shares()  # (tensors, k)
     # Sparse-merge evidence counts only elements a dense merge would have moved (see fit.TensorStats).
     sparse_share = stats.sparse_shares()
     r = pearson(stats)

@@ -61,6 +61,9 @@ def scan(
         raise ProvbotError("give at least one candidate parent (--parent or --base)")
     if child in candidates:
         raise ProvbotError(f"{child} is both the child and a candidate")
+    ceiling = settings.scan.max_requests if max_requests is None else max_requests
+    if ceiling < 0:
+        raise ProvbotError(f"max_requests must be 0 (no ceiling) or more, not {ceiling}")
     endpoint = endpoint or settings.hub_endpoint
     token = token if token is not None else settings.hub_token
     budget = (budget_mb if budget_mb is not None else settings.scan.budget_mb) * 2**20
@@ -69,7 +72,6 @@ def scan(
     sources = _open_all([child, *candidates], endpoint, token, settings.scan.concurrency)
     try:
         models = canonical_models(sources)
-        ceiling = settings.scan.max_requests if max_requests is None else max_requests
         plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full, max_requests=ceiling or None)
         stats = full_stats(sources, plan, dev, progress, settings.scan.compile) if full else _sampled_stats(sources, plan, dev, progress)
         # NaN/Inf anywhere (a broken or hostile file) would poison every fit: leave such tensors out.
@@ -173,8 +175,7 @@ def _maybe_passthrough(lin: Lineage, child_layers: int, parent_layers: dict[str,
     mats = lin.matrix_idx()
     if not mats:
         return False
-    st = lin.stats.take(mats)
-    copied = st.eq / np.maximum(st.n, 1)[:, None] >= COPY_EQUAL_SHARE
+    copied = lin.stats.take(mats).eq_shares() >= COPY_EQUAL_SHARE
     share = copied.mean(axis=0)
     return bool(np.any(copied.any(axis=1)) and np.all(share < 0.95) and copied.any(axis=1).mean() > 0.5)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from detectors import scan
+from detectors.errors import ProvbotError
 from tests.weights.builders import moe_state, write_model
 
 TIGHT_MB = 0.1
@@ -38,6 +40,8 @@ def test_a_merge_scanned_at_seams_has_the_weights_of_a_roomy_scan(tmp_path: Path
     capped = scan(p["merged"], parents=[p["tuned"], p["base"]], budget_mb=2.4, max_requests=40)
     assert any("over the ceiling of 40" in n for n in capped.notes), capped.notes
     assert free.requests[free.child] > 40 + 2 >= capped.requests[capped.child]  # the header reads are extra
+    with pytest.raises(ProvbotError, match="max_requests must be 0"):
+        scan(p["merged"], parents=[p["tuned"]], max_requests=-1)
     for r in (tight, roomy, capped):
         assert (r.relation, r.method) == ("merge", "linear"), r.notes
         weights = {Path(x.ref).name: x.weight for x in r.parents}

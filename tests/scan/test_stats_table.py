@@ -26,12 +26,13 @@ def test_rows_of_a_table_are_its_records_and_take_concat_reorder_them():
     recs = _records()
     table = StatsTable.of(recs)
     assert len(table) == 5 and table.k == 3
-    shares = table.sparse_shares()
+    shares, eq_shares = table.sparse_shares(), table.eq_shares()
     for i, (rec, row) in enumerate(zip(recs, table)):
         for name in ("gram", "sums", "eq", "absdiff_eq", "absdiff_ne", "gram_new", "eq_big", "n_big"):
             assert np.array_equal(getattr(rec, name), getattr(row, name)), name
         assert (rec.n, rec.n_new, rec.eps) == (row.n, row.n_new, row.eps)
         assert [rec.sparse_share(j) for j in range(3)] == pytest.approx(list(shares[i]))
+        assert list(rec.eq / rec.n) == pytest.approx(list(eq_shares[i]))
     shuffled = StatsTable.concat([table.take([4, 2]), table.take([0, 3, 1])])
     back = shuffled.take(np.argsort([4, 2, 0, 3, 1]))
     assert np.array_equal(back.gram, table.gram) and np.array_equal(back.n_new, table.n_new)
