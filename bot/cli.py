@@ -65,14 +65,17 @@ def main() -> None:
     except typer.Abort:
         typer.echo("error: aborted", err=True)
         sys.exit(1)
-    except Exception as exc:  # click usage errors and the like
+    except Exception as exc:  # usage errors: typer's own copy of click raises typer.TyperException
         import click
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-
+        if not isinstance(exc, (typer.TyperException, click.ClickException)):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `provbot` or a group alone: its help
+            exc.show()  # type: ignore[union-attr]
+            sys.exit(0)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"error: {message} (see --help)", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
 
 if __name__ == "__main__":
     main()

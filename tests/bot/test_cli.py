@@ -96,3 +96,30 @@ def test_provbot_run_serves_health_and_metrics_and_stops_on_sigterm(hub, tmp_pat
     assert proc.returncode == 0, output
     assert "provbot running in review mode" in output
     assert "hf_RunTokenShouldNotLeak12345" not in output and "s3cret-hook" not in output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["scan"], "Missing argument 'child'"),
+        (["scan", "x", "--bogus"], "No such option: --bogus"),
+        (["scan", "x", "--parent", "y", "--budget-mb", "0"], "Invalid value for '--budget-mb'"),
+        (["scan", "x", "--parent", "y", "--max-requests", "-1"], "Invalid value for '--max-requests'"),
+        (["no-such-command"], "No such command"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], needle: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+                          env=dict(os.environ, HF_HUB_DISABLE_TELEMETRY="1"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+    assert proc.stdout == ""
+
+
+def test_no_command_prints_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bot.cli"], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+                          env=dict(os.environ, HF_HUB_DISABLE_TELEMETRY="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage:" in proc.stdout + proc.stderr and "scan" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
