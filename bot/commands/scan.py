@@ -3,7 +3,7 @@
 Example::
 
     provbot scan acme/rio --parent nex-agi/nex --parent qwen/qwen --json
-    provbot scan ./child --parent ./a --parent ./b --base ./base --budget-mb 16
+    provbot scan ./child --parent ./a --parent ./b --base ./base --budget-mb 16 --max-requests 64
 
 With ``--json`` stdout holds exactly one JSON object (the ``ScanResult`` schema); otherwise a
 readable report. The progress bar goes to stderr, and only when stderr is a terminal.
@@ -28,6 +28,9 @@ def scan_command(
     budget_mb: float | None = typer.Option(None, "--budget-mb", min=0.001, help="Bytes read per model (MiB)."),
     full: bool = typer.Option(False, "--full", help="Read every element (streams; CUDA when present)."),
     endpoint: str | None = typer.Option(None, "--endpoint", help="Hub endpoint (default: settings / PROVBOT_HUB_ENDPOINT)."),
+    max_requests: int | None = typer.Option(
+        None, "--max-requests", min=0,
+        help="Most range requests per model for a sampled read (0: no ceiling; default: settings, 256)."),
 ) -> None:
     """Decide whether CHILD is a copy, fine-tune or merge of the candidates, from its weights.
 
@@ -41,8 +44,10 @@ def scan_command(
         if not parent and base is None:
             from bot.index.autoscan import scan_with_index
 
-            return scan_with_index(child, budget_mb=budget_mb, full=full, endpoint=endpoint, progress=progress)[1]
-        return scan(child, parent, base=base, budget_mb=budget_mb, full=full, progress=progress, endpoint=endpoint)
+            return scan_with_index(child, budget_mb=budget_mb, full=full, endpoint=endpoint, progress=progress,
+                                   max_requests=max_requests)[1]
+        return scan(child, parent, base=base, budget_mb=budget_mb, full=full, progress=progress, endpoint=endpoint,
+                    max_requests=max_requests)
 
     err = Console(stderr=True)
     if not json_out and err.is_terminal:

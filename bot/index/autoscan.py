@@ -26,6 +26,7 @@ def scan_with_index(
     token: str | SecretStr | None = None,
     progress=None,
     record: bool = True,
+    max_requests: int | None = None,
 ) -> tuple[CandidateReport, ScanResult]:
     """Select candidates for ``child`` and scan it against them.
 
@@ -47,7 +48,7 @@ def scan_with_index(
         return report, ScanResult(child=child, relation="inconclusive", notes=[f"candidate search: {report.inconclusive}"])
     parents = [r for r in report.chosen if r != report.base]
     result = scan(child, parents, base=report.base, budget_mb=budget_mb, full=full, progress=progress,
-                  endpoint=endpoint, token=token)
+                  endpoint=endpoint, token=token, max_requests=max_requests)
     result.notes.append(f"candidates chosen by the index ({report.match} family of {report.family_size}): "
                         f"{', '.join(report.chosen)}")
     if record:

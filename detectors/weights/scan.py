@@ -64,6 +64,8 @@ def scan(
     ceiling = settings.scan.max_requests if max_requests is None else max_requests
     if ceiling < 0:
         raise ProvbotError(f"max_requests must be 0 (no ceiling) or more, not {ceiling}")
+    if budget_mb is not None and not budget_mb > 0:  # NaN too
+        raise ProvbotError(f"budget_mb must be more than 0, not {budget_mb}")
     endpoint = endpoint or settings.hub_endpoint
     token = token if token is not None else settings.hub_token
     budget = (budget_mb if budget_mb is not None else settings.scan.budget_mb) * 2**20

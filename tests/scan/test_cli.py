@@ -43,6 +43,15 @@ def test_json_is_exactly_one_object(model_zoo):
     assert obj["bytes_read"][child] <= 0.1 * 2**20 + 50_000  # budget plus headers
 
 
+def test_max_requests_caps_the_requests_per_model(model_zoo):
+    child, a, b = (str(model_zoo.path(n)) for n in ("llama_linear", "llama_a", "llama_b"))
+    common = (child, "--parent", a, "--parent", b, "--json", "--budget-mb", "0.1")
+    free, capped = (json.loads(run_cli(*common, "--max-requests", m).stdout) for m in ("0", "8"))
+    assert capped["requests"][child] <= 8 + 1 < free["requests"][child]  # + the header read
+    assert (capped["relation"], capped["method"]) == (free["relation"], free["method"]) == ("merge", "linear")
+    assert [p["weight"] for p in capped["parents"]] == pytest.approx([0.6, 0.4], abs=0.01)
+
+
 def test_readable_report(model_zoo):
     child, a, base = (str(model_zoo.path(n)) for n in ("llama_c", "llama_a", "llama_base"))
     proc = run_cli(child, "--parent", a, "--base", base)

@@ -42,6 +42,9 @@ def test_a_merge_scanned_at_seams_has_the_weights_of_a_roomy_scan(tmp_path: Path
     assert free.requests[free.child] > 40 + 2 >= capped.requests[capped.child]  # the header reads are extra
     with pytest.raises(ProvbotError, match="max_requests must be 0"):
         scan(p["merged"], parents=[p["tuned"]], max_requests=-1)
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ProvbotError, match="budget_mb must be more than 0"):
+            scan(p["merged"], parents=[p["tuned"]], budget_mb=bad)
     for r in (tight, roomy, capped):
         assert (r.relation, r.method) == ("merge", "linear"), r.notes
         weights = {Path(x.ref).name: x.weight for x in r.parents}
