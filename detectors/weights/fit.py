@@ -504,6 +504,18 @@ def stouffer(zs: Sequence[float] | np.ndarray) -> float:
     return float(z.sum() / math.sqrt(len(z))) if len(z) else 0.0
 
 
+def stouffer_columns(zs: np.ndarray) -> np.ndarray:
+    """:func:`stouffer` of each column of ``zs`` (tensors x candidates).
+
+    >>> stouffer_columns(np.array([[1.0, np.nan], [3.0, np.inf]]))
+    array([2.82842712, 0.        ])
+    """
+    finite = np.isfinite(zs)
+    count = finite.sum(axis=0)
+    total = np.where(finite, zs, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.sqrt(np.maximum(count, 1)), 0.0)
+
+
 def robust_sd(values: np.ndarray) -> float:
     """1.4826 * median absolute deviation: the sd for normal data, unmoved by a few outliers."""
     if len(values) == 0:
@@ -535,14 +547,13 @@ def aggregate(fits: FitTable | Sequence[TensorFit], k: int) -> GroupFit | None:
     table = fits if isinstance(fits, FitTable) else FitTable.of(fits, k)
     w, se, n = table.weights, table.se, len(table)
     med = np.median(w, axis=0)
-    spread = np.array([robust_sd(w[:, i]) for i in range(k)])
+    spread = 1.4826 * np.median(np.abs(w - med), axis=0)  # robust_sd of each column
     half = 1.96 * np.sqrt((1.2533 * spread) ** 2 + np.mean(se**2, axis=0)) / math.sqrt(n)
     ci = np.stack([med - half, med + half], axis=1)
     fitted = ~np.isnan(table.r2)
     den = float(table.delta_ss[fitted].sum())
     r2 = None if den <= 0 else 1.0 - float(table.rss[fitted].sum()) / den
-    z = np.array([stouffer(table.t[:, i]) for i in range(k)])
-    return GroupFit(med, spread, ci, r2, z, n)
+    return GroupFit(med, spread, ci, r2, stouffer_columns(table.t), n)
 
 
 @dataclass

@@ -14,8 +14,11 @@ TensorKind(layer=3, component='expert', expert=17)
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from collections.abc import Iterable, Sequence
+from functools import lru_cache, partial
 from typing import NamedTuple, TypeVar
+
+import numpy as np
 
 from detectors.errors import WeightFormatError
 
@@ -134,7 +137,20 @@ def canonical_tensors(tensors: dict[str, T], source: str = "model") -> dict[str,
 @lru_cache(maxsize=8)
 def _canonical_names(raw: tuple[str, ...]) -> tuple[str, ...]:
     # By the whole name list: a child and its candidates, saved by one library, mostly share it.
-    return tuple(map(canonical_name, raw))
+    joined = "\n" + "\n".join(raw)
+    if joined.count("\n") != len(raw):  # a name with a line break: one by one
+        return tuple(map(canonical_name, raw))
+    # One substitution over all names at once (each name starts after a line break): in C,
+    # where one call per name cost 15-25 ms of a first scan of 18,867 names.
+    names = _PREFIX_RUN_LINES.sub("\n", joined)[1:].split("\n")
+    if not _HEAD_ALIASES_SET.isdisjoint(names):
+        names = [HEAD_NAME if n in _HEAD_ALIASES_SET else n for n in names]
+    return tuple(names)
+
+
+# _PREFIX_RUN for every line of a joined name list ("." does not match the line break either).
+_PREFIX_RUN_LINES = re.compile("\n(?:(?:" + "|".join(map(re.escape, _PREFIXES)) + ")(?=.))+")
+_HEAD_ALIASES_SET = frozenset(_HEAD_ALIASES)
 
 
 def embedding_name(names: set[str] | dict[str, object]) -> str | None:
@@ -198,6 +214,8 @@ def classify(name: str) -> TensorKind:
     >>> classify("lm_head.weight")
     TensorKind(layer=None, component='head', expert=None)
     """
+    if "#" in name:  # it would pass for a template of another name ("layers.#.x" for "layers.1.x")
+        return _classify(name)
     parts = _INDEX.split(name)
     template = "#".join(parts[0::2])
     spec = _TEMPLATES.get(template)
@@ -256,3 +274,104 @@ def _classify(name: str) -> TensorKind:
     if _MLP.search(name):
         return TensorKind(layer, "mlp")
     return TensorKind(layer, "other")
+
+
+# Every digit as "#": names that differ only in their digits have one *shape* (and one length).
+_DIGITS = str.maketrans("0123456789", "#" * 10)
+# Digit runs longer than this are not parsed in bulk (int64 columns; hostile headers hold anything).
+_MAX_BULK_DIGITS = 9
+_NONE = -1
+
+
+class KindColumns(NamedTuple):
+    """:func:`classify` of many names as columns: ``layer`` and ``expert`` ids (-1 for None), ``component``."""
+
+    layer: np.ndarray
+    component: np.ndarray
+    expert: np.ndarray
+
+
+@lru_cache(maxsize=8)  # by the whole name list, like _canonical_names: models of one scan share it
+def kind_columns(names: tuple[str, ...]) -> KindColumns:
+    """:func:`classify` of every name, computed in bulk.
+
+    A large MoE has ~10^5 names but a few dozen shapes (names with their digits masked). Each
+    shape is classified once; when its digit runs are whole dotted components, the layer and
+    expert numbers sit at the same characters in every name of that shape and are read for all
+    of them at once. Other shapes (``w1``, ``ln_2``: digits inside a module name can change the
+    component) are classified name by name. Planning needs every name's kind before it can
+    drop the experts no budget samples; one by one, that cost 70-110 ms of a fresh process's
+    first scan of an 18,867-tensor checkpoint, in bulk about 10.
+
+    >>> kind_columns(("layers.2.mlp.experts.17.up_proj.weight", "norm.weight"))
+    KindColumns(layer=array([ 2, -1]), component=array(['expert', 'norm'], dtype=object), expert=array([17, -1]))
+    """
+    n = len(names)
+    out = KindColumns(np.full(n, _NONE, dtype=np.int64), np.empty(n, dtype=object), np.full(n, _NONE, dtype=np.int64))
+    if not n:
+        return out
+    joined = "\n".join(names)
+    if joined.count("\n") != n - 1 or "#" in joined or not joined.isascii():
+        _fill_one_by_one(names, range(n), out)  # names that would break the bulk split
+        return out
+    shapes = joined.translate(_DIGITS).split("\n")
+    ids = {shape: g for g, shape in enumerate(dict.fromkeys(shapes))}
+    group = np.fromiter(map(ids.__getitem__, shapes), dtype=np.int64, count=n)
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(len(ids) + 1))
+    for shape, g in ids.items():
+        idx = order[bounds[g]:bounds[g + 1]]
+        members = [names[i] for i in idx]
+        spans = _number_spans(members[0], shape)
+        if spans is None:
+            _fill_one_by_one(members, idx, out)
+            continue
+        out.component[idx] = classify(members[0]).component
+        if spans == (None, None):
+            continue
+        # Equal-length ASCII names: one row of characters per name.
+        chars = np.frombuffer("".join(members).encode("ascii"), dtype=np.uint8).reshape(len(members), len(shape))
+        for span, column in zip(spans, (out.layer, out.expert)):
+            if span is not None:
+                digits = chars[:, span[0]:span[1]].astype(np.int64) - ord("0")
+                column[idx] = digits @ 10 ** np.arange(span[1] - span[0] - 1, -1, -1, dtype=np.int64)
+    return out
+
+
+def classify_many(names: Sequence[str]) -> list[TensorKind]:
+    """``[classify(n) for n in names]``, in bulk (see :func:`kind_columns`).
+
+    >>> classify_many(["layers.0.self_attn.q_proj.weight", "lm_head.weight"])
+    [TensorKind(layer=0, component='attention', expert=None), TensorKind(layer=None, component='head', expert=None)]
+    """
+    cols = kind_columns(tuple(names))
+    layer, expert = cols.layer.astype(object), cols.expert.astype(object)
+    layer[cols.layer == _NONE] = None
+    expert[cols.expert == _NONE] = None
+    # Made in C: a Python call per TensorKind would cost as much as the classification saved.
+    return list(map(partial(tuple.__new__, TensorKind), zip(layer.tolist(), cols.component.tolist(), expert.tolist())))
+
+
+def _number_spans(name: str, shape: str) -> tuple[tuple[int, int] | None, tuple[int, int] | None] | None:
+    """Where ``name``'s layer and expert digits are, valid for every name of its ``shape``;
+    None when its shape has digits inside a component or a run too long to parse in bulk."""
+    runs = [part for part in shape.split(".") if "#" in part]
+    if any(part.strip("#") or len(part) > _MAX_BULK_DIGITS for part in runs):
+        return None
+    kind = classify(name)
+    found = []
+    for pattern, value in ((_LAYER, kind.layer), (_EXPERT, kind.expert)):
+        m = pattern.search(name) if value is not None else None
+        found.append(m.span(1) if m is not None else None)
+    return found[0], found[1]
+
+
+def _fill_one_by_one(names: Sequence[str], idx: Iterable[int], out: KindColumns) -> None:
+    cap = 2**62  # absurd numbers in hostile names still fit the int64 columns (and stay absurd)
+    for i, name in zip(idx, names):
+        kind = classify(name)
+        out.component[i] = kind.component
+        if kind.layer is not None:
+            out.layer[i] = min(kind.layer, cap)
+        if kind.expert is not None:
+            out.expert[i] = min(kind.expert, cap)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from detectors.weights.keys import classify
+from detectors.weights.keys import classify, kind_columns
 from detectors.weights.safetensors_format import TensorMeta
 from detectors.weights.sampling import SamplePlan, TensorPlan, element_ranges
 
@@ -41,9 +41,9 @@ def layer_count(metas: dict[str, TensorMeta]) -> int:
     >>> layer_count({"layers.0.mlp.up_proj.weight": None, "layers.11.input_layernorm.weight": None, "norm.weight": None})
     12
     """
-    # classify() is cached, and planning has classified these names already: no regex per name here.
-    layers = [kind.layer for kind in map(classify, metas) if kind.layer is not None]
-    return max(layers) + 1 if layers else 0
+    # In bulk, and cached by name list: planning has numbered these names already.
+    layers = kind_columns(tuple(metas)).layer
+    return int(layers.max()) + 1 if layers.size and layers.max() >= 0 else 0
 
 
 def layer_plans(models: dict[str, dict[str, TensorMeta]], per_tensor: int = PER_TENSOR_ELEMENTS) -> dict[str, SamplePlan]:

@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Set
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import combinations
+from itertools import combinations, compress
 
 import numpy as np
 
@@ -40,6 +40,8 @@ from detectors.weights.keys import (
     classify,
     is_scale_companion,
     layer_template,
+    classify_many,
+    kind_columns,
     scale_companion,
 )
 from detectors.weights.safetensors_format import DTYPES, FLOAT_DTYPES, TensorMeta
@@ -331,10 +333,12 @@ def _all_names(models: dict[str, dict[str, TensorMeta]], common: bool) -> Set[st
 
 def _routed_experts(models: dict[str, dict[str, TensorMeta]]) -> dict[int | None, set[int]]:
     """Routed expert ids per layer among the tensors every model has."""
-    experts: dict[int | None, set[int]] = defaultdict(set)
-    for kind in map(classify, _all_names(models, common=True)):
-        if kind.expert is not None:
-            experts[kind.layer].add(kind.expert)
+    numbers = kind_columns(tuple(_all_names(models, common=True)))
+    routed = numbers.expert >= 0
+    layers, ids = numbers.layer[routed], numbers.expert[routed]
+    experts: dict[int | None, set[int]] = {}
+    for layer in np.unique(layers).tolist():  # a few dozen layers, each a pass over the columns
+        experts[None if layer < 0 else layer] = set(np.unique(ids[layers == layer]).tolist())
     return experts
 
 
@@ -348,9 +352,15 @@ def _without_unsampled_experts(models: dict[str, dict[str, TensorMeta]],
     reachable = {layer: set().union(*(_expert_ids(ids, k) for k in range(1, MAX_EXPERTS_PER_LAYER + 1)))
                  for layer, ids in experts.items()}
     # Decided once per distinct name (the models mostly share them), then looked up per model.
-    names = _all_names(models, common=False)
-    kept = [n for n, kind in zip(names, map(classify, names))
-            if kind.expert is None or kind.expert in reachable.get(kind.layer, ())]
+    names = tuple(_all_names(models, common=False))
+    numbers = kind_columns(names)
+    keep = numbers.expert < 0
+    routed = np.flatnonzero(~keep)
+    layers, ids = numbers.layer[routed], numbers.expert[routed]
+    for layer, chosen in reachable.items():  # a few dozen layers, each a pass over the columns
+        at = routed[layers == (-1 if layer is None else layer)]
+        keep[at] = np.isin(numbers.expert[at], list(chosen))
+    kept = list(compress(names, keep.tolist()))
     return {ref: {n: t[n] for n in kept if n in t} for ref, t in models.items()}
 
 
@@ -434,7 +444,7 @@ def _choose_within_budget(
     and it has more than ``THIN_ABOVE_TENSORS`` tensors, or when it has more tensors than
     ``max_requests`` (each tensor would be a request of its own).
     """
-    kinds = [classify(c[0]) for c in candidates]
+    kinds = classify_many([c[0] for c in candidates])
     cost = _Costs(candidates, refs)
     k = None
     keep = np.ones(len(candidates), dtype=bool)

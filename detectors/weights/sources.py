@@ -109,11 +109,15 @@ class WeightSource(ABC):
             guess = max(HEADER_PREFIX_BYTES, 8 + n + n // 4)
             headers = self._map(lambda f: self._header(f, guess, first if f == files[0] else None), files)
             out: dict[str, TensorMeta] = {}
-            for file, metas in zip(files, headers):
-                for name, meta in metas.items():
-                    if name in out:
-                        raise WeightFormatError(f"{self.ref}: tensor {name!r} appears in both {out[name].file} and {file}")
-                    out[name] = meta
+            for metas in headers:
+                out.update(metas)  # whole shards at once; a name held twice shows in the count
+            if len(out) != sum(map(len, headers)):
+                seen: dict[str, str] = {}
+                for file, metas in zip(files, headers):
+                    for name in metas:
+                        if name in seen:
+                            raise WeightFormatError(f"{self.ref}: tensor {name!r} appears in both {seen[name]} and {file}")
+                        seen[name] = file
             for name, shard in (weight_map or {}).items():
                 if name not in out or out[name].file != shard:
                     raise WeightFormatError(f"{self.ref}: the index puts tensor {name!r} in {shard}, which does not hold it")
@@ -379,6 +383,7 @@ class HubSource(WeightSource):
         self.sha: str = info.sha or revision or "main"
         self.siblings: set[str] = {s.rfilename for s in (info.siblings or [])}
         self._files: tuple[list[str], dict[str, str] | None] | None = None
+        self._urls: dict[str, str] = {}
 
     # -- errors and retries ---------------------------------------------------------------------
     def _retrying(self, call: Callable[[], T], what: str, revision: str | None = None) -> T:
@@ -429,9 +434,12 @@ class HubSource(WeightSource):
 
     # -- HTTP -------------------------------------------------------------------------------------
     def _url(self, file: str) -> str:
-        from huggingface_hub import hf_hub_url
+        url = self._urls.get(file)
+        if url is None:  # made once per file: a scan reads each shard in tens of requests
+            from huggingface_hub import hf_hub_url
 
-        return hf_hub_url(self.repo_id, file, revision=self.sha, endpoint=self.endpoint)
+            url = self._urls[file] = hf_hub_url(self.repo_id, file, revision=self.sha, endpoint=self.endpoint)
+        return url
 
     def _get(self, file: str, start: int | None = None, end: int | None = None, exact: bool = True) -> tuple[bytes, int | None]:
         """GET a file or the range ``[start, end)`` of it; returns (bytes, file size if known).

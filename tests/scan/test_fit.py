@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from detectors.weights.fit import aggregate, fit_tensor, pearson, robust_sd, tensor_stats
+from detectors.weights.fit import aggregate, fit_tensor, pearson, robust_sd, stouffer, stouffer_columns, tensor_stats
 from detectors.weights.relation import slerp_t
 
 
@@ -200,3 +200,14 @@ def test_compiled_gram_kernel_matches_eager():
     assert not kernels.compile_failed(), "the kernel failed to compile"
     for e, c in zip(eager, compiled):
         assert torch.allclose(e, c, rtol=1e-6, atol=1e-6)
+
+
+def test_column_statistics_of_a_group_equal_the_one_column_formulas():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(9, 3)) * 4
+    z[2, 0], z[5, 0], z[:, 2] = np.nan, np.inf, np.nan  # non-finite ones left out; a column of none gives 0
+    assert np.allclose(stouffer_columns(z), [stouffer(z[:, i]) for i in range(3)], rtol=1e-12, atol=0)
+    assert stouffer_columns(z)[2] == 0.0
+    w = rng.normal(size=(9, 3))
+    med = np.median(w, axis=0)
+    assert np.allclose(1.4826 * np.median(np.abs(w - med), axis=0), [robust_sd(w[:, i]) for i in range(3)], rtol=1e-12, atol=0)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from detectors.errors import NotFoundError, WeightFormatError
-from detectors.weights.safetensors_format import MAX_HEADER_BYTES, decode
+from detectors.weights.safetensors_format import MAX_HEADER_BYTES, decode, parse_header
 from detectors.weights.sources import LocalSource, open_source
 from tests.weights.builders import dense_state, raw_safetensors, write_model
 
@@ -51,6 +52,39 @@ def test_malformed_headers_name_the_file(tmp_path, header, data, length, match):
         _tensors(tmp_path / "m")
     assert "model.safetensors" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def _entry(begin: int, n: int) -> dict:
+    return {"dtype": "F32", "shape": [n], "data_offsets": [begin, begin + 4 * n]}
+
+
+@pytest.mark.parametrize(
+    ("entries", "clash"),
+    [
+        ({"a": _entry(0, 4), "empty": _entry(8, 0), "b": _entry(16, 2)}, None),  # an empty tensor takes no byte
+        ({"b": _entry(8, 2), "a": _entry(0, 2), "c": _entry(16, 4)}, None),  # header order is not file order
+        ({"big": _entry(0, 8), "a": _entry(4, 1), "z": _entry(32, 1)}, ("big", "a")),  # one inside another
+        ({"x": _entry(0, 2), "y": _entry(16, 2), "w": _entry(12, 2)}, ("w", "y")),  # the clash is among later ones
+    ],
+)
+def test_overlapping_tensors_are_named(entries, clash):
+    size = max(e["data_offsets"][1] for e in entries.values())
+    header = json.dumps(entries).encode()
+    if clash is None:
+        assert set(parse_header(header, "m.safetensors", 8 + len(header) + size)) == set(entries)
+        return
+    with pytest.raises(WeightFormatError, match=f"tensors '{clash[0]}' and '{clash[1]}' overlap"):
+        parse_header(header, "m.safetensors", 8 + len(header) + size)
+
+
+def test_offsets_past_int64_are_still_checked_for_overlaps():
+    # Only a hostile header has them; the file size unknown (a Hub header read alone) lets them through.
+    far = 2**64
+    ok = json.dumps({"a": _entry(far, 2), "b": _entry(far + 8, 2)}).encode()
+    assert set(parse_header(ok, "m.safetensors")) == {"a", "b"}
+    bad = json.dumps({"a": _entry(far, 2), "b": _entry(far + 4, 2)}).encode()
+    with pytest.raises(WeightFormatError, match="'a' and 'b' overlap"):
+        parse_header(bad, "m.safetensors")
 
 
 def test_file_shorter_than_length_prefix(tmp_path):
@@ -114,6 +148,17 @@ def test_index_putting_a_tensor_in_the_wrong_shard(tmp_path):
     index["weight_map"][name] = other.get(index["weight_map"][name], "model-00001-of-00002.safetensors")
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(WeightFormatError, match="does not hold it"):
+        _tensors(folder)
+
+
+def test_a_tensor_held_by_two_shards_names_both(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    for i in (1, 2):  # both shards hold "w" (shard 2 also "v"): ambiguous, whichever is read
+        state = {"w": torch.ones(2, 2)} if i == 1 else {"v": torch.ones(3), "w": torch.zeros(2, 2)}
+        save_file(state, str(folder / f"model-0000{i}-of-00002.safetensors"))
+    with pytest.raises(WeightFormatError, match="'w' appears in both model-00001-of-00002.safetensors and model-00002"):
         _tensors(folder)
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from detectors.errors import WeightFormatError
-from detectors.weights.keys import TensorKind, align_tied_heads, canonical_name, canonical_tensors, classify
+from detectors.weights.keys import (
+    TensorKind,
+    align_tied_heads,
+    canonical_name,
+    canonical_tensors,
+    classify,
+    classify_many,
+    kind_columns,
+)
 
 
 @pytest.mark.parametrize(
@@ -68,6 +76,70 @@ def test_classify_by_template_agrees_with_the_rules_for_every_layer_and_expert_n
     classify.cache_clear()
     assert [classify(n) for n in names] == [keys._classify(n) for n in names]
     assert classify("layers.12.mlp.experts.3.w4.weight") == TensorKind(12, "expert", 3)
+
+
+def test_a_name_holding_the_template_mark_is_classified_by_the_rules():
+    # "layers.#.x" looks like the template of "layers.1.x": it must not reuse that template's numbers.
+    assert classify("layers.1.mlp.up_proj.weight") == TensorKind(1, "mlp")
+    assert classify("layers.#.mlp.up_proj.weight") == TensorKind(None, "mlp")
+
+
+# Names of many architectures and hostile headers: every bulk path must agree with classify().
+_ODD_NAMES = [
+    "layers.007.self_attn.q_proj.weight",  # leading zeros
+    "layers.12345678901234567890.mlp.up_proj.weight",  # too long for the bulk columns
+    "layers.3.mlp.experts.99999999999.down_proj.weight",
+    "experts.4.up_proj.weight",  # an expert outside the layers
+    "layers.3.mlp.experts.gate_up_proj",  # fused experts: no expert id
+    "",
+    "0.weight",
+    "layers.1.2.weight",
+    "h.0.0.weight",
+]
+# Any of these sends the whole list one by one.
+_UNSPLITTABLE = [
+    "layers.#.mlp.up_proj.weight",
+    "layers.5.mlp.dówn_proj.weight",  # not ASCII
+    "layers.6.mlp\n.up_proj.weight",  # a line break inside a name
+]
+
+
+def _zoo() -> list[str]:
+    names = [f"layers.{layer}.mlp.experts.{e}.{p}.weight" for layer in range(0, 13, 3) for e in (0, 5, 12, 127) for p in ("up_proj", "w1", "w4")]
+    names += [f"layers.{layer}.{m}.weight" for layer in (0, 9, 10, 47) for m in
+              ("self_attn.q_proj", "input_layernorm", "mlp.gate", "mlp.shared_expert.up_proj", "self_attn.q_norm")]
+    names += [f"h.{layer}.{m}" for layer in (0, 11) for m in ("ln_1.weight", "ln_2.bias", "attn.c_attn.weight", "mlp.c_fc.weight")]
+    names += [f"encoder.layer.{layer}.{m}" for layer in (0, 5) for m in ("attention.self.query.weight", "output.LayerNorm.weight")]
+    names += ["layers.2.w1.weight", "layers.2.w4.weight", "layers.3.w4.weight"]  # one shape, two components
+    return names + ["embed_tokens.weight", "lm_head.weight", "norm.weight", "pooler.dense.weight"]
+
+
+@pytest.mark.parametrize("odd", [[], _ODD_NAMES, _ODD_NAMES + _UNSPLITTABLE])
+def test_bulk_classification_agrees_with_classify(odd):
+    from detectors.weights import keys
+
+    names = _zoo() + odd
+    classify.cache_clear()
+    keys._TEMPLATES.clear()
+    keys.kind_columns.cache_clear()
+    expected = [classify(n) for n in names]
+    capped = [TensorKind(*(min(v, 2**62) if isinstance(v, int) else v for v in k)) for k in expected]
+    assert classify_many(names) == capped
+    cols = kind_columns(tuple(names))
+    assert cols.layer.tolist() == [-1 if k.layer is None else k.layer for k in capped]
+    assert cols.expert.tolist() == [-1 if k.expert is None else k.expert for k in capped]
+    assert cols.component.tolist() == [k.component for k in expected]
+    assert classify_many([]) == []
+
+
+def test_bulk_canonical_names_agree_with_canonical_name():
+    from detectors.weights import keys
+
+    raw = ["model.layers.0.x", "model.", "model.model.", "language_model.model.layers.1.w", "output.weight",
+           "model.output.weight", "transformer.h.0.attn.c_attn.weight", "x", "", "model.lm_head.weight",
+           "embed_out.weight", "bert.embeddings.word_embeddings.weight", "modelx.y", "model..a", "backbone."]
+    assert keys._canonical_names(tuple(raw)) == tuple(canonical_name(r) for r in raw)
+    assert keys._canonical_names(("model.a\nb", "model.x")) == ("a\nb", "x")  # line breaks: one by one
 
 
 def test_colliding_names_are_a_format_error():
