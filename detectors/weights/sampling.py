@@ -38,10 +38,10 @@ from detectors.weights.keys import (
     TensorKind,
     align_tied_heads,
     classify,
-    is_scale_companion,
-    layer_template,
     classify_many,
+    is_scale_companion,
     kind_columns,
+    layer_template,
     scale_companion,
 )
 from detectors.weights.safetensors_format import DTYPES, FLOAT_DTYPES, TensorMeta
@@ -333,9 +333,9 @@ def _all_names(models: dict[str, dict[str, TensorMeta]], common: bool) -> Set[st
 
 def _routed_experts(models: dict[str, dict[str, TensorMeta]]) -> dict[int | None, set[int]]:
     """Routed expert ids per layer among the tensors every model has."""
-    numbers = kind_columns(tuple(_all_names(models, common=True)))
-    routed = numbers.expert >= 0
-    layers, ids = numbers.layer[routed], numbers.expert[routed]
+    kinds = kind_columns(tuple(_all_names(models, common=True)))
+    routed = kinds.expert >= 0
+    layers, ids = kinds.layer[routed], kinds.expert[routed]
     experts: dict[int | None, set[int]] = {}
     for layer in np.unique(layers).tolist():  # a few dozen layers, each a pass over the columns
         experts[None if layer < 0 else layer] = set(np.unique(ids[layers == layer]).tolist())
@@ -353,13 +353,12 @@ def _without_unsampled_experts(models: dict[str, dict[str, TensorMeta]],
                  for layer, ids in experts.items()}
     # Decided once per distinct name (the models mostly share them), then looked up per model.
     names = tuple(_all_names(models, common=False))
-    numbers = kind_columns(names)
-    keep = numbers.expert < 0
+    kinds = kind_columns(names)
+    keep = kinds.expert < 0
     routed = np.flatnonzero(~keep)
-    layers, ids = numbers.layer[routed], numbers.expert[routed]
     for layer, chosen in reachable.items():  # a few dozen layers, each a pass over the columns
-        at = routed[layers == (-1 if layer is None else layer)]
-        keep[at] = np.isin(numbers.expert[at], list(chosen))
+        at = routed[kinds.layer[routed] == (-1 if layer is None else layer)]
+        keep[at] = np.isin(kinds.expert[at], list(chosen))
     kept = list(compress(names, keep.tolist()))
     return {ref: {n: t[n] for n in kept if n in t} for ref, t in models.items()}
 
