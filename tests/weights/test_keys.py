@@ -130,6 +130,8 @@ def test_bulk_classification_agrees_with_classify(odd):
     assert cols.expert.tolist() == [-1 if k.expert is None else k.expert for k in capped]
     assert cols.component.tolist() == [k.component for k in expected]
     assert classify_many([]) == []
+    with pytest.raises(ValueError, match="read-only"):  # shared by the cache: nobody may change them
+        cols.layer[0] = 5
 
 
 def test_bulk_canonical_names_agree_with_canonical_name():
