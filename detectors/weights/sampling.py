@@ -29,6 +29,7 @@ from collections.abc import Set
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations, compress
+from operator import attrgetter
 
 import numpy as np
 
@@ -165,7 +166,10 @@ class SamplePlan:
     layer template and shape with a common tensor, hence its positions, so the statistics can match
     child layer 5 against parent layer 2; their ``metas`` name only the models that hold them.
     ``quantized[ref]`` lists the tensors that model stores as fp8/int8 (decoded to float32 on read),
-    so the relation can say ``quantized``. ``notes`` says what was skipped and why.
+    so the relation can say ``quantized``. ``packed[ref]`` counts the weights that model stores in a
+    packed integer format provbot does not decode (see :func:`packed_weights`): never compared;
+    ``mostly_packed`` lists the models with more such weights than float matrices.
+    ``notes`` says what was skipped and why.
     """
 
     tensors: list[TensorPlan]
@@ -176,6 +180,8 @@ class SamplePlan:
     quantized: dict[str, list[str]] = field(default_factory=dict)
     experts_per_layer: int | None = None
     extra: list[TensorPlan] = field(default_factory=list)
+    packed: dict[str, int] = field(default_factory=dict)
+    mostly_packed: list[str] = field(default_factory=list)
 
     def planned_bytes(self, ref: str) -> int:
         """Data bytes this plan reads from model ``ref`` (headers and scale companions excluded)."""
@@ -225,6 +231,14 @@ def plan_sample(
     models = align_tied_heads(models)
     refs = list(models)
     notes: list[str] = []
+    dtypes = {ref: set(map(_DTYPE, t.values())) for ref, t in models.items()}  # in C: 10^5 tensors
+    packed = {ref: p for ref in refs if not dtypes[ref] <= FLOAT_DTYPES and (p := packed_weights(models[ref]))}
+    mostly_packed = []
+    for ref, names in packed.items():
+        notes.append(f"{ref} stores {len(names)} weight(s) as packed integers (e.g. {names[0]}: GPTQ/AWQ-style "
+                     "qweight, bitsandbytes 4-bit), a format provbot does not decode: they are not compared")
+        if len(names) > _float_matrices(models[ref]):
+            mostly_packed.append(ref)
     experts = _routed_experts(models)
     if not full and budget_bytes is not None:
         models = _without_unsampled_experts(models, experts)
@@ -237,7 +251,7 @@ def plan_sample(
 
     quantized = {}
     for ref in refs:
-        if any(m.dtype in _QUANT_DTYPES for m in models[ref].values()):
+        if dtypes[ref] & _QUANT_DTYPES:
             quantized[ref] = sorted(n for n, _s, metas, _sc in every if ref in metas and metas[ref].dtype in _QUANT_DTYPES)
     quantized = {r: q for r, q in quantized.items() if q}
 
@@ -258,10 +272,49 @@ def plan_sample(
         ranges = element_ranges(shape, n, runs) if edge is None else edge_ranges(shape, n, edge)
         plan = TensorPlan(name, classify(name), shape, tuple(ranges), metas, scales)
         (tensors if name in common_names and len(metas) == len(refs) else extra).append(plan)
-    return SamplePlan(tensors, refs, None if full else budget_bytes, full, notes, quantized, k, extra)
+    return SamplePlan(tensors, refs, None if full else budget_bytes, full, notes, quantized, k, extra,
+                      {ref: len(names) for ref, names in packed.items()}, mostly_packed)
 
 
 _Candidate = tuple[str, tuple[int, ...], dict[str, TensorMeta], dict[str, TensorMeta]]
+
+
+_DTYPE = attrgetter("dtype")
+
+
+def packed_weights(tensors: dict[str, TensorMeta]) -> list[str]:
+    """Weights stored as packed integers that provbot does not decode, sorted.
+
+    GPTQ, AWQ, Marlin and EXL2 store ``<module>.qweight`` (or ``q_weight``) in place of
+    ``<module>.weight``; bitsandbytes 4-bit stores ``<module>.weight`` as uint8. Such a model's
+    matrices never enter a comparison, whatever its float tensors (embeddings, norms) show.
+    int8 weights with a scale companion are decoded, hence not listed.
+
+    >>> from detectors.weights.safetensors_format import TensorMeta
+    >>> m = lambda dtype, shape: TensorMeta("", dtype, shape, "f", 0, 0)
+    >>> packed_weights({"a.qweight": m("I32", (8, 64)), "b.weight": m("U8", (512, 1)),
+    ...                 "c.weight": m("BF16", (8, 8)), "position_ids": m("I64", (1, 9))})
+    ['a.qweight', 'b.weight']
+    """
+    out = []
+    for name, meta in tensors.items():
+        if meta.dtype in FLOAT_DTYPES:
+            continue
+        if name.endswith((".qweight", ".q_weight")) or (
+            name.endswith(".weight") and len(meta.shape) >= 2 and not (meta.dtype == "I8" and scale_companion(name, tensors))
+        ):
+            out.append(name)
+    return sorted(out)
+
+
+# Float companions of packed weights (GPTQ/AWQ group scales, bitsandbytes absmax): not weights.
+_PACKED_COMPANIONS = (".scales", ".absmax", ".qzeros", ".g_idx")
+
+
+def _float_matrices(tensors: dict[str, TensorMeta]) -> int:
+    """Float weights of two or more dimensions, companions of quantized weights left out."""
+    return sum(m.dtype in FLOAT_DTYPES and len(m.shape) >= 2 and not name.endswith(_PACKED_COMPANIONS)
+               and not is_scale_companion(name, tensors) for name, m in tensors.items())
 
 
 def _usable(name: str, ref: str, tensors: dict[str, TensorMeta], notes: list[str]) -> tuple[bool, TensorMeta | None]:

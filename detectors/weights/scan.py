@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from detectors.weights.full_stats import full_stats
 from detectors.weights.gc_pause import gc_paused
 from detectors.weights.layers import layer_count, layer_plans, match_layers
 from detectors.weights.reader import canonical_models, read_sample, resolve_device
-from detectors.weights.relation import COPY_EQUAL_SHARE, classify
+from detectors.weights.relation import COPY_EQUAL_SHARE, Verdict, classify
 from detectors.weights.result import ScanResult
 from detectors.weights.sampling import SamplePlan, plan_sample
 from detectors.weights.sources import WeightSource, open_source
@@ -99,6 +100,7 @@ def scan(
     finally:
         for s in sources:
             s.close()
+    verdict = _within_what_was_compared(verdict, plan, len(lin.names))
     notes = list(verdict.notes) + list(plan.notes[:5])
     if skipped:
         notes.append(f"{len(skipped)} tensor(s) with NaN/Inf values left out, e.g. {skipped[0]}")
@@ -111,6 +113,22 @@ def scan(
         density=verdict.density, requests={s.ref: s.requests for s in sources}, elements=plan.elements,
         seconds=round(time.monotonic() - started, 3), notes=notes,
     )
+
+
+def _within_what_was_compared(verdict: Verdict, plan: SamplePlan, compared: int) -> Verdict:
+    """Inconclusive when a model keeps most of its matrices as packed integers (GPTQ, AWQ,
+    bitsandbytes 4-bit): provbot does not decode them, and the float tensors left (embeddings, head,
+    norms) cannot speak for the matrices. A model that copies a parent's embeddings and quantizes
+    its own fine-tune would otherwise read as a copy. What those tensors say goes into the notes.
+    """
+    if not plan.mostly_packed or verdict.relation == "inconclusive":
+        return verdict
+    said = verdict.relation + (f"/{verdict.method}" if verdict.method else "")
+    if verdict.parents:
+        said += " of " + ", ".join(f"{p.ref} ({p.weight:.2f})" for p in verdict.parents)
+    note = (f"{', '.join(plan.mostly_packed)} store(s) most matrices as packed integers, which provbot does not "
+            f"decode: the {compared} tensors compared alone would say {said}, too little to conclude")
+    return replace(verdict, relation="inconclusive", method=None, parents=[], notes=[note, *verdict.notes])
 
 
 def _open_all(refs: list[str], endpoint: str | None, token: str | SecretStr | None, concurrency: int) -> list[WeightSource]:

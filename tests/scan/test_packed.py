@@ -1,0 +1,84 @@
+"""Packed-integer weights (GPTQ/AWQ qweight, bitsandbytes 4-bit) are not decoded: never a verdict from the rest.
+
+A child that copies a parent's embeddings, head and norms but stores its matrices packed must not
+read as a copy of that parent: the matrices, which carry the lineage, were never compared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from safetensors.torch import save_file
+
+from detectors.weights.sampling import packed_weights
+from detectors.weights.scan import scan
+from detectors.weights.sources import open_source
+from tests.weights.builders import dense_state, write_model
+
+
+def _write_as_is(folder: Path, state: dict[str, torch.Tensor]) -> Path:
+    """``state`` in its own dtypes (``write_model`` casts every tensor to one float dtype)."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    return folder
+
+
+def _gptq_style(state: dict[str, torch.Tensor], layers: set[int] | None = None) -> dict[str, torch.Tensor]:
+    """``state`` with the projections of ``layers`` (all by default) in GPTQ's tensor layout.
+
+    The packed values are random: nothing here decodes them, so only names, dtypes and shapes matter.
+    """
+    g = torch.Generator().manual_seed(7)
+    out = {}
+    for name, w in state.items():
+        layer = int(name.split(".")[1]) if name.startswith("layers.") else None
+        if w.dim() == 2 and name.endswith("_proj.weight") and (layers is None or layer in layers):
+            stem, (rows, cols) = name.removesuffix(".weight"), w.shape
+            out[stem + ".qweight"] = torch.randint(0, 2**31 - 1, (cols // 8, rows), generator=g, dtype=torch.int32)
+            out[stem + ".qzeros"] = torch.randint(0, 2**31 - 1, (1, max(1, rows // 8)), generator=g, dtype=torch.int32)
+            out[stem + ".scales"] = torch.rand(1, rows, generator=g).half()
+            out[stem + ".g_idx"] = torch.zeros(cols, dtype=torch.int32)
+        else:
+            out[name] = w
+    return out
+
+
+def test_packed_weights_are_listed_and_their_companions_are_not(tmp_path: Path) -> None:
+    folder = _write_as_is(tmp_path / "q", _gptq_style(dense_state(0)))
+    tensors = open_source(str(folder)).tensors()
+    found = packed_weights(tensors)
+    assert len(found) == 3 * 7 and all(n.endswith(".qweight") for n in found)
+
+
+def test_a_mostly_packed_child_is_inconclusive_and_says_what_the_rest_shows(tmp_path: Path) -> None:
+    a, b = dense_state(0), dense_state(1)
+    pa, pb = write_model(tmp_path / "a", a), write_model(tmp_path / "b", b)
+    child = _write_as_is(tmp_path / "child", _gptq_style(a))  # a's embeddings, head and norms, packed matrices
+    r = scan(str(child), parents=[str(pa), str(pb)], budget_mb=1)
+    assert r.relation == "inconclusive" and r.method is None and r.parents == []
+    assert "most matrices as packed integers" in r.notes[0] and f"would say copy of {pa}" in r.notes[0]
+    assert any("stores 21 weight(s) as packed integers" in n for n in r.notes)
+
+
+def test_a_few_packed_weights_leave_the_verdict_standing_with_a_note(tmp_path: Path) -> None:
+    a, b = dense_state(0), dense_state(1)
+    pa, pb = write_model(tmp_path / "a", a), write_model(tmp_path / "b", b)
+    child = _write_as_is(tmp_path / "child", _gptq_style(a, layers={0}))  # layers 1 and 2 stay float
+    r = scan(str(child), parents=[str(pa), str(pb)], budget_mb=1)
+    assert r.relation == "copy" and [p.ref for p in r.parents] == [str(pa)]
+    assert any("stores 7 weight(s) as packed integers" in n for n in r.notes)
+
+
+def test_bitsandbytes_style_uint8_weights_count_as_packed(tmp_path: Path) -> None:
+    a, b = dense_state(0), dense_state(1)
+    pa, pb = write_model(tmp_path / "a", a), write_model(tmp_path / "b", b)
+    state = {n: (torch.randint(0, 255, (w.numel() // 2, 1), dtype=torch.uint8) if n.endswith("_proj.weight") else w)
+             for n, w in a.items()}
+    state.update({n + ".absmax": torch.rand(w.numel() // 64) for n, w in a.items() if n.endswith("_proj.weight")})
+    child = _write_as_is(tmp_path / "child", state)
+    r = scan(str(child), parents=[str(pa), str(pb)], budget_mb=1)
+    assert r.relation == "inconclusive", r.notes
+    assert any("stores 21 weight(s) as packed integers" in n for n in r.notes)
