@@ -38,7 +38,7 @@ EMBEDDING_NAMES = (
     "embed_in.weight",
 )
 HEAD_NAME = "lm_head.weight"
-_HEAD_ALIASES = ("lm_head.weight", "output.weight", "embed_out.weight")
+_HEAD_ALIASES = frozenset({"lm_head.weight", "output.weight", "embed_out.weight"})
 
 # Companion tensors of quantized weights (`<weight>_scale`, `<weight>_scale_inv`); never compared themselves.
 _SCALE_SUFFIXES = ("_scale", "_scale_inv")
@@ -143,14 +143,14 @@ def _canonical_names(raw: tuple[str, ...]) -> tuple[str, ...]:
     # One substitution over all names at once (each name starts after a line break): in C,
     # where one call per name cost 15-25 ms of a first scan of 18,867 names.
     names = _PREFIX_RUN_LINES.sub("\n", joined)[1:].split("\n")
-    if not _HEAD_ALIASES_SET.isdisjoint(names):
-        names = [HEAD_NAME if n in _HEAD_ALIASES_SET else n for n in names]
+    renamed = _HEAD_ALIASES.intersection(names) - {HEAD_NAME}  # usually none: no pass per name
+    if renamed:
+        names = [HEAD_NAME if n in renamed else n for n in names]
     return tuple(names)
 
 
 # _PREFIX_RUN for every line of a joined name list ("." does not match the line break either).
 _PREFIX_RUN_LINES = re.compile("\n(?:(?:" + "|".join(map(re.escape, _PREFIXES)) + ")(?=.))+")
-_HEAD_ALIASES_SET = frozenset(_HEAD_ALIASES)
 
 
 def embedding_name(names: set[str] | dict[str, object]) -> str | None:

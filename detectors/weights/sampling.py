@@ -265,12 +265,15 @@ def plan_sample(
     common_names = {c[0] for c in candidates}
     runs = MAX_RUNS if max_requests is None or share is None else _runs(max_requests, len(chosen))
     tensors, extra = [], []
-    for (name, shape, metas, scales), edge in chosen:
+    # In bulk: a full plan holds every tensor, and classify() one by one is cold here (planning
+    # classified the names in bulk, which does not fill its cache).
+    kinds = classify_many([c[0] for c, _edge in chosen])
+    for ((name, shape, metas, scales), edge), kind in zip(chosen, kinds):
         n = math.prod(shape) if share is None else min(share, math.prod(shape))
         if n == 0:
             continue
         ranges = element_ranges(shape, n, runs) if edge is None else edge_ranges(shape, n, edge)
-        plan = TensorPlan(name, classify(name), shape, tuple(ranges), metas, scales)
+        plan = TensorPlan(name, kind, shape, tuple(ranges), metas, scales)
         (tensors if name in common_names and len(metas) == len(refs) else extra).append(plan)
     return SamplePlan(tensors, refs, None if full else budget_bytes, full, notes, quantized, k, extra,
                       {ref: len(names) for ref, names in packed.items()}, mostly_packed)
@@ -308,7 +311,8 @@ def packed_weights(tensors: dict[str, TensorMeta]) -> list[str]:
 
 
 # Float companions of packed weights (GPTQ/AWQ group scales, bitsandbytes absmax): not weights.
-_PACKED_COMPANIONS = (".scales", ".absmax", ".qzeros", ".g_idx")
+# (Their integer companions, qzeros and g_idx, are not float and so never counted.)
+_PACKED_COMPANIONS = (".scales", ".absmax")
 
 
 def _float_matrices(tensors: dict[str, TensorMeta]) -> int:
