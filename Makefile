@@ -10,10 +10,13 @@ STAMP  := $(VENV)/.provbot-installed
 install: $(STAMP)
 
 # torch is named first and pinned so pip takes the CPU wheel on disk instead of a CUDA build.
-$(STAMP): pyproject.toml
+# AutoGPTQ and AutoAWQ are the tests' reference packers of GPTQ and AWQ weights. Only their
+# pure-Python packing is used; their declared dependencies (triton, CUDA-era pins) are not wanted.
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q torch==2.13.0 -e '.[test]'
+	$(VENV)/bin/pip install -q --no-deps auto-gptq==0.7.1 autoawq==0.2.9
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -26,7 +26,7 @@ def scan_command(
     base: str | None = typer.Option(None, "--base", help="Declared shared ancestor of the candidates."),
     json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     budget_mb: float | None = typer.Option(None, "--budget-mb", min=0.001, help="Bytes read per model (MiB)."),
-    full: bool = typer.Option(False, "--full", help="Read every element (streams; CUDA when present)."),
+    full: bool = typer.Option(False, "--full", help="Read every element (streams; CUDA when present); decodes packed int4 weights (GPTQ, AWQ, compressed-tensors, bitsandbytes)."),
     endpoint: str | None = typer.Option(None, "--endpoint", help="Hub endpoint (default: settings / PROVBOT_HUB_ENDPOINT)."),
     max_requests: int | None = typer.Option(
         None, "--max-requests", min=0,

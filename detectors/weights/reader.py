@@ -3,7 +3,10 @@
 Quantized weights are decoded to float32 before any comparison:
 
 * ``F8_E4M3`` / ``F8_E5M2``: the fp8 value, times its scale companion when there is one;
-* ``I8`` with a ``weight_scale`` companion: the integer times the scale.
+* ``I8`` with a ``weight_scale`` companion: the integer times the scale;
+* packed integers (GPTQ, AWQ, compressed-tensors; a :class:`~detectors.weights.packed.PackedMeta`
+  in the plan): every part read whole and decoded (:func:`detectors.weights.packed.decode`), then
+  the planned elements taken. Full reads take such a weight in one batch, never in chunks.
 
 A scale is per tensor (one element), per row (``(rows,)`` or ``(rows, 1)``) or per block
 (``(ceil(R/br), ceil(C/bc))``, e.g. 128x128 blocks); ``*_scale`` and ``*_scale_inv`` are both
@@ -30,6 +33,8 @@ from detectors.errors import WeightFormatError
 from detectors.weights.buffers import join
 from detectors.weights.byte_ranges import ByteRange
 from detectors.weights.keys import canonical_tensors
+from detectors.weights.packed import PackedMeta
+from detectors.weights.packed import decode as decode_packed
 from detectors.weights.safetensors_format import TensorMeta, decode, view
 from detectors.weights.sampling import SamplePlan, TensorPlan
 from detectors.weights.sources import WeightSource
@@ -64,12 +69,14 @@ def canonical_models(sources: Sequence[WeightSource]) -> dict[str, dict[str, Ten
 class _Job:
     """Reads for one element range [a, b) of one tensor of one model."""
 
-    meta: TensorMeta
+    meta: TensorMeta | PackedMeta
     scale: TensorMeta | None
     a: int
     b: int
 
     def byte_ranges(self) -> list[ByteRange]:
+        if isinstance(self.meta, PackedMeta):  # every part whole: the layouts are transposed or grouped
+            return [(p.file, p.start, p.end) for p in self.meta.parts.values()]
         m, isz = self.meta, self.meta.itemsize
         out = [(m.file, m.start + self.a * isz, m.start + self.b * isz)]
         if self.scale is not None:
@@ -78,6 +85,9 @@ class _Job:
         return out
 
     def values(self, blobs: list[bytes]) -> torch.Tensor:
+        if isinstance(self.meta, PackedMeta):
+            w = decode_packed(self.meta, dict(zip(self.meta.parts, blobs)))
+            return w.reshape(-1)[self.a:self.b]
         x = decode(blobs[0], self.meta.dtype)
         if self.scale is not None:
             x = dequantize(x, self.meta.shape, self.scale.shape, decode(blobs[1], self.scale.dtype), self.a)
@@ -242,7 +252,7 @@ def _batch_specs(plan: SamplePlan, include_extra: bool, chunk_elements: int, bat
 
     for t in tensors:
         n = t.n_elements
-        if t.whole and not t.scales and 0 < n <= batch_elements // 2:
+        if t.whole and not t.decoded and 0 < n <= batch_elements // 2:
             if group and (signature(group[0]) != signature(t) or (len(group) + 1) * n > batch_elements):
                 flush()
             group.append(t)
@@ -250,8 +260,9 @@ def _batch_specs(plan: SamplePlan, include_extra: bool, chunk_elements: int, bat
         flush()
         end = t.ranges[-1][1] if t.ranges else 0
         for a, b in t.ranges:
-            for lo in range(a, b, chunk_elements):
-                hi = min(b, lo + chunk_elements)
+            step = b - a if t.packed else chunk_elements  # a packed weight decodes whole, once
+            for lo in range(a, b, step):
+                hi = min(b, lo + step)
                 specs.append(_BatchSpec((t,), lo, hi, hi == end))
     flush()
     return specs
@@ -260,7 +271,7 @@ def _batch_specs(plan: SamplePlan, include_extra: bool, chunk_elements: int, bat
 def _read_batch(source: WeightSource, spec: _BatchSpec) -> torch.Tensor:
     """One model's ``(T, stop - start)`` values of a batch: one range request when contiguous."""
     ts, a, b = spec.tensors, spec.start, spec.stop
-    if any(source.ref in t.scales for t in ts):  # quantized: decoded per tensor to float32
+    if any(t.decoded_in(source.ref) for t in ts):  # quantized: decoded per tensor to float32
         return torch.stack(_run(source, [j for t in ts for j in _jobs(source.ref, t, [(a, b)])]))
     metas = [t.metas[source.ref] for t in ts]
     isz = metas[0].itemsize

@@ -31,7 +31,8 @@ from detectors.weights.result import ComponentFit, LayerFit, ParentWeight
 
 COPY_EQUAL_SHARE = 0.99  # of a tensor's elements, for the tensor to count as copied
 COPY_TENSOR_SHARE = 0.95  # of the 2-D tensors
-QUANTIZED_MAX_REL = 0.1  # relative L2 error of a quantized copy
+QUANTIZED_MAX_REL = 0.1  # relative L2 error of a quantized copy (8 bits: fp8, int8)
+QUANTIZED_MAX_REL_4BIT = 0.25  # ... of a 4-bit one (group-wise int4 leaves ~6-12%); doubled per bit fewer
 UNRELATED_R = 0.1  # median Pearson r below which a candidate is unrelated
 RELATED_R = 0.3  # ... above which it is clearly related (between: inconclusive)
 SPARSE_EQ_SHARE = 0.05  # share of elements where child == base exactly: TIES/DARE
@@ -151,6 +152,17 @@ def _inferred_base(lin: Lineage) -> int | None:
     return int(np.argmin(cost.sum(axis=0)))
 
 
+def quantized_max_rel(bits: int) -> float:
+    """Relative L2 error a ``bits``-bit quantized copy may show (the noise grows ~2x per bit fewer).
+
+    >>> quantized_max_rel(8), quantized_max_rel(4), quantized_max_rel(3), quantized_max_rel(2)
+    (0.1, 0.25, 0.5, 0.8)
+    """
+    if bits >= 8:
+        return QUANTIZED_MAX_REL
+    return min(0.8, QUANTIZED_MAX_REL_4BIT * 2.0 ** (4 - bits)) if bits <= 4 else QUANTIZED_MAX_REL_4BIT
+
+
 def classify(
     lin: Lineage,
     refs: Sequence[str],
@@ -158,6 +170,7 @@ def classify(
     child_quantized: bool = False,
     layer_matches: list[LayerSource] | None = None,
     parent_layers: dict[str, int] | None = None,
+    child_bits: int = 8,
 ) -> Verdict:
     """Decide the relation of the child to the candidates ``refs`` (same order as the statistics)."""
     mats = lin.matrix_idx()
@@ -181,11 +194,12 @@ def classify(
     if child_quantized:
         rel = np.median(np.sqrt(rel_distance(stats)), axis=0)
         j = int(np.argmin(rel))
-        if rel[j] <= QUANTIZED_MAX_REL:
+        limit = quantized_max_rel(child_bits)
+        if rel[j] <= limit:
             v = Verdict("quantized", parents=[ParentWeight(ref=refs[j], weight=1.0, ci=(1.0, 1.0))], z=_f(_ancestor_z(lin, j), 1), base=refs[j])
             v.notes.append(f"the child is stored quantized and matches {refs[j]} within {rel[j]:.3f} relative error")
             return v
-        notes.append(f"the child is stored quantized but no candidate matches it within {QUANTIZED_MAX_REL} relative error")
+        notes.append(f"the child is stored quantized but no candidate matches it within {limit} relative error")
 
     # 3. passthrough
     if layer_matches and is_passthrough(layer_matches, parent_layers or {}):

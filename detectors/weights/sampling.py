@@ -45,6 +45,7 @@ from detectors.weights.keys import (
     layer_template,
     scale_companion,
 )
+from detectors.weights.packed import PackedMeta
 from detectors.weights.safetensors_format import DTYPES, FLOAT_DTYPES, TensorMeta
 
 #: Runs shorter than this are not worth a request of their own: small samples are one contiguous run.
@@ -156,6 +157,19 @@ class TensorPlan:
     def whole(self) -> bool:
         return self.ranges == ((0, math.prod(self.shape)),)
 
+    @property
+    def packed(self) -> bool:
+        """Some model stores this weight as packed integers (decoded whole on reading)."""
+        return any(isinstance(m, PackedMeta) for m in self.metas.values())
+
+    @property
+    def decoded(self) -> bool:
+        """Some model's values are decoded (scaled or unpacked) rather than read as they are."""
+        return bool(self.scales) or self.packed
+
+    def decoded_in(self, ref: str) -> bool:
+        return ref in self.scales or isinstance(self.metas.get(ref), PackedMeta)
+
 
 @dataclass
 class SamplePlan:
@@ -165,10 +179,13 @@ class SamplePlan:
     (a depth-upscaled child's additional layers, a pruned model's missing ones): they share a
     layer template and shape with a common tensor, hence its positions, so the statistics can match
     child layer 5 against parent layer 2; their ``metas`` name only the models that hold them.
-    ``quantized[ref]`` lists the tensors that model stores as fp8/int8 (decoded to float32 on read),
-    so the relation can say ``quantized``. ``packed[ref]`` counts the weights that model stores in a
-    packed integer format provbot does not decode (see :func:`packed_weights`): never compared;
-    ``mostly_packed`` lists the models with more such weights than float matrices.
+    ``quantized[ref]`` lists the tensors that model stores as fp8/int8 or, in a full plan, as
+    decodable packed integers (decoded to float32 on read), so the relation can say ``quantized``;
+    ``quantized_bits[ref]`` is the fewest bits among them (8 for fp8/int8). ``packed[ref]`` counts
+    the weights that model stores as packed integers this plan does not decode (see
+    :func:`packed_weights`): never compared; ``mostly_packed`` lists the models with more such
+    weights than float matrices, and ``full_decodes`` those of them whose packed weights a full
+    plan would decode.
     ``notes`` says what was skipped and why.
     """
 
@@ -182,6 +199,8 @@ class SamplePlan:
     extra: list[TensorPlan] = field(default_factory=list)
     packed: dict[str, int] = field(default_factory=dict)
     mostly_packed: list[str] = field(default_factory=list)
+    quantized_bits: dict[str, int] = field(default_factory=dict)
+    full_decodes: list[str] = field(default_factory=list)
 
     def planned_bytes(self, ref: str) -> int:
         """Data bytes this plan reads from model ``ref`` (headers and scale companions excluded)."""
@@ -232,13 +251,27 @@ def plan_sample(
     refs = list(models)
     notes: list[str] = []
     dtypes = {ref: set(map(_DTYPE, t.values())) for ref, t in models.items()}  # in C: 10^5 tensors
-    packed = {ref: p for ref in refs if not dtypes[ref] <= FLOAT_DTYPES and (p := packed_weights(models[ref]))}
-    mostly_packed = []
-    for ref, names in packed.items():
-        notes.append(f"{ref} stores {len(names)} weight(s) as packed integers (e.g. {names[0]}: GPTQ/AWQ-style "
-                     "qweight, bitsandbytes 4-bit), a format provbot does not decode: they are not compared")
-        if len(names) > _float_matrices(models[ref]):
-            mostly_packed.append(ref)
+    packed: dict[str, list[str]] = {}  # per model, the packed weights this plan leaves unread
+    mostly_packed, full_decodes = [], []
+    for ref in refs:
+        names = [] if dtypes[ref] <= FLOAT_DTYPES else packed_weights(models[ref])
+        decodable = [n for n in names if isinstance(models[ref][n], PackedMeta)]
+        raw = [n for n in names if not isinstance(models[ref][n], PackedMeta)]
+        if decodable and not full:  # a packed weight is read whole or not at all (see detectors.weights.packed)
+            formats = sorted({models[ref][n].format for n in decodable})
+            models = {**models, ref: {n: m for n, m in models[ref].items() if not isinstance(m, PackedMeta)}}
+            notes.append(f"{ref} stores {len(decodable)} weight(s) as packed integers ({', '.join(formats)}), which "
+                         "a sampled scan does not decode: run with --full to compare them")
+        if raw:
+            notes.append(f"{ref} stores {len(raw)} weight(s) as packed integers (e.g. {raw[0]}: GPTQ/AWQ-style "
+                         "qweight, bitsandbytes 4-bit), in a layout provbot does not decode: they are not compared")
+        unread = raw if full else names
+        if unread:
+            packed[ref] = unread
+            if len(unread) > _float_matrices(models[ref]):
+                mostly_packed.append(ref)
+                if not raw:
+                    full_decodes.append(ref)
     experts = _routed_experts(models)
     if not full and budget_bytes is not None:
         models = _without_unsampled_experts(models, experts)
@@ -249,11 +282,15 @@ def plan_sample(
     extras = _extras(models, candidates, notes) if extra_layers and len(models) > 1 else []
     every = candidates + extras
 
-    quantized = {}
+    quantized, quantized_bits = {}, {}
     for ref in refs:
-        if dtypes[ref] & _QUANT_DTYPES:
-            quantized[ref] = sorted(n for n, _s, metas, _sc in every if ref in metas and metas[ref].dtype in _QUANT_DTYPES)
-    quantized = {r: q for r, q in quantized.items() if q}
+        if dtypes[ref] <= _PLAIN_FLOAT:
+            continue
+        held = {n: metas[ref] for n, _s, metas, _sc in every
+                if ref in metas and (metas[ref].dtype in _QUANT_DTYPES or isinstance(metas[ref], PackedMeta))}
+        if held:
+            quantized[ref] = sorted(held)
+            quantized_bits[ref] = min(m.bits if isinstance(m, PackedMeta) else 8 for m in held.values())
 
     if full or budget_bytes is None:
         chosen, k, share = [(c, None) for c in every], None, None
@@ -276,7 +313,7 @@ def plan_sample(
         plan = TensorPlan(name, kind, shape, tuple(ranges), metas, scales)
         (tensors if name in common_names and len(metas) == len(refs) else extra).append(plan)
     return SamplePlan(tensors, refs, None if full else budget_bytes, full, notes, quantized, k, extra,
-                      {ref: len(names) for ref, names in packed.items()}, mostly_packed)
+                      {ref: len(names) for ref, names in packed.items()}, mostly_packed, quantized_bits, full_decodes)
 
 
 _Candidate = tuple[str, tuple[int, ...], dict[str, TensorMeta], dict[str, TensorMeta]]
@@ -286,12 +323,13 @@ _DTYPE = attrgetter("dtype")
 
 
 def packed_weights(tensors: dict[str, TensorMeta]) -> list[str]:
-    """Weights stored as packed integers that provbot does not decode, sorted.
+    """Weights stored as packed integers, sorted: the ones :func:`detectors.weights.packed.with_packed`
+    made decodable (a ``PackedMeta``) and the raw ones it could not.
 
     GPTQ, AWQ, Marlin and EXL2 store ``<module>.qweight`` (or ``q_weight``) in place of
-    ``<module>.weight``; bitsandbytes 4-bit stores ``<module>.weight`` as uint8. Such a model's
-    matrices never enter a comparison, whatever its float tensors (embeddings, norms) show.
-    int8 weights with a scale companion are decoded, hence not listed.
+    ``<module>.weight``, compressed-tensors ``<module>.weight_packed``; bitsandbytes 4-bit stores
+    ``<module>.weight`` as uint8. Raw ones never enter a comparison, whatever the float tensors
+    (embeddings, norms) show. int8 weights with a scale companion are decoded, hence not listed.
 
     >>> from detectors.weights.safetensors_format import TensorMeta
     >>> m = lambda dtype, shape: TensorMeta("", dtype, shape, "f", 0, 0)
@@ -303,16 +341,17 @@ def packed_weights(tensors: dict[str, TensorMeta]) -> list[str]:
     for name, meta in tensors.items():
         if meta.dtype in FLOAT_DTYPES:
             continue
-        if name.endswith((".qweight", ".q_weight")) or (
+        if isinstance(meta, PackedMeta) or name.endswith((".qweight", ".q_weight", ".weight_packed")) or (
             name.endswith(".weight") and len(meta.shape) >= 2 and not (meta.dtype == "I8" and scale_companion(name, tensors))
         ):
             out.append(name)
     return sorted(out)
 
 
-# Float companions of packed weights (GPTQ/AWQ group scales, bitsandbytes absmax): not weights.
+# Float companions of packed weights (GPTQ/AWQ group scales, bitsandbytes absmax, compressed-tensors
+# weight_scale): not weights.
 # (Their integer companions, qzeros and g_idx, are not float and so never counted.)
-_PACKED_COMPANIONS = (".scales", ".absmax")
+_PACKED_COMPANIONS = (".scales", ".absmax", ".weight_scale")
 
 
 def _float_matrices(tensors: dict[str, TensorMeta]) -> int:
@@ -326,6 +365,8 @@ def _usable(name: str, ref: str, tensors: dict[str, TensorMeta], notes: list[str
     meta = tensors[name]
     if meta.dtype in FLOAT_DTYPES and meta.dtype not in _QUANT_DTYPES:
         return True, None  # the common case, without the companion look-ups (100k tensors in big MoEs)
+    if isinstance(meta, PackedMeta):  # decoded whole on reading (only full plans keep them)
+        return True, None
     sc = scale_companion(name, tensors)
     if meta.dtype not in FLOAT_DTYPES and not (meta.dtype == "I8" and sc):
         notes.append(f"skipped {name}: {meta.dtype} in {ref} is not a float weight")

@@ -23,10 +23,12 @@ from detectors.weights.fit import STATS_CHUNK, Lineage, StatsTable, batch_sums, 
 from detectors.weights.full_stats import full_stats
 from detectors.weights.gc_pause import gc_paused
 from detectors.weights.layers import layer_count, layer_plans, match_layers
+from detectors.weights.packed import with_packed
 from detectors.weights.reader import canonical_models, read_sample, resolve_device
 from detectors.weights.relation import COPY_EQUAL_SHARE, Verdict, classify
 from detectors.weights.result import ScanResult
-from detectors.weights.sampling import SamplePlan, plan_sample
+from detectors.weights.safetensors_format import TensorMeta
+from detectors.weights.sampling import SamplePlan, packed_weights, plan_sample
 from detectors.weights.sources import WeightSource, open_source
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
@@ -74,7 +76,7 @@ def scan(
 
     sources = _open_all([child, *candidates], endpoint, token, settings.scan.concurrency)
     try:
-        models = canonical_models(sources)
+        models = _with_packed(sources, canonical_models(sources))
         plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full, max_requests=ceiling or None)
         stats = full_stats(sources, plan, dev, progress, settings.scan.compile) if full else _sampled_stats(sources, plan, dev, progress)
         # NaN/Inf anywhere (a broken or hostile file) would poison every fit: leave such tensors out.
@@ -96,6 +98,7 @@ def scan(
         verdict = classify(
             lin, candidates, base=candidates.index(base) if base else None,
             child_quantized=bool(plan.quantized.get(child)), layer_matches=matches, parent_layers=parent_layers,
+            child_bits=plan.quantized_bits.get(child, 8),
         )
     finally:
         for s in sources:
@@ -126,9 +129,24 @@ def _within_what_was_compared(verdict: Verdict, plan: SamplePlan, compared: int)
     said = verdict.relation + (f"/{verdict.method}" if verdict.method else "")
     if verdict.parents:
         said += " of " + ", ".join(f"{p.ref} ({p.weight:.2f})" for p in verdict.parents)
-    note = (f"{', '.join(plan.mostly_packed)} store(s) most matrices as packed integers, which provbot does not "
-            f"decode: the {compared} tensors compared alone would say {said}, too little to conclude")
+    how = ("which a sampled scan does not decode (run with --full to compare them)"
+           if set(plan.mostly_packed) <= set(plan.full_decodes) else "which provbot does not decode")
+    note = (f"{', '.join(plan.mostly_packed)} store(s) most matrices as packed integers, {how}: "
+            f"the {compared} tensors compared alone would say {said}, too little to conclude")
     return replace(verdict, relation="inconclusive", method=None, parents=[], notes=[note, *verdict.notes])
+
+
+def _with_packed(sources: list[WeightSource], models: dict[str, dict[str, TensorMeta]]) -> dict[str, dict]:
+    """Each model's table with its decodable packed weights as one ``PackedMeta`` each; config.json
+    and the small state tensors some formats need are read only for models that hold packed weights."""
+    out = {}
+    for s in sources:
+        t = models[s.ref]
+        if packed_weights(t):
+            out[s.ref] = with_packed(t, s.config(), lambda metas, s=s: s.read_ranges([(m.file, m.start, m.end) for m in metas]))
+        else:
+            out[s.ref] = t
+    return out
 
 
 def _open_all(refs: list[str], endpoint: str | None, token: str | SecretStr | None, concurrency: int) -> list[WeightSource]:

@@ -25,6 +25,7 @@ class Case:
     weights: dict[str, float] = field(default_factory=dict)  # expected parents -> weight (None: any)
     tol: float = 0.02
     base: str | None = None
+    full: bool = False  # packed int4 children are decoded by full reads only
 
 
 CASES = [
@@ -45,6 +46,11 @@ CASES = [
     Case("llama_copy", ["llama_a", "llama_base"], "copy", None, {"llama_a": 1.0}),
     Case("llama_bf16", ["llama_a", "llama_b", "llama_base"], "copy", None, {"llama_a": 1.0}),
     Case("llama_fp8", ["llama_a", "llama_b", "llama_base"], "quantized", None, {"llama_a": 1.0}),
+    Case("llama_gptq", ["llama_a", "llama_b", "llama_base"], "quantized", None, {"llama_a": 1.0}, full=True),
+    Case("llama_b_gptq", ["llama_a", "llama_b", "llama_base"], "quantized", None, {"llama_b": 1.0}, full=True),
+    Case("llama_awq", ["llama_a", "llama_b", "llama_base"], "quantized", None, {"llama_a": 1.0}, full=True),
+    Case("llama_w4a16", ["llama_a", "llama_b", "llama_base"], "quantized", None, {"llama_a": 1.0}, full=True),
+    Case("llama_nf4", ["llama_a", "llama_b", "llama_base"], "quantized", None, {"llama_a": 1.0}, full=True),
     Case("llama_c", ["llama_a", "llama_base"], "finetune", None, {"llama_base": 1.0}),
     Case("llama_c", ["llama_a", "llama_b", "llama_base"], "finetune", None, {"llama_base": 1.0}),
     Case("llama_c", ["llama_a", "llama_b"], "finetune", None, {"llama_base": 1.0}, base="llama_base"),
@@ -61,10 +67,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.child}-vs-{'+'.join(c.parents)}{'-base' if c.base else ''}")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.child}-vs-{'+'.join(c.parents)}{'-base' if c.base else ''}{'-full' if c.full else ''}")
 def test_scan_case(case: Case, model_zoo):
     refs = {name: str(model_zoo.path(name)) for name in {case.child, *case.parents, *([case.base] if case.base else [])}}
-    result = scan(refs[case.child], [refs[p] for p in case.parents], base=refs[case.base] if case.base else None)
+    result = scan(refs[case.child], [refs[p] for p in case.parents], base=refs[case.base] if case.base else None,
+                  full=case.full)
     assert (result.relation, result.method) == (case.relation, case.method), result.notes
     got = {p.ref: p for p in result.parents}
     assert set(got) == {refs[n] for n in case.weights}, result.parents

@@ -1,15 +1,18 @@
-"""Packed-integer weights (GPTQ/AWQ qweight, bitsandbytes 4-bit) are not decoded: never a verdict from the rest.
+"""Packed-integer weights: decoded by full reads (GPTQ, AWQ, compressed-tensors), never a verdict from the rest.
 
 A child that copies a parent's embeddings, head and norms but stores its matrices packed must not
-read as a copy of that parent: the matrices, which carry the lineage, were never compared.
+read as a copy of that parent when the matrices, which carry the lineage, were not compared: a
+sampled scan (which does not decode them) or a layout provbot cannot decode (bitsandbytes 4-bit,
+EXL2, or random bits without a config) makes it inconclusive. A full read decodes them.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 import torch
-
 from safetensors.torch import save_file
 
 from detectors.weights.sampling import packed_weights
@@ -82,3 +85,44 @@ def test_bitsandbytes_style_uint8_weights_count_as_packed(tmp_path: Path) -> Non
     r = scan(str(child), parents=[str(pa), str(pb)], budget_mb=1)
     assert r.relation == "inconclusive", r.notes
     assert any("stores 21 weight(s) as packed integers" in n for n in r.notes)
+
+
+@pytest.mark.slow
+def test_a_sampled_scan_of_a_gptq_child_asks_for_a_full_one(model_zoo) -> None:
+    p = {n: str(model_zoo.path(n)) for n in ("llama_gptq", "llama_a", "llama_b")}
+    r = scan(p["llama_gptq"], [p["llama_a"], p["llama_b"]])
+    assert r.relation == "inconclusive"
+    assert "a sampled scan does not decode (run with --full" in r.notes[0]
+    assert any("stores 14 weight(s) as packed integers (gptq)" in n for n in r.notes)
+
+
+@pytest.mark.slow
+def test_a_full_scan_of_a_packed_sibling_says_finetune_not_quantized(model_zoo) -> None:
+    # llama_b, packed: against llama_a and the base only, its own lineage is a fine-tune of the base
+    p = {n: str(model_zoo.path(n)) for n in ("llama_b_gptq", "llama_a", "llama_base")}
+    r = scan(p["llama_b_gptq"], [p["llama_a"], p["llama_base"]], full=True)
+    assert (r.relation, [x.ref for x in r.parents]) == ("finetune", [p["llama_base"]]), r.notes
+    assert "no candidate matches it within 0.25 relative error" in r.notes[0]
+
+
+@pytest.mark.slow
+def test_a_gptq_child_through_the_hub_is_decoded_in_full(localhub, model_zoo) -> None:
+    for name in ("llama_gptq", "llama_a", "llama_b"):
+        localhub.add_repo(f"acme/{name}", model_zoo.path(name))
+    r = scan("acme/llama_gptq", ["acme/llama_a", "acme/llama_b"], endpoint=localhub.url, full=True)
+    assert r.relation == "quantized" and [x.ref for x in r.parents] == ["acme/llama_a"]
+    assert r.tensors == 21  # 14 decoded projections, embeddings, head, norms
+
+
+def test_a_broken_packed_child_is_a_clear_error_in_full(tmp_path: Path) -> None:
+    from detectors.errors import WeightFormatError
+    from tests.support.packing import gptq_state
+
+    a = {k: v for k, v in dense_state(0).items() if k.startswith("layers.0.self_attn")}
+    pa = write_model(tmp_path / "a", a)
+    state, qconfig = gptq_state(a)
+    state["layers.0.self_attn.q_proj.g_idx"] = torch.full_like(state["layers.0.self_attn.q_proj.g_idx"], 9)
+    child = _write_as_is(tmp_path / "child", state)
+    (child / "config.json").write_text(json.dumps({"model_type": "llama", "quantization_config": qconfig}))
+    with pytest.raises(WeightFormatError, match="q_proj.g_idx: group index outside"):
+        scan(str(child), parents=[str(pa)], full=True)

@@ -27,6 +27,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from tests.support import packing
+
 # Small enough to train in well under a second on 2 cores; big enough that sampled statistics
 # are not noise (each 2-D tensor has 2-6k elements).
 LLAMA = dict(vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
@@ -159,7 +161,8 @@ class ModelZoo:
 
     Names: ``{llama,qwen2,mixtral}_{base,a,b,c,unrelated,linear}``, and for llama also ``slerp``,
     ``task_arithmetic``, ``ties``, ``dare``, ``passthrough`` (3 layers), ``frankenmerge`` (2 layers), ``copy``, ``bf16``,
-    ``fp8`` (quantized copy of ``a``), ``vocab`` (``a`` with 16 more tokens), ``linear_trained``, ``linear_sharded``, ``linear_renamed``; ``minilm``, ``minilm_copy``,
+    ``fp8`` (quantized copy of ``a``), ``gptq``, ``awq``, ``w4a16``, ``nf4`` (int4 copies of ``a`` packed by
+    AutoGPTQ, AutoAWQ, compressed-tensors and bitsandbytes), ``b_gptq``, ``vocab`` (``a`` with 16 more tokens), ``linear_trained``, ``linear_sharded``, ``linear_renamed``; ``minilm``, ``minilm_copy``,
     ``minilm_ft``. ``RECIPES`` documents each.
     """
 
@@ -308,6 +311,18 @@ def _quantized(zoo: ModelZoo, out: Path) -> Path:
     return rewrite_weights(zoo.path("llama_a"), out, _fp8)
 
 
+def _packed(pack: Callable[[dict[str, torch.Tensor]], tuple[dict[str, torch.Tensor], dict]], src: str = "llama_a"):
+    """``src`` quantized to int4 and packed by a real tool (see tests.support.packing), with the
+    ``quantization_config`` its checkpoints carry in config.json."""
+    def build(zoo: ModelZoo, out: Path) -> Path:
+        tensors, qconfig = pack(read_tensors(zoo.path(src)))
+        rewrite_weights(zoo.path(src), out, lambda _t: tensors)
+        config = json.loads((out / "config.json").read_text())
+        (out / "config.json").write_text(json.dumps({**config, "quantization_config": qconfig}))
+        return out
+    return build
+
+
 def _vocab_expanded(zoo: ModelZoo, out: Path) -> Path:
     """``llama_a`` with 16 new token rows in the embedding and head (a tokenizer extension)."""
     def grow(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -383,6 +398,11 @@ BUILDERS.update({
     "llama_copy": _copy("llama_a"),
     "llama_bf16": _cast_bf16,
     "llama_fp8": _quantized,
+    "llama_gptq": _packed(packing.gptq_state),
+    "llama_awq": _packed(packing.awq_state),
+    "llama_w4a16": _packed(packing.compressed_state),
+    "llama_b_gptq": _packed(packing.gptq_state, "llama_b"),
+    "llama_nf4": _packed(packing.bnb_state),
     "llama_vocab": _vocab_expanded,
     "llama_linear_trained": _trained_after,
     "llama_linear_sharded": _sharded,

@@ -1,0 +1,175 @@
+"""Packed integer weights (GPTQ, AWQ, compressed-tensors pack-quantized, bitsandbytes 4-bit), decoded to float32.
+
+A packed format stores a ``[out, in]`` weight as several integer and float tensors next to each
+other (``<module>.qweight``, ``.scales``, ``.qzeros``, ...). One module per format finds those
+groups in a model's tensor table and decodes a group back into the float matrix; formats plug in
+with :func:`register` (one file each, like mergekit's merge methods).
+
+:func:`with_packed` replaces each decodable group by one :class:`PackedMeta` under the weight's
+own name (``<module>.weight``), so planning and reading treat it like any other weight of that
+shape. The layouts are transposed against the float weight (GPTQ, AWQ) or need their group whole,
+so a packed weight is read and decoded whole: the full mode does it; sampled scans leave packed
+weights out (see :func:`detectors.weights.sampling.packed_weights`).
+
+>>> from detectors.weights.safetensors_format import TensorMeta
+>>> t = {"l.qweight": TensorMeta("l.qweight", "I32", (4, 16), "f", 0, 256),
+...      "l.qzeros": TensorMeta("l.qzeros", "I32", (1, 2), "f", 256, 264),
+...      "l.scales": TensorMeta("l.scales", "F16", (1, 16), "f", 264, 296)}
+>>> out = with_packed(t, {})
+>>> sorted(out), out["l.weight"].format, out["l.weight"].shape, out["l.weight"].bits
+(['l.weight'], 'gptq', (16, 32), 4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from detectors.errors import WeightFormatError
+from detectors.weights.safetensors_format import TensorMeta, view
+
+
+@dataclass(frozen=True, eq=False)
+class PackedMeta:
+    """One packed weight: its logical ``[out, in]`` shape and the tensors (``parts``) that hold it.
+
+    ``file``/``start``/``end`` are those of the packed integers (``parts[main]``), so readers that
+    order tensors by file position keep working; ``dtype`` names the format (``GPTQ-INT4``), which
+    is no safetensors dtype: nothing reads a packed weight's bytes as values directly.
+    """
+
+    name: str
+    format: str
+    shape: tuple[int, int]
+    bits: int
+    group_size: int
+    parts: Mapping[str, TensorMeta]
+    main: str
+    options: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def dtype(self) -> str:
+        return f"{self.format.upper()}-INT{self.bits}"
+
+    @property
+    def file(self) -> str:
+        return self.parts[self.main].file
+
+    @property
+    def start(self) -> int:
+        return self.parts[self.main].start
+
+    @property
+    def end(self) -> int:
+        return self.parts[self.main].end
+
+    @property
+    def numel(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(m.nbytes for m in self.parts.values())
+
+
+@dataclass(frozen=True)
+class PackedFormat:
+    """A registered format: ``find`` groups a table's tensors, ``decode`` turns one group into floats.
+
+    ``find(tensors, quantization_config, values)`` returns the format's weights found in
+    ``tensors`` (``{name: TensorMeta}``, canonical names); ``values`` holds the raw bytes of the
+    small tensors ``state_tensors(tensors)`` names, for a format whose shapes are stored as data
+    (bitsandbytes). ``decode(meta, parts)`` gets each part as a tensor of its stored dtype and
+    shape and returns the ``[out, in]`` float32 weight.
+    """
+
+    name: str
+    find: Callable[[Mapping[str, TensorMeta], Mapping[str, object], Mapping[str, bytes]], list[PackedMeta]]
+    decode: Callable[[PackedMeta, dict[str, torch.Tensor]], torch.Tensor]
+    state_tensors: Callable[[Mapping[str, TensorMeta]], list[str]] | None = None
+
+
+FORMATS: dict[str, PackedFormat] = {}
+
+
+def register(fmt: PackedFormat) -> PackedFormat:
+    """Add a format to :data:`FORMATS` (a second one of the same name replaces it)."""
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def quantization_config(config: Mapping[str, object]) -> dict[str, object]:
+    """The ``quantization_config`` of a config.json (``{}`` when absent or not an object)."""
+    q = config.get("quantization_config") if isinstance(config, Mapping) else None
+    return q if isinstance(q, dict) else {}
+
+
+#: Reads the bytes of a few small tensors (a source's ``read_ranges`` over their spans).
+SmallReader = Callable[[list[TensorMeta]], list[bytes]]
+
+
+def with_packed(tensors: Mapping[str, TensorMeta], config: Mapping[str, object],
+                read: SmallReader | None = None) -> dict[str, TensorMeta | PackedMeta]:
+    """``tensors`` with each decodable packed group replaced by a :class:`PackedMeta` named
+    ``<module>.weight``. A model without packed weights comes back as it is (a new dict).
+    ``read`` fetches the small state tensors some formats keep their shapes in; without it those
+    formats find nothing."""
+    qconfig = quantization_config(config)
+    out: dict[str, TensorMeta | PackedMeta] = dict(tensors)
+    key_of = {id(m): k for k, m in out.items()}  # parts keep their raw names; the table is keyed otherwise
+    for fmt in FORMATS.values():
+        values: dict[str, bytes] = {}
+        if fmt.state_tensors is not None:
+            names = fmt.state_tensors(out) if read is not None else []  # type: ignore[arg-type]
+            if not names:
+                continue
+            values = dict(zip(names, read([out[n] for n in names])))  # type: ignore[misc]
+        for meta in fmt.find(out, qconfig, values):  # type: ignore[arg-type]  # earlier formats' PackedMetas are skipped
+            if meta.name in out and not any(out[meta.name] is p for p in meta.parts.values()):
+                continue  # a weight of that name besides the group: ambiguous, leave the group alone
+            for part in meta.parts.values():
+                out.pop(key_of[id(part)], None)
+            out[meta.name] = meta
+    return out
+
+
+def decode(meta: PackedMeta, blobs: Mapping[str, bytes | bytearray | memoryview]) -> torch.Tensor:
+    """The ``[out, in]`` float32 weight of ``meta`` from the raw bytes of each of its parts."""
+    parts = {}
+    for role, m in meta.parts.items():
+        raw = blobs[role]
+        if len(raw) != m.nbytes:
+            raise WeightFormatError(f"{m.name}: got {len(raw)} bytes, expected {m.nbytes}")
+        parts[role] = view(raw, m.dtype).reshape(m.shape)
+    w = FORMATS[meta.format].decode(meta, parts)
+    if tuple(w.shape) != meta.shape:  # a decoder's own check failed to catch an inconsistency
+        raise WeightFormatError(f"{meta.name}: decoded to {list(w.shape)}, expected {list(meta.shape)}")
+    return w
+
+
+def unpack_low_first(words: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
+    """Unpack ``32 // bits`` unsigned fields per int32 along ``dim``, lowest bits first.
+
+    >>> unpack_low_first(torch.tensor([[0x76543210]], dtype=torch.int32), 4, 1)
+    tensor([[0, 1, 2, 3, 4, 5, 6, 7]], dtype=torch.int32)
+    """
+    if bits not in (2, 4, 8):
+        raise WeightFormatError(f"{bits}-bit fields do not pack evenly into 32 bits")
+    per = 32 // bits
+    shifts = torch.arange(0, 32, bits, dtype=torch.int32)
+    w = words.movedim(dim, -1)
+    # Arithmetic shifts of negative words bring ones in from the left; the mask drops them.
+    fields = (w.unsqueeze(-1) >> shifts) & ((1 << bits) - 1)
+    return fields.reshape(*w.shape[:-1], w.shape[-1] * per).movedim(-1, dim)
+
+
+def check_shape(meta: TensorMeta, expected: tuple[int, ...], what: str) -> None:
+    """A part's shape must be what the weight's other parts imply."""
+    if tuple(meta.shape) != tuple(expected):
+        raise WeightFormatError(f"{meta.name}: {what} shape {list(meta.shape)}, expected {list(expected)}")
+
+
+# The formats register themselves on import.
+from detectors.weights.packed import awq, bnb, compressed, gptq  # noqa: E402,F401
