@@ -150,19 +150,22 @@ def decode(meta: PackedMeta, blobs: Mapping[str, bytes | bytearray | memoryview]
 
 
 def unpack_low_first(words: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
-    """Unpack ``32 // bits`` unsigned fields per int32 along ``dim``, lowest bits first.
+    """Unpack ``32 // bits`` unsigned fields per int32 of a 2-D tensor along ``dim`` (0 or 1),
+    lowest bits first: ``[r, c]`` becomes ``[r * 32 / bits, c]`` or ``[r, c * 32 / bits]``.
 
     >>> unpack_low_first(torch.tensor([[0x76543210]], dtype=torch.int32), 4, 1)
     tensor([[0, 1, 2, 3, 4, 5, 6, 7]], dtype=torch.int32)
     """
     if bits not in (2, 4, 8):
         raise WeightFormatError(f"{bits}-bit fields do not pack evenly into 32 bits")
-    per = 32 // bits
+    rows, cols = words.shape
+    per, mask = 32 // bits, (1 << bits) - 1
     shifts = torch.arange(0, 32, bits, dtype=torch.int32)
-    w = words.movedim(dim, -1)
-    # Arithmetic shifts of negative words bring ones in from the left; the mask drops them.
-    fields = (w.unsqueeze(-1) >> shifts) & ((1 << bits) - 1)
-    return fields.reshape(*w.shape[:-1], w.shape[-1] * per).movedim(-1, dim)
+    # Arithmetic shifts of negative words bring ones in from the left; the mask drops them. The
+    # fields land next to their word's neighbours directly: no transposed copies (half the time).
+    if dim == 0:
+        return ((words.unsqueeze(1) >> shifts[None, :, None]) & mask).reshape(rows * per, cols)
+    return ((words.unsqueeze(-1) >> shifts) & mask).reshape(rows, cols * per)
 
 
 def check_shape(meta: TensorMeta, expected: tuple[int, ...], what: str) -> None:

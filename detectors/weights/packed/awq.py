@@ -16,12 +16,12 @@ from collections.abc import Mapping
 
 import torch
 
-from detectors.weights.packed import PackedFormat, PackedMeta, check_shape, register, unpack_low_first
+from detectors.weights.packed import PackedFormat, PackedMeta, check_shape, register
 from detectors.weights.packed.gptq import _int_config
 from detectors.weights.safetensors_format import FLOAT_DTYPES, TensorMeta
 
-# Position of output k (0..7 in its word) among the word's fields: the inverse of AWQ's order.
-_FIELD_OF_OUTPUT = torch.tensor([0, 4, 1, 5, 2, 6, 3, 7])
+# Bit offset of output k (0..7 in its word): its field is the inverse of AWQ's order, 4 bits each.
+_SHIFT_OF_OUTPUT = 4 * torch.tensor([0, 4, 1, 5, 2, 6, 3, 7], dtype=torch.int32)
 _ROWS = 2048
 
 
@@ -58,9 +58,9 @@ def find(tensors: Mapping[str, TensorMeta], q: Mapping[str, object], values: Map
 
 
 def _unpack(words: torch.Tensor) -> torch.Tensor:
-    """``[rows, out / 8]`` words -> ``[rows, out]`` 4-bit values in output order."""
-    fields = unpack_low_first(words, 4, dim=1)
-    return fields.reshape(words.shape[0], -1, 8)[:, :, _FIELD_OF_OUTPUT].reshape(words.shape[0], -1)
+    """``[rows, out / 8]`` words -> ``[rows, out]`` 4-bit values in output order (each output
+    shifted out of its own field: no reordering pass)."""
+    return ((words.unsqueeze(-1) >> _SHIFT_OF_OUTPUT) & 15).reshape(words.shape[0], -1)
 
 
 def decode(meta: PackedMeta, parts: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -69,11 +69,19 @@ def decode(meta: PackedMeta, parts: dict[str, torch.Tensor]) -> torch.Tensor:
     check_shape(meta.parts["qweight"], (n_in, n_out // 8), "packed weight")
     zeros = _unpack(parts["qzeros"])
     scales = parts["scales"].to(torch.float32)
+    size = meta.group_size
+    in_order = n_in % size == 0 and _ROWS % size == 0  # whole groups per block: broadcast, not gathered
     w = torch.empty(n_out, n_in, dtype=torch.float32)
     for r0 in range(0, n_in, _ROWS):
         q = _unpack(parts["qweight"][r0:r0 + _ROWS])
-        g = torch.arange(r0, r0 + q.shape[0]) // meta.group_size
-        w[:, r0:r0 + q.shape[0]] = ((q - zeros[g]).to(torch.float32) * scales[g]).T
+        k = q.shape[0]
+        if in_order:
+            g0, n = r0 // size, k // size
+            v = (q.view(n, size, n_out) - zeros[g0:g0 + n, None]).to(torch.float32).mul_(scales[g0:g0 + n, None])
+            w[:, r0:r0 + k] = v.view(k, n_out).T
+        else:
+            g = torch.arange(r0, r0 + k) // size
+            w[:, r0:r0 + k] = ((q - zeros[g]).to(torch.float32) * scales[g]).T
     return w
 
 

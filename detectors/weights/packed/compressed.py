@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import torch
 
 from detectors.errors import WeightFormatError
-from detectors.weights.packed import PackedFormat, PackedMeta, check_shape, register
+from detectors.weights.packed import PackedFormat, PackedMeta, check_shape, register, unpack_low_first
 from detectors.weights.safetensors_format import FLOAT_DTYPES, TensorMeta
 
 _ROWS = 2048
@@ -109,13 +109,25 @@ def decode(meta: PackedMeta, parts: dict[str, torch.Tensor]) -> torch.Tensor:
             raise WeightFormatError(f"{meta.parts['weight_g_idx'].name}: not one group in 0..{groups - 1} per input")
     else:
         g = torch.arange(n_in) // meta.group_size
+    # Inputs in group order (no act-order): whole groups broadcast against their scale and zero
+    # columns instead of gathering one per element.
+    size = meta.group_size
+    in_order = groups > 1 and n_in % size == 0 and n_in // size == groups and torch.equal(g, torch.arange(n_in) // size)
     w = torch.empty(n_out, n_in, dtype=torch.float32)
     for r0 in range(0, n_out, _ROWS):
         r1 = min(n_out, r0 + _ROWS)
-        q = (unpack_dense(parts["weight_packed"][r0:r1], bits, n_in) - offset).to(torch.float32)
+        words = parts["weight_packed"][r0:r1]
+        if 32 % bits == 0:  # no field straddles a word: the plain unpack, without int64 gathers
+            q = (unpack_low_first(words, bits, dim=1)[:, :n_in] - offset).to(torch.float32)
+        else:
+            q = (unpack_dense(words, bits, n_in) - offset).to(torch.float32)
         s = scale[r0:r1] if scale.shape[0] > 1 else scale
         z = zero[r0:r1] if zero.shape[0] > 1 else zero
-        w[r0:r1] = (q - z[:, g] if z.shape[1] > 1 else q - z) * (s[:, g] if groups > 1 else s)
+        if in_order:
+            qg = q.view(r1 - r0, groups, size)
+            w[r0:r1] = (qg - z[:, :, None]).mul_(s[:, :, None]).view(r1 - r0, n_in)
+        else:
+            w[r0:r1] = (q - z[:, g] if z.shape[1] > 1 else q - z) * (s[:, g] if groups > 1 else s)
     return w
 
 

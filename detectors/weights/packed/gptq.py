@@ -78,18 +78,27 @@ def decode(meta: PackedMeta, parts: dict[str, torch.Tensor]) -> torch.Tensor:
     zeros = unpack_low_first(parts["qzeros"], bits, dim=1)
     zeros = (zeros + meta.options.get("zero_offset", 1)) & ((1 << bits) - 1)  # v1: stored minus one, wrapping
     scales = parts["scales"].to(torch.float32)
+    size = meta.group_size
     if "g_idx" in parts:
         g = parts["g_idx"].to(torch.int64)
         if g.numel() and (int(g.min()) < 0 or int(g.max()) >= groups):
             raise WeightFormatError(f"{meta.parts['g_idx'].name}: group index outside 0..{groups - 1}")
     else:
-        g = torch.arange(n_in) // meta.group_size
+        g = torch.arange(n_in) // size
+    # Inputs in group order (no act-order, the common case): whole groups broadcast against their
+    # zero and scale rows, about 4x faster than gathering a zero and a scale per element.
+    in_order = n_in % size == 0 and _ROWS % size == 0 and torch.equal(g, torch.arange(n_in) // size)
     w = torch.empty(n_out, n_in, dtype=torch.float32)
     for r0 in range(0, n_in // per, _ROWS // per):
-        rows = parts["qweight"][r0:r0 + _ROWS // per]
-        q = unpack_low_first(rows, bits, dim=0)  # [inputs of these rows, out]
-        gi = g[r0 * per:r0 * per + q.shape[0]]
-        w[:, r0 * per:r0 * per + q.shape[0]] = ((q - zeros[gi]).to(torch.float32) * scales[gi]).T
+        q = unpack_low_first(parts["qweight"][r0:r0 + _ROWS // per], bits, dim=0)  # [inputs of these rows, out]
+        i0, k = r0 * per, q.shape[0]
+        if in_order:
+            g0, n = i0 // size, k // size
+            v = (q.view(n, size, n_out) - zeros[g0:g0 + n, None]).to(torch.float32).mul_(scales[g0:g0 + n, None])
+            w[:, i0:i0 + k] = v.view(k, n_out).T
+        else:
+            gi = g[i0:i0 + k]
+            w[:, i0:i0 + k] = ((q - zeros[gi]).to(torch.float32) * scales[gi]).T
     return w
 
 
