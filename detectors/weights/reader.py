@@ -4,7 +4,7 @@ Quantized weights are decoded to float32 before any comparison:
 
 * ``F8_E4M3`` / ``F8_E5M2``: the fp8 value, times its scale companion when there is one;
 * ``I8`` with a ``weight_scale`` companion: the integer times the scale;
-* packed integers (GPTQ, AWQ, compressed-tensors; a :class:`~detectors.weights.packed.PackedMeta`
+* packed integers (GPTQ, AWQ, compressed-tensors, bitsandbytes 4-bit; a :class:`~detectors.weights.packed.PackedMeta`
   in the plan): every part read whole and decoded (:func:`detectors.weights.packed.decode`), then
   the planned elements taken. Full reads take such a weight in one batch, never in chunks.
 

@@ -90,8 +90,9 @@ def test_awq_decodes_as_autoawq_does() -> None:
     assert ((got - w).norm() / w.norm()).item() < 0.15
 
 
-@pytest.mark.parametrize(("bits", "symmetric", "group"), [(4, True, 32), (4, False, 32), (8, True, None), (3, False, 32)],
-                         ids=["w4-sym-group", "w4-asym-group", "w8-channel", "w3-asym-straddling-words"])
+@pytest.mark.parametrize(("bits", "symmetric", "group"),
+                         [(4, True, 32), (4, False, 32), (8, True, None), (3, False, 32), (2, False, 32), (1, False, 32)],
+                         ids=["w4-sym-group", "w4-asym-group", "w8-channel", "w3-asym-straddling-words", "w2-asym", "w1-asym"])
 def test_compressed_tensors_decodes_as_decompress_does(bits: int, symmetric: bool, group: int | None) -> None:
     w = _weight()
     state, qconfig = packing.compressed_state({"layers.0.mlp.up_proj.weight": w}, bits, symmetric, group)

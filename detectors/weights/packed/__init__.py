@@ -22,6 +22,7 @@ weights out (see :func:`detectors.weights.sampling.packed_weights`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -156,7 +157,7 @@ def unpack_low_first(words: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
     >>> unpack_low_first(torch.tensor([[0x76543210]], dtype=torch.int32), 4, 1)
     tensor([[0, 1, 2, 3, 4, 5, 6, 7]], dtype=torch.int32)
     """
-    if bits not in (2, 4, 8):
+    if bits < 1 or 32 % bits:
         raise WeightFormatError(f"{bits}-bit fields do not pack evenly into 32 bits")
     rows, cols = words.shape
     per, mask = 32 // bits, (1 << bits) - 1
@@ -166,6 +167,47 @@ def unpack_low_first(words: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
     if dim == 0:
         return ((words.unsqueeze(1) >> shifts[None, :, None]) & mask).reshape(rows * per, cols)
     return ((words.unsqueeze(-1) >> shifts) & mask).reshape(rows, cols * per)
+
+
+def config_int(q: Mapping[str, object], key: str) -> int | None:
+    """An integer setting of ``quantization_config`` (None when absent or not an integer)."""
+    v = q.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def group_size(n_in: int, groups: int, configured: int | None) -> int | None:
+    """Inputs per group: the configured size when the shapes allow it, else what ``groups`` groups
+    of ``n_in`` inputs imply (no size, -1 for one group, or one the shapes deny); None if neither fits.
+
+    >>> group_size(4096, 32, 128), group_size(4096, 1, -1), group_size(100, 4, 32), group_size(100, 4, None)
+    (128, 4096, 32, 25)
+    >>> group_size(5, 4, None) is None   # 4 groups of 2 would need 7 or 8 inputs
+    True
+    """
+    if configured is not None and configured > 0 and math.ceil(n_in / configured) == groups:
+        return configured
+    size = math.ceil(n_in / groups)
+    return size if math.ceil(n_in / size) == groups else None
+
+
+def dequantize_rows(q: torch.Tensor, zeros: torch.Tensor, scales: torch.Tensor, first: int, size: int,
+                    groups_of: torch.Tensor | None = None) -> torch.Tensor:
+    """``(q - zero) * scale`` for input rows ``first .. first + len(q)`` of a ``[in, out]`` layout
+    whose zeros and scales are ``[groups, out]``: ``groups_of`` gives each row's group (act-order);
+    None means rows in group order, where whole groups broadcast against their zero and scale rows
+    (about 4x faster than gathering one zero and one scale per element; ``first`` and ``len(q)``
+    are then whole groups).
+
+    >>> q = torch.tensor([[3], [3], [5], [5]], dtype=torch.int32)
+    >>> dequantize_rows(q, torch.tensor([[1], [2]]), torch.tensor([[1.0], [10.0]]), 0, 2).flatten().tolist()
+    [2.0, 2.0, 30.0, 30.0]
+    """
+    if groups_of is None:
+        g0, n = first // size, q.shape[0] // size
+        v = (q.view(n, size, -1) - zeros[g0:g0 + n, None]).to(torch.float32).mul_(scales[g0:g0 + n, None])
+        return v.view(q.shape)
+    gi = groups_of[first:first + q.shape[0]]
+    return (q - zeros[gi]).to(torch.float32) * scales[gi]
 
 
 def check_shape(meta: TensorMeta, expected: tuple[int, ...], what: str) -> None:

@@ -11,13 +11,11 @@ defines); GEMV and Marlin repackings are left undecoded.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
 
-from detectors.weights.packed import PackedFormat, PackedMeta, check_shape, register
-from detectors.weights.packed.gptq import _int_config
+from detectors.weights.packed import PackedFormat, PackedMeta, check_shape, config_int, dequantize_rows, group_size, register
 from detectors.weights.safetensors_format import FLOAT_DTYPES, TensorMeta
 
 # Bit offset of output k (0..7 in its word): its field is the inverse of AWQ's order, 4 bits each.
@@ -45,13 +43,11 @@ def find(tensors: Mapping[str, TensorMeta], q: Mapping[str, object], values: Map
         n_in = qw.shape[0]
         if n_out == 0 or groups == 0 or n_in == 0 or qw.shape[1] * 8 != n_out or zeros.shape != (groups, n_out // 8):
             continue
-        if _int_config(q, "bits") not in (None, 4):
+        if config_int(q, "bits") not in (None, 4):
             continue
-        size = _int_config(q, "group_size")
-        if size is None or size <= 0 or math.ceil(n_in / size) != groups:
-            size = math.ceil(n_in / groups)
-            if math.ceil(n_in / size) != groups:
-                continue
+        size = group_size(n_in, groups, config_int(q, "group_size"))
+        if size is None:
+            continue
         out.append(PackedMeta(module + ".weight", "awq", (n_out, n_in), 4, size,
                               {"qweight": qw, "qzeros": zeros, "scales": scales}, "qweight"))
     return out
@@ -70,18 +66,11 @@ def decode(meta: PackedMeta, parts: dict[str, torch.Tensor]) -> torch.Tensor:
     zeros = _unpack(parts["qzeros"])
     scales = parts["scales"].to(torch.float32)
     size = meta.group_size
-    in_order = n_in % size == 0 and _ROWS % size == 0  # whole groups per block: broadcast, not gathered
+    g = torch.arange(n_in) // size if n_in % size or _ROWS % size else None  # None: blocks of whole groups
     w = torch.empty(n_out, n_in, dtype=torch.float32)
     for r0 in range(0, n_in, _ROWS):
         q = _unpack(parts["qweight"][r0:r0 + _ROWS])
-        k = q.shape[0]
-        if in_order:
-            g0, n = r0 // size, k // size
-            v = (q.view(n, size, n_out) - zeros[g0:g0 + n, None]).to(torch.float32).mul_(scales[g0:g0 + n, None])
-            w[:, r0:r0 + k] = v.view(k, n_out).T
-        else:
-            g = torch.arange(r0, r0 + k) // size
-            w[:, r0:r0 + k] = ((q - zeros[g]).to(torch.float32) * scales[g]).T
+        w[:, r0:r0 + q.shape[0]] = dequantize_rows(q, zeros, scales, r0, size, g).T
     return w
 
 

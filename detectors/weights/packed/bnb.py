@@ -43,7 +43,8 @@ def _state(name: str, raw: bytes) -> dict:
         state = json.loads(bytes(raw).decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise WeightFormatError(f"{name}: not a bitsandbytes quant_state (no JSON object)") from None
-    shape, block = state.get("shape") if isinstance(state, dict) else None, state.get("blocksize") if isinstance(state, dict) else None
+    fields = state if isinstance(state, dict) else {}
+    shape, block = fields.get("shape"), fields.get("blocksize")
     if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and v > 0 for v in shape)
             and isinstance(block, int) and block > 0):
         raise WeightFormatError(f"{name}: quant_state without a 2-D shape and a block size: {str(state)[:120]}")

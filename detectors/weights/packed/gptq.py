@@ -14,22 +14,25 @@ size follow from the shapes (``quantization_config``'s group size is taken when 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
 
 from detectors.errors import WeightFormatError
-from detectors.weights.packed import PackedFormat, PackedMeta, check_shape, register, unpack_low_first
+from detectors.weights.packed import (
+    PackedFormat,
+    PackedMeta,
+    check_shape,
+    config_int,
+    dequantize_rows,
+    group_size,
+    register,
+    unpack_low_first,
+)
 from detectors.weights.safetensors_format import FLOAT_DTYPES, TensorMeta
 
 # Input rows decoded at a time: bounds the int32/float32 working copies of a big matrix.
 _ROWS = 2048
-
-
-def _int_config(q: Mapping[str, object], key: str) -> int | None:
-    v = q.get(key)
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def find(tensors: Mapping[str, TensorMeta], q: Mapping[str, object], values: Mapping[str, bytes]) -> list[PackedMeta]:
@@ -53,14 +56,12 @@ def find(tensors: Mapping[str, TensorMeta], q: Mapping[str, object], values: Map
         if qw.shape[1] != n_out or n_out == 0 or groups == 0 or zeros.shape[0] != groups:
             continue  # AWQ (packed along the output) or something else
         bits, rem = divmod(32 * zeros.shape[1], n_out)
-        if rem or bits not in (2, 4, 8) or _int_config(q, "bits") not in (None, bits):
+        if rem or bits not in (2, 4, 8) or config_int(q, "bits") not in (None, bits):
             continue
         n_in = qw.shape[0] * 32 // bits
-        size = _int_config(q, "group_size")
-        if size is None or size <= 0 or math.ceil(n_in / size) != groups:
-            size = math.ceil(n_in / groups)  # no group size (-1: one group) or one the shapes deny
-            if math.ceil(n_in / size) != groups:
-                continue
+        size = group_size(n_in, groups, config_int(q, "group_size"))
+        if size is None:
+            continue
         parts = {"qweight": qw, "qzeros": zeros, "scales": scales}
         if isinstance(g_idx, TensorMeta) and g_idx.dtype in ("I32", "I64") and g_idx.shape == (n_in,):
             parts["g_idx"] = g_idx
@@ -79,26 +80,19 @@ def decode(meta: PackedMeta, parts: dict[str, torch.Tensor]) -> torch.Tensor:
     zeros = (zeros + meta.options.get("zero_offset", 1)) & ((1 << bits) - 1)  # v1: stored minus one, wrapping
     scales = parts["scales"].to(torch.float32)
     size = meta.group_size
+    g = None
     if "g_idx" in parts:
         g = parts["g_idx"].to(torch.int64)
         if g.numel() and (int(g.min()) < 0 or int(g.max()) >= groups):
             raise WeightFormatError(f"{meta.parts['g_idx'].name}: group index outside 0..{groups - 1}")
-    else:
+        if torch.equal(g, torch.arange(n_in) // size):
+            g = None  # act-order off: rows are in group order
+    if g is None and (n_in % size or _ROWS % size):  # blocks would split groups: give each row its group
         g = torch.arange(n_in) // size
-    # Inputs in group order (no act-order, the common case): whole groups broadcast against their
-    # zero and scale rows, about 4x faster than gathering a zero and a scale per element.
-    in_order = n_in % size == 0 and _ROWS % size == 0 and torch.equal(g, torch.arange(n_in) // size)
     w = torch.empty(n_out, n_in, dtype=torch.float32)
     for r0 in range(0, n_in // per, _ROWS // per):
         q = unpack_low_first(parts["qweight"][r0:r0 + _ROWS // per], bits, dim=0)  # [inputs of these rows, out]
-        i0, k = r0 * per, q.shape[0]
-        if in_order:
-            g0, n = i0 // size, k // size
-            v = (q.view(n, size, n_out) - zeros[g0:g0 + n, None]).to(torch.float32).mul_(scales[g0:g0 + n, None])
-            w[:, i0:i0 + k] = v.view(k, n_out).T
-        else:
-            gi = g[i0:i0 + k]
-            w[:, i0:i0 + k] = ((q - zeros[gi]).to(torch.float32) * scales[gi]).T
+        w[:, r0 * per:r0 * per + q.shape[0]] = dequantize_rows(q, zeros, scales, r0 * per, size, g).T
     return w
 
 
