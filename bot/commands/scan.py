@@ -77,7 +77,7 @@ def render(r: ScanResult, console: Console) -> None:
     head = Table(show_header=False, title=f"provbot scan: {r.child}", title_justify="left")
     head.add_row("relation", f"[bold]{r.relation}[/bold]")
     head.add_row("method", r.method or "-")
-    head.add_row("base (reference)", r.base or "-")
+    head.add_row("reference of the fit", f"{r.base} ({r.base_source})" if r.base and r.base_source else (r.base or "-"))
     head.add_row("fit quality (delta R^2)", _num(r.fit_r2))
     head.add_row("evidence (sigma)", _num(r.z, ".1f"))
     if r.density is not None:
@@ -92,6 +92,21 @@ def render(r: ScanResult, console: Console) -> None:
             t.add_column(col)
         for p in r.parents:
             t.add_row(p.ref, f"{p.weight:.4f}", f"[{p.ci[0]:.4f}, {p.ci[1]:.4f}]", _num(r.weight_spread.get(p.ref)))
+        console.print(t)
+    if r.related:
+        t = Table(title="related, not named as parents", title_justify="left")
+        for col in ("ref", "role", "share of its delta carried", "95% CI"):
+            t.add_column(col)
+        for m in r.related:
+            t.add_row(m.ref, m.role, _num(m.share), f"[{m.ci[0]:.4f}, {m.ci[1]:.4f}]" if m.ci else "-")
+        console.print(t)
+    if r.descent:
+        t = Table(title="whole-delta tests (descendant or sibling)", title_justify="left")
+        for col in ("ref", "from", "share carried", "95% CI", "per layer", "reading"):
+            t.add_column(col)
+        for d in r.descent:
+            layers = " ".join(f"{s.layer}:{s.share:.2f}" for s in d.layers[:12]) + (" ..." if len(d.layers) > 12 else "")
+            t.add_row(d.ref, d.base, _num(d.share), f"[{d.ci[0]:.4f}, {d.ci[1]:.4f}]", layers or "-", d.outcome)
         console.print(t)
     if r.layers:
         refs = list(dict.fromkeys(k for layer in r.layers for k in layer.weights))

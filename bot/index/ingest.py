@@ -12,15 +12,15 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel
 
 from bot.index.errors import IndexError_
 from bot.index.fingerprint import Fingerprint, fingerprint
 from bot.index.sketch import Sketch, read_sketch
-from bot.index.store import Declared, IndexEntry, IndexStore
+from bot.index.store import IndexEntry, IndexStore
+from detectors.declared import Declared, declared_from_folder, declared_from_info
 from detectors.errors import ProvbotError
 
 log = logging.getLogger(__name__)
@@ -83,40 +83,6 @@ def hub_revision(ref: str, *, endpoint: str | None, token: str | None) -> tuple[
     api = HfApi(endpoint=endpoint, token=token or False)
     info = hub_call(lambda: api.model_info(repo, revision=rev), what=ref)
     return getattr(info, "sha", None), declared_from_info(info)
-
-
-def declared_from_info(info: Any) -> Declared:
-    """Declared lineage from a ``ModelInfo`` (model card, tags and the Hub's model tree)."""
-    card = getattr(info, "card_data", None)
-    card = card.to_dict() if hasattr(card, "to_dict") else (card if isinstance(card, dict) else {})
-    tags = [t for t in (getattr(info, "tags", None) or []) if isinstance(t, str)]
-    bases = _as_list(card.get("base_model"))
-    relation = card.get("base_model_relation") if isinstance(card.get("base_model_relation"), str) else None
-    tree = getattr(info, "base_models", None)
-    if isinstance(tree, dict):
-        bases = bases or [m.get("id") for m in tree.get("models", []) if isinstance(m, dict) and isinstance(m.get("id"), str)]
-        relation = relation or (tree.get("relation") if isinstance(tree.get("relation"), str) else None)
-    return Declared(base_models=bases, relation=relation, tags=tags)
-
-
-def declared_from_folder(folder: Path) -> Declared:
-    """Declared lineage of a local folder: README front matter, and mergekit's config file."""
-    card: dict[str, Any] = {}
-    readme = folder / "README.md"
-    if readme.is_file():
-        text = readme.read_text(errors="replace")
-        if text.startswith("---"):
-            parts = text.split("\n---", 1)
-            try:
-                loaded = yaml.safe_load(parts[0][3:]) if len(parts) == 2 else None
-            except yaml.YAMLError:
-                loaded = None
-            card = loaded if isinstance(loaded, dict) else {}
-    tags = [t for t in _as_list(card.get("tags"))]
-    if (folder / "mergekit_config.yml").is_file():
-        tags += [t for t in ("mergekit", "merge") if t not in tags]
-    relation = card.get("base_model_relation") if isinstance(card.get("base_model_relation"), str) else None
-    return Declared(base_models=_as_list(card.get("base_model")), relation=relation, tags=tags)
 
 
 def read_model(ref: str, *, endpoint: str | None = None, token: str | None = None,
@@ -209,11 +175,3 @@ def _one_line(exc: BaseException, ref: str, unexpected: bool = False) -> str:
     if unexpected:
         text = f"unexpected {type(exc).__name__}: {text}"
     return text if ref in text or Path(ref).name in text else f"{ref}: {text}"
-
-
-def _as_list(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, str)]
-    return []

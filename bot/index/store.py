@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -23,16 +23,9 @@ from bot.db import make_engine, migrate, session_scope
 from bot.db.models_index import CrawlState, IndexFailure, IndexModel, IndexSketch, utcnow
 from bot.index.fingerprint import Fingerprint
 from bot.index.sketch import SKETCH_VERSION, Sketch
+from detectors.declared import Declared
 
 Outcome = Literal["added", "updated", "unchanged"]
-
-
-class Declared(BaseModel):
-    """Lineage as the model's card declares it."""
-
-    base_models: list[str] = Field(default_factory=list)
-    relation: str | None = Field(None, description="base_model_relation: adapter, merge, quantized, finetune.")
-    tags: list[str] = Field(default_factory=list)
 
 
 class IndexEntry(BaseModel):

@@ -37,10 +37,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from bot.localhub.models import RepoConfig
+from detectors.declared import parse_front_matter
 
 CONFIG_FILE = ".localhub.json"
 RESERVED_PREFIX = ".localhub"
@@ -157,29 +157,6 @@ def _git_blob_sha1(data: bytes) -> str:
 def lfs_pointer(sha256: str, size: int) -> bytes:
     """The git-lfs pointer text the Hub stores in git for an LFS file."""
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-def parse_front_matter(text: str) -> dict[str, Any]:
-    """YAML front matter of a model card (``---`` ... ``---``), parsed safely; {} when absent or bad.
-
-    >>> parse_front_matter("---\\nbase_model: a/b\\ntags: [merge]\\n---\\n# Card")
-    {'base_model': 'a/b', 'tags': ['merge']}
-    """
-    if not text.startswith("---"):
-        return {}
-    lines = text.splitlines()
-    try:
-        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
-    except StopIteration:
-        return {}
-    try:
-        data = yaml.safe_load("\n".join(lines[1:end]))
-    except yaml.YAMLError:
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    # Dates and the like become strings so the result is JSON-serialisable.
-    return json.loads(json.dumps(data, default=str))
 
 
 def safetensors_header(path: Path) -> dict[str, Any] | None:

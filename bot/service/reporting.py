@@ -130,6 +130,7 @@ _VERDICTS = {
     "finetune": "appear to be a fine-tune of another model",
     "copy": "appear to be a copy of another model",
     "quantized": "appear to be a quantized copy of another model",
+    "related": "appear to share lineage with the models compared, though which of them is the parent could not be determined",
     "unrelated": "do not appear to derive from any of the models compared",
     "inconclusive": "could not be tied to or separated from the models compared with confidence",
 }
@@ -142,7 +143,7 @@ def hedged_verdict(result: ScanResult) -> Trusted:
 
 def significant_parents(result: ScanResult, threshold: float = 0.05) -> list[str]:
     """Parents whose weight is clearly non-zero (CI above ``threshold``)."""
-    if result.relation in ("unrelated", "inconclusive"):
+    if result.relation in ("unrelated", "inconclusive", "related"):
         return []
     return [p.ref for p in result.parents if p.ci[0] > threshold or (p.weight > threshold and p.ci == (0.0, 0.0))]
 
@@ -166,6 +167,13 @@ def _rate(r: Any) -> Trusted:
     """``75% (6/8; 95% interval 41-93%)``: every rate with its counts and Wilson interval."""
     return Trusted(f"{_pct(r.rate)} ({r.count}/{r.n}; 95% interval {_pct(r.ci[0])}-{_pct(r.ci[1])})")
 
+
+_BASE_SOURCES = {
+    "given": "named for the scan",
+    "declared": "declared in a candidate's model card",
+    "inferred": "the candidate the others are closest to",
+    "closest": "the candidate nearest this model, not necessarily an ancestor",
+}
 
 _CONDITION_LABELS = {"with_system": "With its declared system prompt", "without_system": "Without a system prompt"}
 
@@ -250,7 +258,8 @@ def report_context(
     declared_bases = [str(b) for b in declared.get("base_model") or []]
     undeclared = [p for p in found if p not in declared_bases]
     parents = against or [p.ref for p in result.parents]
-    chosen_base = base or result.base
+    # Only a base the scan was given must be passed again; a declared or inferred one is found again.
+    chosen_base = base or (result.base if result.base_source == "given" else None)
     cmd = ["provbot", "scan", f"{repo}@{revision}"]
     for parent in parents:
         cmd += ["--parent", parent]
@@ -270,6 +279,7 @@ def report_context(
         "declared_bases": declared_bases,
         "declared_relation": declared.get("base_model_relation"),
         "layer_rows": layer_consistency(result),
+        "base_source": Trusted(_BASE_SOURCES.get(result.base_source or "", "")),
         "total_bytes": sum(result.bytes_read.values()),
         "reproduce": reproduce,
         "bot": bot_username,

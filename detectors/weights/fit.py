@@ -572,6 +572,24 @@ class Lineage:
         if not isinstance(self.stats, StatsTable):
             self.stats = StatsTable.of(self.stats) if len(self.stats) else StatsTable.empty(self.k)
 
+    def subset(self, candidates: Sequence[int]) -> Lineage:
+        """The same tensors with only ``candidates`` (in that order): fits on fewer regressors.
+
+        A test of one candidate's delta is steadier without candidates that explain nothing: each
+        extra regressor that correlates with it moves its per-tensor weight a little. The ``new``
+        statistics keep the full set's meaning (elements that differ from every original candidate).
+        """
+        c = np.asarray(list(candidates), dtype=np.int64)
+        rows = np.concatenate([[0], 1 + c])
+        st = self.stats
+        table = StatsTable(
+            n=st.n, gram=st.gram[:, rows][:, :, rows], sums=st.sums[:, rows], eq=st.eq[:, c],
+            absdiff_eq=st.absdiff_eq[:, c][:, :, c], absdiff_ne=st.absdiff_ne[:, c][:, :, c],
+            gram_new=st.gram_new[:, rows][:, :, rows], n_new=st.n_new, eps=st.eps, eq_big=st.eq_big[:, c],
+            n_big=st.n_big[:, c],
+        )
+        return Lineage(self.names, table, self.is_matrix, self.layer, self.component, len(c))
+
     def matrix_idx(self) -> list[int]:
         return [i for i, m in enumerate(self.is_matrix) if m]
 

@@ -10,8 +10,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Relation = Literal["merge", "finetune", "copy", "quantized", "unrelated", "inconclusive"]
+#: ``related``: the child shares lineage with the candidates (it is no independent model), but the
+#: weights cannot say which of them is its parent; no candidate is named as one.
+Relation = Literal["merge", "finetune", "copy", "quantized", "related", "unrelated", "inconclusive"]
 Method = Literal["linear", "slerp", "task_arithmetic", "ties", "dare", "passthrough", "unknown"]
+BaseSource = Literal["given", "declared", "inferred", "closest"]
+Outcome = Literal["descends", "sibling", "undetermined"]
 
 
 class ParentWeight(BaseModel):
@@ -25,6 +29,41 @@ class LayerFit(BaseModel):
     weights: dict[str, float] = Field(description="ref -> weight fitted on this layer's tensors.")
     r2: float | None = Field(description="Delta R^2 of the fit on this layer (None when undefined).")
     source: str | None = Field(None, description="Passthrough: 'ref:layer' this layer was copied from.")
+    ci: dict[str, tuple[float, float]] = Field(default_factory=dict, description="ref -> 95% CI of the layer's weight.")
+
+
+class LayerShare(BaseModel):
+    layer: int
+    share: float = Field(description="Median weight of the candidate's delta in this layer's 2-D tensors.")
+    ci: tuple[float, float]
+
+
+class DescentTest(BaseModel):
+    """Does the child carry a candidate's whole delta from that candidate's base, in every layer?
+
+    A descendant of ``ref`` (``ref`` plus further training) carries all of it: ``share`` near 1 or
+    above, in every layer. A sibling (another fine-tune of ``base``) carries only the part of it
+    that its own training happens to share: ``share`` below 1, wandering from layer to layer.
+    """
+
+    ref: str
+    base: str = Field(description="The model the candidate's delta is taken from (its base, or the other candidate).")
+    share: float = Field(description="Median over 2-D tensors of the child's fitted weight on ref - base.")
+    ci: tuple[float, float] = Field(description="95% CI of share.")
+    spread: float = Field(description="Robust sd of the per-tensor weights.")
+    layers: list[LayerShare] = Field(default_factory=list)
+    outcome: Outcome
+    reason: str
+
+
+class RelatedModel(BaseModel):
+    """A candidate the child is related to but that the verdict does not name as a parent."""
+
+    ref: str
+    role: Literal["sibling", "candidate"] = Field(
+        description="sibling: another descendant of the child's parent; candidate: related, role not determined.")
+    share: float | None = Field(None, description="Weight of its delta (from the base) that the child carries.")
+    ci: tuple[float, float] | None = None
 
 
 class ComponentFit(BaseModel):
@@ -45,11 +84,16 @@ class ScanResult(BaseModel):
     tensors: int = Field(0, description="Number of tensors compared.")
     layers: list[LayerFit] = Field(default_factory=list)
     # Supporting evidence.
-    base: str | None = Field(None, description="The candidate used as shared ancestor for the delta fit.")
+    base: str | None = Field(None, description=(
+        "The candidate the delta fit is taken from: the shared ancestor when base_source is given, declared or "
+        "inferred; with 'closest' only the candidate nearest the child, not necessarily an ancestor."))
+    base_source: BaseSource | None = Field(None, description="How base was chosen.")
     components: list[ComponentFit] = Field(default_factory=list)
     weight_spread: dict[str, float] = Field(default_factory=dict, description="ref -> robust spread of per-tensor weights (consistency).")
     norms: dict[str, float] | None = Field(None, description="Fit of 1-D tensors (norms, biases), reported separately.")
-    density: float | None = Field(None, description="TIES/DARE: share of delta elements the merge kept.")
+    density: float | None = Field(None, description="TIES/DARE: estimated share of each parent's delta elements the merge kept.")
+    related: list[RelatedModel] = Field(default_factory=list, description="Related candidates not named as parents (siblings).")
+    descent: list[DescentTest] = Field(default_factory=list, description="Whole-delta tests behind finetune, sibling and related verdicts.")
     requests: dict[str, int] = Field(default_factory=dict, description="ref -> HTTP range requests made.")
     elements: int = Field(0, description="Elements compared per model.")
     seconds: float | None = None

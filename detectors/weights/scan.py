@@ -25,11 +25,12 @@ from detectors.weights.gc_pause import gc_paused
 from detectors.weights.layers import layer_count, layer_plans, match_layers
 from detectors.weights.packed import with_packed
 from detectors.weights.reader import canonical_models, read_sample, resolve_device
-from detectors.weights.relation import COPY_EQUAL_SHARE, Verdict, classify
+from detectors.weights.relation import COPY_EQUAL_SHARE, classify
 from detectors.weights.result import ScanResult
 from detectors.weights.safetensors_format import TensorMeta
 from detectors.weights.sampling import SamplePlan, packed_weights, plan_sample
 from detectors.weights.sources import WeightSource, open_source
+from detectors.weights.verdict import Verdict
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
 
@@ -98,7 +99,7 @@ def scan(
         verdict = classify(
             lin, candidates, base=candidates.index(base) if base else None,
             child_quantized=bool(plan.quantized.get(child)), layer_matches=matches, parent_layers=parent_layers,
-            child_bits=plan.quantized_bits.get(child, 8),
+            child_bits=plan.quantized_bits.get(child, 8), declared=[s.declared() for s in sources[1:]],
         )
     finally:
         for s in sources:
@@ -112,8 +113,9 @@ def scan(
     return ScanResult(
         child=child, relation=verdict.relation, method=verdict.method, parents=verdict.parents, fit_r2=verdict.fit_r2,
         z=verdict.z, bytes_read={s.ref: s.bytes_read for s in sources}, tensors=len(lin.names), layers=verdict.layers,
-        base=verdict.base, components=verdict.components, weight_spread=verdict.weight_spread, norms=verdict.norms,
-        density=verdict.density, requests={s.ref: s.requests for s in sources}, elements=plan.elements,
+        base=verdict.base, base_source=verdict.base_source, components=verdict.components,
+        weight_spread=verdict.weight_spread, norms=verdict.norms, density=verdict.density, related=verdict.related,
+        descent=verdict.descent, requests={s.ref: s.requests for s in sources}, elements=plan.elements,
         seconds=round(time.monotonic() - started, 3), notes=notes,
     )
 

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
+from detectors.declared import Declared, declared_from_folder, declared_from_info
 from detectors.errors import AccessDeniedError, NotFoundError, ProvbotError, RemoteError, WeightFormatError
 from detectors.weights.buffers import join, read_buffer
 from detectors.weights.byte_ranges import ByteRange, containing, merge_ranges
@@ -68,6 +69,10 @@ class WeightSource(ABC):
     @abstractmethod
     def config(self) -> dict:
         """The model's config.json as a dict ({} when the model has none)."""
+
+    @abstractmethod
+    def declared(self) -> Declared:
+        """The lineage the model's card declares (nothing when it has no card)."""
 
     @abstractmethod
     def _list_weight_files(self) -> tuple[list[str], dict[str, str] | None]:
@@ -268,6 +273,9 @@ class LocalSource(WeightSource):
             return {}
         return load_json_object(p.read_bytes(), str(p))
 
+    def declared(self) -> Declared:
+        return declared_from_folder(self.path)
+
     def _list_weight_files(self) -> tuple[list[str], dict[str, str] | None]:
         if self._files is None:
             index = self.path / INDEX_FILE
@@ -382,6 +390,7 @@ class HubSource(WeightSource):
         self.revision = revision
         self.sha: str = info.sha or revision or "main"
         self.siblings: set[str] = {s.rfilename for s in (info.siblings or [])}
+        self._declared = declared_from_info(info)
         self._files: tuple[list[str], dict[str, str] | None] | None = None
         self._urls: dict[str, str] = {}
 
@@ -512,6 +521,9 @@ class HubSource(WeightSource):
             raise RemoteError(f"{where}: unexpected HTTP {status}")
 
     # -- WeightSource -----------------------------------------------------------------------------
+    def declared(self) -> Declared:
+        return self._declared
+
     def config(self) -> dict:
         if "config.json" not in self.siblings:
             return {}

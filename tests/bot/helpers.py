@@ -57,7 +57,7 @@ def merge_result(child: str, parents: list[str], weights: list[float] | None = N
         parents=[ParentWeight(ref=p, weight=w, ci=(w - 0.01, w + 0.01)) for p, w in zip(parents, weights, strict=False)],
         fit_r2=0.998, z=1412.5, bytes_read={child: 4096, **{p: 4096 for p in parents}}, tensors=12, elements=40000,
         layers=[LayerFit(layer=i, weights=dict(zip(parents, weights, strict=False)), r2=0.99) for i in range(2)],
-        base=parents[-1] if parents else None, weight_spread={p: 0.004 for p in parents},
+        base=parents[-1] if parents else None, base_source="given" if parents else None, weight_spread={p: 0.004 for p in parents},
         notes=["weights constant across layers"],
     )
 

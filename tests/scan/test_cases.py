@@ -1,8 +1,9 @@
 """End-to-end scans of real tiny models, fine-tunes and mergekit merges from local folders.
 
 Tolerances: exact merges (linear, task arithmetic, SLERP, copies) must give their weights within
-0.02; TIES within 0.08 (its per-element renormalisation is not one linear map); DARE rescales kept
-deltas by 1/density, so only the parent set and the order of the weights are asserted.
+0.02. Sparse merges (TIES, DARE) report the average share of each parent's delta the child
+carries, which per-element normalisation moves away from the configured weights: here only the
+parent set is asserted; tests/scan/test_sparse_merges.py checks their weights, density and method.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ CASES = [
          {"llama_a": 0.5, "llama_b": 0.3, "llama_base": 0.2}),
     Case("llama_slerp", ["llama_a", "llama_b"], "merge", "slerp", {"llama_a": None, "llama_b": None}),
     Case("llama_ties", ["llama_a", "llama_b", "llama_base"], "merge", "ties",
-         {"llama_a": 0.6, "llama_b": 0.4, "llama_base": None}, tol=0.08),
+         {"llama_a": None, "llama_b": None, "llama_base": None}),
     Case("llama_dare", ["llama_a", "llama_b", "llama_base"], "merge", "dare",
          {"llama_a": None, "llama_b": None, "llama_base": None}),
     Case("llama_passthrough", ["llama_a", "llama_b"], "merge", "passthrough", {"llama_a": 2 / 3, "llama_b": 1 / 3}),
@@ -57,7 +58,8 @@ CASES = [
     Case("llama_a", ["llama_base"], "finetune", None, {"llama_base": 1.0}),
     Case("llama_unrelated", ["llama_a", "llama_base"], "unrelated", None, {}),
     Case("qwen2_linear", ["qwen2_a", "qwen2_b", "qwen2_base"], "merge", "linear", {"qwen2_a": 0.6, "qwen2_b": 0.4}),
-    Case("qwen2_c", ["qwen2_a", "qwen2_base"], "finetune", None, {"qwen2_base": None}),
+    Case("qwen2_c", ["qwen2_a"], "finetune", None, {"qwen2_base": None}, base="qwen2_base"),
+    Case("qwen2_c", ["qwen2_a", "qwen2_base"], "related", None, {}),  # which one is the base? not said
     Case("mixtral_linear", ["mixtral_a", "mixtral_b", "mixtral_base"], "merge", "linear", {"mixtral_a": 0.6, "mixtral_b": 0.4}),
     Case("mixtral_c", ["mixtral_a", "mixtral_base"], "finetune", None, {"mixtral_base": None}),
     Case("minilm_copy", ["minilm"], "copy", None, {"minilm": 1.0}),
@@ -141,9 +143,9 @@ def test_nan_tensor_is_left_out_with_a_note(model_zoo, tmp_path):
 
 def test_base_scanned_against_its_finetunes_is_not_a_merge(model_zoo):
     # The base is roughly the mean of its fine-tunes (delta R^2 ~0.5, weights ~0.5 each) but the
-    # weights wander from tensor to tensor: related, never a merge.
+    # weights wander from tensor to tensor: related, never a merge, and neither named its parent.
     p = {n: str(model_zoo.path(n)) for n in ("llama_base", "llama_a", "llama_b", "mixtral_c", "mixtral_a", "mixtral_b")}
     r = scan(p["llama_base"], [p["llama_a"], p["llama_b"]])
-    assert r.relation == "finetune" and len(r.parents) == 1
+    assert r.relation == "related" and r.parents == [] and {x.ref for x in r.related} == {p["llama_a"], p["llama_b"]}
     r = scan(p["mixtral_c"], [p["mixtral_a"], p["mixtral_b"]])  # sibling of both, base not given
-    assert r.relation == "finetune" and any("--base" in n for n in r.notes)
+    assert r.relation == "related" and any("--base" in n for n in r.notes)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from detectors.weights.fit import aggregate, fit_tensor, pearson, robust_sd, stouffer, stouffer_columns, tensor_stats
-from detectors.weights.relation import slerp_t
+from detectors.weights.merge_methods import slerp_t
 
 
 def _vecs(n: int = 4096, seed: int = 0):

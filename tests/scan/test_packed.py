@@ -100,7 +100,7 @@ def test_a_sampled_scan_of_a_gptq_child_asks_for_a_full_one(model_zoo) -> None:
 def test_a_full_scan_of_a_packed_sibling_says_finetune_not_quantized(model_zoo) -> None:
     # llama_b, packed: against llama_a and the base only, its own lineage is a fine-tune of the base
     p = {n: str(model_zoo.path(n)) for n in ("llama_b_gptq", "llama_a", "llama_base")}
-    r = scan(p["llama_b_gptq"], [p["llama_a"], p["llama_base"]], full=True)
+    r = scan(p["llama_b_gptq"], [p["llama_a"]], base=p["llama_base"], full=True)
     assert (r.relation, [x.ref for x in r.parents]) == ("finetune", [p["llama_base"]]), r.notes
     assert "no candidate matches it within 0.25 relative error" in r.notes[0]
 

@@ -59,11 +59,17 @@ def markov_batch(task_seed: int, vocab: int, draw: int = 0, batch: int = 16, seq
 def train_causal_lm(model: torch.nn.Module, task_seed: int, steps: int = TRAIN_STEPS, lr: float = TRAIN_LR) -> None:
     """A few real AdamW steps of next-token prediction on one task's data."""
     torch.manual_seed(task_seed)
+    train_on_batches(model, [(task_seed, step) for step in range(steps)], lr)
+
+
+def train_on_batches(model: torch.nn.Module, batches: list[tuple[int, int]], lr: float = TRAIN_LR) -> None:
+    """Real AdamW steps on the given ``(task, draw)`` batches, in order (siblings replay some of a
+    fine-tune's batches to share part of its training data)."""
     vocab = model.config.vocab_size
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
-    for step in range(steps):
-        tokens = markov_batch(task_seed, vocab, draw=step)
+    for task, draw in batches:
+        tokens = markov_batch(task, vocab, draw=draw)
         out = model(input_ids=tokens, labels=tokens)
         out.loss.backward()
         opt.step()
@@ -162,8 +168,9 @@ class ModelZoo:
     Names: ``{llama,qwen2,mixtral}_{base,a,b,c,unrelated,linear}``, and for llama also ``slerp``,
     ``task_arithmetic``, ``ties``, ``dare``, ``passthrough`` (3 layers), ``frankenmerge`` (2 layers), ``copy``, ``bf16``,
     ``fp8`` (quantized copy of ``a``), ``gptq``, ``awq``, ``w4a16``, ``nf4`` (int4 copies of ``a`` packed by
-    AutoGPTQ, AutoAWQ, compressed-tensors and bitsandbytes), ``b_gptq``, ``vocab`` (``a`` with 16 more tokens), ``linear_trained``, ``linear_sharded``, ``linear_renamed``; ``minilm``, ``minilm_copy``,
-    ``minilm_ft``. ``RECIPES`` documents each.
+    AutoGPTQ, AutoAWQ, compressed-tensors and bitsandbytes), ``b_gptq``, ``vocab`` (``a`` with 16 more tokens), ``linear_trained``, ``linear_sharded``, ``linear_renamed``,
+    ``sib_same``, ``sib_close``, ``sib_long`` (siblings of ``a``), ``a_short``, ``a_long`` (descendants of ``a``);
+    ``minilm``, ``minilm_copy``, ``minilm_ft``, ``minilm_sib``, ``minilm_ft_short``, ``minilm_ft_long``.
     """
 
     def __init__(self, root: Path) -> None:
@@ -201,6 +208,16 @@ def _finetune(kind: str, parent: str, task: int, steps: int = TRAIN_STEPS, lr: f
     def build(zoo: ModelZoo, out: Path) -> Path:
         model = zoo.model(f"{kind}_{parent}" if not parent.startswith(kind) else parent)
         train_causal_lm(model, task, steps, lr)
+        return save_model(model, out)
+
+    return build
+
+
+def _trained(parent: str, batches: list[tuple[int, int]], lr: float = TRAIN_LR):
+    """``parent`` trained on exactly these ``(task, draw)`` batches (see train_on_batches)."""
+    def build(zoo: ModelZoo, out: Path) -> Path:
+        model = zoo.model(parent)
+        train_on_batches(model, batches, lr)
         return save_model(model, out)
 
     return build
@@ -248,18 +265,27 @@ def _task_arithmetic(zoo: ModelZoo, out: Path) -> Path:
     }, out)
 
 
-def _sparse(method: str, density: float):
+def _sparse(method: str, density: float, dtype: str = "float32"):
+    """A real mergekit sparse merge of llama_a (0.6) and llama_b (0.4) on llama_base."""
+    extra = {"gamma": 0.01} if method.startswith("breadcrumbs") else {}
+
     def build(zoo: ModelZoo, out: Path) -> Path:
         return mergekit_merge({
             "merge_method": method,
             "base_model": str(zoo.path("llama_base")),
-            "models": [{"model": str(zoo.path("llama_a")), "parameters": {"weight": 0.6, "density": density}},
-                       {"model": str(zoo.path("llama_b")), "parameters": {"weight": 0.4, "density": density}}],
+            "models": [{"model": str(zoo.path("llama_a")), "parameters": {"weight": 0.6, "density": density, **extra}},
+                       {"model": str(zoo.path("llama_b")), "parameters": {"weight": 0.4, "density": density, **extra}}],
             "parameters": {"normalize": True},
-            "dtype": "float32",
+            "dtype": dtype,
         }, out)
 
     return build
+
+
+#: Sparse merge grid: ``llama_sparse_<method>_<density>_<dtype>`` (see tests/scan/test_sparse_merges.py).
+SPARSE_METHODS = ("dare_ties", "dare_linear", "ties", "breadcrumbs")
+SPARSE_DENSITIES = (0.1, 0.3, 0.5, 0.7)
+SPARSE_DTYPES = ("float32", "bfloat16")
 
 
 def _passthrough(zoo: ModelZoo, out: Path) -> Path:
@@ -364,20 +390,47 @@ def _minilm_copy(zoo: ModelZoo, out: Path) -> Path:
 
 def _minilm_ft(zoo: ModelZoo, out: Path) -> Path:
     """A short real fine-tune of MiniLM: pull mean-pooled embeddings of two token sets apart."""
+    torch.manual_seed(5)
+    ids = torch.randint(1000, 5000, (4, 16))
+    return _minilm_trained(minilm_dir(), [ids] * 3, 1e-4, out)
+
+
+def _minilm_trained(src: Path, batches: list[torch.Tensor], lr: float, out: Path) -> Path:
     import transformers
 
-    model = transformers.BertModel.from_pretrained(minilm_dir(), dtype=torch.float32)
+    model = transformers.BertModel.from_pretrained(src, dtype=torch.float32)
     model.train()
-    torch.manual_seed(5)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
-    ids = torch.randint(1000, 5000, (4, 16))
-    for _ in range(3):
+    torch.manual_seed(5)  # dropout
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    for ids in batches:
         hidden = model(input_ids=ids).last_hidden_state.mean(dim=1)
         loss = torch.nn.functional.cosine_similarity(hidden[:2], hidden[2:]).mean()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
     return save_model(model.eval(), out)
+
+
+def _minilm_ids(seed: int, count: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(1000, 5000, (4, 16), generator=g) for _ in range(count)]
+
+
+def _minilm_sibling(zoo: ModelZoo, out: Path) -> Path:
+    """Another fine-tune of MiniLM with the same objective, half of its token rows shared with minilm_ft's."""
+    torch.manual_seed(5)
+    ids = torch.randint(1000, 5000, (4, 16))
+    fresh = _minilm_ids(17, 1)[0]
+    mixed = torch.stack([ids[0], fresh[1], ids[2], fresh[3]])
+    return _minilm_trained(minilm_dir(), [mixed] * 3, 1e-4, out)
+
+
+def _minilm_descendant(steps: int, lr: float):
+    """minilm_ft trained further, on other token sets."""
+    def build(zoo: ModelZoo, out: Path) -> Path:
+        return _minilm_trained(zoo.path("minilm_ft"), _minilm_ids(29, steps), lr, out)
+
+    return build
 
 
 BUILDERS: dict[str, Callable[[ModelZoo, Path], Path]] = {}
@@ -388,6 +441,10 @@ for _kind in ("llama", "qwen2", "mixtral"):
     BUILDERS[f"{_kind}_c"] = _finetune(_kind, "base", task=3)
     BUILDERS[f"{_kind}_unrelated"] = _unrelated(_kind)
     BUILDERS[f"{_kind}_linear"] = _linear(_kind)
+for _method in SPARSE_METHODS:
+    for _density in SPARSE_DENSITIES:
+        for _dtype in SPARSE_DTYPES:
+            BUILDERS[f"llama_sparse_{_method}_{_density}_{_dtype}"] = _sparse(_method, _density, _dtype)
 BUILDERS.update({
     "llama_slerp": _slerp,
     "llama_task_arithmetic": _task_arithmetic,
@@ -409,6 +466,15 @@ BUILDERS.update({
     "llama_linear_renamed": _renamed,
     "minilm_copy": _minilm_copy,
     "minilm_ft": _minilm_ft,
+    # Siblings of llama_a (other fine-tunes of llama_base on its task) and descendants (llama_a trained on).
+    "llama_sib_same": _trained("llama_base", [(1, 1000 + s) for s in range(TRAIN_STEPS)]),
+    "llama_sib_close": _trained("llama_base", [(1, s if s % 10 else 5000 + s) for s in range(TRAIN_STEPS)]),
+    "llama_sib_long": _trained("llama_base", [(1, 4000 + s) for s in range(2 * TRAIN_STEPS)]),
+    "llama_a_short": _trained("llama_a", [(4, s) for s in range(5)], lr=1e-3),
+    "llama_a_long": _trained("llama_a", [(4, s) for s in range(2 * TRAIN_STEPS)]),
+    "minilm_sib": _minilm_sibling,
+    "minilm_ft_short": _minilm_descendant(2, 5e-5),
+    "minilm_ft_long": _minilm_descendant(6, 1e-4),
 })
 
 
