@@ -61,7 +61,7 @@ def inferred_base(lin: Lineage) -> int | None:
     return int(np.argmin(cost.sum(axis=0)))
 
 
-def _keys(ref: str, folder: Path | None = None) -> set[str]:
+def ref_keys(ref: str, folder: Path | None = None) -> set[str]:
     """Ways a card may name ``ref``: the Hub id without revision (any case), or a local folder."""
     keys = {ref.lower(), ref.partition("@")[0].lower()}
     for path in (Path(ref).expanduser(), *([folder / ref] if folder else [])):
@@ -75,14 +75,14 @@ def _keys(ref: str, folder: Path | None = None) -> set[str]:
 
 def declared_base(lin: Lineage, refs: Sequence[str], declared: Sequence[Declared | None]) -> BaseChoice:
     """The candidate other candidates' cards name as their base_model, when the weights agree."""
-    keys = [_keys(r) for r in refs]
+    keys = [ref_keys(r) for r in refs]
     votes: dict[int, list[int]] = {}
     for i, d in enumerate(declared):
         if d is None:
             continue
         folder = Path(refs[i]).expanduser().parent if Path(refs[i]).expanduser().is_dir() else None
         for name in d.base_models:
-            named = _keys(name, folder)
+            named = ref_keys(name, folder)
             for j, k in enumerate(keys):
                 if j != i and named & k and candidate_pearson(lin, i, j) >= DECLARED_MIN_R:
                     votes.setdefault(j, []).append(i)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +77,10 @@ def scan(
     dev = resolve_device(device or settings.scan.device)
 
     sources = _open_all([child, *candidates], endpoint, token, settings.scan.concurrency)
+    added_note = None
+    if base is None:
+        sources, added_note = _with_declared_base(sources, endpoint, token, settings.scan.concurrency)
+        candidates = [s.ref for s in sources[1:]]
     try:
         models = _with_packed(sources, canonical_models(sources))
         plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full, max_requests=ceiling or None)
@@ -105,7 +110,10 @@ def scan(
         for s in sources:
             s.close()
     verdict = _within_what_was_compared(verdict, plan, len(lin.names))
-    notes = list(verdict.notes) + list(plan.notes[:5])
+    notes = ([added_note] if added_note else []) + list(verdict.notes) + list(plan.notes[:5])
+    if verdict.relation == "finetune" and len(candidates) == 1:
+        notes.append(f"{candidates[0]} was the only candidate and declares no base: a sibling of it (another "
+                     "fine-tune of its own base) would read the same; add that base as a candidate to tell them apart")
     if skipped:
         notes.append(f"{len(skipped)} tensor(s) with NaN/Inf values left out, e.g. {skipped[0]}")
     if child_layers != max(parent_layers.values(), default=child_layers) and verdict.method != "passthrough":
@@ -149,6 +157,46 @@ def _with_packed(sources: list[WeightSource], models: dict[str, dict[str, Tensor
         else:
             out[s.ref] = t
     return out
+
+
+def _declared_base_ref(src: WeightSource, known: set[str]) -> str | None:
+    """The base_model ``src``'s card names, when it is not among ``known`` and can be opened safely:
+    a Hub id for a Hub candidate (same endpoint), an existing folder for a local one."""
+    from detectors.weights.ancestry import ref_keys
+    from detectors.weights.sources import LocalSource, is_repo_id
+
+    for name in src.declared().base_models:
+        if not {name.lower(), *ref_keys(name)} & known:
+            if isinstance(src, LocalSource):
+                folder = (src.path.parent / name) if not Path(name).is_absolute() else Path(name)
+                if folder.is_dir():
+                    return str(folder)
+            elif is_repo_id(name):
+                return name
+    return None
+
+
+def _with_declared_base(sources: list[WeightSource], endpoint: str | None, token: str | SecretStr | None,
+                        concurrency: int) -> tuple[list[WeightSource], str | None]:
+    """Add the base that candidates' cards declare when no candidate is it (one model at most).
+
+    Whether the child descends from a candidate or is its sibling can only be told from that
+    candidate's base (descent.py); a mention naming one fine-tune should not make the bot call its
+    sibling that fine-tune's child. A base that cannot be opened is noted, never an error.
+    """
+    from detectors.weights.ancestry import ref_keys
+
+    known = set().union(*(ref_keys(s.ref) for s in sources))
+    wanted = {ref for s in sources[1:] if (ref := _declared_base_ref(s, known))}
+    if len(wanted) != 1:
+        return sources, (f"the candidates' cards declare several bases not among them ({', '.join(sorted(wanted)[:4])}): "
+                         "none was added" if wanted else None)
+    ref = wanted.pop()
+    try:
+        extra = _open_all([ref], endpoint, token, concurrency)[0]
+    except ProvbotError as exc:
+        return sources, f"the declared base {ref} of a candidate could not be read ({exc}); it was not compared"
+    return [*sources, extra], f"added {ref}, the base_model a candidate's card declares, as a candidate"
 
 
 def _open_all(refs: list[str], endpoint: str | None, token: str | SecretStr | None, concurrency: int) -> list[WeightSource]:

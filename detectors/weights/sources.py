@@ -636,6 +636,15 @@ def _content_range(value: str) -> tuple[int | None, int | None]:
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
 
 
+def is_repo_id(name: str) -> bool:
+    """``org/name`` as the Hub spells repo ids (no revision, no path).
+
+    >>> is_repo_id("Qwen/Qwen3-8B"), is_repo_id("../etc/passwd"), is_repo_id("a/b/c")
+    (True, False, False)
+    """
+    return bool(_REPO_ID.fullmatch(name)) and ".." not in name and len(name) <= 200
+
+
 def open_source(
     ref: str,
     endpoint: str | None = None,

@@ -16,8 +16,8 @@ base. Three things are read from the statistics:
   elements from the base. DARE's drop-and-rescale is unbiased (a kept delta is scaled by
   ``1/density``), so for ``dare_linear`` this is the configured weight; merges that normalise per
   element by the parents kept there (TIES, ``dare_ties``) give a parent its whole delta where it
-  alone was kept, so their shares are above the configured weights (the note says so). The fit on
-  elements where deltas were combined is kept as ``fit_r2`` and, for DARE, gives the rescale factor.
+  alone was kept, so their shares are above the configured weights (the note says so). For TIES,
+  the fit on the elements where deltas were combined gives the configured mix (a note).
 """
 
 from __future__ import annotations
@@ -88,11 +88,9 @@ def sparse_verdict(lin: Lineage, refs: Sequence[str], b: int, sparse_share: np.n
             mix = mix / mix.sum()
             v.notes.append("where several parents' deltas were combined they are mixed "
                            + ", ".join(f"{refs[i]} {m:.2f}" for i, m in zip(contributors, mix)))
-    if method == "dare" and kept_fit is not None:
-        scale = [kept_fit.weights[i] / g.weights[i] for i in contributors if abs(g.weights[i]) > 1e-9]
-        if scale:
-            v.notes.append(f"where deltas were kept they enter at about {float(np.median(scale)):.2f}x the average "
-                           f"(DARE rescales kept deltas by 1/density = {1 / max(density, 1e-9):.2f})")
+    if method == "dare":
+        v.notes.append(f"DARE scales each kept delta by 1/density (about {1 / max(density, 1e-9):.2f} here): the "
+                       "shares are averages over kept and dropped elements, not the larger factors kept ones carry")
     if g.r2 is not None:
         v.notes.append(f"delta R^2 {g.r2:.3f} on all elements (dropped deltas are noise to a dense fit), "
                        f"{(kept_fit.r2 if kept_fit and kept_fit.r2 is not None else float('nan')):.3f} where deltas were combined")

@@ -60,3 +60,27 @@ def test_mention_reply_escapes_requester_and_marks_itself_automated() -> None:
     text = Renderer().render("mention_refusal.md.j2", requester="@root](x)", reason="not allowed.", bot="provbot",
                              marker=Trusted(marker_comment("provbot:reply:1")))
     assert "automated" in text and _bare_mentions(text) == [] and "](x)" not in text
+
+
+def test_a_sibling_finding_names_the_base_and_lists_the_sibling_apart() -> None:
+    from bot.service.findings import finding_title, needs_post
+    from detectors.weights.result import DescentTest, LayerShare, RelatedModel
+
+    test = DescentTest(ref="org/x", base="org/base", share=0.57, ci=(0.48, 0.65), spread=0.08, outcome="sibling",
+                       layers=[LayerShare(layer=0, share=0.64, ci=(0.6, 0.68)), LayerShare(layer=1, share=0.44, ci=(0.34, 0.55))],
+                       reason="the child carries 57% of org/x's delta from org/base")
+    result = ScanResult(child="org/c@abc", relation="finetune", base="org/base", base_source="declared",
+                        parents=[ParentWeight(ref="org/base", weight=1.0, ci=(1.0, 1.0))],
+                        related=[RelatedModel(ref="org/x", role="sibling", share=0.57, ci=(0.48, 0.65))], descent=[test])
+    assert finding_title("org/c", result) == "Automated lineage check: org/c may derive from org/base"
+    text = render_finding(Renderer(), template="finding_discussion.md.j2", repo="org/c", revision="abc123",
+                          result=result, declared={}, bot_username="provbot", marker="provbot:finding:2")
+    assert "appear to be a fine-tune" in text and "declared in a candidate's model card" in text
+    assert "| org/x | sibling | 0.570 | 0.480 to 0.650 |" in text
+    assert "| org/x | org/base | 0.570 | 0.480 to 0.650 | 0.440 to 0.640 | sibling |" in text
+    # The declared base is found again by a rerun: the command does not force it.
+    assert "--base" not in text.split("provbot scan")[1].split("\n")[0]
+    related = result.model_copy(update={"relation": "related", "parents": []})
+    assert not needs_post(related, {}) and "could not be determined" in render_finding(
+        Renderer(), template="finding_discussion.md.j2", repo="org/c", revision="abc123", result=related,
+        declared={}, bot_username="provbot", marker="provbot:finding:3")

@@ -132,3 +132,20 @@ def test_the_index_path_passes_the_family_base(model_zoo, tmp_path):
     assert sib.relation == "finetune" and [q.ref for q in sib.parents] == [str(Path(p["llama_base"]).resolve())]
     _, desc = scan_with_index(p["llama_a_long"], store=store, record=False)
     assert desc.relation == "finetune" and [Path(q.ref).name for q in desc.parents] == ["llama_a"], desc.notes
+
+
+def test_a_mention_naming_one_fine_tune_brings_in_its_declared_base(localhub, model_zoo, tmp_path):
+    """'@provbot scan against lab/x': X's card names lab/y, which the scan adds and then tests against."""
+    localhub.add_repo("lab/y", model_zoo.path("llama_base"))
+    localhub.add_repo("lab/x", Path(_with_card(model_zoo.path("llama_a"), tmp_path / "x", "lab/y")))
+    localhub.add_repo("someone/sib", model_zoo.path("llama_sib_same"))
+    localhub.add_repo("someone/desc", model_zoo.path("llama_a_short"))
+    r = scan("someone/sib", ["lab/x"], endpoint=localhub.url)
+    assert (r.relation, [q.ref for q in r.parents]) == ("finetune", ["lab/y"]), r.notes
+    assert any("added lab/y" in n for n in r.notes) and r.bytes_read["lab/y"] > 0
+    r = scan("someone/desc", ["lab/x"], endpoint=localhub.url)
+    assert (r.relation, [q.ref for q in r.parents]) == ("finetune", ["lab/x"]), r.notes
+    # A declared base that is not there is a note, not an error; the lone candidate is hedged.
+    localhub.add_repo("lab/x2", Path(_with_card(model_zoo.path("llama_a"), tmp_path / "x2", "lab/missing")))
+    r = scan("someone/desc", ["lab/x2"], endpoint=localhub.url)
+    assert r.relation == "finetune" and any("could not be read" in n for n in r.notes)
