@@ -4,7 +4,8 @@ The decision runs in a fixed order; each step is one documented test (see docs/s
 
 1. nothing comparable -> inconclusive
 2. copy: one candidate equals the child exactly (after rounding to the child's dtype) in >= 95%
-   of the 2-D tensors; quantized: the child is stored quantized and is within quantization noise
+   of the 2-D tensors; quantized: the child is stored quantized and is within quantization noise,
+   as it is or once its input channels' confirmed rescaling (AWQ) is undone
 3. passthrough: every child layer is an exact copy of some (candidate, layer), not the identity
 4. unrelated: no candidate correlates with the child (median Pearson r < 0.1 on 2-D tensors)
 5. sparse merge (TIES/DARE): many exact zeros of ``child - base`` where the deltas are not zero
@@ -27,6 +28,8 @@ import numpy as np
 
 from detectors.weights.fit import GroupFit, Lineage, fisher_z, pearson, rel_distance, stouffer
 from detectors.weights.layers import LayerSource, is_passthrough
+from detectors.weights.rescale_stats import RescaleStats
+from detectors.weights.rescaled import rescaled_copy
 from detectors.weights.result import ComponentFit, LayerFit, ParentWeight
 
 COPY_EQUAL_SHARE = 0.99  # of a tensor's elements, for the tensor to count as copied
@@ -171,8 +174,13 @@ def classify(
     layer_matches: list[LayerSource] | None = None,
     parent_layers: dict[str, int] | None = None,
     child_bits: int = 8,
+    scale_fits: RescaleStats | None = None,
 ) -> Verdict:
-    """Decide the relation of the child to the candidates ``refs`` (same order as the statistics)."""
+    """Decide the relation of the child to the candidates ``refs`` (same order as the statistics).
+
+    ``scale_fits`` (full reads of a quantized child): per-channel scale fits, for a child whose
+    input channels were rescaled before quantizing (AWQ); see :mod:`~detectors.weights.rescaled`.
+    """
     mats = lin.matrix_idx()
     if not mats or lin.k == 0:
         return Verdict("inconclusive", notes=["no 2-D tensor could be compared"])
@@ -195,11 +203,20 @@ def classify(
         rel = np.median(np.sqrt(rel_distance(stats)), axis=0)
         j = int(np.argmin(rel))
         limit = quantized_max_rel(child_bits)
+        rescaled = rescaled_copy(lin, scale_fits, limit) if scale_fits is not None and rel[j] > limit else None
+        if rescaled is not None and rescaled.within:
+            j = rescaled.candidate
+            rel[j] = rescaled.error  # its relative error once the confirmed rescaling is undone
         if rel[j] <= limit:
             v = Verdict("quantized", parents=[ParentWeight(ref=refs[j], weight=1.0, ci=(1.0, 1.0))], z=_f(_ancestor_z(lin, j), 1), base=refs[j])
             v.notes.append(f"the child is stored quantized and matches {refs[j]} within {rel[j]:.3f} relative error")
+            v.notes += [rescaled.note(refs[j])] if rescaled is not None else []
             return v
         notes.append(f"the child is stored quantized but no candidate matches it within {limit} relative error")
+        if rescaled is not None:
+            notes.append(rescaled.note(refs[rescaled.candidate]))
+        elif scale_fits is None:
+            notes.append("a full read (--full) also tests whether its input channels were rescaled before quantizing (AWQ, SmoothQuant)")
 
     # 3. passthrough
     if layer_matches and is_passthrough(layer_matches, parent_layers or {}):
