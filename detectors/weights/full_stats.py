@@ -124,8 +124,8 @@ def full_stats(sources: list[WeightSource], plan: SamplePlan, device: torch.devi
     """Stream every element of every model (batches on ``device``); statistics per plan tensor.
 
     ``compile_kernels``: auto (compile the CPU kernels for reads of ``COMPILE_MIN_ELEMENTS``+
-    elements per model), always, or never. ``rescale`` also sees every batch, while the child's
-    decoded matrices are whole (per-channel scale fits, see :mod:`~detectors.weights.rescale_stats`).
+    elements per model), always, or never. ``rescale`` also sees every batch, for the per-channel
+    scale fits of the child's quantized matrices (see :mod:`~detectors.weights.rescale_stats`).
     """
     total = sum(t.n_elements for t in plan.tensors)
     compiled = compile_kernels == "always" or (compile_kernels == "auto" and total >= COMPILE_MIN_ELEMENTS)

@@ -1,4 +1,4 @@
-"""Scale fits gathered during a full read, while each decoded child matrix is whole in memory.
+"""Scale fits gathered during a full read, while each quantized child matrix passes through memory.
 
 A full read hands over packed weights of the child whole, in one batch with the candidates' same
 tensors (:func:`~detectors.weights.reader.iter_full_batches`); fp8/int8 weights over 16M elements

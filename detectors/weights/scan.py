@@ -79,7 +79,7 @@ def scan(
     try:
         models = _with_packed(sources, canonical_models(sources))
         plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full, max_requests=ceiling or None)
-        # A quantized child's decoded matrices are whole in a full read: fit their channel scales too (AWQ).
+        # A full read of a quantized child also fits its matrices' channel scales (AWQ-rescaled copies).
         bits = plan.quantized_bits.get(child, 8)
         rescale = RescaleCollector([s.ref for s in sources], quantized_max_rel(bits)) if full and plan.quantized.get(child) else None
         stats = full_stats(sources, plan, dev, progress, settings.scan.compile, rescale) if full else _sampled_stats(sources, plan, dev, progress)
