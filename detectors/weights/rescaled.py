@@ -130,7 +130,7 @@ class RescaledCopy:
         rows = f"; rows rescaled too in {self.rows_scaled}" if self.rows_scaled else ""
         if self.within:
             return (f"its input channels were rescaled (AWQ-style: the inverse is folded into its norms and feeding layers, "
-                    f"so those differ from {ref}'s): fitted per-channel scales spread by e^±{self.spread:.2f} (robust sd of log "
+                    f"so those differ from {ref}'s): fitted per-channel scales spread by a factor e^{self.spread:.2f} (robust sd of log "
                     f"scale, median over {self.matrices} matrices{rows}), {self.undone:.1%} of their variation undone by the "
                     f"child's norms and feeding layers; relative error to {ref} {self.before:.3f} before rescaling, "
                     f"{self.after:.3f} after (medians over those matrices)")
@@ -138,7 +138,7 @@ class RescaledCopy:
             return (f"even with freely fitted per-channel scales no candidate comes within {self.limit} relative error "
                     f"(nearest {ref}: {self.fitted:.3f}, {self.before:.3f} before)")
         return (f"with freely fitted per-channel scales {ref} comes within {self.fitted:.3f} relative error "
-                f"({self.before:.3f} before), but only {self.undone:.1%} of their variation (e^±{self.spread:.2f}{rows}) "
+                f"({self.before:.3f} before), but only {self.undone:.1%} of their variation (a factor e^{self.spread:.2f}{rows}) "
                 f"is undone by the child's norms and feeding layers: a rescale that changes what the model computes, "
                 f"not AWQ's; with the confirmed scales only, {self.after:.3f}")
 
