@@ -23,6 +23,7 @@ import torch
 from detectors.weights.buffers import aligned_buffer
 from detectors.weights.fit import FULL_SPARSE_STRIDE, BatchSums, StatsTable, batch_sums, storage_dtype
 from detectors.weights.reader import FullBatch, iter_full_batches
+from detectors.weights.rescale_stats import RescaleCollector
 from detectors.weights.sampling import SamplePlan
 from detectors.weights.sources import WeightSource
 
@@ -119,17 +120,20 @@ class FullStatsAccumulator:
 
 
 def full_stats(sources: list[WeightSource], plan: SamplePlan, device: torch.device, progress: Progress | None = None,
-               compile_kernels: str = "auto") -> StatsTable:
+               compile_kernels: str = "auto", rescale: RescaleCollector | None = None) -> StatsTable:
     """Stream every element of every model (batches on ``device``); statistics per plan tensor.
 
     ``compile_kernels``: auto (compile the CPU kernels for reads of ``COMPILE_MIN_ELEMENTS``+
-    elements per model), always, or never.
+    elements per model), always, or never. ``rescale`` also sees every batch, for the per-channel
+    scale fits of the child's quantized matrices (see :mod:`~detectors.weights.rescale_stats`).
     """
     total = sum(t.n_elements for t in plan.tensors)
     compiled = compile_kernels == "always" or (compile_kernels == "auto" and total >= COMPILE_MIN_ELEMENTS)
     acc = FullStatsAccumulator([s.ref for s in sources], device=device, compiled=compiled)
     done = 0
     for batch in iter_full_batches(sources, plan, device=device):
+        if rescale is not None:
+            rescale.add(batch)
         acc.add(batch)
         done += batch.elements
         if progress:

@@ -26,7 +26,8 @@ from detectors.weights.gc_pause import gc_paused
 from detectors.weights.layers import layer_count, layer_plans, match_layers
 from detectors.weights.packed import with_packed
 from detectors.weights.reader import canonical_models, read_sample, resolve_device
-from detectors.weights.relation import COPY_EQUAL_SHARE, classify
+from detectors.weights.relation import COPY_EQUAL_SHARE, classify, quantized_max_rel
+from detectors.weights.rescale_stats import RescaleCollector
 from detectors.weights.result import ScanResult
 from detectors.weights.safetensors_format import TensorMeta
 from detectors.weights.sampling import SamplePlan, packed_weights, plan_sample
@@ -78,13 +79,16 @@ def scan(
 
     sources = _open_all([child, *candidates], endpoint, token, settings.scan.concurrency)
     added_note = None
-    if base is None:
-        sources, added_note = _with_declared_base(sources, endpoint, token, settings.scan.concurrency)
-        candidates = [s.ref for s in sources[1:]]
     try:
+        if base is None:
+            sources, added_note = _with_declared_base(sources, endpoint, token, settings.scan.concurrency)
+            candidates = [s.ref for s in sources[1:]]
         models = _with_packed(sources, canonical_models(sources))
         plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full, max_requests=ceiling or None)
-        stats = full_stats(sources, plan, dev, progress, settings.scan.compile) if full else _sampled_stats(sources, plan, dev, progress)
+        # A full read of a quantized child also fits its matrices' channel scales (AWQ-rescaled copies).
+        bits = plan.quantized_bits.get(child, 8)
+        rescale = RescaleCollector([s.ref for s in sources], quantized_max_rel(bits)) if full and plan.quantized.get(child) else None
+        stats = full_stats(sources, plan, dev, progress, settings.scan.compile, rescale) if full else _sampled_stats(sources, plan, dev, progress)
         # NaN/Inf anywhere (a broken or hostile file) would poison every fit: leave such tensors out.
         finite = np.isfinite(stats.gram).all(axis=(1, 2))
         keep = np.flatnonzero(finite)
@@ -104,7 +108,8 @@ def scan(
         verdict = classify(
             lin, candidates, base=candidates.index(base) if base else None,
             child_quantized=bool(plan.quantized.get(child)), layer_matches=matches, parent_layers=parent_layers,
-            child_bits=plan.quantized_bits.get(child, 8), declared=[s.declared() for s in sources[1:]],
+            child_bits=bits, declared=[s.declared() for s in sources[1:]],
+            scale_fits=rescale.result() if rescale is not None else None,
         )
     finally:
         for s in sources:

@@ -52,6 +52,12 @@ CASES = [
     Case("llama_awq", ["llama_a", "llama_b", "llama_base"], "quantized", None, {"llama_a": 1.0}, full=True),
     Case("llama_w4a16", ["llama_a", "llama_b", "llama_base"], "quantized", None, {"llama_a": 1.0}, full=True),
     Case("llama_nf4", ["llama_a", "llama_b", "llama_base"], "quantized", None, {"llama_a": 1.0}, full=True),
+    # AWQ with its per-channel input scaling folded into the norms and feeding rows (AutoAWQ's apply_scale)
+    Case("llama_awq_scaled", ["llama_a", "llama_b", "llama_base"], "quantized", None, {"llama_a": 1.0}, full=True),
+    Case("llama_b_awq_scaled", ["llama_a", "llama_base"], "finetune", None, {"llama_base": 1.0}, full=True),
+    Case("llama_b_awq_scaled", ["llama_a", "llama_b", "llama_base"], "quantized", None, {"llama_b": 1.0}, full=True),
+    Case("llama_awq_unfolded", ["llama_a", "llama_b", "llama_base"], "finetune", None, {"llama_a": 1.0}, full=True),
+    Case("llama_awq_scaled_fp16", ["llama_a", "llama_b", "llama_base"], "finetune", None, {"llama_a": 1.0}),
     Case("llama_c", ["llama_a", "llama_base"], "finetune", None, {"llama_base": 1.0}),
     Case("llama_c", ["llama_a", "llama_b", "llama_base"], "finetune", None, {"llama_base": 1.0}),
     Case("llama_c", ["llama_a", "llama_b"], "finetune", None, {"llama_base": 1.0}, base="llama_base"),

@@ -9,6 +9,7 @@ EXL2, or random bits without a config) makes it inconclusive. A full read decode
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,34 @@ def test_a_full_scan_of_a_packed_sibling_says_finetune_not_quantized(model_zoo) 
     r = scan(p["llama_b_gptq"], [p["llama_a"]], base=p["llama_base"], full=True)
     assert (r.relation, [x.ref for x in r.parents]) == ("finetune", [p["llama_base"]]), r.notes
     assert "no candidate matches it within 0.25 relative error" in r.notes[0]
+
+
+@pytest.mark.slow
+def test_an_awq_copy_with_rescaled_channels_is_quantized_and_says_how_far_the_scales_moved_it(model_zoo) -> None:
+    p = {n: str(model_zoo.path(n)) for n in ("llama_awq_scaled", "llama_a", "llama_b", "llama_base")}
+    r = scan(p["llama_awq_scaled"], [p["llama_a"], p["llama_b"], p["llama_base"]], full=True)
+    assert (r.relation, [x.ref for x in r.parents]) == ("quantized", [p["llama_a"]]), r.notes
+    note = next(n for n in r.notes if "input channels were rescaled" in n)
+    before, after = map(float, re.search(r"relative error to \S+ ([\d.]+) before rescaling, ([\d.]+) after", note).groups())
+    assert before > 0.25 > 0.12 > after  # beyond 4-bit noise as stored, within it once rescaled
+    assert "rows rescaled too in 2" in note  # up_proj's rows carry down_proj's inverse scales
+
+
+@pytest.mark.slow
+def test_rescaled_channels_that_nothing_undoes_are_not_a_copy(model_zoo) -> None:
+    # The same scales, but the norms and up_proj rows left as they were: the model computes
+    # something else, however well free scales fit.
+    p = {n: str(model_zoo.path(n)) for n in ("llama_awq_unfolded", "llama_a", "llama_b", "llama_base")}
+    r = scan(p["llama_awq_unfolded"], [p["llama_a"], p["llama_b"], p["llama_base"]], full=True)
+    assert r.relation == "finetune" and [x.ref for x in r.parents] == [p["llama_a"]]
+    assert any("changes what the model computes" in n for n in r.notes), r.notes
+
+
+@pytest.mark.slow
+def test_a_sampled_scan_of_a_rescaled_awq_copy_still_asks_for_a_full_one(model_zoo) -> None:
+    p = {n: str(model_zoo.path(n)) for n in ("llama_awq_scaled", "llama_a", "llama_b")}
+    r = scan(p["llama_awq_scaled"], [p["llama_a"], p["llama_b"]])
+    assert r.relation == "inconclusive" and "run with --full" in r.notes[0]
 
 
 @pytest.mark.slow

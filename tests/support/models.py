@@ -21,6 +21,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import pytest
 import torch
@@ -168,9 +169,13 @@ class ModelZoo:
     Names: ``{llama,qwen2,mixtral}_{base,a,b,c,unrelated,linear}``, and for llama also ``slerp``,
     ``task_arithmetic``, ``ties``, ``dare``, ``passthrough`` (3 layers), ``frankenmerge`` (2 layers), ``copy``, ``bf16``,
     ``fp8`` (quantized copy of ``a``), ``gptq``, ``awq``, ``w4a16``, ``nf4`` (int4 copies of ``a`` packed by
-    AutoGPTQ, AutoAWQ, compressed-tensors and bitsandbytes), ``b_gptq``, ``vocab`` (``a`` with 16 more tokens), ``linear_trained``, ``linear_sharded``, ``linear_renamed``,
-    ``sib_same``, ``sib_close``, ``sib_long`` (siblings of ``a``), ``a_short``, ``a_long`` (descendants of ``a``);
-    ``minilm``, ``minilm_copy``, ``minilm_ft``, ``minilm_sib``, ``minilm_ft_short``, ``minilm_ft_long``.
+    AutoGPTQ, AutoAWQ, compressed-tensors and bitsandbytes), ``awq_scaled`` and ``b_awq_scaled`` (``a`` and ``b``
+    with AWQ's per-channel input scaling, then AWQ-packed), ``awq_unfolded`` (the same scales not folded into the
+    norms), ``awq_scaled_fp16`` (``awq_scaled`` decoded and saved as float16), ``b_gptq``, ``vocab`` (``a`` with 16
+    more tokens), ``linear_trained``, ``linear_sharded``, ``linear_renamed``, ``sib_same``, ``sib_close``,
+    ``sib_long`` (siblings of ``a``), ``a_short``, ``a_long`` (descendants of ``a``), ``sparse_<method>_<density>_<dtype>``
+    (see SPARSE_METHODS); ``minilm``, ``minilm_copy``, ``minilm_ft``, ``minilm_sib``, ``minilm_ft_short``,
+    ``minilm_ft_long``.
     """
 
     def __init__(self, root: Path) -> None:
@@ -339,12 +344,46 @@ def _quantized(zoo: ModelZoo, out: Path) -> Path:
 
 def _packed(pack: Callable[[dict[str, torch.Tensor]], tuple[dict[str, torch.Tensor], dict]], src: str = "llama_a"):
     """``src`` quantized to int4 and packed by a real tool (see tests.support.packing), with the
-    ``quantization_config`` its checkpoints carry in config.json."""
-    def build(zoo: ModelZoo, out: Path) -> Path:
-        tensors, qconfig = pack(read_tensors(zoo.path(src)))
-        rewrite_weights(zoo.path(src), out, lambda _t: tensors)
+    ``quantization_config`` its checkpoints carry in config.json (``folder``: pack that model folder
+    instead of ``src``'s)."""
+    def build(zoo: ModelZoo, out: Path, folder: Path | None = None) -> Path:
+        folder = folder or zoo.path(src)
+        tensors, qconfig = pack(read_tensors(folder))
+        rewrite_weights(folder, out, lambda _t: tensors)
         config = json.loads((out / "config.json").read_text())
         (out / "config.json").write_text(json.dumps({**config, "quantization_config": qconfig}))
+        return out
+    return build
+
+
+def _awq_rescaled(src: str, seed: int, fold: bool = True):
+    """``src`` with AWQ's per-channel input scaling (AutoAWQ's own ``apply_scale``, random scales
+    ``exp(N(0, 0.4))``), then packed by AutoAWQ: a real AWQ checkpoint but for the scale search.
+    ``fold=False``: the scales are not folded into the norms and feeding rows (a change of function)."""
+    def build(zoo: ModelZoo, out: Path) -> Path:
+        scaled = packing.awq_rescale(zoo.model(src), seed, fold=fold)
+        with TemporaryDirectory() as tmp:
+            return _packed(packing.awq_state, src)(zoo, out, save_model(scaled, Path(tmp) / "scaled"))
+    return build
+
+
+def _awq_dequantized(src: str):
+    """The AWQ model ``src`` decoded by AutoAWQ and saved as plain float16 (no quantization_config)."""
+    def build(zoo: ModelZoo, out: Path) -> Path:
+        packed = read_tensors(zoo.path(src))
+        stems = [k.removesuffix(".qweight") for k in packed if k.endswith(".qweight")]
+
+        def decode(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            state = {k: v for k, v in tensors.items() if not any(k.startswith(stem + ".") for stem in stems)}
+            for stem in stems:
+                parts = (tensors[f"{stem}.{p}"] for p in ("qweight", "qzeros", "scales"))
+                state[stem + ".weight"] = packing.awq_dequantized(*parts)
+            return {k: v.to(torch.float16) for k, v in state.items()}
+
+        rewrite_weights(zoo.path(src), out, decode)
+        config = json.loads((out / "config.json").read_text())
+        config.pop("quantization_config", None)
+        (out / "config.json").write_text(json.dumps({**config, "torch_dtype": "float16"}))
         return out
     return build
 
@@ -460,6 +499,10 @@ BUILDERS.update({
     "llama_w4a16": _packed(packing.compressed_state),
     "llama_b_gptq": _packed(packing.gptq_state, "llama_b"),
     "llama_nf4": _packed(packing.bnb_state),
+    "llama_awq_scaled": _awq_rescaled("llama_a", seed=41),
+    "llama_b_awq_scaled": _awq_rescaled("llama_b", seed=42),
+    "llama_awq_unfolded": _awq_rescaled("llama_a", seed=41, fold=False),
+    "llama_awq_scaled_fp16": _awq_dequantized("llama_awq_scaled"),
     "llama_vocab": _vocab_expanded,
     "llama_linear_trained": _trained_after,
     "llama_linear_sharded": _sharded,

@@ -40,6 +40,15 @@ def _minmax(w: torch.Tensor, group: int, bits: int = 4) -> tuple[torch.Tensor, t
     return scale, torch.round(-lo / scale).clamp(0, 2**bits - 1)
 
 
+def int4_round_trip(w: torch.Tensor, group: int = GROUP) -> torch.Tensor:
+    """``w`` quantized to asymmetric int4 per group of ``group`` inputs (the scales and zeros the
+    packers here get) and decoded again: the values an int4 checkpoint of ``w`` holds."""
+    scale, zero = _minmax(w.to(torch.float32), group)
+    g = w.to(torch.float32).reshape(w.shape[0], -1, group)
+    q = torch.clamp(torch.round(g / scale[..., None]) + zero[..., None], 0, 15)
+    return ((q - zero[..., None]) * scale[..., None]).reshape(w.shape)
+
+
 @cache
 def _autogptq_qlinear() -> ModuleType:
     spec = importlib.util.find_spec("auto_gptq")
@@ -102,6 +111,36 @@ def awq_state(state: dict[str, torch.Tensor], group: int = GROUP) -> tuple[dict[
 
     return _pack_state(state, pack), {"quant_method": "awq", "bits": 4, "group_size": group, "version": "gemm",
                                       "zero_point": True}
+
+
+def awq_rescale(model: torch.nn.Module, seed: int, sigma: float = 0.4, fold: bool = True) -> torch.nn.Module:
+    """``model`` (a transformers Llama) with AWQ's per-channel input scaling applied in place, as
+    AutoAWQ applies its searched scales: for each group AutoAWQ's Llama model names (the norm
+    before q/k/v, v_proj before o_proj when their shapes allow, the norm before gate/up, up_proj
+    before down_proj), its ``apply_scale`` multiplies the inputs of the group's linears by ``s``
+    and divides the feeding norm or rows by ``s``. The scales are ``exp(N(0, sigma))`` drawn from
+    ``seed`` instead of searched on calibration data (which needs a GPU and a dataset).
+
+    ``fold=False`` keeps the feeding norms and rows as they were: the same scales, not folded,
+    which changes what the network computes (a learned per-channel scaling, not AWQ).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # AutoAWQ announces its deprecation on import
+        from awq.models.llama import LlamaAWQForCausalLM
+        from awq.quantize.scale import apply_scale
+        from awq.utils.module import get_op_name
+
+    g = torch.Generator().manual_seed(seed)
+    for layer in model.model.layers:
+        feats = {k: None for k in ("self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj")}
+        for group in LlamaAWQForCausalLM.get_layers_for_scaling(layer, feats, {}):
+            prev, linears = group["prev_op"], group["layers"]
+            scales = torch.exp(sigma * torch.randn(linears[0].in_features, generator=g))
+            kept = {k: v.clone() for k, v in prev.state_dict().items()}
+            apply_scale(layer, [(get_op_name(layer, prev), [get_op_name(layer, m) for m in linears], scales)])
+            if not fold:
+                prev.load_state_dict(kept)
+    return model
 
 
 def awq_dequantized(qweight: torch.Tensor, qzeros: torch.Tensor, scales: torch.Tensor, group: int = GROUP) -> torch.Tensor:

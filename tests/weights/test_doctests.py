@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["fit", "kernels", "relation", "byte_ranges", "sampling", "keys", "layers", "safetensors_format", "reader",
-           "sources", "buffers", "gc_pause", "packed", "packed.compressed"]
+           "sources", "buffers", "gc_pause", "packed", "packed.compressed", "scale_fit", "rescaled"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -39,3 +39,24 @@ def test_mergekit_passthrough_extra_layer_matches_its_source_layer(model_zoo):
         source_layer = t.name.replace("layers.2.", "layers.1.")
         assert torch.equal(samples[child][t.name], samples[b][source_layer]), t.name
     assert torch.equal(samples[child]["layers.0.mlp.up_proj.weight"], samples[a]["layers.0.mlp.up_proj.weight"])
+
+
+def test_awq_rescaling_keeps_what_the_model_computes_only_when_folded(model_zoo):
+    # The zoo's AWQ-scaled models rest on this: AutoAWQ's apply_scale moves the matrices well beyond
+    # int4 noise while the network computes the same logits; without the fold it computes others.
+    from tests.support.models import markov_batch
+    from tests.support.packing import awq_rescale
+
+    tokens = markov_batch(1, 256, batch=2, seq=16)
+    source = model_zoo.model("llama_a")
+    folded, unfolded = (awq_rescale(model_zoo.model("llama_a"), seed=41, fold=f) for f in (True, False))
+    with torch.no_grad():
+        want, got, other = (m(input_ids=tokens).logits for m in (source, folded, unfolded))
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+    assert (other - want).abs().max() > 0.05
+    for name in ("self_attn.q_proj", "mlp.up_proj", "mlp.down_proj"):
+        w, s = (getattr(m.model.layers[0], name.split(".")[0]) for m in (source, folded))
+        w, s = (getattr(x, name.split(".")[1]).weight for x in (w, s))
+        assert (s - w).norm() / w.norm() > 0.25, name
+    norm = folded.model.layers[0].input_layernorm.weight
+    assert not torch.allclose(norm, source.model.layers[0].input_layernorm.weight)
