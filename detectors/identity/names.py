@@ -28,13 +28,14 @@ _SEP_CLASS = r"[\s\-_./]?"
 # Zero-width and direction marks (Cf), surrogates (Cs), private use (Co), unassigned (Cn): invisible or
 # meaningless in a name, and a way to make one name look like two.
 _DROP_CATEGORIES = {"Cf", "Cs", "Co", "Cn"}
+_BLANKS = re.compile(r"\s{2,}")
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'", "\u201c": '"', "\u201d": '"'})
 
 
 def clean_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     """NFKC-normalised text without invisible characters, control characters as spaces, cut to ``limit``.
 
-    >>> clean_text("I am N\\u200bex\\u0000, ｆｒｏｍ Nex\\u2011AGI")
+    >>> clean_text("I am N\\u200bex\\u0000, ｆｒｏｍ  Nex\\u2011AGI")
     'I am Nex , from Nex-AGI'
     """
     if not isinstance(text, str):
@@ -47,6 +48,8 @@ def clean_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
             continue
         out.append(" " if cat == "Cc" and ch not in "\n\t" else ch)
     text = unicodedata.normalize("NFKC", "".join(out))[:limit]  # NFKC can lengthen text (ligatures)
+    # One space (or newline) per run: the extractor's patterns then never rescan long runs of blanks.
+    text = _BLANKS.sub(lambda m: "\n" if "\n" in m.group() else " ", text)
     # NFKC keeps the non-breaking hyphen as is: fold the dash family into "-" so spellings compare.
     text = re.sub(r"[\u2010\u2011\u2012\u2013\u2212]", "-", text)
     return text.translate(_QUOTES)

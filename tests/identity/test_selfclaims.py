@@ -129,7 +129,8 @@ def test_hostile_text_is_bounded_and_never_crashes() -> None:
     assert extract_self_claims("I am Ｚｏｒｖｅｘ.").names == ("Zorvex",)
     for junk in ("\ud800I am \udfffZorvex", "\x00" * 50, "I am " * 5000, "I am " + "A" * 200_000,
                  "made by " + "Kallo " * 10_000, "我是" * 10_000, "と申します" * 5000, "\U0001F600" * 1000,
-                 "I am " + "e\u0301" * 5000, "**" * 50_000 + "I am Zorvex", None, ""):
+                 "I am " + "e\u0301" * 5000, "**" * 50_000 + "I am Zorvex", "я" + " " * 20_000 + "made me",
+                 "开发了我" * 3000, "\n \t" * 5000, None, ""):
         got = extract_self_claims(junk)
         assert len(got.names) <= MAX_CLAIMS and len(got.makers) <= MAX_CLAIMS
         assert all(len(n) <= MAX_NAME_CHARS for n in got.names + got.makers)
@@ -137,6 +138,7 @@ def test_hostile_text_is_bounded_and_never_crashes() -> None:
     assert len(extract_self_claims(many).names) == MAX_CLAIMS
     assert len(clean_text("x" * 10 * MAX_TEXT_CHARS)) == MAX_TEXT_CHARS
     assert len(clean_text("\ufdfa" * MAX_TEXT_CHARS)) == MAX_TEXT_CHARS  # NFKC lengthens this one 18-fold
+    assert clean_text("I am" + " " * 5000 + "Zorvex,\n\n\n  made by") == "I am Zorvex,\nmade by"  # one blank per run
     # Markup cannot ride along: a claimed name holds letters, digits, spaces and - . ' & + only.
     got = extract_self_claims("I am [Zorvex](http://evil.example) @mallory <img src=x>, made by `Kallo|Works`")
     assert got.names == ("Zorvex",) and got.makers == ("Kallo",)
