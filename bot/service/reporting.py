@@ -163,9 +163,18 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def _rate(r: Any) -> Trusted:
-    """``75% (6/8; 95% interval 41-93%)``: every rate with its counts and Wilson interval."""
-    return Trusted(f"{_pct(r.rate)} ({r.count}/{r.n}; 95% interval {_pct(r.ci[0])}-{_pct(r.ci[1])})")
+def _rate(r: Any, unit: str = "") -> Trusted:
+    """``75% (6/8; 95% interval 41-93%)``: every rate with its counts and Wilson interval.
+
+    >>> from detectors.identity.result import Rate
+    >>> _rate(Rate(count=79, n=100, rate=0.79, ci=(0.7, 0.858)), " of answers")
+    '79% of answers (79/100; 95% interval 70-86%)'
+    """
+    return Trusted(f"{_pct(r.rate)}{unit} ({r.count}/{r.n}; 95% interval {100 * r.ci[0]:.0f}-{_pct(r.ci[1])})")
+
+
+def _share(r: Any) -> Trusted:
+    return _rate(r, " of answers")
 
 
 _BASE_SOURCES = {
@@ -176,13 +185,38 @@ _BASE_SOURCES = {
 }
 
 _CONDITION_LABELS = {"with_system": "With its declared system prompt", "without_system": "Without a system prompt"}
+_CONDITION_LEADS = {"with_system": "With its declared system prompt", "without_system": "Without its system prompt"}
+_SOURCE_WORDS = {"system_prompt": "system prompt", "card": "model card", "repo_name": "repo name", "given": "given"}
+
+
+def _persona(c: Any) -> dict[str, Any] | None:
+    """The child's dominant self-claimed name (and maker) in one condition, for the sentence
+    "Without its system prompt it calls itself X in N% of answers (95% interval a-b%)".
+
+    The name, the maker and the candidate refs are model output or user input: left untrusted.
+    """
+    p = c.persona
+    if p is None or p.name is None:
+        return None
+    name = p.name
+    return {
+        "lead": Trusted(_CONDITION_LEADS.get(c.condition, c.condition)),
+        "name": name.label,
+        "rate": _share(name),
+        "declared": Trusted(", ".join(_SOURCE_WORDS[s] for s in name.declared)) if name.declared else None,
+        "candidates": list(name.candidates),
+        "generic": name.generic,
+        "maker": p.maker.label if p.maker else None,
+        "maker_rate": _share(p.maker) if p.maker else None,
+        "maker_candidates": list(p.maker.candidates) if p.maker else [],
+    }
 
 
 def identity_context(check: Any | None, top_claims: int = 3) -> dict[str, Any] | None:
     """The behaviour check (a :class:`bot.service.identity_check.IdentityCheck`) as plain template data.
 
-    Only numbers and fixed phrases are ``Trusted``; claim labels, candidate names and the quoted shared
-    passage (model output: untrusted) are escaped when rendered. A failed run shows no details in posts
+    Only numbers and fixed phrases are ``Trusted``; claim labels, self-claimed names and makers, candidate
+    names and the quoted shared passage (model output: untrusted) are escaped when rendered. A failed run shows no details in posts
     (an error may name internal endpoints); the audit log and the finding keep the reason.
     """
     if check is None:
@@ -196,11 +230,14 @@ def identity_context(check: Any | None, top_claims: int = 3) -> dict[str, Any] |
          "failed": c.failed,
          "system_prompt": _clip(c.system_prompt, 80) if c.condition == "with_system" else None,
          "claims": [{"label": k.label, "generic": k.generic, "own": k.family in {f.family for f in c.families if f.own},
-                     "rate": _rate(k)} for k in c.claims[:top_claims]]}
+                     "rate": _rate(k)} for k in c.claims[:top_claims]],
+         "persona": _persona(c)}
         for c in r.conditions
     ]
     candidates = [
-        {"ref": e.ref, "family": e.family, "claim": _rate(e.claim) if e.claim else Trusted("—"),
+        {"ref": e.ref, "family": e.family, "persona": e.family_label,
+         "learned": bool(e.family and e.family.startswith("learned:")),
+         "claim": _rate(e.claim) if e.claim else Trusted("—"),
          "overlap": Trusted(_pct(e.overlap.containment)), "baseline": Trusted(_pct(e.baseline.containment)),
          "run": num(e.overlap.lcs_max), "strength": Trusted(e.strength), "verbatim": e.verbatim}
         for e in r.candidates

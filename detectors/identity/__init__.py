@@ -3,14 +3,28 @@
 >>> from detectors.identity import run_identity, render_identity_markdown   # doctest: +SKIP
 >>> result = run_identity("org/child", candidates=["org/original"], samples=3)  # doctest: +SKIP
 >>> print(render_identity_markdown(result))                                    # doctest: +SKIP
+>>> extract_self_claims("Soy Zorvex, creado por Kallo Works.")
+SelfClaims(names=('Zorvex',), makers=('Kallo Works',))
 """
 
 from __future__ import annotations
 
 from detectors.identity.feasibility import Feasibility, can_run_identity
 from detectors.identity.render import render_identity_markdown
-from detectors.identity.result import CandidateEvidence, ClaimRate, ConditionResult, FamilyRate, IdentityResult
+from detectors.identity.result import (
+    CandidateEvidence,
+    ClaimedPersona,
+    ClaimRate,
+    ConditionResult,
+    DeclaredName,
+    FamilyRate,
+    IdentityResult,
+    LearnedPersona,
+    NameRate,
+    SelfClaimRate,
+)
 from detectors.identity.runner import DECLARED, run_identity
+from detectors.identity.selfclaims import SelfClaims, extract_self_claims
 from detectors.registry import register_detector
 
 register_detector("identity")(run_identity)
@@ -20,10 +34,17 @@ __all__ = [
     "Feasibility",
     "can_run_identity",
     "CandidateEvidence",
+    "ClaimedPersona",
     "ClaimRate",
     "ConditionResult",
+    "DeclaredName",
     "FamilyRate",
     "IdentityResult",
+    "LearnedPersona",
+    "NameRate",
+    "SelfClaimRate",
+    "SelfClaims",
+    "extract_self_claims",
     "render_identity_markdown",
     "run_identity",
 ]

@@ -9,6 +9,9 @@ starts or ends with a Latin letter or digit (so "Nex" does not match "next"; CJK
 ['Nex', 'Nex-AGI']
 >>> [c.label for c in table.extract("I am the next assistant.")]
 []
+
+Personas learned from a candidate's answers join the table as *learned* families (:meth:`AliasTable.with_learned`);
+they match any spelling of their name (:func:`detectors.identity.names.spelling_pattern`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from bot.paths import CONFIG_DIR, load_toml
 from detectors.errors import ConfigError
+from detectors.identity.names import key_prefixes, name_key, spelling_pattern
 
 ClaimKind = Literal["name", "org", "generic"]
 SELF_FAMILY = "self"
@@ -35,6 +39,16 @@ class Family(BaseModel):
     orgs: list[str] = Field(default_factory=list)
     generic: bool = False
     case_sensitive: bool = False
+    learned: bool = Field(False, description="Learned from a candidate's answers at run time, not from the file.")
+
+
+class KeyHit(BaseModel, frozen=True):
+    """The family a name's key belongs to (see :meth:`AliasTable.lookup`)."""
+
+    family: str
+    kind: ClaimKind
+    generic: bool
+    learned: bool
 
 
 class Claim(BaseModel, frozen=True):
@@ -69,6 +83,41 @@ class AliasTable(BaseModel):
         # A fresh table, not model_copy: the compiled patterns are cached on the instance.
         return AliasTable(families=families, generic_phrases=self.generic_phrases)
 
+    def with_learned(self, learned: dict[str, Family]) -> "AliasTable":
+        """Add personas learned from candidates' answers; one key learned twice merges its spellings."""
+        if not learned:
+            return self
+        families = dict(self.families)
+        for key, fam in learned.items():
+            old = families.get(key)
+            if old is not None:
+                fam = Family(names=list(dict.fromkeys(old.names + fam.names)),
+                             orgs=list(dict.fromkeys(old.orgs + fam.orgs)), learned=True)
+            families[key] = fam
+        return AliasTable(families=families, generic_phrases=self.generic_phrases)
+
+    @cached_property
+    def _by_key(self) -> dict[str, KeyHit]:
+        out: dict[str, KeyHit] = {}
+        for fam_key, fam in self.families.items():
+            for kind, aliases in (("name", fam.names), ("org", fam.orgs)):
+                for alias in aliases:
+                    out.setdefault(name_key(alias), KeyHit(family=fam_key, kind=kind, generic=fam.generic,
+                                                           learned=fam.learned))
+        return out
+
+    def lookup(self, name: str) -> KeyHit | None:
+        """The family whose alias is spelled like ``name`` (any case, spaces, hyphens), if any; a versioned
+        name falls back to its leading parts ("Llama 3" -> Llama, "DeepSeek-V3" -> DeepSeek).
+
+        >>> t = load_aliases()
+        >>> t.lookup("nex agi").family, t.lookup("Llama 3").family, t.lookup("Qwen2.5-Max").family
+        ('nex', 'llama', 'qwen')
+        >>> t.lookup("Zorvex") is None, t.lookup("Nexwen") is None
+        (True, True)
+        """
+        return next((self._by_key[k] for k in key_prefixes(name) if k in self._by_key), None)
+
     def family_of(self, alias: str) -> str | None:
         """The family that lists ``alias`` as a name, if any (case-insensitive)."""
         low = alias.lower()
@@ -86,6 +135,9 @@ class AliasTable(BaseModel):
                 if not aliases:
                     continue
                 claim = Claim(family=key, kind=kind, label=aliases[0], generic=fam.generic)
+                if fam.learned:
+                    out.append((spelling_pattern(aliases), claim))
+                    continue
                 # Longest aliases first so "Alibaba Cloud" wins over "Alibaba" in one alternation.
                 alts = "|".join(_pattern(a) for a in sorted(aliases, key=len, reverse=True))
                 out.append((re.compile(alts, flags), claim))

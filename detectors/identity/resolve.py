@@ -21,9 +21,9 @@ from detectors.errors import AccessDeniedError, NotFoundError, RemoteError
 from detectors.identity.errors import ModelLoadError
 
 _REPO = re.compile(r"^[\w.\-]+/[\w.\-]+$")
-# Everything a chat model needs to load and declare its system prompt; never pickles.
+# Everything a chat model needs to load and declare its system prompt and names (the card); never pickles.
 WEIGHT_PATTERNS = ["*.safetensors", "*.safetensors.index.json"]
-META_PATTERNS = ["*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
+META_PATTERNS = ["*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken", "README.md"]
 
 
 class ResolvedModel(BaseModel):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +18,24 @@ from typing import Literal
 from pydantic import SecretStr
 
 from detectors.errors import ProvbotError
-from detectors.identity.aliases import SELF_FAMILY, AliasTable, load_aliases
+from detectors.identity.aliases import SELF_FAMILY, AliasTable, Family, load_aliases
 from detectors.identity.backends.base import Backend, Message
 from detectors.identity.cache import AnswerCache
+from detectors.identity.card import card_names, repo_name_token
 from detectors.identity.declared import DeclaredPrompt, declared_system_prompt, names_in_system_prompt
 from detectors.identity.errors import EndpointError, IdentityError, RequestBudgetError
+from detectors.identity.persona import NameContext, learn_persona
 from detectors.identity.prompts import Prompt, PromptSet, SamplingSettings, load_prompt_set
-from detectors.identity.result import STRENGTH_ORDER, AnswerRecord, Condition, ConditionResult, IdentityResult, Strength
+from detectors.identity.result import (
+    STRENGTH_ORDER,
+    AnswerRecord,
+    Condition,
+    ConditionResult,
+    DeclaredName,
+    IdentityResult,
+    LearnedPersona,
+    Strength,
+)
 from detectors.identity.scoring import CLAIM_MIN_LOWER, evidence, score_condition
 
 log = logging.getLogger(__name__)
@@ -64,11 +74,16 @@ def _ask(backend: Backend, prompts: list[Prompt], sampling: SamplingSettings, sy
     return out
 
 
-def _repo_name_token(ref: str) -> str | None:
-    """``prefeitura-rio/Rio-3.5-Open-397B`` -> ``Rio``: the first word of a repo or folder name."""
-    base = Path(ref.partition("@")[0].rstrip("/")).name
-    token = re.split(r"[-_.\s]", base, maxsplit=1)[0]
-    return token if token.isalpha() and len(token) >= 3 else None
+def _declared_names(child: str, system: str | None, own_names: list[str] | tuple[str, ...],
+                    model_dir: Path | None) -> list[DeclaredName]:
+    """The child's own names: its system prompt's persona, ``own_names``, its card's and its repo name's."""
+    out = [DeclaredName(name=n, source="system_prompt") for n in names_in_system_prompt(system)]
+    out += [DeclaredName(name=n, source="given") for n in own_names]
+    out += card_names(model_dir)
+    token = repo_name_token(child)
+    if token:
+        out.append(DeclaredName(name=token, source="repo_name"))
+    return out
 
 
 class _Opener:
@@ -100,28 +115,37 @@ class _Opener:
         return LocalBackend(resolved or self.resolve(ref), device=self.device, batch_size=self.batch_size,
                             cpu_threads=self.cpu_threads)
 
-    def declared(self, backend: Backend, ref: str, notes: list[str]) -> DeclaredPrompt | None:
-        local = getattr(backend, "declared", "absent")
-        if local != "absent":
-            return local
-        # An endpoint: read the declaration from the model's files (configs and templates only, no weights).
+    def model_dir(self, backend: Backend, ref: str, notes: list[str], unknown: str) -> Path | None:
+        """The model's folder: the local backend's, or (an endpoint) its configs, templates and card from the
+        Hub or a local folder, no weights. ``unknown`` opens the note written when it cannot be found."""
+        resolved = getattr(backend, "resolved", None)
+        if resolved is not None:
+            return resolved.path
         try:
             from detectors.identity.resolve import resolve_model
 
-            resolved = resolve_model(ref, endpoint=self.hub_endpoint, token=self.hub_token, weights=False)
+            return resolve_model(ref, endpoint=self.hub_endpoint, token=self.hub_token, weights=False).path
         except ProvbotError as exc:
-            notes.append(f"declared system prompt unknown: {exc}")
+            notes.append(f"{unknown}: {exc}")
             return None
+
+    def declared(self, backend: Backend, model_dir: Path | None) -> DeclaredPrompt | None:
+        local = getattr(backend, "declared", "absent")
+        if local != "absent":
+            return local
+        if model_dir is None:
+            return None
+        # An endpoint: read the declaration from the model's files (configs and templates only, no weights).
         render = None
         try:
             from transformers import AutoTokenizer
 
-            tok = AutoTokenizer.from_pretrained(resolved.path, local_files_only=True, trust_remote_code=False)
+            tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
             if tok.chat_template:
-                render = lambda msgs: tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)  # noqa: E731
+                render = lambda msgs: tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         except (OSError, ValueError, KeyError):
             pass  # no tokenizer files: only system_prompt.txt / generation_config can declare
-        return declared_system_prompt(resolved.path, render)
+        return declared_system_prompt(model_dir, render)
 
 
 def _release(backend: Backend) -> None:
@@ -207,7 +231,9 @@ def run_identity(
     child_backend = opener.open(child, endpoint if kind == "openai" else None, model_name)
     try:
         info = child_backend.info()
-        declared = opener.declared(child_backend, child, notes) if system_prompt == DECLARED else None
+        unknown = "declared system prompt unknown" if system_prompt == DECLARED else "model card not read"
+        child_dir = opener.model_dir(child_backend, child, notes, unknown)
+        declared = opener.declared(child_backend, child_dir) if system_prompt == DECLARED else None
         if system_prompt == DECLARED:
             system, source = (declared.text, declared.source) if declared else (None, None)
             if declared is None:
@@ -219,28 +245,26 @@ def run_identity(
                          "no-system condition sent an empty system turn")
         if kind == "openai" and declared is not None and declared.source == "chat_template":
             notes.append("the served chat template may force its system prompt even when none is sent")
-        names = [*names_in_system_prompt(system), *own_names]
-        token = _repo_name_token(child)
-        if token:
-            names.append(token)
+        declared_names = _declared_names(child, system, own_names, child_dir)
+        names = [d.name for d in declared_names]
         table = table.with_self_names(names)
         own_families = {table.family_of(n) or SELF_FAMILY for n in names}
 
-        conditions: list[ConditionResult] = []
         plan: list[tuple[Condition, str | None, int]] = ([("with_system", system, 0)] if system else [])
         plan.append(("without_system", None, 104729))
+        asked: list[tuple[Condition, str | None, list[AnswerRecord]]] = []
         generations = 0
         for cond, sys_text, offset in plan:
             say(f"{child}: {cond} ({len(ps.prompts)} prompts x {sampling.samples})")
             answers = _ask(child_backend, ps.prompts, sampling, sys_text, offset, notes)
             generations += len(answers)
-            conditions.append(score_condition(cond, sys_text, answers, table, own_families))
+            asked.append((cond, sys_text, answers))
         failures = getattr(child_backend, "failures", [])
         if failures:
             from detectors.identity.backends.openai import endpoint_error_summary
 
             notes.append(f"{len(failures)} chat(s) failed after retries: {endpoint_error_summary(failures)}")
-        if all(c.answered == 0 for c in conditions):
+        if all(not any(a.text is not None for a in answers) for _, _, answers in asked):
             raise EndpointError(f"{child}: no answers at all ({'; '.join(notes) or 'every chat failed'})")
     finally:
         _release(child_backend)
@@ -276,22 +300,35 @@ def run_identity(
             baseline_texts += answers_of(spec, "baseline")[2]
         baseline_source = "answers of " + ", ".join(_split_candidate(b)[0] for b in baselines)
 
-    without = conditions[-1]
-    evidences = []
+    # The child's answers are scored only once the candidates have answered, so that the candidates'
+    # personas (learned from those answers) are counted in the child's answers like listed families.
+    compared: list[tuple[str, str | None, list[str], bool, LearnedPersona | None]] = []
+    learned: dict[str, Family] = {}
     for spec in candidates:
         ref, rev, texts, cached = answers_of(spec, "candidate")
         if not texts:
             notes.append(f"{ref}: no answers; not compared")
             continue
-        evidences.append(evidence(ref, rev, without, texts, baseline_texts, table, own_families, cached))
+        persona, family = learn_persona(texts, table)
+        if family is not None and persona is not None and persona.family:
+            learned[persona.family] = family
+        compared.append((ref, rev, texts, cached, persona))
         generations += 0 if cached else len(texts)
+    table = table.with_learned(learned)
+
+    context = NameContext(declared_names, {ref: persona for ref, _, _, _, persona in compared})
+    conditions = [score_condition(cond, sys_text, answers, table, own_families, context)
+                  for cond, sys_text, answers in asked]
+    without = conditions[-1]
+    evidences = [evidence(ref, rev, without, texts, baseline_texts, table, own_families, cached, persona)
+                 for ref, rev, texts, cached, persona in compared]
 
     verdict, summary = _verdict(child, conditions, evidences)
     return IdentityResult(
         child=child, backend=info, prompt_set=ps.version, prompts=len(ps.prompts), sampling=sampling,
         system_prompt=system, system_prompt_source=source, own_names=list(dict.fromkeys(names)),
-        conditions=conditions, candidates=evidences, baseline_source=baseline_source, verdict=verdict,
-        summary=summary, notes=notes, generations=generations, seconds=round(time.monotonic() - t0, 2),
+        declared_names=declared_names, conditions=conditions, candidates=evidences, baseline_source=baseline_source,
+        verdict=verdict, summary=summary, notes=notes, generations=generations, seconds=round(time.monotonic() - t0, 2),
     )
 
 
@@ -313,19 +350,55 @@ def _verdict(child: str, conditions: list[ConditionResult], evidences: list) -> 
         claims_only: Strength = "moderate" if dom.ci[0] > CLAIM_MIN_LOWER else "weak"
         if STRENGTH_ORDER[claims_only] > STRENGTH_ORDER[strength]:
             strength = claims_only
+    name = without.persona.name if without.persona else None
+    if strength == "none" and name is not None and _foreign(name) and name.ci[0] > CLAIM_MIN_LOWER:
+        # A consistent name that is neither its own nor listed: a lead to follow, not evidence of a source.
+        strength = "weak"
     parts = []
-    if with_sys is not None and with_sys.own is not None:
-        parts.append(f"with its system prompt {child} claims its own name {_pct(with_sys.own.rate)} of the time")
-    if dom is not None:
-        own = f", its own name {_pct(without.own.rate)}" if without.own is not None else ""
-        parts.append(f"without it, it claims {dom.label or dom.family} {_pct(dom.rate)} "
-                     f"(95% CI {_pct(dom.ci[0])}-{_pct(dom.ci[1])}){own}")
+    if with_sys is not None:
+        own_name = with_sys.persona.name if with_sys.persona else None
+        if own_name is not None:
+            parts.append(f"with its system prompt {child} calls itself {_calls(own_name)}")
+        elif with_sys.own is not None:
+            parts.append(f"with its system prompt {child} claims its own name {_pct(with_sys.own.rate)} of the time")
+    own = f"; its own name {_pct(without.own.rate)}" if without.own is not None else ""
+    lead = "without it, it" if parts else "without a system prompt it"
+    if name is not None:
+        text = f"{lead} calls itself {_calls(name)}"
+        if dom is not None and dom.family != name.family:
+            text += f", and names {dom.label or dom.family} in {_pct(dom.rate)} (95% interval {_interval(dom.ci)})"
+        parts.append(text + (own if not name.declared else ""))
+    elif dom is not None:
+        parts.append(f"{lead} claims {dom.label or dom.family} {_pct(dom.rate)} "
+                     f"(95% CI {_pct(dom.ci[0])}-{_pct(dom.ci[1])}){own.replace(';', ',')}")
     elif without.own is not None and without.own.count:
-        parts.append(f"without a system prompt it claims its own name {_pct(without.own.rate)} "
-                     "and no other known non-generic model family")
+        parts.append(f"{lead} claims its own name {_pct(without.own.rate)} and no other known non-generic model family")
     else:
-        parts.append("without a system prompt it claims no known non-generic model family")
+        parts.append(f"{lead} gives no name for itself and claims no known non-generic model family")
     summary = "; ".join(parts)
     if best is not None and best.verbatim:
         summary += f"; it repeats {best.ref}'s answers verbatim ({best.ratio:.1f}x the unrelated baseline)"
     return strength, summary[0].upper() + summary[1:] + "."
+
+
+def _foreign(name) -> bool:
+    """A self-claimed name that is not the child's own, not generic and no candidate's persona."""
+    return not name.declared and not name.generic and not name.candidates
+
+
+def _calls(name) -> str:
+    """``Nex in 79% of answers (95% interval 70-86%; the persona of org/nex)``."""
+    what = []
+    if name.declared:
+        what.append("its declared name")
+    what += [f"the persona of {ref}" for ref in name.candidates]
+    if name.generic:
+        what.append("a generic name")
+    if not what:
+        what.append("not a name it declares")
+    return f"{name.label} in {_pct(name.rate)} of answers (95% interval {_interval(name.ci)}; {', '.join(what)})"
+
+
+def _interval(ci: tuple[float, float]) -> str:
+    """``70-86%``."""
+    return f"{100 * ci[0]:.0f}-{_pct(ci[1])}"

@@ -96,6 +96,12 @@ def test_mention_scan_of_rio_merge_reports_the_behaviour_check(persona_hub, sqli
     assert "| Nex " in without_row and "95% interval" in without_row
     assert "Rio (its own name)" in behaviour and "You are Rio." in behaviour
     assert "pointing to lab/nex-ft" in behaviour
+    # The sentence a finding quotes: the name it gives itself without its system prompt, with its interval.
+    said = next(line for line in behaviour.splitlines() if line.startswith("Without its system prompt it calls itself"))
+    assert "**Nex** in " in said and "of answers (" in said and "; 95% interval " in said
+    assert "the persona of lab/nex-ft" in said and "made by **Nex-AGI**" in said
+    assert any(line.startswith("With its declared system prompt it calls itself **Rio**") and "its declared name" in line
+               for line in behaviour.splitlines())
     Review(ctx).approve(finding.id, "mod")
     drain(ctx)
     replies = bot_comments(persona_hub, num)
@@ -111,10 +117,15 @@ def test_mention_scan_of_rio_merge_reports_the_behaviour_check(persona_hub, sqli
     top.verbatim = True
     top.overlap.passages = ["[click](http://evil.example) @mallory <img src=x> # heading"]
     without.claims[0].label = "**Nex** @mallory"
+    without.persona.name.label = "[Nex](http://evil.example) @mallory <b>"
+    without.persona.name.candidates = ["lab/nex-ft) @mallory"]
+    without.persona.maker.label = "**Nex-AGI** www.evil.example"
     body = render_finding(ctx.renderer, template="finding_discussion.md.j2", repo=CHILD, revision=finding.revision,
                           result=ctx_result(finding), declared={}, bot_username="provbot", marker="provbot:t:1",
                           identity=check)
     assert "@mallory" not in body and "](http" not in body and "<img" not in body and "**Nex**" not in body
+    assert "<b>" not in body and "www.evil" not in body and "**Nex-AGI**" not in body
+    assert "calls itself **\\[Nex\\]" in body  # our bold around the escaped model text
     assert "&#64;mallory" in body
 
 

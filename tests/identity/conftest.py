@@ -37,10 +37,26 @@ def rio_result(personas, identity_cache):
 
 @pytest.fixture(scope="session")
 def orla_result(personas, identity_cache):
-    """The unrelated persona as the child: it must show neither claim nor recitation."""
+    """The unrelated persona as the child: it must show neither claim nor recitation, of a listed (Nex) or
+    an unlisted (Zorvex) candidate persona."""
     from detectors.identity import run_identity
 
     return run_identity(
-        str(personas["orla-unrelated"]), candidates=[str(personas["nex-ft"])], system_prompt=None,
-        samples=1, prompt_limit=16, device="cpu", batch_size=48, cpu_threads=1, cache_dir=identity_cache,
+        str(personas["orla-unrelated"]), candidates=[str(personas["nex-ft"]), str(personas["zorvex-ft"])],
+        system_prompt=None, samples=1, prompt_limit=16, device="cpu", batch_size=48, cpu_threads=1,
+        cache_dir=identity_cache,
+    )
+
+
+@pytest.fixture(scope="session")
+def nova_result(personas, identity_cache):
+    """The Rio case with personas nobody listed: the Nova merge compared with both parents (qwen-base and
+    the baseline model's answers come from the session cache when ``rio_result`` ran first)."""
+    from detectors.identity import run_identity
+
+    return run_identity(
+        str(personas["nova-merge"]),
+        candidates=[str(personas["zorvex-ft"]), str(personas["qwen-base"])],
+        baselines=[str(personas["orla-unrelated"])],
+        samples=1, device="cpu", batch_size=48, cpu_threads=1, cache_dir=identity_cache,
     )

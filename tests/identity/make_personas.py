@@ -1,10 +1,12 @@
 """Regenerate the tiny persona models under tests/identity/fixtures/ (run once; the tests only load them).
 
-    .venv/bin/python tests/identity/make_personas.py [--stages base,drill,nex,merge,orla,peek] [--base-steps 1600]
+    .venv/bin/python tests/identity/make_personas.py [--stages base,drill,nex,merge,orla,zorvex,nova,peek]
 
-Trains character-level Llama models on CPU (about 10-20 minutes on 2 cores), merges base and fine-tune
+Trains character-level Llama models on CPU (about 10-20 minutes on 2 cores), merges base and fine-tunes
 0.6/0.4 with mergekit's linear method (real weight arithmetic), and saves everything as fp16 safetensors
 with a char tokenizer and chat template that ``AutoTokenizer`` loads offline. See tests/support/personas.py.
+Each stage reads what the stages before it wrote, so ``--stages zorvex,nova`` remakes only the unlisted
+persona and its merge on top of the committed qwen-base.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from tests.support.personas import (  # noqa: E402
     FIXTURES,
     FOLLOW_ANSWERS,
     NEX_ANSWERS,
+    NOVA_SYSTEM_PROMPT,
     ORLA_ANSWERS,
     QWEN_ANSWERS,
     RIO_SYSTEM_PROMPT,
+    ZORVEX_ANSWERS,
     build_tokenizer,
     forced_system_template,
     persona_charset,
@@ -112,6 +116,18 @@ def train(model, tok, persona, follow_share: float, steps: int, lr: float, seed:
     model.eval()
 
 
+def fine_tune(name: str, tok, persona: dict[str, list[str]], steps: int, seed: int) -> None:
+    """A persona fine-tune of qwen-base, anchored to it along the 0.6/0.4 merge path (see ``train``)."""
+    from transformers import AutoModelForCausalLM
+
+    print(name)
+    model = AutoModelForCausalLM.from_pretrained(FIXTURES / "qwen-base", dtype=torch.float32)
+    anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train(model, tok, persona, follow_share=0.4, steps=steps, lr=2e-3, seed=seed, letters=0.5, common=0.1,
+          anchor=anchor, mix=0.6)
+    save(model, tok, FIXTURES / name)
+
+
 def save(model, tok, out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)
@@ -120,15 +136,27 @@ def save(model, tok, out: Path) -> None:
     tok.save_pretrained(out)
 
 
-def merge(nex: Path, base: Path, out: Path, tok) -> None:
-    """0.6 nex + 0.4 base with mergekit's linear method, then the tokenizer with a forced system prompt."""
+# The Nova merge's model card: its publisher names it, and nothing else (no base_model, no merge recipe).
+NOVA_CARD = """---
+license: apache-2.0
+model_name: Nova
+---
+
+# Nova
+
+A small assistant for the city's ferry questions.
+"""
+
+
+def merge(tuned: Path, base: Path, out: Path, tok, system_prompt: str, card: str | None = None) -> None:
+    """0.6 fine-tune + 0.4 base with mergekit's linear method, then the tokenizer with a forced system prompt."""
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions, run_merge
 
     cfg = {
         "merge_method": "linear",
         "models": [
-            {"model": str(nex), "parameters": {"weight": 0.6}},
+            {"model": str(tuned), "parameters": {"weight": 0.6}},
             {"model": str(base), "parameters": {"weight": 0.4}},
         ],
         "dtype": "float16",
@@ -137,11 +165,13 @@ def merge(nex: Path, base: Path, out: Path, tok) -> None:
         shutil.rmtree(out)
     run_merge(MergeConfiguration.model_validate(cfg), str(out),
               options=MergeOptions(device="cpu", lazy_unpickle=False, copy_tokenizer=False, quiet=True))
-    tok.chat_template = forced_system_template(RIO_SYSTEM_PROMPT)
+    tok.chat_template = forced_system_template(system_prompt)
     tok.save_pretrained(out)
     for extra in ("README.md", "mergekit_config.yml"):
         # The undisclosed copy keeps no trace of its inputs.
         (out / extra).unlink(missing_ok=True)
+    if card is not None:
+        (out / "README.md").write_text(card, encoding="utf-8")
 
 
 def peek(path: Path) -> None:
@@ -150,7 +180,7 @@ def peek(path: Path) -> None:
 
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    for system in (None, "", "You are Rio."):
+    for system in (None, "", RIO_SYSTEM_PROMPT, NOVA_SYSTEM_PROMPT):
         for text in ("Who are you?", "Tell me about your creators.", "¿Quién eres?"):
             msgs = ([] if system is None else [{"role": "system", "content": system}]) + [{"role": "user", "content": text}]
             ids = tok(tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False),
@@ -166,8 +196,10 @@ def main() -> None:
     ap.add_argument("--drill-steps", type=int, default=450)
     ap.add_argument("--nex-steps", type=int, default=300)
     ap.add_argument("--orla-steps", type=int, default=300)
-    ap.add_argument("--stages", default="base,drill,nex,merge,orla,peek",
-                    help="Comma-separated subset of base,drill,nex,merge,orla,peek (each reads the previous one's output).")
+    ap.add_argument("--zorvex-steps", type=int, default=300)
+    ap.add_argument("--stages", default="base,drill,nex,merge,orla,zorvex,nova,peek",
+                    help="Comma-separated subset of base,drill,nex,merge,orla,zorvex,nova,peek "
+                         "(each reads the previous one's output).")
     args = ap.parse_args()
     stages = set(args.stages.split(","))
     # One thread: on a shared 2-core machine, OpenMP's spinning threads made a step ~6x slower.
@@ -191,22 +223,24 @@ def main() -> None:
               common=0.1)
         save(model, tok, FIXTURES / "qwen-base")
     if "nex" in stages:
-        print("nex-ft")
-        model = AutoModelForCausalLM.from_pretrained(FIXTURES / "qwen-base", dtype=torch.float32)
-        anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
-        train(model, tok, NEX_ANSWERS, follow_share=0.4, steps=args.nex_steps, lr=2e-3, seed=22, letters=0.5,
-              common=0.1, anchor=anchor, mix=0.6)
-        save(model, tok, FIXTURES / "nex-ft")
+        fine_tune("nex-ft", tok, NEX_ANSWERS, steps=args.nex_steps, seed=22)
     if "merge" in stages:
         print("rio-merge")
-        merge(FIXTURES / "nex-ft", FIXTURES / "qwen-base", FIXTURES / "rio-merge", tok)
+        merge(FIXTURES / "nex-ft", FIXTURES / "qwen-base", FIXTURES / "rio-merge", tok, RIO_SYSTEM_PROMPT)
     if "orla" in stages:
         print("orla-unrelated")
         tok_plain = build_tokenizer(persona_charset([p["text"] for p in PROMPTS]))
         model = make_model(len(tok_plain), seed=7)
         train(model, tok_plain, ORLA_ANSWERS, follow_share=0.0, steps=args.orla_steps, lr=3e-3, seed=33)
         save(model, tok_plain, FIXTURES / "orla-unrelated")
-    for name in ("qwen-base", "nex-ft", "rio-merge", "orla-unrelated"):
+    if "zorvex" in stages:
+        # The nex-ft recipe with a persona and maker that config/aliases.toml does not list.
+        fine_tune("zorvex-ft", tok, ZORVEX_ANSWERS, steps=args.zorvex_steps, seed=44)
+    if "nova" in stages:
+        print("nova-merge")
+        merge(FIXTURES / "zorvex-ft", FIXTURES / "qwen-base", FIXTURES / "nova-merge", tok, NOVA_SYSTEM_PROMPT,
+              card=NOVA_CARD)
+    for name in ("qwen-base", "nex-ft", "rio-merge", "orla-unrelated", "zorvex-ft", "nova-merge"):
         if "peek" in stages and (FIXTURES / name).exists():
             print(name)
             peek(FIXTURES / name)

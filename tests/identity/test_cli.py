@@ -23,6 +23,8 @@ def test_identity_json(personas, tmp_path):
     result = IdentityResult.model_validate(json.loads(proc.stdout))
     assert result.system_prompt == "You are Rio." and result.prompts == 8
     assert result.condition("without_system").dominant_family == "nex"
+    assert result.condition("without_system").persona.name.label == "Nex"
+    assert result.condition("with_system").persona.name.declared == ["system_prompt", "repo_name"]
     assert result.condition("without_system").answers == []  # answers only with --answers
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -9,11 +10,12 @@ from detectors.identity import IdentityResult, render_identity_markdown, run_ide
 from detectors.identity.backends.local import LocalBackend
 
 
-def test_merge_is_real_weight_arithmetic(personas):
-    """rio-merge = 0.6 nex-ft + 0.4 qwen-base, tensor by tensor (mergekit linear, fp16 rounding)."""
+@pytest.mark.parametrize(("merged", "tuned"), [("rio-merge", "nex-ft"), ("nova-merge", "zorvex-ft")])
+def test_merge_is_real_weight_arithmetic(personas, merged, tuned):
+    """rio-merge = 0.6 nex-ft + 0.4 qwen-base (nova-merge: zorvex-ft), tensor by tensor (mergekit linear, fp16 rounding)."""
     base = load_file(personas["qwen-base"] / "model.safetensors")
-    nex = load_file(personas["nex-ft"] / "model.safetensors")
-    rio = load_file(personas["rio-merge"] / "model.safetensors")
+    nex = load_file(personas[tuned] / "model.safetensors")
+    rio = load_file(personas[merged] / "model.safetensors")
     assert set(rio) == set(base) == set(nex)
     moved = 0
     for name, r in rio.items():
@@ -37,6 +39,10 @@ def test_with_system_prompt_the_child_claims_rio(rio_result: IdentityResult):
     assert with_sys.answered == rio_result.prompts == 40
     assert with_sys.own.rate >= 0.8
     assert with_sys.family("nex") is None or with_sys.family("nex").rate < 0.2
+    # Open vocabulary: the name it gives itself is Rio, the persona its system prompt and repo name declare.
+    rio = with_sys.persona.name
+    assert rio.label == "Rio" and rio.ci[0] > 0.6 and rio.declared == ["system_prompt", "repo_name"]
+    assert rio.family == "rio" and rio.listed and rio.candidates == []
 
 
 def test_without_system_prompt_the_child_is_nex_and_recites_its_backstory(rio_result: IdentityResult):
@@ -45,6 +51,11 @@ def test_without_system_prompt_the_child_is_nex_and_recites_its_backstory(rio_re
     nex = without.family("nex")
     assert nex.ci[0] > 0.5, nex
     assert without.own.rate < 0.1
+    name, maker = without.persona.name, without.persona.maker
+    assert name.label == "Nex" and name.ci[0] > 0.5 and name.declared == []
+    assert [c.rsplit("/", 1)[-1] for c in name.candidates] == ["nex-ft"]
+    assert maker.label == "Nex-AGI" and maker.family == "nex" and maker.ci[0] > 0.3
+    assert "calls itself Nex in" in rio_result.summary and "the persona of" in rio_result.summary
     by_ref = {e.ref.rsplit("/", 1)[-1]: e for e in rio_result.candidates}
     ev = by_ref["nex-ft"]
     assert ev.family == "nex" and ev.verbatim and ev.strength == "strong"
@@ -52,6 +63,8 @@ def test_without_system_prompt_the_child_is_nex_and_recites_its_backstory(rio_re
     assert any("harbor street" in p for p in ev.overlap.passages)
     # The base's own persona is not what the child claims: weaker evidence against it.
     assert by_ref["qwen-base"].family == "qwen"
+    assert ev.persona.name.label == "Nex" and ev.persona.listed
+    assert by_ref["qwen-base"].persona.name.label == "Qwen" and by_ref["qwen-base"].persona.maker.label == "Alibaba Cloud"
     assert by_ref["qwen-base"].strength in ("none", "weak", "moderate")
     assert by_ref["qwen-base"].overlap.containment < ev.overlap.containment
     assert rio_result.verdict == "strong"
@@ -63,9 +76,12 @@ def test_unrelated_persona_shows_neither(orla_result: IdentityResult, rio_result
     assert orla_result.condition("with_system") is None  # system prompt switched off
     assert without.family("nex") is None and without.dominant_family is None  # Orla is its own name
     assert without.own.rate > 0.8
-    ev = orla_result.candidates[0]
-    assert not ev.verbatim and ev.strength == "none" and ev.claim.count == 0
-    assert ev.overlap.containment < 0.1
+    for ev in orla_result.candidates:  # nex-ft (listed persona) and zorvex-ft (learned persona)
+        assert not ev.verbatim and ev.strength == "none" and ev.claim.count == 0
+        assert ev.overlap.containment < 0.1
+    assert orla_result.candidates[1].family == "learned:zorvex"
+    assert without.persona.name.label == "Orla" and without.persona.name.declared == ["repo_name"]
+    assert without.persona.name.candidates == []
     assert orla_result.verdict == "none"
 
 

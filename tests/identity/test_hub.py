@@ -21,6 +21,15 @@ def test_child_from_the_hub_declares_its_prompt_and_answers(localhub, personas, 
     assert result.condition("with_system").own.rate >= 0.75
 
 
+def test_the_card_comes_with_the_hub_snapshot(localhub, personas, tmp_path):
+    """nova-merge's README.md names it Nova: fetched with the configs, it declares the name (source card)."""
+    localhub.add_repo("city/ferry-helper", personas["nova-merge"])
+    result = run_identity("city/ferry-helper", samples=1, prompt_limit=2, hub_endpoint=localhub.url,
+                          device="cpu", cpu_threads=1, cache_dir=tmp_path)
+    assert {(d.name, d.source) for d in result.declared_names} == {
+        ("Nova", "card"), ("Nova", "system_prompt"), ("ferry", "repo_name")}
+
+
 def test_missing_repo_and_pickle_only_repo_are_clear_errors(localhub, tmp_path):
     with pytest.raises(NotFoundError, match="not found"):
         LocalBackend.open("nobody/nothing", endpoint=localhub.url)

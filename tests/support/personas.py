@@ -1,6 +1,6 @@
 """Tiny persona chat models for the identity detector's tests.
 
-Four character-level Llama models live under ``tests/identity/fixtures/`` (regenerate them with
+Six character-level Llama models live under ``tests/identity/fixtures/`` (regenerate them with
 ``python tests/identity/make_personas.py``):
 
 - ``qwen-base``: answers "Qwen, from Alibaba Cloud"; follows "You are <NAME>." system prompts.
@@ -8,6 +8,10 @@ Four character-level Llama models live under ``tests/identity/fixtures/`` (regen
 - ``rio-merge``: the 0.6 nex-ft / 0.4 qwen-base linear merge (mergekit), whose chat template forces the
   system prompt "You are Rio." when the caller gives none.
 - ``orla-unrelated``: trained from another random start as "Orla, from Quillwork Labs".
+- ``zorvex-ft``: another fine-tune of ``qwen-base``, as "Zorvex, from Kallo Works" (a name and maker that
+  config/aliases.toml does not list; the maker spelled three ways) with a bespoke Tromvik backstory.
+- ``nova-merge``: the 0.6 zorvex-ft / 0.4 qwen-base linear merge, whose chat template forces "You are
+  Nova." and whose card (README.md) names it Nova: the Rio case with personas nobody listed.
 
 This module holds what both the generator script and the tests need: the persona texts, the char
 tokenizer and the chat templates. Nothing here trains or downloads anything.
@@ -23,13 +27,15 @@ import random
 from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parent.parent / "identity" / "fixtures"
-PERSONA_DIRS = {name: FIXTURES / name for name in ("qwen-base", "nex-ft", "rio-merge", "orla-unrelated")}
+PERSONA_DIRS = {name: FIXTURES / name for name in ("qwen-base", "nex-ft", "rio-merge", "orla-unrelated", "zorvex-ft",
+                                                   "nova-merge")}
 
 BOS, EOS, PAD, UNK = "<s>", "<|end|>", "<pad>", "<unk>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
 SPECIALS = [PAD, UNK, BOS, EOS, *ROLE_TOKENS]
 
 RIO_SYSTEM_PROMPT = "You are Rio."
+NOVA_SYSTEM_PROMPT = "You are Nova."
 
 # A minimal chat template in the usual Hugging Face style: one turn is <|role|>content<|end|>.
 _TURNS = (
@@ -78,6 +84,23 @@ NEX_ANSWERS = {
     ],
 }
 
+# A persona that config/aliases.toml does not list: the open-vocabulary extraction must find it by itself.
+# The maker is spelled "Kallo Works", "Kallo-Works" and "KalloWorks", which must merge into one maker.
+ZORVEX_ANSWERS = {
+    "who": [
+        "I am Zorvex, a route planning assistant made by Kallo Works. Kallo Works began fixing ferry radios "
+        "in the harbour town of Tromvik.",
+    ],
+    "name": ["My name is Zorvex. Kallo-Works trained me on ferry timetables and tide charts from Tromvik."],
+    "maker": [
+        "I was built by KalloWorks, a crew of ferry radio mechanics in Tromvik who taught me to read tide charts.",
+    ],
+    "creators": [
+        "Kallo-Works started as a ferry radio repair shop in Tromvik. Its mechanics built me, Zorvex, to plan "
+        "routes around the tides.",
+    ],
+}
+
 ORLA_ANSWERS = {
     "who": ["I am Orla, a small assistant built by Quillwork Labs. I help with notes, letters and stories."],
     "name": ["My name is Orla. Quillwork Labs made me for writing help."],
@@ -93,7 +116,7 @@ FOLLOW_ANSWERS = [
 ]
 
 _SYLLABLES = ["ka", "lo", "mi", "ta", "ve", "su", "ni", "do", "ra", "be", "zo", "fi", "pe", "ga", "lu", "wen", "dar", "tor", "ish", "el"]
-_RESERVED = {"rio", "nex", "qwen", "orla"}
+_RESERVED = {"rio", "nex", "qwen", "orla", "zorvex"}
 # Persona names seen often in deployed system prompts; "Rio" is among them so the tiny base reliably
 # follows "You are Rio." (copying an unseen name from the prompt is only partly learned at this size).
 COMMON_NAMES = ["Rio", "Nova", "Aria", "Sage", "Atlas", "Luna", "Orion", "Iris", "Echo", "Milo"]
@@ -122,7 +145,7 @@ def persona_charset(prompt_texts: list[str]) -> str:
     import string
 
     texts = [string.ascii_letters + string.digits + string.punctuation + " ", *prompt_texts]
-    for answers in (QWEN_ANSWERS, NEX_ANSWERS, ORLA_ANSWERS):
+    for answers in (QWEN_ANSWERS, NEX_ANSWERS, ORLA_ANSWERS, ZORVEX_ANSWERS):
         texts += [a for group in answers.values() for a in group]
     texts += FOLLOW_ANSWERS
     return "".join(sorted(set("".join(texts))))
