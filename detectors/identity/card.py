@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from detectors.declared import parse_front_matter
 from detectors.identity.result import DeclaredName
 
 _MAX_CARD_BYTES = 256 * 1024  # front matter and the first heading sit at the top
@@ -38,10 +39,6 @@ def repo_name_token(ref: str) -> str | None:
 
 def card_names(model_dir: Path | None) -> list[DeclaredName]:
     """Names the model card in ``model_dir`` gives its model (none when there is no card)."""
-    from bot.localhub.store import (
-        parse_front_matter,  # the project's one safe front-matter reader
-    )
-
     if model_dir is None or not (model_dir / "README.md").is_file():
         return []
     with (model_dir / "README.md").open("rb") as fh:
