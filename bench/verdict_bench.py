@@ -7,8 +7,9 @@ task a random Markov chain). From it the bench builds, with real AdamW steps and
 merges: fine-tunes, siblings that share part of a fine-tune's data and batches, descendants
 (fine-tunes of fine-tunes, short and long), dense merges (linear, SLERP, task arithmetic, a merge of
 a model with its own base, a merge trained afterwards), sparse merges (TIES, DARE, breadcrumbs at
-densities 0.1-0.7, fp32 and bf16), copies (bf16), quantized copies (fp8; GPTQ int4, scanned in full)
-and unrelated models. Every pair is scanned as a user would (sampled, default budget; some with the
+densities 0.1-0.7, fp32 and bf16), copies (bf16), quantized copies (fp8; GPTQ int4 and AWQ int4
+with rescaled input channels, scanned in full), a fine-tune quantized with AWQ and scanned without
+itself among the candidates, and unrelated models. Every pair is scanned as a user would (sampled, default budget; some with the
 base given, some without) and the verdict is scored against the truth:
 
 * **correct**: the true relation and the true parents (a sparse or task-arithmetic merge may list
@@ -108,9 +109,13 @@ class Family:
         def rewrite(src: str, fn: Callable) -> Callable[[Path], object]:
             return lambda out: m.rewrite_weights(Path(self.path(src)), out, fn)
 
-        def packed(src: str) -> Callable[[Path], object]:
+        def packed(src: str, pack: Callable = packing.gptq_state, awq_scaled: bool = False) -> Callable[[Path], object]:
             def build(out: Path) -> None:
-                tensors, qconfig = packing.gptq_state(m.read_tensors(Path(self.path(src))))
+                state = m.read_tensors(Path(self.path(src)))
+                if awq_scaled:  # AWQ's per-channel input scaling, folded into norms and feeding rows
+                    model = packing.awq_rescale(m.load_model(Path(self.path(src))), seed=40 + self.i)
+                    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                tensors, qconfig = pack(state)
                 m.rewrite_weights(Path(self.path(src)), out, lambda _t: tensors)
                 config = json.loads((out / "config.json").read_text())
                 (out / "config.json").write_text(json.dumps({**config, "quantization_config": qconfig}))
@@ -163,6 +168,8 @@ class Family:
             "bf16": rewrite("a", lambda t: {k: v.to(__import__("torch").bfloat16) for k, v in t.items()}),
             "fp8": rewrite("a", m._fp8),
             "gptq": packed("a"),
+            "awq_scaled": packed("a", packing.awq_state, awq_scaled=True),
+            "b_awq_scaled": packed("b", packing.awq_state, awq_scaled=True),
         }
 
     # -- the pairs and their truth ---------------------------------------------------------------
@@ -197,6 +204,8 @@ class Family:
             Pair("copy or quantized copy", n("bf16"), [a, b, base], "copy", {a}, {a, base}),
             Pair("copy or quantized copy", n("fp8"), [a, b, base], "quantized", {a}, {a, base}),
             Pair("copy or quantized copy", n("gptq"), [a, b, base], "quantized", {a}, {a, base}, full=True),
+            Pair("copy or quantized copy", n("awq_scaled"), [a, b, base], "quantized", {a}, {a, base}, full=True),
+            Pair("quantized fine-tune", n("b_awq_scaled"), [a], "finetune", {base}, {b, base}, base=base, full=True),
             Pair("unrelated", unrel, [a, base], "unrelated", set(), set()),
             Pair("unrelated", unrel, [a, b, base], "unrelated", set(), set()),
         ]
