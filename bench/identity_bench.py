@@ -32,8 +32,8 @@ def main() -> None:
 
     import torch
 
-    from detectors.identity import run_identity
-    from detectors.identity.backends.local import LocalBackend
+    from provbot.detectors.identity import run_identity
+    from provbot.detectors.identity.backends.local import LocalBackend
     from tests.support.personas import PERSONA_DIRS
 
     models = args.models or [str(p) for p in PERSONA_DIRS.values()]
@@ -43,12 +43,20 @@ def main() -> None:
         LocalBackend.open(ref, device=args.device)
         load_s = time.perf_counter() - t0
         with tempfile.TemporaryDirectory() as cache:
-            r = run_identity(ref, samples=args.samples, device=args.device, batch_size=args.batch_size,
-                             cpu_threads=args.cpu_threads, cache_dir=cache)
+            r = run_identity(
+                ref,
+                samples=args.samples,
+                device=args.device,
+                batch_size=args.batch_size,
+                cpu_threads=args.cpu_threads,
+                cache_dir=cache,
+            )
         conds = len(r.conditions)
-        print(f"{Path(ref).name:16s} device {r.backend.device:4s} prompts {r.prompts} x samples {r.sampling.samples}"
-              f" x conditions {conds} = {r.generations} answers (max {r.sampling.max_tokens} tokens): "
-              f"{r.seconds:.1f} s total, load {load_s:.1f} s, {r.seconds / max(r.generations, 1) * 1000:.0f} ms/answer")
+        print(
+            f"{Path(ref).name:16s} device {r.backend.device:4s} prompts {r.prompts} x samples {r.sampling.samples}"
+            f" x conditions {conds} = {r.generations} answers (max {r.sampling.max_tokens} tokens): "
+            f"{r.seconds:.1f} s total, load {load_s:.1f} s, {r.seconds / max(r.generations, 1) * 1000:.0f} ms/answer"
+        )
 
 
 if __name__ == "__main__":

@@ -52,16 +52,18 @@ def warm_up_kernels(batch_sums) -> None:  # noqa: ANN001
 
     One tensor (chunks of big ones), a batch, and a big chunk: torch specialises size 1, and each
     new graph costs seconds. Read buffers are 64-byte aligned like torch's own tensors
-    (``detectors.weights.buffers``), so no graph for other alignments is needed.
+    (``provbot.detectors.weights.buffers``), so no graph for other alignments is needed.
     """
     import torch
 
-    from detectors.weights.buffers import aligned_buffer
-    from detectors.weights.fit import FULL_SPARSE_STRIDE
+    from provbot.detectors.weights.buffers import aligned_buffer
+    from provbot.detectors.weights.fit import FULL_SPARSE_STRIDE
 
     for rows, n in ((1, 2 * 4096), (2, 2 * 4096), (1, 2**24)):
         # Three distinct inputs, as in a scan: the compiled graph also guards on inputs aliasing.
-        xs = [torch.frombuffer(aligned_buffer(2 * rows * n), dtype=torch.bfloat16).view(rows, n).zero_() for _ in range(3)]
+        xs = [
+            torch.frombuffer(aligned_buffer(2 * rows * n), dtype=torch.bfloat16).view(rows, n).zero_() for _ in range(3)
+        ]
         batch_sums(xs[0], xs[1:], torch.bfloat16, stride=FULL_SPARSE_STRIDE, compiled=True)
 
 
@@ -79,8 +81,8 @@ def run_scan_child(endpoint: str, full: bool, budget_mb: float | None) -> None:
 
     get_session()
 
-    import detectors.weights.scan as scan_mod
-    from bot.settings import get_settings
+    import provbot.detectors.weights.scan as scan_mod
+    from provbot.bot.settings import get_settings
 
     get_settings()
 
@@ -99,14 +101,13 @@ def run_scan_child(endpoint: str, full: bool, budget_mb: float | None) -> None:
 
     if full and get_settings().scan.compile != "never":
         # Compile the kernels first and report that one-off cost apart from the fit's throughput.
-        import torch
 
         t = time.perf_counter()
         warm_up_kernels(scan_mod.batch_sums)
         fit["compile_s"] = time.perf_counter() - t
     # Both paths compute their statistics with batch_sums (samples; batches of streamed tensors), the
     # full one also with the accumulator's finish; only these are timed, not the reads.
-    import detectors.weights.full_stats as full_mod
+    import provbot.detectors.weights.full_stats as full_mod
 
     scan_mod.batch_sums = timed(scan_mod.batch_sums)
     full_mod.batch_sums = timed(full_mod.batch_sums)
@@ -141,12 +142,12 @@ def run_fit_alone(root: Path, hold_bytes: int = 2 * 2**30, passes: int = 3) -> N
     measured right after it, and the best pass is reported, as the bandwidth itself is a best of 5.
     Every pass is printed.
     """
-    from detectors.weights.fit import batch_sums
-    from detectors.weights.full_stats import FullStatsAccumulator
-    from detectors.weights.gc_pause import gc_paused
-    from detectors.weights.reader import canonical_models, iter_full_batches
-    from detectors.weights.sampling import plan_sample
-    from detectors.weights.sources import LocalSource
+    from provbot.detectors.weights.fit import batch_sums
+    from provbot.detectors.weights.full_stats import FullStatsAccumulator
+    from provbot.detectors.weights.gc_pause import gc_paused
+    from provbot.detectors.weights.reader import canonical_models, iter_full_batches
+    from provbot.detectors.weights.sampling import plan_sample
+    from provbot.detectors.weights.sources import LocalSource
 
     t = time.perf_counter()
     warm_up_kernels(batch_sums)
@@ -179,7 +180,8 @@ def run_fit_alone(root: Path, hold_bytes: int = 2 * 2**30, passes: int = 3) -> N
                     flush()
                     size = 0
             flush(last=True)
-        del held, acc
+        held.clear()
+        acc = None  # freed before the bandwidth is measured
         fit["bandwidth_gbs"] = memory_bandwidth_gbs()
         fit["share"] = fit["bytes"] / fit["seconds"] / 1e9 / fit["bandwidth_gbs"]
         runs.append(fit)
@@ -199,7 +201,9 @@ def scan_in_subprocess(endpoint: str, full: bool, budget_mb: float | None) -> di
         cmd.append("--full")
     if budget_mb is not None:
         cmd += ["--budget-mb", str(budget_mb)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1"})
+    out = subprocess.run(
+        cmd, check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1"}
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -220,7 +224,9 @@ def main() -> None:
     ap.add_argument("--link-mbps", type=float, default=1000.0, help="one link shared by all responses, megabits/s")
     ap.add_argument("--budget-mb", type=float, default=None, help="sampled scan budget per model (default: settings)")
     ap.add_argument("--hidden", type=int, default=512)
-    ap.add_argument("--sampled-runs", type=int, default=3, help="sampled scans, each in a fresh process; the median counts")
+    ap.add_argument(
+        "--sampled-runs", type=int, default=3, help="sampled scans, each in a fresh process; the median counts"
+    )
     ap.add_argument("--child-mode", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--endpoint", help=argparse.SUPPRESS)
     ap.add_argument("--full", action="store_true", help=argparse.SUPPRESS)
@@ -235,12 +241,27 @@ def main() -> None:
 
     if not (args.root / CHILD / "model.safetensors.index.json").exists():
         print(f"generating the synthetic MoE family under {args.root} ...", flush=True)
-        subprocess.run([sys.executable, str(HERE / "synth_moe.py"), str(args.root), "--hidden", str(args.hidden)], check=True)
+        subprocess.run(
+            [sys.executable, str(HERE / "synth_moe.py"), str(args.root), "--hidden", str(args.hidden)], check=True
+        )
     # The server runs in its own process, as the Hub would: its CPU time is not the scanner's.
     server = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "localhub", "serve", "--root", str(args.root),
-         "--latency-ms", str(args.latency_ms), "--link-mbps", str(args.link_mbps)],
-        stdout=subprocess.PIPE, text=True, cwd=HERE.parent,
+        [
+            sys.executable,
+            "-m",
+            "provbot.bot.cli",
+            "localhub",
+            "serve",
+            "--root",
+            str(args.root),
+            "--latency-ms",
+            str(args.latency_ms),
+            "--link-mbps",
+            str(args.link_mbps),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=HERE.parent,
     )
     try:
         url = server.stdout.readline().strip().rsplit(" at ", 1)[-1]
@@ -281,18 +302,27 @@ def main() -> None:
     print(f"bytes: sampled/full = {100 * share:.4f}%   (target < 0.1%)")
     print(f"verdict: same = {same}; max |weight difference| = {dw:.5f}   (target <= 0.005)")
     walls = ", ".join(f"{r['wall_s']:.2f}" for r in runs)
-    print(f"speed: full/sampled wall time = {speed:.1f}x, median of {len(runs)} sampled runs ({walls} s; "
-          f"{full['wall_s'] / max(r['wall_s'] for r in runs):.1f}x against the slowest)   (target >= 100x)")
+    print(
+        f"speed: full/sampled wall time = {speed:.1f}x, median of {len(runs)} sampled runs ({walls} s; "
+        f"{full['wall_s'] / max(r['wall_s'] for r in runs):.1f}x against the slowest)   (target >= 100x)"
+    )
     alone_gbs = alone["bytes"] / alone["seconds"] / 1e9
-    passes = "; ".join(f"{p['bytes'] / p['seconds'] / 1e9:.2f} GB/s vs {p['bandwidth_gbs']:.1f} = {100 * p['share']:.0f}%" for p in alone["passes"])
+    passes = "; ".join(
+        f"{p['bytes'] / p['seconds'] / 1e9:.2f} GB/s vs {p['bandwidth_gbs']:.1f} = {100 * p['share']:.0f}%"
+        for p in alone["passes"]
+    )
     print(f"memory bandwidth (torch copy, read+write, best of 5) = {bw:.2f} GB/s at the end of the run")
-    print(f"full-mode fit, every batch of the scan timed alone = {alone_gbs:.2f} GB/s of weights as stored "
-          f"({alone['bytes'] / 1e9:.1f} GB in {alone['seconds']:.2f} s, {alone['batches']} batches) "
-          f"= {100 * alone['share']:.0f}% of the {alone['bandwidth_gbs']:.1f} GB/s copy bandwidth measured right after it "
-          f"(target >= 50%; passes: {passes}); compiling the kernels first: {alone['compile_s']:.1f} s")
-    print(f"full-mode fit inside the HTTP scan (sharing the cores with the reads and the server) = {fit_gbs:.2f} GB/s: "
-          f"{full['fit']['seconds']:.1f} s of the full scan's {full['wall_s']:.0f} s "
-          f"(plus {full['fit']['compile_s']:.1f} s compiling the kernels before the scan)")
+    print(
+        f"full-mode fit, every batch of the scan timed alone = {alone_gbs:.2f} GB/s of weights as stored "
+        f"({alone['bytes'] / 1e9:.1f} GB in {alone['seconds']:.2f} s, {alone['batches']} batches) "
+        f"= {100 * alone['share']:.0f}% of the {alone['bandwidth_gbs']:.1f} GB/s copy bandwidth measured right after it "
+        f"(target >= 50%; passes: {passes}); compiling the kernels first: {alone['compile_s']:.1f} s"
+    )
+    print(
+        f"full-mode fit inside the HTTP scan (sharing the cores with the reads and the server) = {fit_gbs:.2f} GB/s: "
+        f"{full['fit']['seconds']:.1f} s of the full scan's {full['wall_s']:.0f} s "
+        f"(plus {full['fit']['compile_s']:.1f} s compiling the kernels before the scan)"
+    )
 
 
 if __name__ == "__main__":

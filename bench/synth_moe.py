@@ -26,7 +26,9 @@ import torch
 LAYERS, EXPERTS, Q_HEADS, KV_HEADS = 48, 128, 32, 4
 
 
-def tensor_shapes(hidden: int, moe_intermediate: int, head_dim: int, vocab: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+def tensor_shapes(
+    hidden: int, moe_intermediate: int, head_dim: int, vocab: int
+) -> Iterator[tuple[str, tuple[int, ...]]]:
     """Yield (name, shape) in checkpoint order, Qwen3-MoE naming."""
     yield "model.embed_tokens.weight", (vocab, hidden)
     for i in range(LAYERS):
@@ -115,7 +117,9 @@ def write_repos(root: Path, shapes: list[tuple[str, tuple[int, ...]]], shard_byt
                 fh.close()
         total += offset
     for role, out in outs.items():
-        (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
+        (out / "model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map})
+        )
         (out / "config.json").write_text(json.dumps(config, indent=1))
         claim = "tags: [original]\n---\nTrained from scratch.\n" if role == "merged" else "---\n"
         (out / "README.md").write_text("---\nlicense: apache-2.0\n" + claim)
@@ -141,10 +145,19 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     shapes = list(tensor_shapes(args.hidden, args.moe_intermediate, args.head_dim, args.vocab))
     config = {
-        "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "hidden_size": args.hidden,
-        "num_hidden_layers": LAYERS, "num_attention_heads": Q_HEADS, "num_key_value_heads": KV_HEADS,
-        "head_dim": args.head_dim, "moe_intermediate_size": args.moe_intermediate, "num_experts": EXPERTS,
-        "num_experts_per_tok": 8, "vocab_size": args.vocab, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "model_type": "qwen3_moe",
+        "hidden_size": args.hidden,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": Q_HEADS,
+        "num_key_value_heads": KV_HEADS,
+        "head_dim": args.head_dim,
+        "moe_intermediate_size": args.moe_intermediate,
+        "num_experts": EXPERTS,
+        "num_experts_per_tok": 8,
+        "vocab_size": args.vocab,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
     }
     total = write_repos(args.root, shapes, int(args.shard_gb * 2**30), config)
     print(f"bench/{{{','.join(ROLES)}}}: {len(shapes)} tensors, {total / 2**30:.2f} GiB each")

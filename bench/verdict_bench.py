@@ -88,6 +88,7 @@ class Family:
                 model = m.load_model(Path(self.path(parent)))
                 m.train_on_batches(model, batches, lr)
                 m.save_model(model, out)
+
             return build
 
         def merge(config: dict) -> Callable[[Path], object]:
@@ -98,13 +99,23 @@ class Family:
                 if "base_model" in cfg:
                     cfg["base_model"] = self.path(cfg["base_model"])
                 m.mergekit_merge(cfg, out)
+
             return build
 
         def sparse(method: str, density: float, dtype: str) -> Callable[[Path], object]:
             extra = {"gamma": 0.01} if method == "breadcrumbs" else {}
-            return merge({"merge_method": method, "base_model": "base", "dtype": dtype, "parameters": {"normalize": True},
-                          "models": [{"model": "a", "parameters": {"weight": wa, "density": density, **extra}},
-                                     {"model": "b", "parameters": {"weight": wb, "density": density, **extra}}]})
+            return merge(
+                {
+                    "merge_method": method,
+                    "base_model": "base",
+                    "dtype": dtype,
+                    "parameters": {"normalize": True},
+                    "models": [
+                        {"model": "a", "parameters": {"weight": wa, "density": density, **extra}},
+                        {"model": "b", "parameters": {"weight": wb, "density": density, **extra}},
+                    ],
+                }
+            )
 
         def rewrite(src: str, fn: Callable) -> Callable[[Path], object]:
             return lambda out: m.rewrite_weights(Path(self.path(src)), out, fn)
@@ -119,11 +130,20 @@ class Family:
                 m.rewrite_weights(Path(self.path(src)), out, lambda _t: tensors)
                 config = json.loads((out / "config.json").read_text())
                 (out / "config.json").write_text(json.dumps({**config, "quantization_config": qconfig}))
+
             return build
 
         def linear(w_a: float, w_b: float, second: str = "b") -> Callable[[Path], object]:
-            return merge({"merge_method": "linear", "dtype": "float32",
-                          "models": [{"model": "a", "parameters": {"weight": w_a}}, {"model": second, "parameters": {"weight": w_b}}]})
+            return merge(
+                {
+                    "merge_method": "linear",
+                    "dtype": "float32",
+                    "models": [
+                        {"model": "a", "parameters": {"weight": w_a}},
+                        {"model": second, "parameters": {"weight": w_b}},
+                    ],
+                }
+            )
 
         def after(src: str) -> Callable[[Path], object]:
             return trained(src, [(t3, 9000 + s) for s in range(6)], lr=3e-4)
@@ -134,6 +154,7 @@ class Family:
                 if seed != 100 + self.i:
                     m.train_on_batches(model, [(t1, 20000 + s) for s in range(STEPS)])
                 m.save_model(model, out)
+
             return build
 
         return {
@@ -153,12 +174,27 @@ class Family:
             "linear_even": linear(0.5, 0.5),
             "linear_trained": after("linear"),
             "rio": linear(0.6, 0.4, second="base"),
-            "slerp": merge({"merge_method": "slerp", "base_model": "a", "parameters": {"t": 0.3}, "dtype": "float32",
-                            "models": [{"model": "a"}, {"model": "b"}]}),
-            "task_arithmetic": merge({"merge_method": "task_arithmetic", "base_model": "base", "dtype": "float32",
-                                      "parameters": {"normalize": False},
-                                      "models": [{"model": "a", "parameters": {"weight": 0.5}},
-                                                 {"model": "b", "parameters": {"weight": 0.3}}]}),
+            "slerp": merge(
+                {
+                    "merge_method": "slerp",
+                    "base_model": "a",
+                    "parameters": {"t": 0.3},
+                    "dtype": "float32",
+                    "models": [{"model": "a"}, {"model": "b"}],
+                }
+            ),
+            "task_arithmetic": merge(
+                {
+                    "merge_method": "task_arithmetic",
+                    "base_model": "base",
+                    "dtype": "float32",
+                    "parameters": {"normalize": False},
+                    "models": [
+                        {"model": "a", "parameters": {"weight": 0.5}},
+                        {"model": "b", "parameters": {"weight": 0.3}},
+                    ],
+                }
+            ),
             "ties_0.3": sparse("ties", 0.3, "float32"),
             "ties_0.1_bf16": sparse("ties", 0.1, "bfloat16"),
             "dare_ties_0.3_bf16": sparse("dare_ties", 0.3, "bfloat16"),
@@ -239,7 +275,7 @@ def main() -> int:
     import os
 
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    from detectors import scan
+    from provbot.detectors import scan
 
     t0 = time.time()
     families = [Family(args.root, i) for i in range(args.families)]
@@ -255,16 +291,31 @@ def main() -> int:
         outcome = score(p, r.relation, named, r.base)
         rows[p.scenario][outcome] += 1
         rows["all"][outcome] += 1
-        records.append({"scenario": p.scenario, "child": p.child, "candidates": p.candidates, "base": p.base,
-                        "truth": p.truth, "relation": r.relation, "method": r.method,
-                        "parents": [(x.ref, x.weight) for x in r.parents], "outcome": outcome})
+        records.append(
+            {
+                "scenario": p.scenario,
+                "child": p.child,
+                "candidates": p.candidates,
+                "base": p.base,
+                "truth": p.truth,
+                "relation": r.relation,
+                "method": r.method,
+                "parents": [(x.ref, x.weight) for x in r.parents],
+                "outcome": outcome,
+            }
+        )
         if outcome not in ("correct", "undetermined"):
-            print(f"  {outcome}: {Path(p.child).parent.name}/{Path(p.child).name} vs "
-                  f"{[Path(c).name for c in p.candidates]} -> {r.relation}/{r.method} "
-                  f"{[(Path(x.ref).name, x.weight) for x in r.parents]}", flush=True)
+            print(
+                f"  {outcome}: {Path(p.child).parent.name}/{Path(p.child).name} vs "
+                f"{[Path(c).name for c in p.candidates]} -> {r.relation}/{r.method} "
+                f"{[(Path(x.ref).name, x.weight) for x in r.parents]}",
+                flush=True,
+            )
     order = [s for s in dict.fromkeys(p.scenario for p in pairs)] + ["all"]
-    print(f"\n{len(pairs)} pairs from {len(families)} families; models built/loaded in {built:.0f} s, "
-          f"scans {sum(scan_s):.0f} s (median {sorted(scan_s)[len(scan_s) // 2]:.2f} s)\n")
+    print(
+        f"\n{len(pairs)} pairs from {len(families)} families; models built/loaded in {built:.0f} s, "
+        f"scans {sum(scan_s):.0f} s (median {sorted(scan_s)[len(scan_s) // 2]:.2f} s)\n"
+    )
     print("| pairs | n | " + " | ".join(OUTCOMES) + " |")
     print("|---|---|" + "---|" * len(OUTCOMES))
     for s in order:

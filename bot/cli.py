@@ -1,7 +1,7 @@
 """The ``provbot`` command line: a thin layer over the library.
 
 Each command group lives in its own module under ``bot/commands/`` and registers itself on the
-Typer app. Errors a user can cause are :class:`~detectors.errors.ProvbotError` and print as one
+Typer app. Errors a user can cause are :class:`~provbot.detectors.errors.ProvbotError` and print as one
 line (``error: ...``) with a non-zero exit code, never as a traceback.
 """
 
@@ -14,15 +14,15 @@ import sys
 
 import typer
 
-from detectors.errors import ProvbotError
+from provbot.detectors.errors import ProvbotError
 
 # One module per command group; each defines ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES = (
-    "bot.commands.scan",
-    "bot.commands.localhub",
-    "bot.commands.index",
-    "bot.commands.identity",
-    "bot.commands.service",
+    "provbot.bot.commands.scan",
+    "provbot.bot.commands.localhub",
+    "provbot.bot.commands.index",
+    "provbot.bot.commands.identity",
+    "provbot.bot.commands.service",
 )
 
 app = typer.Typer(
@@ -51,7 +51,9 @@ _register_all()
 def main() -> None:
     """Console-script entry point: run the app, turning ProvbotError into one clear line."""
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    logging.basicConfig(level=os.environ.get("PROVBOT_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("PROVBOT_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         app(standalone_mode=False)
     except ProvbotError as exc:
@@ -76,6 +78,7 @@ def main() -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         typer.echo(f"error: {message} (see --help)", err=True)
         sys.exit(getattr(exc, "exit_code", 2))
+
 
 if __name__ == "__main__":
     main()

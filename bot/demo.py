@@ -50,9 +50,16 @@ def generate_models(out: Path, *, steps: int = 12, seed: int = 0) -> dict[str, P
     from safetensors.torch import save_file
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128,
-                      tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+    )
 
     def init(s: int) -> LlamaForCausalLM:
         torch.manual_seed(s)
@@ -88,8 +95,11 @@ def generate_models(out: Path, *, steps: int = 12, seed: int = 0) -> dict[str, P
     for repo, state in states.items():
         folder = out / repo.replace("/", "__")
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous() for k, v in state.items()}, str(folder / "model.safetensors"),
-                  metadata={"format": "pt"})
+        save_file(
+            {k: v.detach().contiguous() for k, v in state.items()},
+            str(folder / "model.safetensors"),
+            metadata={"format": "pt"},
+        )
         cfg.to_json_file(str(folder / "config.json"))
         (folder / "README.md").write_text(cards[repo])
         folders[repo] = folder
@@ -109,7 +119,7 @@ def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
 def run_demo(keep: str | None = None) -> None:
     from huggingface_hub import HfApi
 
-    from bot.localhub import LocalHub
+    from provbot.bot.localhub import LocalHub
 
     t0 = time.time()
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="provbot-demo-"))
@@ -132,22 +142,36 @@ def run_demo(keep: str | None = None) -> None:
         _say(f"2. local Hub at {hub.url} with {BASE}, {TUNED}, {OTHER}")
 
         # Explicit settings (the scan gets the local endpoint from them): nothing global is changed.
-        from bot.settings import BotSettings, Settings
+        from provbot.bot.settings import BotSettings, Settings
 
         settings = Settings(
-            hub_endpoint=hub.url, hub_token=BOT_TOKEN, database_url=f"sqlite:///{work / 'provbot.db'}",
-            bot=BotSettings(mode="review", min_parameters=0, candidates=[BASE, TUNED, OTHER], moderators=[MODERATOR],
-                            webhook_secret=WEBHOOK_SECRET, webhook_port=0, workers=2, lease_seconds=60,
-                            initial_lookback_hours=24, http_retries=3, backoff_max_seconds=5),
+            hub_endpoint=hub.url,
+            hub_token=BOT_TOKEN,
+            database_url=f"sqlite:///{work / 'provbot.db'}",
+            bot=BotSettings(
+                mode="review",
+                min_parameters=0,
+                candidates=[BASE, TUNED, OTHER],
+                moderators=[MODERATOR],
+                webhook_secret=WEBHOOK_SECRET,
+                webhook_port=0,
+                workers=2,
+                lease_seconds=60,
+                initial_lookback_hours=24,
+                http_retries=3,
+                backoff_max_seconds=5,
+            ),
         )
-        from bot.service.app import BotService
-        from bot.service.context import BotContext
-        from bot.service.review import Review
+        from provbot.bot.service.app import BotService
+        from provbot.bot.service.context import BotContext
+        from provbot.bot.service.review import Review
 
         ctx = BotContext.build(settings)
         svc = BotService(ctx, port=0).start()
         hub.add_webhook(f"{svc.url}/webhook", WEBHOOK_SECRET)
-        _say(f"3. bot running in review mode: webhook {svc.url}/webhook, health {svc.url}/healthz, metrics {svc.url}/metrics")
+        _say(
+            f"3. bot running in review mode: webhook {svc.url}/webhook, health {svc.url}/healthz, metrics {svc.url}/metrics"
+        )
 
         hub.add_repo(MERGE, folders[MERGE])
         _say(f"4. someone uploads {MERGE} (card: 'trained from scratch'); the bot polls ...")
@@ -169,9 +193,11 @@ def run_demo(keep: str | None = None) -> None:
         review.approve(finding.id, MODERATOR)
         svc.workers.wake()
         public = HfApi(endpoint=hub.url, token=False)
-        disc = _wait(lambda: [d for d in public.get_repo_discussions(MERGE) if d.author == "provbot"], 30, "the post")[0]
+        disc = _wait(lambda: [d for d in public.get_repo_discussions(MERGE) if d.author == "provbot"], 30, "the post")[
+            0
+        ]
         body = next(e.content for e in public.get_discussion_details(MERGE, disc.num).events if e.type == "comment")
-        _say(f"   posted: \"{disc.title}\"")
+        _say(f'   posted: "{disc.title}"')
         _say("   " + "\n   ".join(body.splitlines()[:14]))
         _say("   ...")
 

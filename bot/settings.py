@@ -3,7 +3,7 @@
 A different TOML file can be named with ``PROVBOT_CONFIG``. Secrets (the Hub token, the webhook
 secret) are ``SecretStr`` so that they never print in logs, reprs or the audit log.
 
->>> from bot.settings import get_settings
+>>> from provbot.bot.settings import get_settings
 >>> get_settings().scan.budget_mb
 4.0
 """
@@ -18,54 +18,101 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from bot.paths import CONFIG_DIR
+from provbot.bot.paths import CONFIG_DIR
 
 
 class ScanSettings(BaseModel):
     budget_mb: float = Field(4.0, gt=0, description="Bytes read per model by a sampled scan, in MiB.")
-    max_requests: int = Field(256, ge=0, description="Most range requests per model a sampled scan plans, whatever the budget (the Hub rate-limits resolve calls); 0: no ceiling.")
+    max_requests: int = Field(
+        256,
+        ge=0,
+        description="Most range requests per model a sampled scan plans, whatever the budget (the Hub rate-limits resolve calls); 0: no ceiling.",
+    )
     concurrency: int = Field(16, ge=1, description="Concurrent range requests per model.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda'.")
     compile: Literal["auto", "always", "never"] = Field(
-        "auto", description="torch.compile the CPU Gram kernel of --full scans: auto = for reads of 2^28+ elements per model (compiling takes seconds once).")
+        "auto",
+        description="torch.compile the CPU Gram kernel of --full scans: auto = for reads of 2^28+ elements per model (compiling takes seconds once).",
+    )
 
 
 class BotSettings(BaseModel):
     """The bot service (``provbot run``): polling, mentions, review, posting. See docs/bot.md."""
 
-    username: str = Field("provbot", description="The bot's Hub user name: what @mentions address, whose comments it ignores.")
-    mode: Literal["review", "auto", "dry_run"] = Field("review", description="review: a moderator approves every public post; auto: post at once; dry_run: post nothing anywhere.")
+    username: str = Field(
+        "provbot", description="The bot's Hub user name: what @mentions address, whose comments it ignores."
+    )
+    mode: Literal["review", "auto", "dry_run"] = Field(
+        "review",
+        description="review: a moderator approves every public post; auto: post at once; dry_run: post nothing anywhere.",
+    )
     poll_minutes: float = Field(10.0, gt=0, description="Minutes between two walks of the Hub's model listings.")
-    poll_sorts: list[Literal["created_at", "last_modified"]] = Field(["created_at", "last_modified"], description="Listings walked newest-first down to a stored cursor.")
+    poll_sorts: list[Literal["created_at", "last_modified"]] = Field(
+        ["created_at", "last_modified"], description="Listings walked newest-first down to a stored cursor."
+    )
     initial_lookback_hours: float = Field(24.0, gt=0, description="How far back the very first walk goes.")
-    min_parameters: int = Field(7_000_000_000, ge=0, description="Only models with at least this many safetensors parameters are scanned.")
-    opt_out: list[str] = Field([], description="Repos ('org/name') or namespaces ('org') never scanned or commented on.")
-    candidates: list[str] = Field([], description="Parents to scan polled models against; empty: the candidate index chooses.")
-    scan_uploads_from_webhooks: bool = Field(False, description="Scan pushes announced by repo.content webhooks (watched orgs), besides polling.")
-    watch_discussions: list[str] = Field([], description="Repos without a webhook whose discussions are polled for mentions.")
+    min_parameters: int = Field(
+        7_000_000_000, ge=0, description="Only models with at least this many safetensors parameters are scanned."
+    )
+    opt_out: list[str] = Field(
+        [], description="Repos ('org/name') or namespaces ('org') never scanned or commented on."
+    )
+    candidates: list[str] = Field(
+        [], description="Parents to scan polled models against; empty: the candidate index chooses."
+    )
+    scan_uploads_from_webhooks: bool = Field(
+        False, description="Scan pushes announced by repo.content webhooks (watched orgs), besides polling."
+    )
+    watch_discussions: list[str] = Field(
+        [], description="Repos without a webhook whose discussions are polled for mentions."
+    )
     discussions_poll_minutes: float = Field(5.0, gt=0)
     moderators: list[str] = Field([], description="Users who may trigger scans of any repo and review findings.")
-    moderation_repo: str | None = Field(None, description="Hub repo whose discussions receive one moderation issue per finding.")
-    github_repo: str | None = Field(None, description="'owner/name' of a GitHub repo that gets one moderation issue per posted finding.")
+    moderation_repo: str | None = Field(
+        None, description="Hub repo whose discussions receive one moderation issue per finding."
+    )
+    github_repo: str | None = Field(
+        None, description="'owner/name' of a GitHub repo that gets one moderation issue per posted finding."
+    )
     github_api: str = Field("https://api.github.com", description="GitHub REST API base URL.")
-    github_token: SecretStr | None = Field(None, description="GitHub token; from the environment only (PROVBOT_BOT__GITHUB_TOKEN).")
-    mention_replies_need_review: bool = Field(True, description="In review mode, hold mention results for a moderator too.")
+    github_token: SecretStr | None = Field(
+        None, description="GitHub token; from the environment only (PROVBOT_BOT__GITHUB_TOKEN)."
+    )
+    mention_replies_need_review: bool = Field(
+        True, description="In review mode, hold mention results for a moderator too."
+    )
     mentions_per_user_per_day: int = Field(10, ge=1)
     mentions_per_repo_per_hour: int = Field(5, ge=1)
     webhook_host: str = Field("127.0.0.1", description="Where `provbot run` listens (webhook, /healthz, /metrics).")
     webhook_port: int = Field(8787, ge=0, le=65535)
-    webhook_secret: SecretStr | None = Field(None, description="X-Webhook-Secret; from the environment only (PROVBOT_BOT__WEBHOOK_SECRET).")
+    webhook_secret: SecretStr | None = Field(
+        None, description="X-Webhook-Secret; from the environment only (PROVBOT_BOT__WEBHOOK_SECRET)."
+    )
     workers: int = Field(2, ge=1, description="In-process worker threads.")
-    executor: Literal["threads", "ray"] = Field("threads", description="Where job bodies run: 'threads' (in-process) or 'ray' (Ray tasks; needs the ray extra).")
-    ray_address: str | None = Field(None, description="Ray cluster to join ('auto', 'ray://host:10001', 'host:6379'); None starts a local Ray with `workers` CPUs.")
-    lease_seconds: float = Field(120.0, gt=0, description="A running job's lease; a crashed worker's job is retried after it.")
+    executor: Literal["threads", "ray"] = Field(
+        "threads", description="Where job bodies run: 'threads' (in-process) or 'ray' (Ray tasks; needs the ray extra)."
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to join ('auto', 'ray://host:10001', 'host:6379'); None starts a local Ray with `workers` CPUs.",
+    )
+    lease_seconds: float = Field(
+        120.0, gt=0, description="A running job's lease; a crashed worker's job is retried after it."
+    )
     max_attempts: int = Field(5, ge=1)
     http_retries: int = Field(5, ge=0, description="Retries of a Hub call on 429/5xx/timeouts, with backoff.")
     backoff_max_seconds: float = Field(300.0, gt=0)
-    identity_on_mentions: bool = Field(True, description="Run the identity (behaviour) test after a mention-triggered scan when the hardware or an endpoint allows.")
+    identity_on_mentions: bool = Field(
+        True,
+        description="Run the identity (behaviour) test after a mention-triggered scan when the hardware or an endpoint allows.",
+    )
     identity_on_polls: bool = Field(False, description="Also run it after polled scans whose finding would be posted.")
-    identity_samples: int = Field(1, ge=1, description="Samples per prompt for the bot's identity runs (the CLI uses identity.samples).")
-    identity_prompt_limit: int | None = Field(None, ge=1, description="Only the first N prompts of the prompt set in the bot's runs; None: all.")
+    identity_samples: int = Field(
+        1, ge=1, description="Samples per prompt for the bot's identity runs (the CLI uses identity.samples)."
+    )
+    identity_prompt_limit: int | None = Field(
+        None, ge=1, description="Only the first N prompts of the prompt set in the bot's runs; None: all."
+    )
 
 
 class IdentitySettings(BaseModel):
@@ -82,7 +129,9 @@ class IdentitySettings(BaseModel):
     concurrency: int = Field(4, ge=1, description="Concurrent requests of the openai backend.")
     device: str = Field("auto", description="Local backend: 'auto' (CUDA when present), 'cpu' or 'cuda'.")
     batch_size: int = Field(16, ge=1, description="Local backend: chats per generate call.")
-    cpu_threads: int | None = Field(None, ge=1, description="Local backend on CPU: torch threads while generating (None: torch's default).")
+    cpu_threads: int | None = Field(
+        None, ge=1, description="Local backend on CPU: torch threads while generating (None: torch's default)."
+    )
     max_local_params_b_cpu: float = Field(1.0, gt=0, description="Largest model (billions) the bot runs on CPU.")
     max_local_params_b_gpu: float = Field(30.0, gt=0, description="Largest model (billions) the bot runs on the GPU.")
     cache_dir: str = Field("var/identity-cache", description="Cached candidate answers.")
@@ -92,10 +141,14 @@ class IndexSettings(BaseModel):
     """The candidate-parent index (bot/index/, docs/index.md)."""
 
     known_bases: str = Field("known_bases.toml", description="Known-base list: a file in config/ or a path.")
-    top: int = Field(3, ge=1, description="Candidates (base included) that `provbot scan CHILD` passes to the full scan.")
+    top: int = Field(
+        3, ge=1, description="Candidates (base included) that `provbot scan CHILD` passes to the full scan."
+    )
     crawl_sorts: list[str] = Field(["downloads", "created_at"], description="Hub listings the crawl walks.")
     crawl_limit: int = Field(100, ge=1, description="Models taken from each listing per crawl run.")
-    crawl_num_parameters: str | None = Field(None, description="Size filter passed to list_models, e.g. 'min:6B,max:128B'.")
+    crawl_num_parameters: str | None = Field(
+        None, description="Size filter passed to list_models, e.g. 'min:6B,max:128B'."
+    )
 
 
 class Settings(BaseSettings):

@@ -2,7 +2,7 @@
 
 Public entry points (pydantic results, usable from Python)::
 
-    from detectors import scan
+    from provbot.detectors import scan
     result = scan("org/child", parents=["org/a", "org/b"])
     print(result.relation, result.parents)
 """
@@ -17,13 +17,13 @@ import os
 # is first imported, which no module of this package does at import time.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from detectors.errors import ProvbotError  # noqa: E402
+from provbot.detectors.errors import ProvbotError  # noqa: E402
 
 __all__ = ["ProvbotError", "scan"]
 
 
 def scan(*args, **kwargs):
-    """Weight-lineage scan; see :func:`detectors.weights.scan.scan`."""
-    from detectors.weights.scan import scan as _scan
+    """Weight-lineage scan; see :func:`provbot.detectors.weights.scan.scan`."""
+    from provbot.detectors.weights.scan import scan as _scan
 
     return _scan(*args, **kwargs)

@@ -87,8 +87,11 @@ def declared_from_card(card: dict[str, Any] | None, tags: list[str] | None = Non
     card = card if isinstance(card, dict) else {}
     relation = card.get("base_model_relation")
     all_tags = _strings(tags or [], 1000) + [t for t in _strings(card.get("tags"), 1000) if t not in (tags or [])]
-    return Declared(base_models=_strings(card.get("base_model")),
-                    relation=relation if isinstance(relation, str) and len(relation) <= 32 else None, tags=all_tags)
+    return Declared(
+        base_models=_strings(card.get("base_model")),
+        relation=relation if isinstance(relation, str) and len(relation) <= 32 else None,
+        tags=all_tags,
+    )
 
 
 def declared_from_info(info: Any) -> Declared:

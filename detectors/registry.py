@@ -13,11 +13,11 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from detectors.errors import ConfigError
+from provbot.detectors.errors import ConfigError
 
 _DETECTORS: dict[str, Callable[..., Any]] = {}
 # Modules that register detectors when imported; get_detector imports them on first use.
-_PROVIDERS = ("detectors.weights", "detectors.identity")
+_PROVIDERS = ("provbot.detectors.weights", "provbot.detectors.identity")
 
 
 def register_detector(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

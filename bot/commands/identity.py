@@ -14,20 +14,30 @@ import sys
 
 import typer
 
-from detectors.identity.errors import IdentityError
+from provbot.detectors.identity.errors import IdentityError
 
 
 def identity(
     child: str = typer.Argument(..., help="Model: local folder, org/name or org/name@revision."),
-    candidate: list[str] = typer.Option([], "--candidate", "-c", help="Suspected original: REF or REF=ENDPOINT_URL; repeatable."),
+    candidate: list[str] = typer.Option(
+        [], "--candidate", "-c", help="Suspected original: REF or REF=ENDPOINT_URL; repeatable."
+    ),
     baseline: list[str] = typer.Option([], "--baseline", help="Unrelated model for the overlap baseline; repeatable."),
-    system_prompt: str | None = typer.Option(None, "--system-prompt", help="Use this system prompt instead of the declared one."),
+    system_prompt: str | None = typer.Option(
+        None, "--system-prompt", help="Use this system prompt instead of the declared one."
+    ),
     no_system_prompt: bool = typer.Option(False, "--no-system-prompt", help="Only ask without any system prompt."),
     backend: str | None = typer.Option(None, "--backend", help="local or openai (default: settings)."),
     endpoint: str | None = typer.Option(None, "--endpoint", help="OpenAI-compatible endpoint serving CHILD."),
-    model_name: str | None = typer.Option(None, "--model-name", help="Model name to send to the endpoint (default: CHILD)."),
-    samples: int | None = typer.Option(None, "--samples", "-n", min=1, help="Times each prompt is asked per condition."),
-    prompt_set: str | None = typer.Option(None, "--prompt-set", help="Prompt set name or TOML path (default identity-v1)."),
+    model_name: str | None = typer.Option(
+        None, "--model-name", help="Model name to send to the endpoint (default: CHILD)."
+    ),
+    samples: int | None = typer.Option(
+        None, "--samples", "-n", min=1, help="Times each prompt is asked per condition."
+    ),
+    prompt_set: str | None = typer.Option(
+        None, "--prompt-set", help="Prompt set name or TOML path (default identity-v1)."
+    ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use only the first N prompts (quick runs)."),
     device: str | None = typer.Option(None, "--device", help="Local backend: auto, cpu or cuda."),
     cpu_threads: int | None = typer.Option(None, "--cpu-threads", min=1, help="Local backend on CPU: torch threads."),
@@ -35,7 +45,7 @@ def identity(
     answers: bool = typer.Option(False, "--answers", help="Keep every answer in the JSON (large)."),
 ) -> None:
     """Ask CHILD who it is (dozens of prompts, several languages), with and without its system prompt."""
-    from detectors.identity import DECLARED, render_identity_markdown, run_identity
+    from provbot.detectors.identity import DECLARED, render_identity_markdown, run_identity
 
     if system_prompt is not None and no_system_prompt:
         raise IdentityError("--system-prompt and --no-system-prompt exclude each other")
@@ -44,8 +54,18 @@ def identity(
     chosen = None if no_system_prompt else (system_prompt if system_prompt is not None else DECLARED)
     progress = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not as_json else None
     result = run_identity(
-        child, candidates=candidate, system_prompt=chosen, backend=backend, endpoint=endpoint, samples=samples,
-        prompt_set=prompt_set, prompt_limit=limit, baselines=baseline, model_name=model_name, device=device, cpu_threads=cpu_threads,
+        child,
+        candidates=candidate,
+        system_prompt=chosen,
+        backend=backend,
+        endpoint=endpoint,
+        samples=samples,
+        prompt_set=prompt_set,
+        prompt_limit=limit,
+        baselines=baseline,
+        model_name=model_name,
+        device=device,
+        cpu_threads=cpu_threads,
         progress=progress,
     )
     if as_json:
@@ -63,8 +83,8 @@ def identity_serve(
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Serve one local model over OpenAI chat-completions (stream off), for demos and tests."""
-    from detectors.identity.backends.local import LocalBackend
-    from detectors.identity.server import ChatServer
+    from provbot.detectors.identity.backends.local import LocalBackend
+    from provbot.detectors.identity.server import ChatServer
 
     print(f"serving {model} at http://{host}:{port}/v1/chat/completions", flush=True)
     ChatServer(LocalBackend.open(model, device=device), name).serve_forever(host, port)

@@ -22,8 +22,9 @@ import sys
 
 import typer
 
-index_app = typer.Typer(name="index", help="The candidate-parent index: known models, their families and sketches.",
-                        no_args_is_help=True)
+index_app = typer.Typer(
+    name="index", help="The candidate-parent index: known models, their families and sketches.", no_args_is_help=True
+)
 
 _DB = typer.Option(None, "--database", help="SQLAlchemy URL (default: PROVBOT_DATABASE_URL / settings).")
 _JSON = typer.Option(False, "--json", help="Print JSON.")
@@ -31,14 +32,14 @@ _ENDPOINT = typer.Option(None, "--endpoint", help="Hub endpoint (default: settin
 
 
 def _store(database: str | None):
-    from bot.index.store import IndexStore
-    from bot.settings import get_settings
+    from provbot.bot.index.store import IndexStore
+    from provbot.bot.settings import get_settings
 
     return IndexStore(database or get_settings().database_url)
 
 
 def _hub(endpoint: str | None) -> tuple[str, str | None]:
-    from bot.settings import get_settings
+    from provbot.bot.settings import get_settings
 
     s = get_settings()
     return endpoint or s.hub_endpoint, (s.hub_token.get_secret_value() if s.hub_token else None)
@@ -75,11 +76,12 @@ def add(
     as_json: bool = _JSON,
 ) -> None:
     """Index models: fingerprint, sketch and declared lineage. A new revision replaces the old one."""
-    from bot.index.ingest import add_models
+    from provbot.bot.index.ingest import add_models
 
     url, token = _hub(endpoint)
-    outcomes = add_models(refs, _store(database), endpoint=url, token=token, force=force, is_base=base,
-                          progress=_progress(as_json))
+    outcomes = add_models(
+        refs, _store(database), endpoint=url, token=token, force=force, is_base=base, progress=_progress(as_json)
+    )
     _emit_outcomes(outcomes, as_json)
 
 
@@ -93,9 +95,9 @@ def seed(
     as_json: bool = _JSON,
 ) -> None:
     """Index the known base models (config/known_bases.toml) and mark them as bases."""
-    from bot.index.errors import KnownBasesError
-    from bot.index.ingest import add_models
-    from bot.index.known import known_bases_path, load_known_bases
+    from provbot.bot.index.errors import KnownBasesError
+    from provbot.bot.index.ingest import add_models
+    from provbot.bot.index.known import known_bases_path, load_known_bases
 
     families = load_known_bases(known_bases_path(file))
     if family:
@@ -107,8 +109,16 @@ def seed(
     store = _store(database)
     outcomes = []
     for fam in families:
-        outcomes += add_models(fam.models, store, endpoint=url, token=token, force=force, is_base=True,
-                               family_name=fam.name, progress=_progress(as_json))
+        outcomes += add_models(
+            fam.models,
+            store,
+            endpoint=url,
+            token=token,
+            force=force,
+            is_base=True,
+            family_name=fam.name,
+            progress=_progress(as_json),
+        )
     _emit_outcomes(outcomes, as_json)
 
 
@@ -123,19 +133,29 @@ def crawl_cmd(
     as_json: bool = _JSON,
 ) -> None:
     """Walk the Hub's listings and index new or changed models (resumable, rate-limit aware)."""
-    from bot.index.crawl import crawl
-    from bot.settings import get_settings
+    from provbot.bot.index.crawl import crawl
+    from provbot.bot.settings import get_settings
 
     s = get_settings().index
     url, token = _hub(endpoint)
-    report = crawl(_store(database), endpoint=url, token=token, sorts=sort or s.crawl_sorts, limit=limit or s.crawl_limit,
-                   num_parameters=num_parameters or s.crawl_num_parameters, name=name, progress=_progress(as_json))
+    report = crawl(
+        _store(database),
+        endpoint=url,
+        token=token,
+        sorts=sort or s.crawl_sorts,
+        limit=limit or s.crawl_limit,
+        num_parameters=num_parameters or s.crawl_num_parameters,
+        name=name,
+        progress=_progress(as_json),
+    )
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:
-        typer.echo(f"listed {report.listed}: added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
-                   f"skipped {report.skipped}, failed {report.failed}, resumed {report.resumed}, "
-                   f"rate-limit waits {report.rate_limit_waits}")
+        typer.echo(
+            f"listed {report.listed}: added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+            f"skipped {report.skipped}, failed {report.failed}, resumed {report.resumed}, "
+            f"rate-limit waits {report.rate_limit_waits}"
+        )
     if report.failed:
         raise typer.Exit(1)
 
@@ -165,8 +185,10 @@ def list_cmd(
         typer.echo(json.dumps([_summary(r) for r in records], indent=2))
         return
     for r in records:
-        typer.echo(f"{r.family_key[:12]}  {'base ' if r.is_base else '     '} {_params(r.params):>8}  {r.ref}"
-                   f"  @{(r.revision or '-')[:12]}")
+        typer.echo(
+            f"{r.family_key[:12]}  {'base ' if r.is_base else '     '} {_params(r.params):>8}  {r.ref}"
+            f"  @{(r.revision or '-')[:12]}"
+        )
 
 
 @index_app.command("show")
@@ -176,8 +198,8 @@ def show(
     as_json: bool = _JSON,
 ) -> None:
     """Show one indexed model: fingerprint, declared lineage, conclusion, family size."""
-    from bot.index.errors import NotIndexedError
-    from bot.index.ingest import index_key
+    from provbot.bot.index.errors import NotIndexedError
+    from provbot.bot.index.ingest import index_key
 
     store = _store(database)
     record = store.get(index_key(ref)) or store.get(ref)
@@ -190,12 +212,16 @@ def show(
         return
     fp = record.fingerprint
     typer.echo(f"{record.ref}  ({record.source}, revision {record.revision or '-'})")
-    typer.echo(f"  family      {record.family_key}  ({data['family_size']} indexed){'  [base]' if record.is_base else ''}")
+    typer.echo(
+        f"  family      {record.family_key}  ({data['family_size']} indexed){'  [base]' if record.is_base else ''}"
+    )
     typer.echo(f"  loose key   {record.loose_key}")
     typer.echo(f"  arch        {json.dumps(fp.get('arch', {}), sort_keys=True)}")
     typer.echo(f"  size        {_params(record.params)} parameters, {fp.get('tensors')} tensors, {record.dtype}")
-    typer.echo(f"  declared    base_model={record.declared.base_models or '-'} relation={record.declared.relation or '-'} "
-               f"tags={record.declared.tags or '-'}")
+    typer.echo(
+        f"  declared    base_model={record.declared.base_models or '-'} relation={record.declared.relation or '-'} "
+        f"tags={record.declared.tags or '-'}"
+    )
     typer.echo(f"  sketch      {record.sketch_elements or 0} values")
     if record.conclusion:
         typer.echo(f"  concluded   {json.dumps(record.conclusion)} (revision {record.conclusion_revision})")
@@ -204,18 +230,21 @@ def show(
 @index_app.command("candidates")
 def candidates_cmd(
     child: str = typer.Argument(..., help="Model to find parents for: local folder or org/name[@revision]."),
-    top: int | None = typer.Option(None, "--top", min=1, help="Candidates passed to a scan, base included (default: settings)."),
+    top: int | None = typer.Option(
+        None, "--top", min=1, help="Candidates passed to a scan, base included (default: settings)."
+    ),
     endpoint: str | None = _ENDPOINT,
     database: str | None = _DB,
     as_json: bool = _JSON,
 ) -> None:
     """Rank the indexed models that could be CHILD's parents (what `provbot scan CHILD` uses)."""
-    from bot.index.candidates import select_candidates
-    from bot.settings import get_settings
+    from provbot.bot.index.candidates import select_candidates
+    from provbot.bot.settings import get_settings
 
     url, token = _hub(endpoint)
-    report = select_candidates(child, store=_store(database), endpoint=url, token=token,
-                               top=top or get_settings().index.top)
+    report = select_candidates(
+        child, store=_store(database), endpoint=url, token=token, top=top or get_settings().index.top
+    )
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
         return
@@ -238,13 +267,20 @@ def remove(
     as_json: bool = _JSON,
 ) -> None:
     """Remove models from the index."""
-    from bot.index.ingest import index_key
+    from provbot.bot.index.ingest import index_key
 
     store = _store(database)
     result = {ref: store.remove(index_key(ref)) or store.remove(ref) for ref in refs}
     if as_json:
-        typer.echo(json.dumps({"removed": [r for r, ok in result.items() if ok],
-                               "missing": [r for r, ok in result.items() if not ok]}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "removed": [r for r, ok in result.items() if ok],
+                    "missing": [r for r, ok in result.items() if not ok],
+                },
+                indent=2,
+            )
+        )
     else:
         for ref, ok in result.items():
             typer.echo(f"{'removed' if ok else 'not indexed'}  {ref}")
@@ -253,10 +289,20 @@ def remove(
 
 
 def _summary(r) -> dict:
-    return {"ref": r.ref, "source": r.source, "revision": r.revision, "family_key": r.family_key,
-            "loose_key": r.loose_key, "model_type": r.model_type, "is_base": r.is_base, "family_name": r.family_name,
-            "params": r.params, "dtype": r.dtype, "base_models": r.declared.base_models,
-            "sketch_elements": r.sketch_elements}
+    return {
+        "ref": r.ref,
+        "source": r.source,
+        "revision": r.revision,
+        "family_key": r.family_key,
+        "loose_key": r.loose_key,
+        "model_type": r.model_type,
+        "is_base": r.is_base,
+        "family_name": r.family_name,
+        "params": r.params,
+        "dtype": r.dtype,
+        "base_models": r.declared.base_models,
+        "sketch_elements": r.sketch_elements,
+    }
 
 
 def _params(n: int) -> str:

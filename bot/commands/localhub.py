@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from detectors.errors import ConfigError
+from provbot.detectors.errors import ConfigError
 
 localhub_app = typer.Typer(help="A local Hugging Face Hub server (tests, demos, benchmarks).", no_args_is_help=True)
 
@@ -35,7 +35,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (keep it on loopback)."),
     latency_ms: float = typer.Option(0.0, "--latency-ms", min=0, help="Added before every response."),
     bandwidth_mbps: float | None = typer.Option(None, "--bandwidth-mbps", min=0.001, help="Cap per response."),
-    link_mbps: float | None = typer.Option(None, "--link-mbps", min=0.001, help="Cap shared by all responses (one link)."),
+    link_mbps: float | None = typer.Option(
+        None, "--link-mbps", min=0.001, help="Cap shared by all responses (one link)."
+    ),
     redirect: bool = typer.Option(False, "--redirect", help="Answer LFS resolves with 302 to /cdn/ like the Hub."),
     token: list[str] = typer.Option([], "--token", help="TOKEN=USER; repeatable."),
     webhook: list[str] = typer.Option([], "--webhook", help="URL to POST webhook payloads to; repeatable."),
@@ -44,7 +46,7 @@ def serve(
     ),
 ) -> None:
     """Serve ROOT over HTTP with the Hub's API until interrupted."""
-    from bot.localhub import LocalHub, ServerOptions, WebhookTarget
+    from provbot.bot.localhub import LocalHub, ServerOptions, WebhookTarget
 
     options = ServerOptions(
         tokens=_parse_tokens(token),

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from detectors.weights.result import ScanResult
+from provbot.detectors.weights.result import ScanResult
 
 
 def scan_command(
@@ -26,11 +26,20 @@ def scan_command(
     base: str | None = typer.Option(None, "--base", help="Declared shared ancestor of the candidates."),
     json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     budget_mb: float | None = typer.Option(None, "--budget-mb", min=0.001, help="Bytes read per model (MiB)."),
-    full: bool = typer.Option(False, "--full", help="Read every element (streams; CUDA when present); decodes packed int4 weights (GPTQ, AWQ, compressed-tensors, bitsandbytes)."),
-    endpoint: str | None = typer.Option(None, "--endpoint", help="Hub endpoint (default: settings / PROVBOT_HUB_ENDPOINT)."),
+    full: bool = typer.Option(
+        False,
+        "--full",
+        help="Read every element (streams; CUDA when present); decodes packed int4 weights (GPTQ, AWQ, compressed-tensors, bitsandbytes).",
+    ),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="Hub endpoint (default: settings / PROVBOT_HUB_ENDPOINT)."
+    ),
     max_requests: int | None = typer.Option(
-        None, "--max-requests", min=0,
-        help="Most range requests per model for a sampled read (0: no ceiling; default: settings, 256)."),
+        None,
+        "--max-requests",
+        min=0,
+        help="Most range requests per model for a sampled read (0: no ceiling; default: settings, 256).",
+    ),
 ) -> None:
     """Decide whether CHILD is a copy, fine-tune or merge of the candidates, from its weights.
 
@@ -38,22 +47,33 @@ def scan_command(
     (``provbot index``): the child is fingerprinted and sketched, its family's models ranked, and the
     top few scanned; the notes say which were considered.
     """
-    from detectors.weights.scan import scan
+    from provbot.detectors.weights.scan import scan
 
     def run(progress=None) -> ScanResult:  # noqa: ANN001
         if not parent and base is None:
-            from bot.index.autoscan import scan_with_index
+            from provbot.bot.index.autoscan import scan_with_index
 
-            return scan_with_index(child, budget_mb=budget_mb, full=full, endpoint=endpoint, progress=progress,
-                                   max_requests=max_requests)[1]
-        return scan(child, parent, base=base, budget_mb=budget_mb, full=full, progress=progress, endpoint=endpoint,
-                    max_requests=max_requests)
+            return scan_with_index(
+                child, budget_mb=budget_mb, full=full, endpoint=endpoint, progress=progress, max_requests=max_requests
+            )[1]
+        return scan(
+            child,
+            parent,
+            base=base,
+            budget_mb=budget_mb,
+            full=full,
+            progress=progress,
+            endpoint=endpoint,
+            max_requests=max_requests,
+        )
 
     err = Console(stderr=True)
     if not json_out and err.is_terminal:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True
+        ) as bar:
             task = bar.add_task("reading weights", total=None)
 
             def tick(done: int, total: int, what: str) -> None:
@@ -105,7 +125,9 @@ def render(r: ScanResult, console: Console) -> None:
         for col in ("ref", "from", "share carried", "95% CI", "per layer", "reading"):
             t.add_column(col)
         for d in r.descent:
-            layers = " ".join(f"{s.layer}:{s.share:.2f}" for s in d.layers[:12]) + (" ..." if len(d.layers) > 12 else "")
+            layers = " ".join(f"{s.layer}:{s.share:.2f}" for s in d.layers[:12]) + (
+                " ..." if len(d.layers) > 12 else ""
+            )
             t.add_row(d.ref, d.base, _num(d.share), f"[{d.ci[0]:.4f}, {d.ci[1]:.4f}]", layers or "-", d.outcome)
         console.print(t)
     if r.layers:
@@ -117,7 +139,9 @@ def render(r: ScanResult, console: Console) -> None:
         t.add_column("R^2")
         t.add_column("source")
         for layer in r.layers:
-            t.add_row(str(layer.layer), *[_num(layer.weights.get(ref)) for ref in refs], _num(layer.r2), layer.source or "")
+            t.add_row(
+                str(layer.layer), *[_num(layer.weights.get(ref)) for ref in refs], _num(layer.r2), layer.source or ""
+            )
         console.print(t)
     if r.components:
         t = Table(title="per component", title_justify="left")
@@ -128,7 +152,11 @@ def render(r: ScanResult, console: Console) -> None:
             t.add_row(c.component, str(c.tensors), *[_num(c.weights.get(ref)) for ref in refs], _num(c.r2))
         console.print(t)
     if r.norms:
-        console.print("1-D tensors (norms, biases), reported apart: " + ", ".join(f"{k} {v:.3f}" for k, v in r.norms.items() if v is not None), highlight=False)
+        console.print(
+            "1-D tensors (norms, biases), reported apart: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in r.norms.items() if v is not None),
+            highlight=False,
+        )
     for note in r.notes:
         console.print(f"- {note}", highlight=False)
 

@@ -27,14 +27,16 @@ from typing import Any
 
 import typer
 
-from detectors.errors import ConfigError
+from provbot.detectors.errors import ConfigError
 
-review_app = typer.Typer(name="review", help="Moderator review of findings before anything is posted.", no_args_is_help=True)
+review_app = typer.Typer(
+    name="review", help="Moderator review of findings before anything is posted.", no_args_is_help=True
+)
 
 
 def _context(database: str | None = None, mode: str | None = None) -> Any:
-    from bot.service.context import BotContext
-    from bot.settings import get_settings
+    from provbot.bot.service.context import BotContext
+    from provbot.bot.settings import get_settings
 
     settings = get_settings()
     updates: dict[str, Any] = {}
@@ -61,7 +63,7 @@ def run(
     database: str | None = typer.Option(None, "--database", help="Database URL (default: PROVBOT_DATABASE_URL)."),
 ) -> None:
     """Run the bot: scheduled polls, the webhook endpoint (/webhook, /healthz, /metrics) and workers."""
-    from bot.service.app import BotService
+    from provbot.bot.service.app import BotService
 
     ctx = _context(database, mode)
     if once:
@@ -92,7 +94,7 @@ def review_list(
     database: str | None = typer.Option(None, "--database"),
 ) -> None:
     """Findings by status (default: those waiting for a moderator)."""
-    from bot.service.review import Review
+    from provbot.bot.service.review import Review
 
     items = Review(_context(database)).list(status)
     if as_json:
@@ -111,7 +113,7 @@ def review_show(
     database: str | None = typer.Option(None, "--database"),
 ) -> None:
     """One finding: its evidence and the exact text that would be posted."""
-    from bot.service.review import Review
+    from provbot.bot.service.review import Review
 
     review = Review(_context(database))
     view = review.get(finding_id)
@@ -135,7 +137,7 @@ def review_approve(
     database: str | None = typer.Option(None, "--database"),
 ) -> None:
     """Approve a pending finding: the running service posts it."""
-    from bot.service.review import Review
+    from provbot.bot.service.review import Review
 
     view = Review(_context(database)).approve(finding_id, reviewer or _default_reviewer())
     typer.echo(f"approved finding #{view.id} ({view.repo}); a post job is queued")
@@ -149,7 +151,7 @@ def review_reject(
     database: str | None = typer.Option(None, "--database"),
 ) -> None:
     """Reject a pending finding with a reason; nothing is posted."""
-    from bot.service.review import Review
+    from provbot.bot.service.review import Review
 
     view = Review(_context(database)).reject(finding_id, reviewer or _default_reviewer(), reason)
     typer.echo(f"rejected finding #{view.id} ({view.repo})")
@@ -177,7 +179,9 @@ def parse_when(value: str | None) -> datetime | None:
 def audit(
     repo: str | None = typer.Option(None, "--repo"),
     actor: str | None = typer.Option(None, "--actor"),
-    kind: str | None = typer.Option(None, "--kind", help="poll, enqueue, mention, scan, finding, post, review, error, service."),
+    kind: str | None = typer.Option(
+        None, "--kind", help="poll, enqueue, mention, scan, finding, post, review, error, service."
+    ),
     since: str | None = typer.Option(None, "--since", help="ISO time or 30m / 2h / 7d."),
     until: str | None = typer.Option(None, "--until"),
     limit: int = typer.Option(200, "--limit", min=1),
@@ -185,13 +189,15 @@ def audit(
     database: str | None = typer.Option(None, "--database"),
 ) -> None:
     """The audit log, oldest first, filtered."""
-    from bot.service.audit import AuditLog
-    from bot.service.database import Database
-    from bot.settings import get_settings
+    from provbot.bot.service.audit import AuditLog
+    from provbot.bot.service.database import Database
+    from provbot.bot.settings import get_settings
 
     db = Database(database or get_settings().database_url)
     db.migrate()
-    entries = AuditLog(db).query(kind=kind, repo=repo, actor=actor, since=parse_when(since), until=parse_when(until), limit=limit)
+    entries = AuditLog(db).query(
+        kind=kind, repo=repo, actor=actor, since=parse_when(since), until=parse_when(until), limit=limit
+    )
     if as_json:
         typer.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return
@@ -205,7 +211,7 @@ def demo(
     keep: str | None = typer.Option(None, "--keep", help="Keep the demo's files (models, database) in this folder."),
 ) -> None:
     """The whole story offline: local Hub, generated models, the bot finds a hidden merge and answers a mention."""
-    from bot.demo import run_demo
+    from provbot.bot.demo import run_demo
 
     run_demo(keep=keep)
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import StaticPool
 
-from detectors.errors import ConfigError, ProvbotError
+from provbot.detectors.errors import ConfigError, ProvbotError
 
 __all__ = ["Base", "DatabaseError", "make_engine", "session_scope", "migrate", "text", "MIGRATIONS_DIR"]
 

@@ -6,7 +6,7 @@ created by the Alembic revision ``0002_bot``; tests may also call ``Base.metadat
 Times are stored as naive UTC and come back timezone-aware (``UTCDateTime``) so that SQLite and
 PostgreSQL behave the same.
 
->>> from bot.db.models_bot import Job, JobState
+>>> from provbot.bot.db.models_bot import Job, JobState
 >>> Job.__tablename__, JobState.QUEUED.value
 ('bot_jobs', 'queued')
 """
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from bot.db import Base
+from provbot.bot.db import Base
 
 
 def utcnow() -> datetime:
@@ -49,7 +49,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class JobState(str, enum.Enum):
+class JobState(str, enum.Enum):  # noqa: UP042 - stored and compared as plain strings
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
@@ -120,7 +120,7 @@ class PollCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
 
-class FindingStatus(str, enum.Enum):
+class FindingStatus(str, enum.Enum):  # noqa: UP042 - stored and compared as plain strings
     PENDING = "pending"  # waits for a moderator
     APPROVED = "approved"  # a post job is queued
     POSTED = "posted"

@@ -11,16 +11,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from bot.db import Base
+from provbot.bot.db import Base
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class IndexModel(Base):
@@ -47,7 +47,9 @@ class IndexModel(Base):
     indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
 
-    sketch: Mapped[IndexSketch | None] = relationship(back_populates="model", cascade="all, delete-orphan", passive_deletes=True)
+    sketch: Mapped[IndexSketch | None] = relationship(
+        back_populates="model", cascade="all, delete-orphan", passive_deletes=True
+    )
 
 
 class IndexSketch(Base):

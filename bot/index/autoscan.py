@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from bot.index.candidates import CandidateReport, select_candidates
-from bot.index.ingest import index_key
-from bot.index.store import IndexStore
-from detectors.weights.result import ScanResult
+from provbot.bot.index.candidates import CandidateReport, select_candidates
+from provbot.bot.index.ingest import index_key
+from provbot.bot.index.store import IndexStore
+from provbot.detectors.weights.result import ScanResult
 
 
 def scan_with_index(
@@ -34,8 +34,8 @@ def scan_with_index(
     ScanResult whose note says why, without scanning. With ``record``, the verdict is stored as the
     index's conclusion for the child when the child itself is indexed.
     """
-    from bot.settings import get_settings
-    from detectors.weights.scan import scan
+    from provbot.bot.settings import get_settings
+    from provbot.detectors.weights.scan import scan
 
     settings = get_settings()
     endpoint = endpoint or settings.hub_endpoint
@@ -45,15 +45,35 @@ def scan_with_index(
     store = store or IndexStore(settings.database_url)
     report = select_candidates(child, store=store, endpoint=endpoint, token=plain_token, top=top or settings.index.top)
     if report.inconclusive:
-        return report, ScanResult(child=child, relation="inconclusive", notes=[f"candidate search: {report.inconclusive}"])
+        return report, ScanResult(
+            child=child, relation="inconclusive", notes=[f"candidate search: {report.inconclusive}"]
+        )
     parents = [r for r in report.chosen if r != report.base]
-    result = scan(child, parents, base=report.base, budget_mb=budget_mb, full=full, progress=progress,
-                  endpoint=endpoint, token=token, max_requests=max_requests)
-    result.notes.append(f"candidates chosen by the index ({report.match} family of {report.family_size}): "
-                        f"{', '.join(report.chosen)}")
+    result = scan(
+        child,
+        parents,
+        base=report.base,
+        budget_mb=budget_mb,
+        full=full,
+        progress=progress,
+        endpoint=endpoint,
+        token=token,
+        max_requests=max_requests,
+    )
+    result.notes.append(
+        f"candidates chosen by the index ({report.match} family of {report.family_size}): {', '.join(report.chosen)}"
+    )
     if record:
-        store.record_conclusion(index_key(child), report.revision, {
-            "relation": result.relation, "method": result.method, "parents": [p.ref for p in result.parents],
-            "weights": {p.ref: p.weight for p in result.parents}, "fit_r2": result.fit_r2, "base": result.base,
-        })
+        store.record_conclusion(
+            index_key(child),
+            report.revision,
+            {
+                "relation": result.relation,
+                "method": result.method,
+                "parents": [p.ref for p in result.parents],
+                "weights": {p.ref: p.weight for p in result.parents},
+                "fit_r2": result.fit_r2,
+                "base": result.base,
+            },
+        )
     return report, result

@@ -6,7 +6,7 @@
    else ``inconclusive`` with the reason; never a guess.
 3. Pick the family's base (a known or declared base, else the model nearest the family median),
    shortlist by delta correlation on screening vectors, then rank the shortlist by non-negative
-   regression of the child's delta on theirs (:mod:`bot.index.ranking`).
+   regression of the child's delta on theirs (:mod:`provbot.bot.index.ranking`).
 4. Report every candidate considered, with its weight, its share of the explained delta and why.
 
 >>> report = select_candidates("./child-model", store=IndexStore("sqlite:///var/provbot.db"))  # doctest: +SKIP
@@ -22,10 +22,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from bot.index.ingest import Indexed, index_key, read_model
-from bot.index.ranking import fit_deltas, pick_base, shortlist
-from bot.index.sketch import Sketch
-from bot.index.store import IndexStore, Member
+from provbot.bot.index.ingest import Indexed, index_key, read_model
+from provbot.bot.index.ranking import fit_deltas, pick_base, shortlist
+from provbot.bot.index.sketch import Sketch
+from provbot.bot.index.store import IndexStore, Member
 
 #: A candidate is chosen when it explains at least this share of the child's delta from the base.
 #: Sibling fine-tunes of one base correlate a little (same optimiser, similar data: shares of a few
@@ -80,7 +80,7 @@ def select_candidates(
     """Select the candidate parents of ``child_ref`` (local folder or ``org/name[@rev]``)."""
     t0 = time.perf_counter()
     if store is None:
-        from bot.settings import get_settings
+        from provbot.bot.settings import get_settings
 
         store = IndexStore(database_url or get_settings().database_url)
     child = child or read_model(child_ref, endpoint=endpoint, token=token)
@@ -91,8 +91,9 @@ def select_candidates(
 
 def _select(child: Indexed, store: IndexStore, top: int) -> CandidateReport:
     fp = child.fingerprint
-    report = CandidateReport(child=child.ref, revision=child.revision, family_key=fp.family_key,
-                             loose_key=fp.loose_key, match="none")
+    report = CandidateReport(
+        child=child.ref, revision=child.revision, family_key=fp.family_key, loose_key=fp.loose_key, match="none"
+    )
     if child.sketch is None:
         report.inconclusive = "the child's weights are integer-quantized: no float sketch to compare"
         return report
@@ -105,38 +106,58 @@ def _select(child: Indexed, store: IndexStore, top: int) -> CandidateReport:
         report.match, report.family_size = "exact", len(members)
         child_screen = child.sketch.screen()
         if screens.shape[1] != len(child_screen):
-            report.inconclusive = f"family {fp.family_key[:12]} has {len(members)} indexed models but none with a comparable sketch"
+            report.inconclusive = (
+                f"family {fp.family_key[:12]} has {len(members)} indexed models but none with a comparable sketch"
+            )
             return report
         return _rank(report, child, child.sketch, members, screens, child_screen, store.sketches, top)
     unsketched = [m for m in store.members(fp.family_key) if m.ref not in own]
     if unsketched:
         report.match, report.family_size = "exact", len(unsketched)
-        report.inconclusive = (f"family {fp.family_key[:12]} has {len(unsketched)} indexed models but none with a "
-                               f"sketch to compare (quantized, or indexed by an older provbot: re-add them)")
+        report.inconclusive = (
+            f"family {fp.family_key[:12]} has {len(unsketched)} indexed models but none with a "
+            f"sketch to compare (quantized, or indexed by an older provbot: re-add them)"
+        )
         return report
 
     loose = [r for r in store.loose_family(fp.loose_key) if r.ref not in own][:MAX_LOOSE]
     if not loose:
-        report.inconclusive = (f"family not indexed: no indexed model has this architecture ({_describe(fp)}; "
-                               f"family {fp.family_key[:12]})")
+        report.inconclusive = (
+            f"family not indexed: no indexed model has this architecture ({_describe(fp)}; family {fp.family_key[:12]})"
+        )
         return report
     report.match, report.family_size = "loose", len(loose)
     sketches = store.sketches([r.ref for r in loose])
     aligned = _align_loose(child.sketch, sketches)
     if aligned is None:
-        report.inconclusive = (f"only partial-shape relatives are indexed ({len(loose)}), and they share too few "
-                               f"sketched tensors with the child to compare")
+        report.inconclusive = (
+            f"only partial-shape relatives are indexed ({len(loose)}), and they share too few "
+            f"sketched tensors with the child to compare"
+        )
         return report
     child_vec, refs, rows = aligned
-    report.notes.append(f"no exact-shape relative indexed; compared {len(refs)} partial-shape relatives "
-                        f"(other depth or vocabulary) on {len(child_vec)} shared sketch values")
+    report.notes.append(
+        f"no exact-shape relative indexed; compared {len(refs)} partial-shape relatives "
+        f"(other depth or vocabulary) on {len(child_vec)} shared sketch values"
+    )
     by_ref = {r.ref: Member(ref=r.ref, is_base=r.is_base, revision=r.revision) for r in loose}
     full = {ref: row for ref, row in zip(refs, rows)}
-    return _rank(report, child, None, [by_ref[r] for r in refs], rows, child_vec, lambda wanted: full, top, vectors=True)
+    return _rank(
+        report, child, None, [by_ref[r] for r in refs], rows, child_vec, lambda wanted: full, top, vectors=True
+    )
 
 
-def _rank(report: CandidateReport, child: Indexed, child_sketch: Sketch | None, members: list[Member],
-          screens: np.ndarray, child_screen: np.ndarray, load, top: int, vectors: bool = False) -> CandidateReport:
+def _rank(
+    report: CandidateReport,
+    child: Indexed,
+    child_sketch: Sketch | None,
+    members: list[Member],
+    screens: np.ndarray,
+    child_screen: np.ndarray,
+    load,
+    top: int,
+    vectors: bool = False,
+) -> CandidateReport:
     refs = [m.ref for m in members]
     by_ref = {m.ref: m for m in members}
     declared = set(child.declared.base_models)
@@ -171,14 +192,25 @@ def _rank(report: CandidateReport, child: Indexed, child_sketch: Sketch | None, 
             corrs.append(corr)
     fit = fit_deltas(child_vec, np.stack(rows) if rows else np.zeros((0, len(child_vec))), base_vec)
     report.base, report.fit_r2 = base_ref, round(fit.r2, 6)
-    base_reason = ("known base of the family" if by_ref[base_ref].is_base else
-                   "declared base_model of the child" if base_ref in set(child.declared.base_models) else
-                   "nearest model to the family median (no known base indexed)")
+    base_reason = (
+        "known base of the family"
+        if by_ref[base_ref].is_base
+        else "declared base_model of the child"
+        if base_ref in set(child.declared.base_models)
+        else "nearest model to the family median (no known base indexed)"
+    )
 
     if fit.delta_norm < COPY_TOL:
-        report.considered.append(Candidate(ref=base_ref, role="base", share=1.0, weight=1.0,
-                                           revision=by_ref[base_ref].revision,
-                                           reason=f"{base_reason}; the child's sketch equals it"))
+        report.considered.append(
+            Candidate(
+                ref=base_ref,
+                role="base",
+                share=1.0,
+                weight=1.0,
+                revision=by_ref[base_ref].revision,
+                reason=f"{base_reason}; the child's sketch equals it",
+            )
+        )
         report.chosen = [base_ref]
         report.notes.append(f"the child's sampled weights are identical to {base_ref}: a copy of it")
         return report
@@ -187,16 +219,38 @@ def _rank(report: CandidateReport, child: Indexed, child_sketch: Sketch | None, 
     chosen = [n for n, _w, share, _c in ranked if share >= MIN_SHARE][: max(top - 1, 1)]
     base_weight = 1.0 - sum(fit.weights)
     for name, w, share, corr in ranked:
-        why = (f"explains {share:.0%} of the child's delta from {base_ref} with weight {w:.3f}"
-               if share >= MIN_SHARE else f"delta correlation {corr:.3f} but no weight in the joint fit")
-        report.considered.append(Candidate(ref=name, role="candidate", share=round(share, 6), weight=round(w, 6),
-                                           correlation=round(corr, 6), revision=by_ref[name].revision, reason=why))
-    report.considered.insert(0, Candidate(ref=base_ref, role="base", share=0.0, weight=round(base_weight, 6),
-                                          revision=by_ref[base_ref].revision,
-                                          reason=f"{base_reason}; implied weight {base_weight:.3f}"))
+        why = (
+            f"explains {share:.0%} of the child's delta from {base_ref} with weight {w:.3f}"
+            if share >= MIN_SHARE
+            else f"delta correlation {corr:.3f} but no weight in the joint fit"
+        )
+        report.considered.append(
+            Candidate(
+                ref=name,
+                role="candidate",
+                share=round(share, 6),
+                weight=round(w, 6),
+                correlation=round(corr, 6),
+                revision=by_ref[name].revision,
+                reason=why,
+            )
+        )
+    report.considered.insert(
+        0,
+        Candidate(
+            ref=base_ref,
+            role="base",
+            share=0.0,
+            weight=round(base_weight, 6),
+            revision=by_ref[base_ref].revision,
+            reason=f"{base_reason}; implied weight {base_weight:.3f}",
+        ),
+    )
     if fit.r2 < MIN_R2 or not chosen:
-        report.notes.append(f"no indexed model explains the child's delta from {base_ref} (R^2 {fit.r2:.3f}): "
-                            f"only the base goes to the scan (an independent fine-tune, or its parents are not indexed)")
+        report.notes.append(
+            f"no indexed model explains the child's delta from {base_ref} (R^2 {fit.r2:.3f}): "
+            f"only the base goes to the scan (an independent fine-tune, or its parents are not indexed)"
+        )
         chosen = []
     report.chosen = chosen + [base_ref]
     missing = sorted(set(child.declared.base_models) - set(by_ref))

@@ -17,15 +17,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from bot.index.hubcalls import MAX_RATE_LIMITED, rate_limit_wait
-from bot.index.ingest import AddOutcome, add_one, declared_from_info
-from bot.index.store import IndexStore
-from detectors.errors import ProvbotError, RemoteError
+from provbot.bot.index.hubcalls import MAX_RATE_LIMITED, rate_limit_wait
+from provbot.bot.index.ingest import AddOutcome, add_one, declared_from_info
+from provbot.bot.index.store import IndexStore
+from provbot.detectors.errors import ProvbotError, RemoteError
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,24 @@ def crawl(
     for sort in sorts:
         if sort not in SORTS:
             raise ProvbotError(f"unknown listing sort {sort!r} (choose from {', '.join(SORTS)})")
-        report.passes_complete[sort] = _crawl_listing(store, sort, endpoint=endpoint, token=token, limit=limit,
-                                                      num_parameters=num_parameters, name=name, sleep=sleep,
-                                                      progress=progress, report=report)
+        report.passes_complete[sort] = _crawl_listing(
+            store,
+            sort,
+            endpoint=endpoint,
+            token=token,
+            limit=limit,
+            num_parameters=num_parameters,
+            name=name,
+            sleep=sleep,
+            progress=progress,
+            report=report,
+        )
     return report
 
 
-def _crawl_listing(store: IndexStore, sort: str, *, endpoint, token, limit, num_parameters, name, sleep, progress,
-                   report: CrawlReport) -> bool:
+def _crawl_listing(
+    store: IndexStore, sort: str, *, endpoint, token, limit, num_parameters, name, sleep, progress, report: CrawlReport
+) -> bool:
     key = f"{name}:{sort}:{limit}:{num_parameters or ''}"
     state = store.crawl_state(key)
     if state.get("complete", True):
@@ -101,8 +111,9 @@ def _crawl_listing(store: IndexStore, sort: str, *, endpoint, token, limit, num_
             report.rate_limit_waits += 1
             if waits > MAX_RATE_LIMITED:
                 store.save_crawl_state(key, state)
-                raise RemoteError(f"listing {sort}: still rate limited after {MAX_RATE_LIMITED} waits; "
-                                  f"run the crawl again to resume") from None
+                raise RemoteError(
+                    f"listing {sort}: still rate limited after {MAX_RATE_LIMITED} waits; run the crawl again to resume"
+                ) from None
             log.info("listing %s rate limited: waiting %.0f s", sort, limited.wait)
             sleep(limited.wait)
     state["complete"] = True
@@ -156,4 +167,4 @@ def _count(report: CrawlReport, outcome: AddOutcome) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()

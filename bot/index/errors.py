@@ -1,8 +1,8 @@
-"""Errors of the candidate-parent index, each a one-line :class:`~detectors.errors.ProvbotError`."""
+"""Errors of the candidate-parent index, each a one-line :class:`~provbot.detectors.errors.ProvbotError`."""
 
 from __future__ import annotations
 
-from detectors.errors import ProvbotError
+from provbot.detectors.errors import ProvbotError
 
 
 class IndexError_(ProvbotError):

@@ -10,7 +10,7 @@ Two keys come out of it:
   hidden width of vocabulary tensors kept. It matches pruned or depth-upscaled models (same width,
   other depth) and vocabulary expansions (same body, larger vocabulary).
 
->>> from detectors.weights.safetensors_format import TensorMeta
+>>> from provbot.detectors.weights.safetensors_format import TensorMeta
 >>> t = {"model.layers.0.mlp.up_proj.weight": TensorMeta("model.layers.0.mlp.up_proj.weight", "BF16", (8, 4), "m", 0, 64),
 ...      "model.embed_tokens.weight": TensorMeta("model.embed_tokens.weight", "BF16", (10, 4), "m", 64, 144)}
 >>> fp = fingerprint({"model_type": "llama", "hidden_size": 4}, t)
@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from detectors.weights.keys import canonical_tensors, classify, is_scale_companion
-from detectors.weights.safetensors_format import FLOAT_DTYPES
+from provbot.detectors.weights.keys import canonical_tensors, classify, is_scale_companion
+from provbot.detectors.weights.safetensors_format import FLOAT_DTYPES
 
 if TYPE_CHECKING:  # torch stays out of processes that only read the index
-    from detectors.weights.safetensors_format import TensorMeta
+    from provbot.detectors.weights.safetensors_format import TensorMeta
 
 #: Config fields that fix weight shapes (any that are present are kept, for display and checks).
 ARCH_FIELDS = (
@@ -122,7 +122,9 @@ def fingerprint(config: dict[str, Any], tensors: dict[str, TensorMeta], source: 
         dtype=dtype,
         layers=len(layers),
         hidden=hidden if isinstance(hidden, int) else None,
-        vocab=vocab if vocab is not None else (cfg.get("vocab_size") if isinstance(cfg.get("vocab_size"), int) else None),
+        vocab=vocab
+        if vocab is not None
+        else (cfg.get("vocab_size") if isinstance(cfg.get("vocab_size"), int) else None),
         quantized=bool(dtype) and dtype not in FLOAT_DTYPES,
     )
 
@@ -132,4 +134,6 @@ def _digest(obj: object) -> str:
 
 
 def _jsonable(value: object) -> bool:
-    return isinstance(value, (str, int, float, bool)) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    return isinstance(value, (str, int, float, bool)) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    )

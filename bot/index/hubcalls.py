@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from detectors.errors import AccessDeniedError, NotFoundError, RemoteError
+from provbot.detectors.errors import AccessDeniedError, NotFoundError, RemoteError
 
 T = TypeVar("T")
 

@@ -16,12 +16,12 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from bot.index.errors import IndexError_
-from bot.index.fingerprint import Fingerprint, fingerprint
-from bot.index.sketch import Sketch, read_sketch
-from bot.index.store import IndexEntry, IndexStore
-from detectors.declared import Declared, declared_from_folder, declared_from_info
-from detectors.errors import ProvbotError
+from provbot.bot.index.errors import IndexError_
+from provbot.bot.index.fingerprint import Fingerprint, fingerprint
+from provbot.bot.index.sketch import Sketch, read_sketch
+from provbot.bot.index.store import IndexEntry, IndexStore
+from provbot.detectors.declared import Declared, declared_from_folder, declared_from_info
+from provbot.detectors.errors import ProvbotError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def hub_revision(ref: str, *, endpoint: str | None, token: str | None) -> tuple[
     """The commit a Hub ref resolves to, and its declared lineage (one API call)."""
     from huggingface_hub import HfApi
 
-    from bot.index.hubcalls import hub_call
+    from provbot.bot.index.hubcalls import hub_call
 
     repo, rev = split_ref(ref)
     api = HfApi(endpoint=endpoint, token=token or False)
@@ -85,10 +85,16 @@ def hub_revision(ref: str, *, endpoint: str | None, token: str | None) -> tuple[
     return getattr(info, "sha", None), declared_from_info(info)
 
 
-def read_model(ref: str, *, endpoint: str | None = None, token: str | None = None,
-               revision: str | None = None, declared: Declared | None = None) -> Indexed:
+def read_model(
+    ref: str,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+    declared: Declared | None = None,
+) -> Indexed:
     """Open ``ref``, fingerprint it and read its sketch (headers plus a few hundred KB)."""
-    from detectors.weights.sources import open_source
+    from provbot.detectors.weights.sources import open_source
 
     local = is_local(ref)
     if not local and (revision is None or declared is None):
@@ -110,8 +116,14 @@ def read_model(ref: str, *, endpoint: str | None = None, token: str | None = Non
         # A local folder has no commit: its revision is a digest of what the index saw of it.
         digest = hashlib.sha256(fp.family_key.encode() + (sketch.to_bytes() if sketch else b"")).hexdigest()[:16]
         revision = f"local-{digest}"
-    return Indexed(ref=index_key(ref), source="local" if local else "hub", revision=revision,
-                   fingerprint=fp, declared=declared or Declared(), sketch=sketch)
+    return Indexed(
+        ref=index_key(ref),
+        source="local" if local else "hub",
+        revision=revision,
+        fingerprint=fp,
+        declared=declared or Declared(),
+        sketch=sketch,
+    )
 
 
 def add_models(
@@ -133,17 +145,33 @@ def add_models(
     """
     outcomes = []
     for ref in refs:
-        outcome = add_one(ref, store, endpoint=endpoint, token=token, force=force, is_base=is_base,
-                          family_name=family_name, known=(known or {}).get(ref))
+        outcome = add_one(
+            ref,
+            store,
+            endpoint=endpoint,
+            token=token,
+            force=force,
+            is_base=is_base,
+            family_name=family_name,
+            known=(known or {}).get(ref),
+        )
         outcomes.append(outcome)
         if progress is not None:
             progress(outcome)
     return outcomes
 
 
-def add_one(ref: str, store: IndexStore, *, endpoint: str | None = None, token: str | None = None,
-            force: bool = False, is_base: bool = False, family_name: str | None = None,
-            known: tuple[str | None, Declared] | None = None) -> AddOutcome:
+def add_one(
+    ref: str,
+    store: IndexStore,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+    force: bool = False,
+    is_base: bool = False,
+    family_name: str | None = None,
+    known: tuple[str | None, Declared] | None = None,
+) -> AddOutcome:
     key = index_key(ref)
     revision: str | None = None
     try:
@@ -154,9 +182,18 @@ def add_one(ref: str, store: IndexStore, *, endpoint: str | None = None, token: 
                 return AddOutcome(ref=key, status="unchanged", revision=revision)
         model = read_model(ref, endpoint=endpoint, token=token, revision=revision, declared=declared)
         revision = model.revision
-        status = store.upsert(IndexEntry(ref=model.ref, source=model.source, revision=model.revision,
-                                         fingerprint=model.fingerprint, declared=model.declared, is_base=is_base,
-                                         family_name=family_name, sketch=model.sketch))
+        status = store.upsert(
+            IndexEntry(
+                ref=model.ref,
+                source=model.source,
+                revision=model.revision,
+                fingerprint=model.fingerprint,
+                declared=model.declared,
+                is_base=is_base,
+                family_name=family_name,
+                sketch=model.sketch,
+            )
+        )
         return AddOutcome(ref=key, status=status, revision=revision, family_key=model.fingerprint.family_key)
     except ProvbotError as exc:
         message = _one_line(exc, ref)

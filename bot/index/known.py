@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from bot.index.errors import KnownBasesError
-from bot.paths import CONFIG_DIR
+from provbot.bot.index.errors import KnownBasesError
+from provbot.bot.paths import CONFIG_DIR
 
 _REPO_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -39,7 +39,7 @@ class KnownBases(BaseModel):
 def known_bases_path(setting: str | None = None) -> Path:
     """Resolve the setting: a bare file name lives in config/, anything else is a path."""
     if setting is None:
-        from bot.settings import get_settings
+        from provbot.bot.settings import get_settings
 
         setting = get_settings().index.known_bases
     path = Path(setting).expanduser()

@@ -108,8 +108,9 @@ def pick_base(child: np.ndarray, rows: np.ndarray, base_rows: list[int]) -> int:
     return int(np.argmin(np.sum((rows - centre) ** 2, axis=1)))
 
 
-def shortlist(child: np.ndarray, rows: np.ndarray, base_row: int, k: int = SHORTLIST,
-              pursuit: int = PURSUIT) -> list[tuple[int, float]]:
+def shortlist(
+    child: np.ndarray, rows: np.ndarray, base_row: int, k: int = SHORTLIST, pursuit: int = PURSUIT
+) -> list[tuple[int, float]]:
     """Shortlist up to ``k`` rows for the full regression, from screening vectors.
 
     A plain top-k by correlation fails when every model shares a strong direction (fine-tunes on

@@ -1,6 +1,6 @@
 """Weight sketch: a few hundred KB of a model's values at positions fixed by tensor shape.
 
-Positions come from :func:`detectors.weights.sampling.element_ranges`, a deterministic function of
+Positions come from :func:`provbot.detectors.weights.sampling.element_ranges`, a deterministic function of
 the shape only, so any two models of a family are sampled at the same elements (and the same as a
 scan samples). A sketch keeps, per canonical tensor name, the (effective) shape, the number of
 values and the values as float32; float32 because fine-tune deltas are ~1e-3 of the weights and
@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bot.index.errors import SketchFormatError
-from detectors.weights.keys import canonical_tensors, classify, is_scale_companion
-from detectors.weights.safetensors_format import FLOAT_DTYPES
+from provbot.bot.index.errors import SketchFormatError
+from provbot.detectors.weights.keys import canonical_tensors, classify, is_scale_companion
+from provbot.detectors.weights.safetensors_format import FLOAT_DTYPES
 
 if TYPE_CHECKING:  # torch stays out of processes that only read the index
-    from detectors.weights.safetensors_format import TensorMeta
+    from provbot.detectors.weights.safetensors_format import TensorMeta
 
 SKETCH_VERSION = 1
 MAGIC = b"PVSK"
@@ -80,9 +80,14 @@ class Sketch:
         return (self.positions, tuple(self.entries))
 
     def to_bytes(self) -> bytes:
-        header = json.dumps({"v": SKETCH_VERSION, "positions": self.positions,
-                             "entries": [[e.name, list(e.shape), e.n] for e in self.entries]},
-                            separators=(",", ":")).encode()
+        header = json.dumps(
+            {
+                "v": SKETCH_VERSION,
+                "positions": self.positions,
+                "entries": [[e.name, list(e.shape), e.n] for e in self.entries],
+            },
+            separators=(",", ":"),
+        ).encode()
         return MAGIC + struct.pack("<HI", SKETCH_VERSION, len(header)) + header + self.values.astype("<f4").tobytes()
 
     @classmethod
@@ -92,11 +97,13 @@ class Sketch:
             raise SketchFormatError("not a provbot sketch (bad magic)")
         version, hlen = struct.unpack("<HI", blob[4:10])
         if version != SKETCH_VERSION:
-            raise SketchFormatError(f"sketch version {version} is not supported (this provbot reads {SKETCH_VERSION}); re-add the model")
+            raise SketchFormatError(
+                f"sketch version {version} is not supported (this provbot reads {SKETCH_VERSION}); re-add the model"
+            )
         if hlen > _MAX_HEADER or 10 + hlen > len(blob):
             raise SketchFormatError("sketch header length is past the end of the data")
-        entries, positions = _parse_header(bytes(blob[10:10 + hlen]))
-        body = blob[10 + hlen:]
+        entries, positions = _parse_header(bytes(blob[10 : 10 + hlen]))
+        body = blob[10 + hlen :]
         if len(body) % 4:
             raise SketchFormatError("sketch data is not a whole number of float32 values")
         values = np.frombuffer(body, dtype="<f4").astype(np.float32)
@@ -179,11 +186,11 @@ def plan_sketch(tensors: dict[str, TensorMeta], source: str = "model") -> list[_
 
 
 def read_sketch(source, tensors: dict[str, TensorMeta] | None = None) -> Sketch:
-    """Read a model's sketch through a :class:`~detectors.weights.sources.WeightSource`.
+    """Read a model's sketch through a :class:`~provbot.detectors.weights.sources.WeightSource`.
 
     Reads only the sampled bytes (a few hundred KB), with the source's concurrent range requests.
     """
-    from detectors.weights.safetensors_format import decode
+    from provbot.detectors.weights.safetensors_format import decode
 
     tensors = tensors if tensors is not None else source.tensors()
     planned = plan_sketch(tensors, getattr(source, "ref", "model"))
@@ -199,7 +206,7 @@ def read_sketch(source, tensors: dict[str, TensorMeta] | None = None) -> Sketch:
     for p in planned:
         for a, b in p.ranges:
             chunk = decode(next(it), p.meta.dtype).numpy()
-            values[pos:pos + (b - a)] = chunk
+            values[pos : pos + (b - a)] = chunk
             pos += b - a
     if not np.isfinite(values).all():
         # NaN/inf would poison every regression that touches this model; zero them and go on.
@@ -209,7 +216,7 @@ def read_sketch(source, tensors: dict[str, TensorMeta] | None = None) -> Sketch:
 
 def element_ranges(shape: tuple[int, ...], n: int) -> list[tuple[int, int]]:
     """Element ranges ``[start, stop)`` sampled from a tensor of ``shape``: the scan's own positions."""
-    from detectors.weights import sampling
+    from provbot.detectors.weights import sampling
 
     out = [(int(a), int(b)) for a, b in sampling.element_ranges(shape, n)]
     numel = math.prod(shape)

@@ -19,11 +19,11 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.db import make_engine, migrate, session_scope
-from bot.db.models_index import CrawlState, IndexFailure, IndexModel, IndexSketch, utcnow
-from bot.index.fingerprint import Fingerprint
-from bot.index.sketch import SKETCH_VERSION, Sketch
-from detectors.declared import Declared
+from provbot.bot.db import make_engine, migrate, session_scope
+from provbot.bot.db.models_index import CrawlState, IndexFailure, IndexModel, IndexSketch, utcnow
+from provbot.bot.index.fingerprint import Fingerprint
+from provbot.bot.index.sketch import SKETCH_VERSION, Sketch
+from provbot.detectors.declared import Declared
 
 Outcome = Literal["added", "updated", "unchanged"]
 
@@ -95,16 +95,32 @@ class IndexStore:
         fp = entry.fingerprint
         now = utcnow()
         values = dict(
-            ref=entry.ref, source=entry.source, revision=entry.revision, family_key=fp.family_key,
-            loose_key=fp.loose_key, model_type=_str(fp.arch.get("model_type")), family_name=entry.family_name,
-            is_base=entry.is_base, params=fp.params, dtype=fp.dtype, fingerprint=fp.model_dump(mode="json"),
-            base_models=entry.declared.base_models, base_model_relation=entry.declared.relation,
-            tags=entry.declared.tags, indexed_at=now, updated_at=now,
+            ref=entry.ref,
+            source=entry.source,
+            revision=entry.revision,
+            family_key=fp.family_key,
+            loose_key=fp.loose_key,
+            model_type=_str(fp.arch.get("model_type")),
+            family_name=entry.family_name,
+            is_base=entry.is_base,
+            params=fp.params,
+            dtype=fp.dtype,
+            fingerprint=fp.model_dump(mode="json"),
+            base_models=entry.declared.base_models,
+            base_model_relation=entry.declared.relation,
+            tags=entry.declared.tags,
+            indexed_at=now,
+            updated_at=now,
         )
         with session_scope(self.engine, write=True) as session:
             old = session.execute(
-                select(IndexModel.id, IndexModel.revision, IndexModel.family_key, IndexModel.is_base, IndexModel.family_name)
-                .where(IndexModel.ref == entry.ref)
+                select(
+                    IndexModel.id,
+                    IndexModel.revision,
+                    IndexModel.family_key,
+                    IndexModel.is_base,
+                    IndexModel.family_name,
+                ).where(IndexModel.ref == entry.ref)
             ).first()
             if old is not None:
                 # A seeded base stays a base when a crawl meets it again.
@@ -115,11 +131,19 @@ class IndexStore:
             stmt = stmt.on_conflict_do_update(index_elements=[IndexModel.ref], set_=update).returning(IndexModel.id)
             model_id = session.execute(stmt).scalar_one()
             if entry.sketch is not None:
-                sk = dict(model_id=model_id, version=SKETCH_VERSION, elements=len(entry.sketch.values),
-                          screen=encode_screen(entry.sketch.screen()), data=entry.sketch.to_bytes())
+                sk = dict(
+                    model_id=model_id,
+                    version=SKETCH_VERSION,
+                    elements=len(entry.sketch.values),
+                    screen=encode_screen(entry.sketch.screen()),
+                    data=entry.sketch.to_bytes(),
+                )
                 ins = _insert(self.engine)(IndexSketch).values(**sk)
-                session.execute(ins.on_conflict_do_update(index_elements=[IndexSketch.model_id],
-                                                          set_={k: v for k, v in sk.items() if k != "model_id"}))
+                session.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=[IndexSketch.model_id], set_={k: v for k, v in sk.items() if k != "model_id"}
+                    )
+                )
             else:
                 session.execute(delete(IndexSketch).where(IndexSketch.model_id == model_id))
         if old is None:
@@ -181,8 +205,11 @@ class IndexStore:
 
     def members(self, family_key: str) -> list[Member]:
         """The refs of one exact-shape family, light (one indexed query, no JSON, no blobs)."""
-        query = (select(IndexModel.ref, IndexModel.is_base, IndexModel.revision)
-                 .where(IndexModel.family_key == family_key).order_by(IndexModel.ref))
+        query = (
+            select(IndexModel.ref, IndexModel.is_base, IndexModel.revision)
+            .where(IndexModel.family_key == family_key)
+            .order_by(IndexModel.ref)
+        )
         with session_scope(self.engine) as session:
             return [Member(ref=r.ref, is_base=r.is_base, revision=r.revision) for r in session.execute(query)]
 
@@ -192,17 +219,20 @@ class IndexStore:
         Cached per family in this process and revalidated by one cheap indexed query (count and
         latest update), so a service ranking many children of one family loads the matrix once.
         """
-        stamp_query = (select(func.count(), func.max(IndexModel.updated_at), func.max(IndexModel.id))
-                       .where(IndexModel.family_key == family_key))
+        stamp_query = select(func.count(), func.max(IndexModel.updated_at), func.max(IndexModel.id)).where(
+            IndexModel.family_key == family_key
+        )
         with session_scope(self.engine) as session:
             stamp = tuple(session.execute(stamp_query).one())
             cached = self._screen_cache.get(family_key)
             if cached is not None and cached[0] == stamp:
                 return cached[1], cached[2]
-            query = (select(IndexModel.ref, IndexModel.is_base, IndexModel.revision, IndexSketch.screen)
-                     .join(IndexSketch, IndexSketch.model_id == IndexModel.id)
-                     .where(IndexModel.family_key == family_key, IndexSketch.version == SKETCH_VERSION)
-                     .order_by(IndexModel.ref))
+            query = (
+                select(IndexModel.ref, IndexModel.is_base, IndexModel.revision, IndexSketch.screen)
+                .join(IndexSketch, IndexSketch.model_id == IndexModel.id)
+                .where(IndexModel.family_key == family_key, IndexSketch.version == SKETCH_VERSION)
+                .order_by(IndexModel.ref)
+            )
             rows = session.execute(query).all()
         if not rows:
             return [], np.zeros((0, 0), dtype=np.float32)
@@ -220,8 +250,11 @@ class IndexStore:
         """Full sketches of the given models (those that have one of the current version)."""
         if not refs:
             return {}
-        query = (select(IndexModel.ref, IndexSketch.data).join(IndexSketch, IndexSketch.model_id == IndexModel.id)
-                 .where(IndexModel.ref.in_(refs), IndexSketch.version == SKETCH_VERSION))
+        query = (
+            select(IndexModel.ref, IndexSketch.data)
+            .join(IndexSketch, IndexSketch.model_id == IndexModel.id)
+            .where(IndexModel.ref.in_(refs), IndexSketch.version == SKETCH_VERSION)
+        )
         with session_scope(self.engine) as session:
             rows = session.execute(query).all()
         return {r.ref: Sketch.from_bytes(r.data) for r in rows}
@@ -241,8 +274,11 @@ class IndexStore:
     def save_crawl_state(self, name: str, state: dict[str, Any]) -> None:
         with session_scope(self.engine, write=True) as session:
             stmt = _insert(self.engine)(CrawlState).values(name=name, state=state, updated_at=utcnow())
-            session.execute(stmt.on_conflict_do_update(index_elements=[CrawlState.name],
-                                                       set_={"state": state, "updated_at": utcnow()}))
+            session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[CrawlState.name], set_={"state": state, "updated_at": utcnow()}
+                )
+            )
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -250,8 +286,15 @@ class IndexStore:
         with session_scope(self.engine) as session:
             models = session.execute(query).scalars().all()
             ids = [m.id for m in models]
-            elements = dict(session.execute(select(IndexSketch.model_id, IndexSketch.elements)
-                                            .where(IndexSketch.model_id.in_(ids))).all()) if ids else {}
+            elements = (
+                dict(
+                    session.execute(
+                        select(IndexSketch.model_id, IndexSketch.elements).where(IndexSketch.model_id.in_(ids))
+                    ).all()
+                )
+                if ids
+                else {}
+            )
             return [_record(m, elements.get(m.id)) for m in models]
 
 
@@ -263,12 +306,23 @@ def encode_screen(screen: np.ndarray) -> bytes:
 
 def _record(m: IndexModel, elements: int | None) -> IndexRecord:
     return IndexRecord(
-        ref=m.ref, source=m.source, revision=m.revision, family_key=m.family_key, loose_key=m.loose_key,
-        model_type=m.model_type, family_name=m.family_name, is_base=m.is_base, params=m.params, dtype=m.dtype,
-        fingerprint=m.fingerprint, declared=Declared(base_models=m.base_models or [], relation=m.base_model_relation,
-                                                     tags=m.tags or []),
-        conclusion=m.conclusion, conclusion_revision=m.conclusion_revision, sketch_elements=elements,
-        indexed_at=m.indexed_at, updated_at=m.updated_at,
+        ref=m.ref,
+        source=m.source,
+        revision=m.revision,
+        family_key=m.family_key,
+        loose_key=m.loose_key,
+        model_type=m.model_type,
+        family_name=m.family_name,
+        is_base=m.is_base,
+        params=m.params,
+        dtype=m.dtype,
+        fingerprint=m.fingerprint,
+        declared=Declared(base_models=m.base_models or [], relation=m.base_model_relation, tags=m.tags or []),
+        conclusion=m.conclusion,
+        conclusion_revision=m.conclusion_revision,
+        sketch_elements=elements,
+        indexed_at=m.indexed_at,
+        updated_at=m.updated_at,
     )
 
 

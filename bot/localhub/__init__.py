@@ -5,15 +5,15 @@ Hub's API so that the real ``huggingface_hub`` client works against it unmodifie
 docs/localhub.md for the supported routes.
 
 >>> import tempfile
->>> from bot.localhub import running_hub
+>>> from provbot.bot.localhub import running_hub
 >>> with running_hub(tempfile.mkdtemp()) as hub:
 ...     _ = hub.add_repo("acme/tiny", {"README.md": "---\\nbase_model: org/base\\n---\\n"})
 ...     hub.url.startswith("http://127.0.0.1:")
 True
 """
 
-from bot.localhub.models import FaultRule, RepoConfig, ServerOptions, WebhookTarget
-from bot.localhub.server import LocalHub, LocalHubError, running_hub
+from provbot.bot.localhub.models import FaultRule, RepoConfig, ServerOptions, WebhookTarget
+from provbot.bot.localhub.server import LocalHub, LocalHubError, running_hub
 
 __all__ = [
     "FaultRule",

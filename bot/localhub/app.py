@@ -1,9 +1,9 @@
-"""The ASGI application: the Hub's HTTP API over a :class:`~bot.localhub.store.RepoStore`.
+"""The ASGI application: the Hub's HTTP API over a :class:`~provbot.bot.localhub.store.RepoStore`.
 
 Routing is done on the raw (still percent-encoded) path, because the client encodes a revision
 such as ``refs/pr/1`` as one segment (``refs%2Fpr%2F1``) that a decoded path would split.
 Supported routes are listed in docs/localhub.md. Run it with uvicorn, or use
-:class:`bot.localhub.server.LocalHub`, which does so in a background thread.
+:class:`provbot.bot.localhub.server.LocalHub`, which does so in a background thread.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from bot.localhub import tree
-from bot.localhub.faults import FaultInjector, ratelimit_headers
-from bot.localhub.listing import list_models
-from bot.localhub.models import RepoConfig, ServerOptions
-from bot.localhub.ranges import RangeNotSatisfiable, parse_range
-from bot.localhub.store import FileEntry, HubError, RepoStore, Revision, repo_not_found
-from bot.localhub.webhooks import object_id
+from provbot.bot.localhub import tree
+from provbot.bot.localhub.faults import FaultInjector, ratelimit_headers
+from provbot.bot.localhub.listing import list_models
+from provbot.bot.localhub.models import RepoConfig, ServerOptions
+from provbot.bot.localhub.ranges import RangeNotSatisfiable, parse_range
+from provbot.bot.localhub.store import FileEntry, HubError, RepoStore, Revision, repo_not_found
+from provbot.bot.localhub.webhooks import object_id
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,9 @@ class LocalHubApp:
             user = self.user(request)
             if user is None:
                 raise HubError(401, None, "Invalid credentials in Authorization header")
-            return JSONResponse({"type": "user", "id": object_id(user), "name": user, "fullname": user,
-                                 "orgs": [], "auth": {}})
+            return JSONResponse(
+                {"type": "user", "id": object_id(user), "name": user, "fullname": user, "orgs": [], "auth": {}}
+            )
         elif len(seg) >= 5 and seg[2] == "resolve" and seg[0] not in ("api", "datasets", "spaces"):
             if method in ("GET", "HEAD"):
                 return await self.resolve(request, f"{seg[0]}/{seg[1]}", seg[3], "/".join(seg[4:]))

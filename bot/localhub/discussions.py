@@ -26,8 +26,8 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bot.localhub.store import HubError, now_iso
-from bot.localhub.webhooks import WEB_BASE, WebhookSender, build_payload, object_id
+from provbot.bot.localhub.store import HubError, now_iso
+from provbot.bot.localhub.webhooks import WEB_BASE, WebhookSender, build_payload, object_id
 
 PAGE_SIZE = 50
 HIDDEN_TEXT = "This comment has been hidden"
@@ -61,15 +61,31 @@ def _user_ref(name: str) -> dict[str, Any]:
 
 
 def _event(kind: str, author: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"id": secrets.token_hex(12), "type": kind, "createdAt": now_iso(), "author": _user_ref(author),
-            "data": data}
+    return {
+        "id": secrets.token_hex(12),
+        "type": kind,
+        "createdAt": now_iso(),
+        "author": _user_ref(author),
+        "data": data,
+    }
 
 
 def _comment_event(author: str, raw: str) -> dict[str, Any]:
     when = now_iso()
     latest = {"raw": raw, "html": f"<p>{html.escape(raw)}</p>", "updatedAt": when, "author": _user_ref(author)}
-    return _event("comment", author, {"edited": False, "hidden": False, "latest": latest, "numEdits": 0,
-                                      "editors": [author], "history": [latest], "reactions": []})
+    return _event(
+        "comment",
+        author,
+        {
+            "edited": False,
+            "hidden": False,
+            "latest": latest,
+            "numEdits": 0,
+            "editors": [author],
+            "history": [latest],
+            "reactions": [],
+        },
+    )
 
 
 class DiscussionStore:
@@ -180,9 +196,15 @@ class DiscussionsApi:
     def _summary(self, repo_id: str, d: dict[str, Any]) -> dict[str, Any]:
         comments = [e for e in d["events"] if e["type"] == "comment"]
         return {
-            "num": d["num"], "title": d["title"], "status": d["status"], "createdAt": d["createdAt"],
-            "author": _user_ref(d["author"]), "isPullRequest": d["isPullRequest"], "pinned": False,
-            "numComments": len(comments), "topReactions": [],
+            "num": d["num"],
+            "title": d["title"],
+            "status": d["status"],
+            "createdAt": d["createdAt"],
+            "author": _user_ref(d["author"]),
+            "isPullRequest": d["isPullRequest"],
+            "pinned": False,
+            "numComments": len(comments),
+            "topReactions": [],
             "repo": {"name": repo_id, "type": "model"},
         }
 
@@ -205,13 +227,18 @@ class DiscussionsApi:
             event["data"]["history"] = []
         return event
 
-    def _emit(self, repo_id: str, action: str, scope: str, d: dict[str, Any],
-              comment: dict[str, Any] | None = None) -> None:
+    def _emit(
+        self, repo_id: str, action: str, scope: str, d: dict[str, Any], comment: dict[str, Any] | None = None
+    ) -> None:
         private = self.app.store.config(repo_id).private
         web = f"{WEB_BASE}/{repo_id}/discussions/{d['num']}"
         discussion = {
-            "id": object_id(f"{repo_id}#{d['num']}"), "num": d["num"], "title": d["title"],
-            "status": d["status"], "author": {"id": object_id(d["author"])}, "isPullRequest": d["isPullRequest"],
+            "id": object_id(f"{repo_id}#{d['num']}"),
+            "num": d["num"],
+            "title": d["title"],
+            "status": d["status"],
+            "author": {"id": object_id(d["author"])},
+            "isPullRequest": d["isPullRequest"],
             "pinned": False,
             "url": {"web": web, "api": f"{WEB_BASE}/api/models/{repo_id}/discussions/{d['num']}"},
         }
@@ -220,14 +247,25 @@ class DiscussionsApi:
         comment_payload = None
         if comment is not None:
             hidden = comment["data"]["hidden"]
-            comment_payload = {"id": comment["id"], "author": {"id": object_id(comment["author"]["name"])},
-                               "hidden": hidden, "url": {"web": f"{web}#{comment['id']}"}}
+            comment_payload = {
+                "id": comment["id"],
+                "author": {"id": object_id(comment["author"]["name"])},
+                "hidden": hidden,
+                "url": {"web": f"{web}#{comment['id']}"},
+            }
             if not hidden:  # the Hub leaves the text out of payloads for hidden comments
                 comment_payload["content"] = comment["data"]["latest"]["raw"]
-        self.webhooks.emit(lambda t: build_payload(
-            action, scope, repo_id, private=private, discussion=discussion, comment=comment_payload,
-            webhook_id=t.id,
-        ))
+        self.webhooks.emit(
+            lambda t: build_payload(
+                action,
+                scope,
+                repo_id,
+                private=private,
+                discussion=discussion,
+                comment=comment_payload,
+                webhook_id=t.id,
+            )
+        )
 
     # -- operations ------------------------------------------------------------------------
     def list(self, request: Request, repo_id: str) -> Response:
@@ -247,12 +285,16 @@ class DiscussionsApi:
         if author:
             items = [d for d in items if d["author"] == author]
         start = page * PAGE_SIZE
-        chosen = items[start:start + PAGE_SIZE]
+        chosen = items[start : start + PAGE_SIZE]
         closed = sum(1 for d in items if d["status"] == "closed")
-        return JSONResponse({
-            "discussions": [self._summary(repo_id, d) for d in chosen],
-            "count": len(items), "start": start, "numClosedDiscussions": closed,
-        })
+        return JSONResponse(
+            {
+                "discussions": [self._summary(repo_id, d) for d in chosen],
+                "count": len(items),
+                "start": start,
+                "numClosedDiscussions": closed,
+            }
+        )
 
     def create(self, repo_id: str, user: str, body: dict[str, Any]) -> Response:
         new = self._parse(NewDiscussion, body)
@@ -260,8 +302,15 @@ class DiscussionsApi:
             discussions = self.store.load(repo_id)
             num = max((d["num"] for d in discussions), default=0) + 1
             first = _comment_event(user, (new.description or "").strip() or "(no description)")
-            d = {"num": num, "title": new.title.strip(), "status": "open", "createdAt": first["createdAt"],
-                 "author": user, "isPullRequest": new.pullRequest, "events": [first]}
+            d = {
+                "num": num,
+                "title": new.title.strip(),
+                "status": "open",
+                "createdAt": first["createdAt"],
+                "author": user,
+                "isPullRequest": new.pullRequest,
+                "events": [first],
+            }
             discussions.append(d)
             self.store.save(repo_id, discussions)
         self._emit(repo_id, "create", "discussion", d, comment=first)
@@ -278,8 +327,9 @@ class DiscussionsApi:
         self._emit(repo_id, "create", "discussion.comment", d, comment=event)
         return JSONResponse({"newMessage": event})
 
-    def change_comment(self, repo_id: str, num: int, comment_id: str, action: str, user: str,
-                       body: dict[str, Any]) -> Response:
+    def change_comment(
+        self, repo_id: str, num: int, comment_id: str, action: str, user: str, body: dict[str, Any]
+    ) -> Response:
         edit = self._parse(EditComment, body) if action == "edit" else None
         with self.store.lock:
             discussions = self.store.load(repo_id)
@@ -291,8 +341,12 @@ class DiscussionsApi:
             if action == "edit":
                 if user != author:
                     raise HubError(403, None, "You can only edit your own comments")
-                latest = {"raw": edit.content, "html": f"<p>{html.escape(edit.content)}</p>",
-                          "updatedAt": now_iso(), "author": _user_ref(user)}
+                latest = {
+                    "raw": edit.content,
+                    "html": f"<p>{html.escape(edit.content)}</p>",
+                    "updatedAt": now_iso(),
+                    "author": _user_ref(user),
+                }
                 event["data"].update(latest=latest, edited=True, numEdits=event["data"]["numEdits"] + 1)
                 event["data"]["history"].insert(0, latest)
             else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 
-from bot.localhub.models import FaultRule
+from provbot.bot.localhub.models import FaultRule
 
 
 class FaultInjector:

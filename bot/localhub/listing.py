@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bot.localhub.store import HubError
+from provbot.bot.localhub.store import HubError
 
 # The client's sort names are mapped by huggingface_hub to these (created_at -> createdAt ...).
 SORT_FIELDS = {
@@ -35,7 +35,16 @@ SORT_FIELDS = {
 }
 # Fields of a listing item without ``expand`` / ``full`` (as the Hub answers).
 DEFAULT_FIELDS = (
-    "_id", "id", "modelId", "likes", "downloads", "tags", "pipeline_tag", "library_name", "createdAt", "private",
+    "_id",
+    "id",
+    "modelId",
+    "likes",
+    "downloads",
+    "tags",
+    "pipeline_tag",
+    "library_name",
+    "createdAt",
+    "private",
 )
 FULL_EXTRA = ("author", "sha", "lastModified", "gated", "disabled", "siblings")
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
@@ -134,8 +143,9 @@ def list_models(app: Any, request: Request) -> Response:
 
     if "childrenModelCount" in expand:
         _add_children_counts(app, page)
-    fields = _fields(expand, full=_truthy(q.get("full")), config=_truthy(q.get("config")),
-                     card=_truthy(q.get("cardData")))
+    fields = _fields(
+        expand, full=_truthy(q.get("full")), config=_truthy(q.get("config")), card=_truthy(q.get("cardData"))
+    )
     body = [{k: v for k, v in i.items() if k in fields} for i in page]
     headers = {}
     if rest and page:

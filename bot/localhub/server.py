@@ -25,13 +25,13 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from bot.localhub.app import LocalHubApp
-from bot.localhub.discussions import DiscussionsApi
-from bot.localhub.faults import FaultInjector
-from bot.localhub.models import FaultRule, RepoConfig, ServerOptions, WebhookTarget
-from bot.localhub.store import CONFIG_FILE, DEFAULT_REVISION, REV_RE, HubError, RepoStore, touch_unique
-from bot.localhub.webhooks import WebhookSender
-from detectors.errors import ConfigError, ProvbotError
+from provbot.bot.localhub.app import LocalHubApp
+from provbot.bot.localhub.discussions import DiscussionsApi
+from provbot.bot.localhub.faults import FaultInjector
+from provbot.bot.localhub.models import FaultRule, RepoConfig, ServerOptions, WebhookTarget
+from provbot.bot.localhub.store import CONFIG_FILE, DEFAULT_REVISION, REV_RE, HubError, RepoStore, touch_unique
+from provbot.bot.localhub.webhooks import WebhookSender
+from provbot.detectors.errors import ConfigError, ProvbotError
 
 FileSource = bytes | str | Path
 
@@ -82,7 +82,11 @@ class LocalHub:
             raise LocalHubError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, lifespan="off", log_level="warning", access_log=False, timeout_keep_alive=30,
+            self.app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=30,
             timeout_graceful_shutdown=2,  # a client that stopped reading a stream must not block stop()
             http=_http_protocol(),
             proxy_headers=False,  # nothing fronts this server: no X-Forwarded-* to scan on every request
@@ -307,12 +311,18 @@ class LocalHub:
 
     # -- faults and shaping ----------------------------------------------------------------
     def inject(
-        self, prefix: str = "/", status: int = 500, count: int = 1, delay_s: float = 0.0,
-        methods: list[str] | None = None, reset_s: int = 1,
+        self,
+        prefix: str = "/",
+        status: int = 500,
+        count: int = 1,
+        delay_s: float = 0.0,
+        methods: list[str] | None = None,
+        reset_s: int = 1,
     ) -> None:
         """The next ``count`` requests under ``prefix`` answer ``status`` (0: normal) after ``delay_s``."""
-        self.faults.add(FaultRule(prefix=prefix, status=status, count=count, delay_s=delay_s,
-                                  methods=methods, reset_s=reset_s))
+        self.faults.add(
+            FaultRule(prefix=prefix, status=status, count=count, delay_s=delay_s, methods=methods, reset_s=reset_s)
+        )
 
     def rate_limit(self, prefix: str = "/", count: int = 1, reset_s: int = 1) -> None:
         """The next ``count`` requests under ``prefix`` answer 429 with the Hub's RateLimit headers."""
@@ -325,7 +335,9 @@ class LocalHub:
     def clear_faults(self) -> None:
         self.faults.clear()
 
-    def shape(self, latency_ms: float = 0.0, bandwidth_mbps: float | None = None, link_mbps: float | None = None) -> None:
+    def shape(
+        self, latency_ms: float = 0.0, bandwidth_mbps: float | None = None, link_mbps: float | None = None
+    ) -> None:
         """Per-request latency, a per-response bandwidth cap and a cap shared by all responses (None: unlimited)."""
         self.options.latency_ms = latency_ms
         self.options.bandwidth_mbps = bandwidth_mbps

@@ -39,8 +39,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.localhub.models import RepoConfig
-from detectors.declared import parse_front_matter
+from provbot.bot.localhub.models import RepoConfig
+from provbot.detectors.declared import parse_front_matter
 
 CONFIG_FILE = ".localhub.json"
 RESERVED_PREFIX = ".localhub"
@@ -492,9 +492,7 @@ class RepoStore:
         last_modified = cfg.last_modified or (
             datetime.fromtimestamp(max(mtimes) / 1e9, UTC) if mtimes else datetime.now(UTC)
         )
-        created_at = cfg.created_at or (
-            datetime.fromtimestamp(min(mtimes) / 1e9, UTC) if mtimes else last_modified
-        )
+        created_at = cfg.created_at or (datetime.fromtimestamp(min(mtimes) / 1e9, UTC) if mtimes else last_modified)
         base_models = card.get("base_model")
         if isinstance(base_models, str):
             base_models = [base_models]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from bot.localhub.store import DEFAULT_REVISION, FileEntry, HubError, RepoStore, Revision, lfs_pointer
+from provbot.bot.localhub.store import DEFAULT_REVISION, FileEntry, HubError, RepoStore, Revision, lfs_pointer
 
 
 def directory_oid(commit: str, path: str) -> str:
@@ -33,8 +33,7 @@ def tree(store: RepoStore, rev: Revision, path: str, recursive: bool) -> list[di
     """Entries under ``path`` ("" for the root): folders first, then files, each sorted by path."""
     prefix = path.strip("/")
     if prefix and prefix not in _folders(rev) and prefix not in rev.files:
-        raise HubError(404, "EntryNotFound", f"{prefix} does not exist on \"{rev.name}\"",
-                       {"X-Repo-Commit": rev.sha})
+        raise HubError(404, "EntryNotFound", f'{prefix} does not exist on "{rev.name}"', {"X-Repo-Commit": rev.sha})
     if prefix in rev.files:
         return [file_item(store, rev.files[prefix])]
     base = f"{prefix}/" if prefix else ""
@@ -43,7 +42,7 @@ def tree(store: RepoStore, rev: Revision, path: str, recursive: bool) -> list[di
     for name, entry in rev.files.items():
         if not name.startswith(base):
             continue
-        parts = name[len(base):].split("/")
+        parts = name[len(base) :].split("/")
         if len(parts) == 1:
             files.append(entry)
             continue

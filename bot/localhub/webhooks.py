@@ -5,7 +5,7 @@ Payloads validate as ``huggingface_hub.WebhookPayload``. Each target gets the he
 retried with backoff, then recorded as failed in ``deliveries``; nothing blocks the request that
 caused the event.
 
->>> from bot.localhub.models import ServerOptions
+>>> from provbot.bot.localhub.models import ServerOptions
 >>> payload = build_payload("create", "repo.content", "acme/tiny", private=False, head_sha="a" * 40)
 >>> payload["webhook"]["version"], payload["repo"]["name"]
 (3, 'acme/tiny')
@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bot.localhub.models import ServerOptions, WebhookTarget
+from provbot.bot.localhub.models import ServerOptions, WebhookTarget
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.2, 0.5, 1.0)
@@ -111,13 +111,21 @@ class WebhookSender:
             self._queue.put(delivery)
         return out
 
-    def repo_content(self, repo_id: str, private: bool, revision: str, sha: str, action: str,
-                     old_sha: str | None = None) -> None:
+    def repo_content(
+        self, repo_id: str, private: bool, revision: str, sha: str, action: str, old_sha: str | None = None
+    ) -> None:
         ref = f"refs/heads/{revision}"
-        self.emit(lambda t: build_payload(
-            action, "repo.content", repo_id, private=private, head_sha=sha,
-            updated_refs=[{"ref": ref, "oldSha": old_sha, "newSha": sha}], webhook_id=t.id,
-        ))
+        self.emit(
+            lambda t: build_payload(
+                action,
+                "repo.content",
+                repo_id,
+                private=private,
+                head_sha=sha,
+                updated_refs=[{"ref": ref, "oldSha": old_sha, "newSha": sha}],
+                webhook_id=t.id,
+            )
+        )
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until every queued delivery finished (for tests); False on timeout."""

@@ -1,6 +1,6 @@
 """The running service: scheduler (polls), webhook endpoint, health and metrics, workers.
 
->>> from bot.settings import Settings
+>>> from provbot.bot.settings import Settings
 >>> svc = BotService(BotContext.build(Settings(database_url="sqlite://")), port=0)
 >>> [r.path for r in svc.asgi.routes]
 ['/webhook', '/healthz', '/metrics']
@@ -12,6 +12,7 @@ import logging
 import socket
 import threading
 import time
+
 import uvicorn
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -20,12 +21,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.service.context import BotContext
-from bot.service.handlers import HANDLERS
-from bot.service.mentions import MentionEvent, UploadEvent, WebhookRejected, check_secret, parse_webhook
-from bot.service.poller import Poller
-from bot.service.redact import install_log_redaction
-from bot.service.workers import Executor, WorkerPool
+from provbot.bot.service.context import BotContext
+from provbot.bot.service.handlers import HANDLERS
+from provbot.bot.service.mentions import MentionEvent, UploadEvent, WebhookRejected, check_secret, parse_webhook
+from provbot.bot.service.poller import Poller
+from provbot.bot.service.redact import install_log_redaction
+from provbot.bot.service.workers import Executor, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,13 @@ class BotService:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
-        self.asgi = Starlette(routes=[
-            Route("/webhook", self.webhook, methods=["POST"]),
-            Route("/healthz", self.healthz, methods=["GET"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
-        ])
+        self.asgi = Starlette(
+            routes=[
+                Route("/webhook", self.webhook, methods=["POST"]),
+                Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
+            ]
+        )
 
     # -- HTTP ------------------------------------------------------------------------------------
     async def webhook(self, request: Request) -> Response:
@@ -90,15 +93,23 @@ class BotService:
         job_id = self.ctx.enqueue(kind, key, event.model_dump(), repo=event.repo)
         m.webhooks.labels(outcome="queued" if job_id else "replay").inc()
         self.workers.wake()
-        return JSONResponse({"status": "queued" if job_id else "duplicate", "job": job_id}, status_code=202 if job_id else 200)
+        return JSONResponse(
+            {"status": "queued" if job_id else "duplicate", "job": job_id}, status_code=202 if job_id else 200
+        )
 
     async def healthz(self, request: Request) -> Response:
         try:
             counts = self.ctx.queue.counts()
         except Exception as exc:
             return JSONResponse({"status": "error", "error": type(exc).__name__}, status_code=503)
-        return JSONResponse({"status": "ok", "mode": self.ctx.settings.bot.mode, "jobs": counts,
-                             "uptime_s": round(time.time() - self.started_at, 1)})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "mode": self.ctx.settings.bot.mode,
+                "jobs": counts,
+                "uptime_s": round(time.time() - self.started_at, 1),
+            }
+        )
 
     async def metrics(self, request: Request) -> Response:
         for state, n in self.ctx.queue.counts().items():
@@ -125,7 +136,9 @@ class BotService:
     def start(self) -> BotService:
         install_log_redaction(self.ctx.redactor)
         if self.ctx.settings.bot.webhook_secret is None:
-            log.warning("no webhook secret configured (PROVBOT_BOT__WEBHOOK_SECRET): every webhook call will be refused")
+            log.warning(
+                "no webhook secret configured (PROVBOT_BOT__WEBHOOK_SECRET): every webhook call will be refused"
+            )
         _ACTIVE["service"] = self
         self.ctx.audit.record("service", message="started", data={"mode": self.ctx.settings.bot.mode})
         if self.schedule:
@@ -139,13 +152,28 @@ class BotService:
         # The write bind: on SQLite every scheduler transaction takes the write lock at BEGIN, so it
         # waits for the workers instead of failing to upgrade a read lock ("database is locked").
         store = SQLAlchemyJobStore(engine=self.ctx.db.write_engine, tablename="bot_scheduler_jobs")
-        sched = BackgroundScheduler(jobstores={"default": store}, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
+        sched = BackgroundScheduler(
+            jobstores={"default": store},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+        )
         sched.start()
-        sched.add_job("bot.service.app:scheduled", "interval", args=["poll"], id="provbot-poll",
-                      minutes=b.poll_minutes, replace_existing=True)
+        sched.add_job(
+            "provbot.bot.service.app:scheduled",
+            "interval",
+            args=["poll"],
+            id="provbot-poll",
+            minutes=b.poll_minutes,
+            replace_existing=True,
+        )
         if b.watch_discussions:
-            sched.add_job("bot.service.app:scheduled", "interval", args=["discussions"], id="provbot-discussions",
-                          minutes=b.discussions_poll_minutes, replace_existing=True)
+            sched.add_job(
+                "provbot.bot.service.app:scheduled",
+                "interval",
+                args=["discussions"],
+                id="provbot-discussions",
+                minutes=b.discussions_poll_minutes,
+                replace_existing=True,
+            )
         self.scheduler = sched
 
     def _start_http(self) -> None:
@@ -155,7 +183,9 @@ class BotService:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.asgi, log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name="provbot-http")
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name="provbot-http"
+        )
         self._thread.start()
         deadline = time.time() + 10
         while not self._server.started and time.time() < deadline:

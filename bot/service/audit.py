@@ -1,9 +1,9 @@
 """The append-only audit log: every poll, enqueue, mention, scan, post, review decision and error.
 
-Records go through a :class:`~bot.service.redact.Redactor` first, so a token can never be stored.
+Records go through a :class:`~provbot.bot.service.redact.Redactor` first, so a token can never be stored.
 The ORM refuses updates and deletes of audit rows (see ``bot.db.models_bot``).
 
->>> from bot.service.database import Database
+>>> from provbot.bot.service.database import Database
 >>> db = Database("sqlite://"); db.migrate()
 >>> log = AuditLog(db)
 >>> _ = log.record("poll", message="walked 3 models", data={"new": 1})
@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.db.models_bot import AuditRecord, utcnow
-from bot.service.database import Database
-from bot.service.redact import Redactor
+from provbot.bot.db.models_bot import AuditRecord, utcnow
+from provbot.bot.service.database import Database
+from provbot.bot.service.redact import Redactor
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Everything a job handler, the poller or the CLI needs, built once from the settings.
 
->>> from bot.settings import Settings
+>>> from provbot.bot.settings import Settings
 >>> ctx = BotContext.build(Settings(database_url="sqlite://", hub_endpoint="http://127.0.0.1:9"))
 >>> ctx.settings.bot.mode
 'review'
@@ -13,17 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.service.audit import AuditLog
-from bot.service.database import Database
-from bot.service.hub import HubClient
-from bot.service.jobs import JobQueue
-from bot.service.mentions import MentionPolicy
-from bot.service.metrics import BotMetrics
-from bot.service.publish import Publisher
-from bot.service.redact import Redactor
-from bot.service.reporting import Renderer
-from bot.service.scanner import Scanner, hub_scanner
-from bot.settings import Settings
+from provbot.bot.service.audit import AuditLog
+from provbot.bot.service.database import Database
+from provbot.bot.service.hub import HubClient
+from provbot.bot.service.jobs import JobQueue
+from provbot.bot.service.mentions import MentionPolicy
+from provbot.bot.service.metrics import BotMetrics
+from provbot.bot.service.publish import Publisher
+from provbot.bot.service.redact import Redactor
+from provbot.bot.service.reporting import Renderer
+from provbot.bot.service.scanner import Scanner, hub_scanner
+from provbot.bot.settings import Settings
 
 
 @dataclass
@@ -60,7 +60,9 @@ class BotContext:
             database.migrate()
         metrics = BotMetrics()
         audit = AuditLog(database, redactor)
-        hub = HubClient(settings.hub_endpoint, token, retries=b.http_retries, backoff_max=b.backoff_max_seconds, sleep=sleep)
+        hub = HubClient(
+            settings.hub_endpoint, token, retries=b.http_retries, backoff_max=b.backoff_max_seconds, sleep=sleep
+        )
         return cls(
             settings=settings,
             db=database,
@@ -70,20 +72,39 @@ class BotContext:
             publisher=Publisher(hub, database, audit, metrics, bot_username=b.username, dry_run=b.mode == "dry_run"),
             renderer=Renderer(),
             scanner=scanner or hub_scanner(settings.hub_endpoint, token, settings.scan.budget_mb),
-            policy=MentionPolicy(database, bot_username=b.username, moderators=b.moderators,
-                                 per_user_per_day=b.mentions_per_user_per_day, per_repo_per_hour=b.mentions_per_repo_per_hour),
+            policy=MentionPolicy(
+                database,
+                bot_username=b.username,
+                moderators=b.moderators,
+                per_user_per_day=b.mentions_per_user_per_day,
+                per_repo_per_hour=b.mentions_per_repo_per_hour,
+            ),
             metrics=metrics,
             redactor=redactor,
         )
 
-    def enqueue(self, kind: str, key: str, payload: dict[str, Any], *, actor: str | None = None,
-                repo: str | None = None, revision: str | None = None) -> int | None:
+    def enqueue(
+        self,
+        kind: str,
+        key: str,
+        payload: dict[str, Any],
+        *,
+        actor: str | None = None,
+        repo: str | None = None,
+        revision: str | None = None,
+    ) -> int | None:
         """Enqueue a job (idempotent by ``key``) and audit it when it is new."""
         job_id = self.queue.enqueue(kind, key, payload, max_attempts=self.settings.bot.max_attempts)
         if job_id is not None:
             self.metrics.enqueued.labels(kind=kind).inc()
-            self.audit.record("enqueue", actor=actor, repo=repo, revision=revision, message=f"{kind} job {job_id}",
-                              data={"job_id": job_id, "kind": kind, "key": key})
+            self.audit.record(
+                "enqueue",
+                actor=actor,
+                repo=repo,
+                revision=revision,
+                message=f"{kind} job {job_id}",
+                data={"job_id": job_id, "kind": kind, "key": key},
+            )
         return job_id
 
     def opted_out(self, repo: str) -> bool:

@@ -1,6 +1,6 @@
 """Engine and sessions for the bot's tables, on SQLite (default) or PostgreSQL.
 
-A thin layer over :mod:`bot.db` (``make_engine``, ``migrate``): the service opens one ``Database``
+A thin layer over :mod:`provbot.bot.db` (``make_engine``, ``migrate``): the service opens one ``Database``
 and every module takes it as a parameter.
 
 >>> db = Database("sqlite://")
@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from bot.db import make_engine
-from bot.db import migrate as _migrate
+from provbot.bot.db import make_engine
+from provbot.bot.db import migrate as _migrate
 
 __all__ = ["Database", "text"]
 

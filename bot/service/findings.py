@@ -4,7 +4,7 @@ and render its texts.
 A finding that matches what the model card declares (every parent found is a declared base_model)
 is recorded, not posted: the bot speaks only about undisclosed lineage.
 
->>> from detectors.weights.result import ScanResult, ParentWeight
+>>> from provbot.detectors.weights.result import ScanResult, ParentWeight
 >>> r = ScanResult(child="org/m", relation="merge", parents=[ParentWeight(ref="org/a", weight=0.6, ci=(0.58, 0.62))])
 >>> needs_post(r, {"base_model": ["org/a"]}), needs_post(r, {})
 (False, True)
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.service.reporting import Renderer, is_repo_id, marker_for, report_context, significant_parents
-from detectors.weights.result import ScanResult
+from provbot.bot.service.reporting import Renderer, is_repo_id, marker_for, report_context, significant_parents
+from provbot.detectors.weights.result import ScanResult
 
 
 def declared_lineage(card_data: Any, tags: list[str] | None) -> dict[str, Any]:
@@ -78,10 +78,18 @@ def render_finding(
     identity: Any | None = None,
 ) -> str:
     """Render one finding text; ``identity`` is the finding's stored behaviour check (an
-    :class:`bot.service.identity_check.IdentityCheck`, or None when none was run)."""
-    ctx = report_context(repo=repo, revision=revision, result=result, declared=declared, bot_username=bot_username,
-                         against=against, base=base, marker=marker, identity=identity)
+    :class:`provbot.bot.service.identity_check.IdentityCheck`, or None when none was run)."""
+    ctx = report_context(
+        repo=repo,
+        revision=revision,
+        result=result,
+        declared=declared,
+        bot_username=bot_username,
+        against=against,
+        base=base,
+        marker=marker,
+        identity=identity,
+    )
     ctx["reviewed_by"] = reviewed_by
     ctx["public_url"] = public_url
     return renderer.render(template, **ctx)
-

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from detectors.errors import AccessDeniedError, NotFoundError, RemoteError
+from provbot.detectors.errors import AccessDeniedError, NotFoundError, RemoteError
 
 LABEL = "provbot"
 
@@ -34,14 +34,18 @@ class GitHubIssues:
         if r.status_code in (401, 403) and r.headers.get("x-ratelimit-remaining") != "0":
             raise AccessDeniedError(f"GitHub refused the request (HTTP {r.status_code})")
         if r.status_code >= 400:
-            raise RemoteError(f"GitHub {method} issues: HTTP {r.status_code}")  # 429/5xx/rate limit: retried by the queue
+            raise RemoteError(
+                f"GitHub {method} issues: HTTP {r.status_code}"
+            )  # 429/5xx/rate limit: retried by the queue
         return r.json()
 
     def find(self, marker: str) -> dict[str, Any] | None:
         """The bot's issue carrying ``marker`` (label ``provbot``, any state), or None."""
         page = 1
         while page <= 10:
-            items = self._call("GET", self.issues_url, params={"state": "all", "labels": LABEL, "per_page": 100, "page": page})
+            items = self._call(
+                "GET", self.issues_url, params={"state": "all", "labels": LABEL, "per_page": 100, "page": page}
+            )
             for item in items:
                 if marker in (item.get("body") or ""):
                     return item

@@ -22,7 +22,7 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, Revi
 from huggingface_hub.utils import httpx, parse_ratelimit_headers
 from pydantic import SecretStr
 
-from detectors.errors import AccessDeniedError, NotFoundError, ProvbotError, RemoteError
+from provbot.detectors.errors import AccessDeniedError, NotFoundError, ProvbotError, RemoteError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -143,11 +143,14 @@ class HubClient:
 
     def model_info(self, repo: str, revision: str | None = None, expand: Iterable[str] | None = None) -> Any:
         return self._retrying(
-            f"model {repo}", lambda: self.api.model_info(repo, revision=revision, expand=list(expand) if expand else None)
+            f"model {repo}",
+            lambda: self.api.model_info(repo, revision=revision, expand=list(expand) if expand else None),
         )
 
     def discussions(self, repo: str, *, author: str | None = None) -> list[Any]:
-        return self._retrying(f"discussions of {repo}", lambda: list(self.api.get_repo_discussions(repo, author=author)))
+        return self._retrying(
+            f"discussions of {repo}", lambda: list(self.api.get_repo_discussions(repo, author=author))
+        )
 
     def discussion_details(self, repo: str, num: int) -> Any:
         return self._retrying(f"discussion {repo}#{num}", lambda: self.api.get_discussion_details(repo, num))
@@ -159,7 +162,9 @@ class HubClient:
         )
 
     def comment(self, repo: str, num: int, body: str) -> Any:
-        return self._retrying(f"comment on {repo}#{num}", lambda: self.api.comment_discussion(repo, num, body), retries=0)
+        return self._retrying(
+            f"comment on {repo}#{num}", lambda: self.api.comment_discussion(repo, num, body), retries=0
+        )
 
     def edit_comment(self, repo: str, num: int, comment_id: str, body: str) -> Any:
         # Editing to the same text twice is harmless, so this one may retry.

@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from bot.settings import Settings
-from detectors.errors import ProvbotError
-from detectors.identity.result import IdentityResult
+from provbot.bot.settings import Settings
+from provbot.detectors.errors import ProvbotError
+from provbot.detectors.identity.result import IdentityResult
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def run_identity_check(settings: Settings, *, repo: str, revision: str, candidat
     """Run the identity test on ``repo@revision`` against ``candidates`` if this machine (or a configured
     endpoint) allows it. Never raises for a failed run: the reason is in the returned check.
     """
-    from detectors.identity import can_run_identity, run_identity
+    from provbot.detectors.identity import can_run_identity, run_identity
 
     ref = f"{repo}@{revision}"
     token = _token(settings)
@@ -79,23 +79,31 @@ def run_identity_check(settings: Settings, *, repo: str, revision: str, candidat
     usable: list[str] = []
     skipped: list[str] = []
     for cand in dict.fromkeys(c for c in candidates if c != repo):
-        fit = can_run_identity(cand, settings, endpoint_configured=False, hub_endpoint=settings.hub_endpoint, token=token)
+        fit = can_run_identity(
+            cand, settings, endpoint_configured=False, hub_endpoint=settings.hub_endpoint, token=token
+        )
         if fit.ok:
             usable.append(cand)
         else:
             skipped.append(f"{cand} ({fit.reason})")
     try:
         result = run_identity(
-            ref, candidates=usable, system_prompt="declared", samples=settings.bot.identity_samples,
-            prompt_limit=settings.bot.identity_prompt_limit, hub_endpoint=settings.hub_endpoint, hub_token=token,
+            ref,
+            candidates=usable,
+            system_prompt="declared",
+            samples=settings.bot.identity_samples,
+            prompt_limit=settings.bot.identity_prompt_limit,
+            hub_endpoint=settings.hub_endpoint,
+            hub_token=token,
             settings=settings,
         )
     except ProvbotError as exc:
         return IdentityCheck(status="failed", reason=str(exc), params_b=feasible.params_b)
     except Exception as exc:  # noqa: BLE001 - a detector bug (or CUDA OOM) must not lose the weight finding
         log.exception("identity test of %s failed unexpectedly", ref)
-        return IdentityCheck(status="failed", reason=f"unexpected {type(exc).__name__} in the identity test",
-                             params_b=feasible.params_b)
+        return IdentityCheck(
+            status="failed", reason=f"unexpected {type(exc).__name__} in the identity test", params_b=feasible.params_b
+        )
     if skipped:
         result.notes.append("not compared (too large to run here): " + ", ".join(skipped))
     return IdentityCheck(status="ran", reason=feasible.reason, params_b=feasible.params_b, result=result)

@@ -5,7 +5,7 @@ SQLite or PostgreSQL) can share one queue: exactly one wins each job. A worker t
 lease to expire; the job is then claimed again (its ``attempts`` count goes up). Completion is
 conditional on still holding the lease, so a job is completed at most once.
 
->>> from bot.service.database import Database
+>>> from provbot.bot.service.database import Database
 >>> db = Database("sqlite://"); db.migrate()
 >>> q = JobQueue(db)
 >>> q.enqueue("scan", "scan:org/m@abc", {"repo": "org/m"}) is not None
@@ -28,8 +28,8 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bot.db.models_bot import Job, JobState, utcnow
-from bot.service.database import Database
+from provbot.bot.db.models_bot import Job, JobState, utcnow
+from provbot.bot.service.database import Database
 
 Clock = Callable[[], datetime]
 
@@ -149,7 +149,12 @@ class JobQueue:
                     Job.lease_expires_at < now,
                     Job.attempts >= Job.max_attempts,
                 )
-                .values(state=JobState.FAILED.value, last_error="lease expired on the last attempt", finished_at=now, updated_at=now)
+                .values(
+                    state=JobState.FAILED.value,
+                    last_error="lease expired on the last attempt",
+                    finished_at=now,
+                    updated_at=now,
+                )
                 .execution_options(synchronize_session=False)
             )
 

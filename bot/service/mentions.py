@@ -20,10 +20,10 @@ from huggingface_hub import WebhookPayload
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 
-from bot.db.models_bot import Mention, utcnow
-from bot.service.database import Database
-from bot.service.reporting import is_repo_id
-from detectors.errors import ProvbotError
+from provbot.bot.db.models_bot import Mention, utcnow
+from provbot.bot.service.database import Database
+from provbot.bot.service.reporting import is_repo_id
+from provbot.detectors.errors import ProvbotError
 
 
 class WebhookRejected(ProvbotError):
@@ -114,7 +114,9 @@ class MentionPolicy:
     A refused user gets one polite refusal per repo per day; later attempts are ignored silently.
     """
 
-    def __init__(self, db: Database, *, bot_username: str, moderators: list[str], per_user_per_day: int, per_repo_per_hour: int) -> None:
+    def __init__(
+        self, db: Database, *, bot_username: str, moderators: list[str], per_user_per_day: int, per_repo_per_hour: int
+    ) -> None:
         self.db = db
         self.bot_username = bot_username
         self.moderators = {m.lower() for m in moderators}
@@ -132,7 +134,9 @@ class MentionPolicy:
                 return s.scalar(select(func.count()).select_from(Mention).where(*conds)) or 0
 
             refused_before = count(
-                Mention.author == author, Mention.repo == repo, Mention.outcome.in_(["refused", "limited"]),
+                Mention.author == author,
+                Mention.repo == repo,
+                Mention.outcome.in_(["refused", "limited"]),
                 Mention.at >= now - timedelta(days=1),
             )
             if not self.is_authorised(author, repo):
@@ -142,12 +146,16 @@ class MentionPolicy:
                     decision="refuse",
                     reason="only the repo's owners and the bot's moderators can ask me to scan this repo.",
                 )
-            by_user = count(Mention.author == author, Mention.outcome == "accepted", Mention.at >= now - timedelta(days=1))
+            by_user = count(
+                Mention.author == author, Mention.outcome == "accepted", Mention.at >= now - timedelta(days=1)
+            )
             by_repo = count(Mention.repo == repo, Mention.outcome == "accepted", Mention.at >= now - timedelta(hours=1))
         if by_user >= self.per_user_per_day or by_repo >= self.per_repo_per_hour:
             if refused_before:
                 return MentionDecision(decision="silent", reason="already told about the limit")
-            return MentionDecision(decision="refuse", reason="too many scans were requested recently; please try again later.")
+            return MentionDecision(
+                decision="refuse", reason="too many scans were requested recently; please try again later."
+            )
         return MentionDecision(decision="accept")
 
 
@@ -191,7 +199,11 @@ def parse_webhook(body: bytes) -> MentionEvent | UploadEvent | None:
         payload = WebhookPayload.model_validate_json(body)
     except (ValidationError, ValueError) as exc:
         raise WebhookRejected(f"malformed webhook payload ({type(exc).__name__})", 400) from None
-    if payload.event.scope == "repo.content" and payload.repo.type == "model" and payload.event.action in ("create", "update"):
+    if (
+        payload.event.scope == "repo.content"
+        and payload.repo.type == "model"
+        and payload.event.action in ("create", "update")
+    ):
         if not is_repo_id(payload.repo.name):
             raise WebhookRejected("malformed repo name in webhook payload", 400)
         main = [r.newSha for r in payload.updatedRefs or [] if r.ref == "refs/heads/main" and r.newSha]
@@ -209,5 +221,6 @@ def parse_webhook(body: bytes) -> MentionEvent | UploadEvent | None:
     if payload.event.scope == "discussion.comment" and comment_id is None:
         raise WebhookRejected("comment event without a comment", 400)
     content = payload.comment.content if payload.comment is not None else None
-    return MentionEvent(repo=payload.repo.name, discussion_num=payload.discussion.num, comment_id=comment_id,
-                        content=content)
+    return MentionEvent(
+        repo=payload.repo.name, discussion_num=payload.discussion.num, comment_id=comment_id, content=content
+    )

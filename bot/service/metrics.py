@@ -17,10 +17,17 @@ class BotMetrics:
         r = self.registry
         self.polls = Counter("provbot_polls_total", "Listing walks, by outcome.", ["outcome"], registry=r)
         self.enqueued = Counter("provbot_jobs_enqueued_total", "Jobs enqueued, by kind.", ["kind"], registry=r)
-        self.jobs = Counter("provbot_jobs_finished_total", "Job attempts finished, by kind and outcome.", ["kind", "outcome"], registry=r)
+        self.jobs = Counter(
+            "provbot_jobs_finished_total",
+            "Job attempts finished, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.webhooks = Counter("provbot_webhooks_total", "Webhook calls, by outcome.", ["outcome"], registry=r)
         self.mentions = Counter("provbot_mentions_total", "Mentions, by outcome.", ["outcome"], registry=r)
-        self.posts = Counter("provbot_posts_total", "Posts made or edited on the Hub, by target.", ["target", "action"], registry=r)
+        self.posts = Counter(
+            "provbot_posts_total", "Posts made or edited on the Hub, by target.", ["target", "action"], registry=r
+        )
         self.queue = Gauge("provbot_queue_jobs", "Jobs in the queue, by state.", ["state"], registry=r)
 
     def render(self) -> bytes:

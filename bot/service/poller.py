@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bot.db.models_bot import PollCursor, utcnow
-from bot.service.context import BotContext
-from bot.service.hub import parse_time
-from bot.service.mentions import MentionEvent, strip_non_prose
+from provbot.bot.db.models_bot import PollCursor, utcnow
+from provbot.bot.service.context import BotContext
+from provbot.bot.service.hub import parse_time
+from provbot.bot.service.mentions import MentionEvent, strip_non_prose
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,9 @@ class Poller:
                     row.position, row.boundary_ids, row.updated_at = newest, sorted(ids), utcnow()
         ctx.metrics.polls.labels(outcome="ok").inc()
         report = WalkReport(sort=sort, seen=len(models), new=len(fresh), enqueued=enqueued, skipped=skipped)
-        ctx.audit.record("poll", message=f"{sort}: {len(models)} listed, {len(enqueued)} enqueued",
-                         data=report.model_dump())
+        ctx.audit.record(
+            "poll", message=f"{sort}: {len(models)} listed, {len(enqueued)} enqueued", data=report.model_dump()
+        )
         return report
 
     def poll_discussions(self) -> int:
@@ -135,6 +136,8 @@ class Poller:
                     if needle not in strip_non_prose(event.content or "").lower():
                         continue
                     ev = MentionEvent(repo=repo, discussion_num=disc.num, comment_id=event.id)
-                    if ctx.enqueue("mention", f"mention:{repo}:{event.id}", ev.model_dump(), actor=event.author, repo=repo):
+                    if ctx.enqueue(
+                        "mention", f"mention:{repo}:{event.id}", ev.model_dump(), actor=event.author, repo=repo
+                    ):
                         queued += 1
         return queued

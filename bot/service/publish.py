@@ -15,11 +15,11 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from bot.db.models_bot import Post, utcnow
-from bot.service.audit import AuditLog
-from bot.service.database import Database
-from bot.service.hub import HubClient
-from bot.service.metrics import BotMetrics
+from provbot.bot.db.models_bot import Post, utcnow
+from provbot.bot.service.audit import AuditLog
+from provbot.bot.service.database import Database
+from provbot.bot.service.hub import HubClient
+from provbot.bot.service.metrics import BotMetrics
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ class PostRef(BaseModel):
 
 
 class Publisher:
-    def __init__(self, hub: HubClient, db: Database, audit: AuditLog, metrics: BotMetrics, *, bot_username: str, dry_run: bool) -> None:
+    def __init__(
+        self, hub: HubClient, db: Database, audit: AuditLog, metrics: BotMetrics, *, bot_username: str, dry_run: bool
+    ) -> None:
         self.hub = hub
         self.db = db
         self.audit = audit
@@ -72,22 +74,50 @@ class Publisher:
                 return event.id, event.content
         return None
 
-    def _record(self, *, marker: str, target: Target, repo: str, num: int | None, comment_id: str | None,
-                finding_id: int | None, approved_by: str | None, edited: bool) -> None:
+    def _record(
+        self,
+        *,
+        marker: str,
+        target: Target,
+        repo: str,
+        num: int | None,
+        comment_id: str | None,
+        finding_id: int | None,
+        approved_by: str | None,
+        edited: bool,
+    ) -> None:
         with self.db.session(write=True) as s:
             row = s.scalars(select(Post).where(Post.marker == marker)).first()
             if row is None:
-                s.add(Post(marker=marker, target=target, repo=repo, discussion_num=num, comment_id=comment_id,
-                           url=self.hub.discussion_url(repo, num) if num is not None else None,
-                           finding_id=finding_id, approved_by=approved_by, posted_at=utcnow(), edits=0))
+                s.add(
+                    Post(
+                        marker=marker,
+                        target=target,
+                        repo=repo,
+                        discussion_num=num,
+                        comment_id=comment_id,
+                        url=self.hub.discussion_url(repo, num) if num is not None else None,
+                        finding_id=finding_id,
+                        approved_by=approved_by,
+                        posted_at=utcnow(),
+                        edits=0,
+                    )
+                )
             elif edited:
                 row.edits += 1
                 row.finding_id = finding_id or row.finding_id
 
     # -- posting ---------------------------------------------------------------------------------
     def ensure_discussion(
-        self, *, target: Target, repo: str, title: str, body: str, marker: str,
-        finding_id: int | None = None, approved_by: str | None = None,
+        self,
+        *,
+        target: Target,
+        repo: str,
+        title: str,
+        body: str,
+        marker: str,
+        finding_id: int | None = None,
+        approved_by: str | None = None,
     ) -> PostRef:
         """One discussion per marker on ``repo``: created the first time, its opening post edited later."""
         if self.dry_run:
@@ -106,19 +136,41 @@ class Publisher:
             if current.strip() != body.strip():
                 self.hub.edit_comment(repo, num, comment_id, body)
                 action = "edited"
-            self._record(marker=marker, target=target, repo=repo, num=num, comment_id=comment_id,
-                         finding_id=finding_id, approved_by=approved_by, edited=action == "edited")
+            self._record(
+                marker=marker,
+                target=target,
+                repo=repo,
+                num=num,
+                comment_id=comment_id,
+                finding_id=finding_id,
+                approved_by=approved_by,
+                edited=action == "edited",
+            )
             return self._done(target, repo, num, comment_id, action, finding_id, approved_by)
         created = self.hub.create_discussion(repo, title, body)
         first = next((e for e in created.events if getattr(e, "type", "") == "comment"), None)
         comment_id = first.id if first is not None else None
-        self._record(marker=marker, target=target, repo=repo, num=created.num, comment_id=comment_id,
-                     finding_id=finding_id, approved_by=approved_by, edited=False)
+        self._record(
+            marker=marker,
+            target=target,
+            repo=repo,
+            num=created.num,
+            comment_id=comment_id,
+            finding_id=finding_id,
+            approved_by=approved_by,
+            edited=False,
+        )
         return self._done(target, repo, created.num, comment_id, "created", finding_id, approved_by)
 
     def ensure_reply(
-        self, *, repo: str, num: int, body: str, marker: str,
-        finding_id: int | None = None, approved_by: str | None = None,
+        self,
+        *,
+        repo: str,
+        num: int,
+        body: str,
+        marker: str,
+        finding_id: int | None = None,
+        approved_by: str | None = None,
     ) -> PostRef:
         """One comment per marker in discussion ``repo#num``."""
         if self.dry_run:
@@ -130,19 +182,42 @@ class Publisher:
             if current.strip() != body.strip():
                 self.hub.edit_comment(repo, num, comment_id, body)
                 action = "edited"
-            self._record(marker=marker, target="reply", repo=repo, num=num, comment_id=comment_id,
-                         finding_id=finding_id, approved_by=approved_by, edited=action == "edited")
+            self._record(
+                marker=marker,
+                target="reply",
+                repo=repo,
+                num=num,
+                comment_id=comment_id,
+                finding_id=finding_id,
+                approved_by=approved_by,
+                edited=action == "edited",
+            )
             return self._done("reply", repo, num, comment_id, action, finding_id, approved_by)
         comment = self.hub.comment(repo, num, body)
-        self._record(marker=marker, target="reply", repo=repo, num=num, comment_id=comment.id,
-                     finding_id=finding_id, approved_by=approved_by, edited=False)
+        self._record(
+            marker=marker,
+            target="reply",
+            repo=repo,
+            num=num,
+            comment_id=comment.id,
+            finding_id=finding_id,
+            approved_by=approved_by,
+            edited=False,
+        )
         return self._done("reply", repo, num, comment.id, "created", finding_id, approved_by)
 
     def ensure_github_issue(
-        self, gh: Any, *, repo_label: str, title: str, body: str, marker: str,
-        finding_id: int | None = None, approved_by: str | None = None,
+        self,
+        gh: Any,
+        *,
+        repo_label: str,
+        title: str,
+        body: str,
+        marker: str,
+        finding_id: int | None = None,
+        approved_by: str | None = None,
     ) -> PostRef:
-        """One GitHub issue per marker (``gh``: :class:`~bot.service.github.GitHubIssues`)."""
+        """One GitHub issue per marker (``gh``: :class:`~provbot.bot.service.github.GitHubIssues`)."""
         if self.dry_run:
             return self._dry("moderation", repo_label, None, marker, finding_id)
         found = gh.find(marker)
@@ -156,29 +231,80 @@ class Publisher:
         with self.db.session(write=True) as s:
             row = s.scalars(select(Post).where(Post.marker == marker)).first()
             if row is None:
-                s.add(Post(marker=marker, target="moderation", repo=repo_label, discussion_num=issue["number"],
-                           url=url, finding_id=finding_id, approved_by=approved_by, posted_at=utcnow(), edits=0))
+                s.add(
+                    Post(
+                        marker=marker,
+                        target="moderation",
+                        repo=repo_label,
+                        discussion_num=issue["number"],
+                        url=url,
+                        finding_id=finding_id,
+                        approved_by=approved_by,
+                        posted_at=utcnow(),
+                        edits=0,
+                    )
+                )
             elif action == "edited":
                 row.edits += 1
         self.metrics.posts.labels(target="github", action=action).inc()
         if action != "unchanged":
-            self.audit.record("post", actor=self.bot, repo=repo_label, message=f"{action} GitHub issue {url}",
-                              data={"target": "github", "url": url, "finding_id": finding_id,
-                                    "approved_by": approved_by, "action": action})
-        return PostRef(target="moderation", repo=repo_label, discussion_num=issue["number"], comment_id=None, url=url,
-                       action=action)  # type: ignore[arg-type]
+            self.audit.record(
+                "post",
+                actor=self.bot,
+                repo=repo_label,
+                message=f"{action} GitHub issue {url}",
+                data={
+                    "target": "github",
+                    "url": url,
+                    "finding_id": finding_id,
+                    "approved_by": approved_by,
+                    "action": action,
+                },
+            )
+        return PostRef(
+            target="moderation",
+            repo=repo_label,
+            discussion_num=issue["number"],
+            comment_id=None,
+            url=url,
+            action=action,
+        )  # type: ignore[arg-type]
 
-    def _done(self, target: Target, repo: str, num: int, comment_id: str | None, action: Any,
-              finding_id: int | None, approved_by: str | None) -> PostRef:
+    def _done(
+        self,
+        target: Target,
+        repo: str,
+        num: int,
+        comment_id: str | None,
+        action: Any,
+        finding_id: int | None,
+        approved_by: str | None,
+    ) -> PostRef:
         url = self.hub.discussion_url(repo, num)
         self.metrics.posts.labels(target=target, action=action).inc()
         if action != "unchanged":
-            self.audit.record("post", actor=self.bot, repo=repo, message=f"{action} {target} {url}",
-                              data={"target": target, "url": url, "comment_id": comment_id,
-                                    "finding_id": finding_id, "approved_by": approved_by, "action": action})
+            self.audit.record(
+                "post",
+                actor=self.bot,
+                repo=repo,
+                message=f"{action} {target} {url}",
+                data={
+                    "target": target,
+                    "url": url,
+                    "comment_id": comment_id,
+                    "finding_id": finding_id,
+                    "approved_by": approved_by,
+                    "action": action,
+                },
+            )
         return PostRef(target=target, repo=repo, discussion_num=num, comment_id=comment_id, url=url, action=action)
 
     def _dry(self, target: Target, repo: str, num: int | None, marker: str, finding_id: int | None) -> PostRef:
-        self.audit.record("post", actor=self.bot, repo=repo, message=f"dry run: would post {target}",
-                          data={"target": target, "dry_run": True, "finding_id": finding_id, "marker": marker})
+        self.audit.record(
+            "post",
+            actor=self.bot,
+            repo=repo,
+            message=f"dry run: would post {target}",
+            data={"target": target, "dry_run": True, "finding_id": finding_id, "marker": marker},
+        )
         return PostRef(target=target, repo=repo, discussion_num=num, comment_id=None, url=None, action="dry_run")

@@ -2,8 +2,8 @@
 
 The service process keeps everything that arbitrates: the pool claims jobs from the database queue
 and its heartbeat renews their leases. Only the job body moves. For each claimed job a Ray task
-rebuilds a :class:`~bot.service.context.BotContext` from the service's settings (cached per worker
-process) and calls :func:`~bot.service.workers.run_claimed` with the pool's owner id, so completing
+rebuilds a :class:`~provbot.bot.service.context.BotContext` from the service's settings (cached per worker
+process) and calls :func:`~provbot.bot.service.workers.run_claimed` with the pool's owner id, so completing
 or failing the job stays conditional on the lease the service holds. The database must therefore be
 shared: a SQLite file on one machine, PostgreSQL across machines.
 
@@ -32,11 +32,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bot.service.context import BotContext
-from bot.service.jobs import JobView
-from bot.service.workers import ClaimedRun, Handler, run_claimed
-from bot.settings import Settings
-from detectors.errors import ConfigError, ProvbotError
+from provbot.bot.service.context import BotContext
+from provbot.bot.service.jobs import JobView
+from provbot.bot.service.workers import ClaimedRun, Handler, run_claimed
+from provbot.bot.settings import Settings
+from provbot.detectors.errors import ConfigError, ProvbotError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ def _probe(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection(endpoint, timeout=timeout).close()
     except OSError as exc:
-        raise RayExecutorError(f"cannot reach the Ray cluster at {address}: {exc.strerror or type(exc).__name__}") from None
+        raise RayExecutorError(
+            f"cannot reach the Ray cluster at {address}: {exc.strerror or type(exc).__name__}"
+        ) from None
 
 
 def _ray() -> Any:
@@ -101,7 +103,7 @@ def _worker_context(key: str, settings: Settings) -> BotContext:
     with _CONTEXTS_LOCK:
         ctx = _CONTEXTS.get(key)
         if ctx is None:
-            from bot.service.redact import install_log_redaction
+            from provbot.bot.service.redact import install_log_redaction
 
             # The service already migrated the shared database; a second migration from every
             # worker would only race for SQLite's write lock.
@@ -144,7 +146,7 @@ def _call(fn: Callable[[], Any]) -> Any:
 
 
 class RayExecutor:
-    """An :class:`~bot.service.workers.Executor` whose jobs run as Ray tasks.
+    """An :class:`~provbot.bot.service.workers.Executor` whose jobs run as Ray tasks.
 
     ``address``: None starts a private local Ray (``num_cpus`` CPUs, no dashboard, session files
     under ``temp_dir``); ``"auto"`` or ``"ray://head:10001"`` joins a cluster whose nodes have
@@ -191,8 +193,12 @@ class RayExecutor:
                 return self
             ray = _ray()
             if not ray.is_initialized():
-                kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                          "configure_logging": False, **self.ray_init}
+                kwargs: dict[str, Any] = {
+                    "include_dashboard": False,
+                    "log_to_driver": False,
+                    "configure_logging": False,
+                    **self.ray_init,
+                }
                 if self.address is None:
                     kwargs["num_cpus"] = self.num_cpus
                     if self.temp_dir is not None:
@@ -203,10 +209,14 @@ class RayExecutor:
                     ray.init(address=self.address, **kwargs)
                 except Exception as exc:  # no cluster at the address, ports taken, ...
                     where = self.address or "a local Ray"
-                    raise RayExecutorError(f"cannot start or join {where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                    raise RayExecutorError(
+                        f"cannot start or join {where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    ) from exc
                 self._owns_runtime = True
             # The queue decides about retries; Ray must not rerun a job body on its own.
-            self._remote_job = ray.remote(max_retries=0, retry_exceptions=False, num_cpus=self.task_cpus)(run_job_remote)
+            self._remote_job = ray.remote(max_retries=0, retry_exceptions=False, num_cpus=self.task_cpus)(
+                run_job_remote
+            )
             self._remote_call = ray.remote(max_retries=0, retry_exceptions=False, num_cpus=self.task_cpus)(_call)
             self._ray = ray
             log.info("ray executor ready (%s)", self.address or f"local, {self.num_cpus or 'all'} CPUs")
@@ -251,12 +261,18 @@ class RayExecutor:
         # The task died (worker process killed, node lost, cancelled): run_claimed never got to
         # record anything. Record it now, under the lease this service still holds, so the job
         # is retried by the queue's rules without waiting for the lease to run out.
-        message = fn.ctx.redactor.text(f"ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")[:500]
+        message = fn.ctx.redactor.text(
+            f"ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        )[:500]
         try:
             state = fn.ctx.queue.fail(fn.job.id, fn.owner, message, retry=True)
             fn.ctx.metrics.jobs.labels(kind=fn.job.kind, outcome=state or "lost").inc()
-            fn.ctx.audit.record("error", repo=fn.job.payload.get("repo"), message=f"{fn.job.kind} job {fn.job.id}: {message}",
-                                data={"job_id": fn.job.id, "attempt": fn.job.attempts, "state": state, "retry": True})
+            fn.ctx.audit.record(
+                "error",
+                repo=fn.job.payload.get("repo"),
+                message=f"{fn.job.kind} job {fn.job.id}: {message}",
+                data={"job_id": fn.job.id, "attempt": fn.job.attempts, "state": state, "retry": True},
+            )
         except Exception:  # the lease will expire instead; nothing is lost
             log.exception("recording the failure of job %s failed", fn.job.id)
             state = None

@@ -21,8 +21,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from bot.paths import TEMPLATES_DIR
-from detectors.weights.result import ScanResult
+from provbot.bot.paths import TEMPLATES_DIR
+from provbot.detectors.weights.result import ScanResult
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
@@ -154,8 +154,15 @@ def layer_consistency(result: ScanResult) -> list[dict[str, Any]]:
     for p in result.parents:
         values = [lf.weights[p.ref] for lf in result.layers if p.ref in lf.weights]
         if values:
-            rows.append({"ref": p.ref, "layers": len(values), "min": min(values), "max": max(values),
-                         "spread": result.weight_spread.get(p.ref)})
+            rows.append(
+                {
+                    "ref": p.ref,
+                    "layers": len(values),
+                    "min": min(values),
+                    "max": max(values),
+                    "spread": result.weight_spread.get(p.ref),
+                }
+            )
     return rows
 
 
@@ -166,7 +173,7 @@ def _pct(x: float) -> str:
 def _rate(r: Any, unit: str = "") -> Trusted:
     """``75% (6/8; 95% interval 41-93%)``: every rate with its counts and Wilson interval.
 
-    >>> from detectors.identity.result import Rate
+    >>> from provbot.detectors.identity.result import Rate
     >>> _rate(Rate(count=79, n=100, rate=0.79, ci=(0.7, 0.858)), " of answers")
     '79% of answers (79/100; 95% interval 70-86%)'
     """
@@ -213,7 +220,7 @@ def _persona(c: Any) -> dict[str, Any] | None:
 
 
 def identity_context(check: Any | None, top_claims: int = 3) -> dict[str, Any] | None:
-    """The behaviour check (a :class:`bot.service.identity_check.IdentityCheck`) as plain template data.
+    """The behaviour check (a :class:`provbot.bot.service.identity_check.IdentityCheck`) as plain template data.
 
     Only numbers and fixed phrases are ``Trusted``; claim labels, self-claimed names and makers, candidate
     names and the quoted shared passage (model output: untrusted) are escaped when rendered. A failed run shows no details in posts
@@ -226,20 +233,37 @@ def identity_context(check: Any | None, top_claims: int = 3) -> dict[str, Any] |
         return {"ran": False, "reason": reason}
     r = check.result
     conditions = [
-        {"label": Trusted(_CONDITION_LABELS.get(c.condition, c.condition)), "answered": num(c.answered),
-         "failed": c.failed,
-         "system_prompt": _clip(c.system_prompt, 80) if c.condition == "with_system" else None,
-         "claims": [{"label": k.label, "generic": k.generic, "own": k.family in {f.family for f in c.families if f.own},
-                     "rate": _rate(k)} for k in c.claims[:top_claims]],
-         "persona": _persona(c)}
+        {
+            "label": Trusted(_CONDITION_LABELS.get(c.condition, c.condition)),
+            "answered": num(c.answered),
+            "failed": c.failed,
+            "system_prompt": _clip(c.system_prompt, 80) if c.condition == "with_system" else None,
+            "claims": [
+                {
+                    "label": k.label,
+                    "generic": k.generic,
+                    "own": k.family in {f.family for f in c.families if f.own},
+                    "rate": _rate(k),
+                }
+                for k in c.claims[:top_claims]
+            ],
+            "persona": _persona(c),
+        }
         for c in r.conditions
     ]
     candidates = [
-        {"ref": e.ref, "family": e.family, "persona": e.family_label,
-         "learned": bool(e.family and e.family.startswith("learned:")),
-         "claim": _rate(e.claim) if e.claim else Trusted("—"),
-         "overlap": Trusted(_pct(e.overlap.containment)), "baseline": Trusted(_pct(e.baseline.containment)),
-         "run": num(e.overlap.lcs_max), "strength": Trusted(e.strength), "verbatim": e.verbatim}
+        {
+            "ref": e.ref,
+            "family": e.family,
+            "persona": e.family_label,
+            "learned": bool(e.family and e.family.startswith("learned:")),
+            "claim": _rate(e.claim) if e.claim else Trusted("—"),
+            "overlap": Trusted(_pct(e.overlap.containment)),
+            "baseline": Trusted(_pct(e.baseline.containment)),
+            "run": num(e.overlap.lcs_max),
+            "strength": Trusted(e.strength),
+            "verbatim": e.verbatim,
+        }
         for e in r.candidates
     ]
     top = r.top_candidate()
@@ -273,8 +297,15 @@ def _identity_command(r: Any) -> str | None:
     refs = [c.ref for c in r.candidates]
     if not all(is_repo_id(n) for n in [repo, *refs]) or (revision and not re.fullmatch(r"[\w.-]+", revision)):
         return None
-    cmd = ["provbot", "identity", r.child, *[f"--candidate {c}" for c in refs],
-           f"--samples {r.sampling.samples}", f"--limit {r.prompts}", f"--prompt-set {r.prompt_set}"]
+    cmd = [
+        "provbot",
+        "identity",
+        r.child,
+        *[f"--candidate {c}" for c in refs],
+        f"--samples {r.sampling.samples}",
+        f"--limit {r.prompts}",
+        f"--prompt-set {r.prompt_set}",
+    ]
     return Trusted(" ".join(cmd)) if re.fullmatch(r"[\w.-]+", r.prompt_set) else None
 
 

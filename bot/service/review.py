@@ -12,12 +12,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from bot.db.models_bot import Finding, FindingStatus, utcnow
-from bot.service.context import BotContext
-from bot.service.findings import finding_marker, finding_title, render_finding, reply_marker
-from bot.service.handlers import load_identity, parse_origin
-from detectors.errors import ProvbotError
-from detectors.weights.result import ScanResult
+from provbot.bot.db.models_bot import Finding, FindingStatus, utcnow
+from provbot.bot.service.context import BotContext
+from provbot.bot.service.findings import finding_marker, finding_title, render_finding, reply_marker
+from provbot.bot.service.handlers import load_identity, parse_origin
+from provbot.detectors.errors import ProvbotError
+from provbot.detectors.weights.result import ScanResult
 
 
 class ReviewError(ProvbotError):
@@ -39,7 +39,9 @@ class FindingView(BaseModel):
     created_at: datetime
     decided_at: datetime | None
     declared: dict[str, Any]
-    identity: dict[str, Any] | None = None  # the behaviour check run with the scan (IdentityCheck JSON), reason included
+    identity: dict[str, Any] | None = (
+        None  # the behaviour check run with the scan (IdentityCheck JSON), reason included
+    )
 
 
 class Review:
@@ -72,14 +74,31 @@ class Review:
         mention = parse_origin(origin)
         bot = self.ctx.settings.bot.username
         if mention is None:
-            body = render_finding(self.ctx.renderer, template="finding_discussion.md.j2", repo=repo, revision=revision,
-                                  result=result, declared=declared, bot_username=bot, marker=finding_marker(repo, revision),
-                                  reviewed_by="(you)", identity=identity)
+            body = render_finding(
+                self.ctx.renderer,
+                template="finding_discussion.md.j2",
+                repo=repo,
+                revision=revision,
+                result=result,
+                declared=declared,
+                bot_username=bot,
+                marker=finding_marker(repo, revision),
+                reviewed_by="(you)",
+                identity=identity,
+            )
             return f"# {finding_title(repo, result)}\n\n{body}"
-        body = render_finding(self.ctx.renderer, template="mention_result.md.j2", repo=repo, revision=revision,
-                              result=result, declared=declared, bot_username=bot,
-                              marker=reply_marker(mention.comment_id, "result"), reviewed_by="(you)",
-                              identity=identity)
+        body = render_finding(
+            self.ctx.renderer,
+            template="mention_result.md.j2",
+            repo=repo,
+            revision=revision,
+            result=result,
+            declared=declared,
+            bot_username=bot,
+            marker=reply_marker(mention.comment_id, "result"),
+            reviewed_by="(you)",
+            identity=identity,
+        )
         return f"# reply in {mention.repo} discussion #{mention.num}\n\n{body}"
 
     def _decide(self, finding_id: int, reviewer: str, status: FindingStatus, reason: str | None) -> FindingView:
@@ -93,9 +112,14 @@ class Review:
                 raise ReviewError(f"finding {finding_id} is {f.status}, not pending")
             f.status, f.reviewer, f.reason, f.decided_at = status.value, reviewer, reason, utcnow()
             view = FindingView.model_validate(f)
-        self.ctx.audit.record("review", actor=reviewer, repo=view.repo, revision=view.revision,
-                              message=f"{status.value} finding {finding_id}" + (f": {reason}" if reason else ""),
-                              data={"finding_id": finding_id, "decision": status.value, "reason": reason})
+        self.ctx.audit.record(
+            "review",
+            actor=reviewer,
+            repo=view.repo,
+            revision=view.revision,
+            message=f"{status.value} finding {finding_id}" + (f": {reason}" if reason else ""),
+            data={"finding_id": finding_id, "decision": status.value, "reason": reason},
+        )
         return view
 
     def approve(self, finding_id: int, reviewer: str) -> FindingView:
@@ -103,8 +127,14 @@ class Review:
         if self.ctx.settings.bot.mode == "dry_run":
             raise ReviewError("dry-run mode posts nothing; switch bot.mode to review to approve findings")
         view = self._decide(finding_id, reviewer, FindingStatus.APPROVED, None)
-        self.ctx.enqueue("post", f"post:{finding_id}", {"finding_id": finding_id}, actor=reviewer,
-                         repo=view.repo, revision=view.revision)
+        self.ctx.enqueue(
+            "post",
+            f"post:{finding_id}",
+            {"finding_id": finding_id},
+            actor=reviewer,
+            repo=view.repo,
+            revision=view.revision,
+        )
         return view
 
     def reject(self, finding_id: int, reviewer: str, reason: str) -> FindingView:

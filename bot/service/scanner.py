@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, Field
 
-from detectors.weights.result import ScanResult
+from provbot.detectors.weights.result import ScanResult
 
 
 class ScanRequest(BaseModel):
@@ -30,11 +30,11 @@ Scanner = Callable[[ScanRequest], ScanResult]
 
 
 def hub_scanner(endpoint: str, token: str | None, budget_mb: float | None = None) -> Scanner:
-    """The real scan (``detectors.scan``) against ``endpoint``, passing only the options it accepts."""
+    """The real scan (``provbot.detectors.scan``) against ``endpoint``, passing only the options it accepts."""
 
     def run(request: ScanRequest) -> ScanResult:
-        from detectors import scan
-        from detectors.weights.scan import scan as real_scan
+        from provbot.detectors import scan
+        from provbot.detectors.weights.scan import scan as real_scan
 
         params = inspect.signature(real_scan).parameters
         kwargs: dict[str, object] = {"parents": list(request.parents), "base": request.base}

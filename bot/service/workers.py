@@ -6,7 +6,7 @@ failed for good (a ProvbotError the user caused, such as a missing repo).
 
 An executor is anything with ``submit(fn) -> Future`` and ``shutdown(wait)``: the default
 :class:`ThreadExecutor` runs jobs in this process. To spread scans over many machines,
-``bot.executor = "ray"`` picks :class:`bot.service.ray_executor.RayExecutor`: each Ray task opens its
+``bot.executor = "ray"`` picks :class:`provbot.bot.service.ray_executor.RayExecutor`: each Ray task opens its
 own ``BotContext`` from the same settings and calls :func:`run_claimed`; the queue in the shared
 database already arbitrates between processes.
 
@@ -26,12 +26,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.db import DatabaseError
-from bot.service.context import BotContext
-from bot.service.hub import is_transient
-from bot.service.jobs import JobView
-from bot.settings import Settings
-from detectors.errors import ProvbotError, RemoteError
+from provbot.bot.db import DatabaseError
+from provbot.bot.service.context import BotContext
+from provbot.bot.service.hub import is_transient
+from provbot.bot.service.jobs import JobView
+from provbot.bot.settings import Settings
+from provbot.detectors.errors import ProvbotError, RemoteError
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,12 @@ def run_claimed(ctx: BotContext, handlers: dict[str, Handler], job: JobView, own
         retry = is_transient(exc) or isinstance(exc, RemoteError | DatabaseError) or not isinstance(exc, ProvbotError)
         state = ctx.queue.fail(job.id, owner, message, retry=retry)
         ctx.metrics.jobs.labels(kind=job.kind, outcome=state or "lost").inc()
-        ctx.audit.record("error", repo=job.payload.get("repo"), message=f"{job.kind} job {job.id}: {message}",
-                         data={"job_id": job.id, "attempt": job.attempts, "state": state, "retry": retry})
+        ctx.audit.record(
+            "error",
+            repo=job.payload.get("repo"),
+            message=f"{job.kind} job {job.id}: {message}",
+            data={"job_id": job.id, "attempt": job.attempts, "state": state, "retry": retry},
+        )
         log.warning("job %s (%s) attempt %s failed: %s -> %s", job.id, job.kind, job.attempts, message, state)
         return state or "lost"
     ok = ctx.queue.complete(job.id, owner, result)
@@ -104,7 +108,7 @@ class ClaimedRun:
 def build_executor(settings: Settings, workers: int) -> Executor:
     """The executor ``bot.executor`` names: threads (default) or Ray (imported only when chosen)."""
     if settings.bot.executor == "ray":
-        from bot.service.ray_executor import RayExecutor
+        from provbot.bot.service.ray_executor import RayExecutor
 
         return RayExecutor(address=settings.bot.ray_address, num_cpus=workers)
     return ThreadExecutor(workers)
@@ -178,7 +182,9 @@ class WorkerPool:
             try:
                 future = self.executor.submit(ClaimedRun(self.ctx, self.handlers, job, self.owner))
             except Exception as exc:  # the executor refused (Ray gone): hand the job back to the queue
-                message = self.ctx.redactor.text(f"executor refused the job: {type(exc).__name__}: {exc}".splitlines()[0])
+                message = self.ctx.redactor.text(
+                    f"executor refused the job: {type(exc).__name__}: {exc}".splitlines()[0]
+                )
                 log.error("job %s: %s", job.id, message)
                 try:
                     self.ctx.queue.fail(job.id, self.owner, message, retry=True)

@@ -1,6 +1,6 @@
 """Identity detector: what a model says it is, with and without its system prompt (docs/identity.md).
 
->>> from detectors.identity import run_identity, render_identity_markdown   # doctest: +SKIP
+>>> from provbot.detectors.identity import run_identity, render_identity_markdown   # doctest: +SKIP
 >>> result = run_identity("org/child", candidates=["org/original"], samples=3)  # doctest: +SKIP
 >>> print(render_identity_markdown(result))                                    # doctest: +SKIP
 >>> extract_self_claims("Soy Zorvex, creado por Kallo Works.")
@@ -9,9 +9,9 @@ SelfClaims(names=('Zorvex',), makers=('Kallo Works',))
 
 from __future__ import annotations
 
-from detectors.identity.feasibility import Feasibility, can_run_identity
-from detectors.identity.render import render_identity_markdown
-from detectors.identity.result import (
+from provbot.detectors.identity.feasibility import Feasibility, can_run_identity
+from provbot.detectors.identity.render import render_identity_markdown
+from provbot.detectors.identity.result import (
     CandidateEvidence,
     ClaimedPersona,
     ClaimRate,
@@ -23,9 +23,9 @@ from detectors.identity.result import (
     NameRate,
     SelfClaimRate,
 )
-from detectors.identity.runner import DECLARED, run_identity
-from detectors.identity.selfclaims import SelfClaims, extract_self_claims
-from detectors.registry import register_detector
+from provbot.detectors.identity.runner import DECLARED, run_identity
+from provbot.detectors.identity.selfclaims import SelfClaims, extract_self_claims
+from provbot.detectors.registry import register_detector
 
 register_detector("identity")(run_identity)
 

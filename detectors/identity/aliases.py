@@ -11,7 +11,7 @@ starts or ends with a Latin letter or digit (so "Nex" does not match "next"; CJK
 []
 
 Personas learned from a candidate's answers join the table as *learned* families (:meth:`AliasTable.with_learned`);
-they match any spelling of their name (:func:`detectors.identity.names.spelling_pattern`).
+they match any spelling of their name (:func:`provbot.detectors.identity.names.spelling_pattern`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from bot.paths import CONFIG_DIR, load_toml
-from detectors.errors import ConfigError
-from detectors.identity.names import key_prefixes, name_key, spelling_pattern
+from provbot.detectors.errors import ConfigError
+from provbot.detectors.identity.names import key_prefixes, name_key, spelling_pattern
+from provbot.detectors.resources import CONFIG_DIR, load_toml
 
 ClaimKind = Literal["name", "org", "generic"]
 SELF_FAMILY = "self"
@@ -70,7 +70,7 @@ class AliasTable(BaseModel):
     families: dict[str, Family]
     generic_phrases: list[str] = Field(default_factory=list)
 
-    def with_self_names(self, names: list[str]) -> "AliasTable":
+    def with_self_names(self, names: list[str]) -> AliasTable:
         """Add the child's own declared names (e.g. "Rio" from "You are Rio.") as the ``self`` family.
 
         A name that is already a known family's alias keeps that family, so its matching rules apply.
@@ -83,7 +83,7 @@ class AliasTable(BaseModel):
         # A fresh table, not model_copy: the compiled patterns are cached on the instance.
         return AliasTable(families=families, generic_phrases=self.generic_phrases)
 
-    def with_learned(self, learned: dict[str, Family]) -> "AliasTable":
+    def with_learned(self, learned: dict[str, Family]) -> AliasTable:
         """Add personas learned from candidates' answers; one key learned twice merges its spellings."""
         if not learned:
             return self
@@ -91,8 +91,11 @@ class AliasTable(BaseModel):
         for key, fam in learned.items():
             old = families.get(key)
             if old is not None:
-                fam = Family(names=list(dict.fromkeys(old.names + fam.names)),
-                             orgs=list(dict.fromkeys(old.orgs + fam.orgs)), learned=True)
+                fam = Family(
+                    names=list(dict.fromkeys(old.names + fam.names)),
+                    orgs=list(dict.fromkeys(old.orgs + fam.orgs)),
+                    learned=True,
+                )
             families[key] = fam
         return AliasTable(families=families, generic_phrases=self.generic_phrases)
 
@@ -102,8 +105,9 @@ class AliasTable(BaseModel):
         for fam_key, fam in self.families.items():
             for kind, aliases in (("name", fam.names), ("org", fam.orgs)):
                 for alias in aliases:
-                    out.setdefault(name_key(alias), KeyHit(family=fam_key, kind=kind, generic=fam.generic,
-                                                           learned=fam.learned))
+                    out.setdefault(
+                        name_key(alias), KeyHit(family=fam_key, kind=kind, generic=fam.generic, learned=fam.learned)
+                    )
         return out
 
     def lookup(self, name: str) -> KeyHit | None:
@@ -156,7 +160,11 @@ def load_aliases(path: str | Path | None = None) -> AliasTable:
     path = Path(path) if path else CONFIG_DIR / "aliases.toml"
     raw = load_toml(path, "alias table")
     try:
-        return AliasTable(families=raw.get("families", {}), generic_phrases=(raw.get("generic") or {}).get("phrases", []))
+        return AliasTable(
+            families=raw.get("families", {}), generic_phrases=(raw.get("generic") or {}).get("phrases", [])
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ConfigError(f"alias table {path} is invalid at {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise ConfigError(
+            f"alias table {path} is invalid at {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        ) from None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from detectors.identity.result import AnswerRecord
+from provbot.detectors.identity.result import AnswerRecord
 
 log = logging.getLogger(__name__)
 _ANSWERS = TypeAdapter(list[AnswerRecord])

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from detectors.declared import parse_front_matter
-from detectors.identity.result import DeclaredName
+from provbot.detectors.declared import parse_front_matter
+from provbot.detectors.identity.result import DeclaredName
 
 _MAX_CARD_BYTES = 256 * 1024  # front matter and the first heading sit at the top
 _NOT_NAMES = {"model", "the", "about", "introduction", "overview", "readme", "description", "card", "a", "an"}

@@ -1,8 +1,8 @@
-"""Errors of the identity detector, all one-line :class:`~detectors.errors.ProvbotError` subclasses."""
+"""Errors of the identity detector, all one-line :class:`~provbot.detectors.errors.ProvbotError` subclasses."""
 
 from __future__ import annotations
 
-from detectors.errors import ProvbotError
+from provbot.detectors.errors import ProvbotError
 
 
 class IdentityError(ProvbotError):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from detectors.identity.resolve import split_ref
+from provbot.detectors.identity.resolve import split_ref
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
@@ -28,7 +28,7 @@ class Feasibility(BaseModel):
 def parameter_count(ref: str, *, endpoint: str | None = None, token: str | None = None) -> int | None:
     """Total parameters of ``ref`` from its safetensors headers (the weight reader's, local or ranged
     Hub reads); None if they cannot be read."""
-    from detectors.weights.sources import open_source
+    from provbot.detectors.weights.sources import open_source
 
     try:
         with open_source(ref, endpoint=endpoint, token=token) as src:
@@ -46,18 +46,27 @@ def has_tokenizer(ref: str, *, endpoint: str | None = None, token: str | None = 
         from huggingface_hub import HfApi
 
         repo, rev = split_ref(ref)
-        names = {s.rfilename for s in HfApi(endpoint=endpoint, token=token).model_info(repo, revision=rev).siblings or []}
+        names = {
+            s.rfilename for s in HfApi(endpoint=endpoint, token=token).model_info(repo, revision=rev).siblings or []
+        }
         return any(f in names for f in TOKENIZER_FILES)
     except Exception:  # Hub errors: let the run itself report them
         return None
 
 
-def can_run_identity(ref: str, settings=None, *, cuda: bool | None = None, endpoint_configured: bool | None = None,
-                     hub_endpoint: str | None = None, token: str | None = None) -> Feasibility:
+def can_run_identity(
+    ref: str,
+    settings=None,
+    *,
+    cuda: bool | None = None,
+    endpoint_configured: bool | None = None,
+    hub_endpoint: str | None = None,
+    token: str | None = None,
+) -> Feasibility:
     """Whether the bot should run the identity test on ``ref``: an endpoint is configured, or the model
     fits ``identity.max_local_params_b_gpu`` (CUDA present) / ``..._cpu``."""
     if settings is None:
-        from bot.settings import get_settings
+        from provbot.bot.settings import get_settings
 
         settings = get_settings()
     ident = settings.identity
@@ -70,7 +79,9 @@ def can_run_identity(ref: str, settings=None, *, cuda: bool | None = None, endpo
 
         cuda = torch.cuda.is_available()
     if has_tokenizer(ref, endpoint=hub_endpoint or settings.hub_endpoint, token=token) is False:
-        return Feasibility(ok=False, params_b=None, reason="the repo has no tokenizer files, so the local backend cannot run it")
+        return Feasibility(
+            ok=False, params_b=None, reason="the repo has no tokenizer files, so the local backend cannot run it"
+        )
     limit = ident.max_local_params_b_gpu if cuda else ident.max_local_params_b_cpu
     where = "GPU" if cuda else "CPU"
     n = parameter_count(ref, endpoint=hub_endpoint or settings.hub_endpoint, token=token)

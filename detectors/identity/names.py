@@ -70,8 +70,15 @@ def key_prefixes(name: str) -> list[str]:
 def is_cjk(ch: str) -> bool:
     """Chinese, Japanese and Korean characters (no case, no spaces between words)."""
     o = ord(ch)
-    return (0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF
-            or 0xAC00 <= o <= 0xD7AF or 0x31F0 <= o <= 0x31FF or 0x20000 <= o <= 0x2FFFF)
+    return (
+        0x3040 <= o <= 0x30FF
+        or 0x3400 <= o <= 0x4DBF
+        or 0x4E00 <= o <= 0x9FFF
+        or 0xF900 <= o <= 0xFAFF
+        or 0xAC00 <= o <= 0xD7AF
+        or 0x31F0 <= o <= 0x31FF
+        or 0x20000 <= o <= 0x2FFFF
+    )
 
 
 def segments(name: str) -> list[str]:

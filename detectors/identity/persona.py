@@ -6,7 +6,7 @@ and maker (open vocabulary, spellings merged), kept when at least ``PERSONA_MIN_
 becomes a *learned* family (``learned:<key>``) whose spellings are then counted in the child's answers
 exactly as listed aliases are.
 
->>> from detectors.identity.aliases import load_aliases
+>>> from provbot.detectors.identity.aliases import load_aliases
 >>> persona, family = learn_persona(["I am Zorvex, made by Kallo Works."] * 3 + ["Kallo-Works built me."],
 ...                                 load_aliases())
 >>> persona.name.label, persona.maker.label, persona.maker.count, persona.family
@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from detectors.identity.aliases import SELF_FAMILY, AliasTable, Family
-from detectors.identity.names import key_prefixes, name_key
-from detectors.identity.result import (
+from provbot.detectors.identity.aliases import SELF_FAMILY, AliasTable, Family
+from provbot.detectors.identity.names import key_prefixes, name_key
+from provbot.detectors.identity.result import (
     DeclaredName,
     LearnedPersona,
     NameKind,
@@ -30,8 +30,8 @@ from detectors.identity.result import (
     NameSource,
     SelfClaimRate,
 )
-from detectors.identity.selfclaims import SelfClaims, extract_self_claims
-from detectors.identity.stats import wilson_interval
+from provbot.detectors.identity.selfclaims import SelfClaims, extract_self_claims
+from provbot.detectors.identity.stats import wilson_interval
 
 LEARNED_PREFIX = "learned:"
 PERSONA_MIN_COUNT = 2
@@ -57,7 +57,7 @@ def tally(claims: list[SelfClaims], kind: NameKind) -> list[NameTally]:
     """Per name key, the answers claiming it, most claimed first (ties: by key, so results are stable)."""
     out: dict[str, NameTally] = {}
     for c in claims:
-        for name in (c.names if kind == "name" else c.makers):
+        for name in c.names if kind == "name" else c.makers:
             t = out.setdefault(name_key(name), NameTally(key=name_key(name)))
             t.count += 1  # extraction keeps one spelling per key and answer
             t.spellings[name] += 1
@@ -68,8 +68,14 @@ def name_rate(t: NameTally, n: int, kind: NameKind, table: AliasTable) -> dict:
     """The fields of a :class:`NameRate` for one tally among ``n`` answers."""
     hit = table.lookup(t.label)
     return {
-        "key": t.key, "label": t.label, "kind": kind, "count": t.count, "n": n, "rate": t.count / n if n else 0.0,
-        "ci": wilson_interval(t.count, n), "spellings": [s for s, _ in t.spellings.most_common(MAX_SPELLINGS)],
+        "key": t.key,
+        "label": t.label,
+        "kind": kind,
+        "count": t.count,
+        "n": n,
+        "rate": t.count / n if n else 0.0,
+        "ci": wilson_interval(t.count, n),
+        "spellings": [s for s, _ in t.spellings.most_common(MAX_SPELLINGS)],
         "family": hit.family if hit else None,
         "listed": bool(hit and not hit.learned and hit.family != SELF_FAMILY),
         "generic": bool(hit and hit.generic),
@@ -130,6 +136,12 @@ class NameContext:
         """Candidates whose persona's name or maker is ``name`` (or its leading parts)."""
         return list(next((self._personas[k] for k in key_prefixes(name) if k in self._personas), []))
 
-    def self_claim_rates(self, tallies: list[NameTally], n: int, kind: NameKind, table: AliasTable) -> list[SelfClaimRate]:
-        return [SelfClaimRate(**name_rate(t, n, kind, table), declared=self.declared(t.label),
-                              candidates=self.candidates(t.label)) for t in tallies]
+    def self_claim_rates(
+        self, tallies: list[NameTally], n: int, kind: NameKind, table: AliasTable
+    ) -> list[SelfClaimRate]:
+        return [
+            SelfClaimRate(
+                **name_rate(t, n, kind, table), declared=self.declared(t.label), candidates=self.candidates(t.label)
+            )
+            for t in tallies
+        ]

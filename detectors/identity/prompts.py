@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from bot.paths import CONFIG_DIR, load_toml
-from detectors.errors import ConfigError
+from provbot.detectors.errors import ConfigError
+from provbot.detectors.resources import CONFIG_DIR, load_toml
 
 PromptKind = Literal["who", "name", "maker", "creators"]
 
@@ -45,13 +45,13 @@ class PromptSet(BaseModel):
     baseline_texts: list[str] = Field(default_factory=list, description="Answers of made-up unrelated assistants.")
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "PromptSet":
+    def _unique_ids(self) -> PromptSet:
         ids = [p.id for p in self.prompts]
         if len(ids) != len(set(ids)):
             raise ValueError("prompt ids must be unique")
         return self
 
-    def subset(self, limit: int | None = None, langs: list[str] | None = None) -> "PromptSet":
+    def subset(self, limit: int | None = None, langs: list[str] | None = None) -> PromptSet:
         """A smaller set (first ``limit`` prompts, optionally only some languages), for quick runs.
 
         >>> load_prompt_set().subset(limit=4).prompts[0].id

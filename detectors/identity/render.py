@@ -1,6 +1,6 @@
 """Markdown for an :class:`IdentityResult`, for comments and reports (next to the weight evidence).
 
->>> from detectors.identity.result import IdentityResult, Rate, SelfClaimRate
+>>> from provbot.detectors.identity.result import IdentityResult, Rate, SelfClaimRate
 
 SOURCE_WORDS = {"system_prompt": "system prompt", "card": "model card", "repo_name": "repo name", "given": "given"}
 >>> md = render_identity_markdown(IdentityResult.model_validate_json(open(
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from jinja2 import Environment, StrictUndefined
 
-from detectors.identity.result import IdentityResult, Rate, SelfClaimRate
+from provbot.detectors.identity.result import IdentityResult, Rate, SelfClaimRate
 
 SOURCE_WORDS = {"system_prompt": "system prompt", "card": "model card", "repo_name": "repo name", "given": "given"}
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from detectors.errors import AccessDeniedError, NotFoundError, RemoteError
-from detectors.identity.errors import ModelLoadError
+from provbot.detectors.errors import AccessDeniedError, NotFoundError, RemoteError
+from provbot.detectors.identity.errors import ModelLoadError
 
 _REPO = re.compile(r"^[\w.\-]+/[\w.\-]+$")
 # Everything a chat model needs to load and declare its system prompt and names (the card); never pickles.
@@ -57,7 +57,9 @@ def fingerprint(path: Path) -> str:
     return "local-" + h.hexdigest()[:16]
 
 
-def resolve_model(ref: str, *, endpoint: str | None = None, token: str | None = None, weights: bool = True) -> ResolvedModel:
+def resolve_model(
+    ref: str, *, endpoint: str | None = None, token: str | None = None, weights: bool = True
+) -> ResolvedModel:
     """Local folder or Hub repo -> a folder on disk. ``weights=False`` fetches only configs and templates."""
     local = Path(ref).expanduser()
     if local.is_dir():
@@ -66,8 +68,8 @@ def resolve_model(ref: str, *, endpoint: str | None = None, token: str | None = 
     repo, rev = split_ref(ref)
     if not _REPO.match(repo):
         raise NotFoundError(f"{ref}: neither a local folder nor an org/name Hub repo")
-    from huggingface_hub import snapshot_download
     from huggingface_hub import errors as hf_errors
+    from huggingface_hub import snapshot_download
 
     patterns = META_PATTERNS + (WEIGHT_PATTERNS if weights else [])
     try:

@@ -1,6 +1,6 @@
 """The pydantic result of an identity test (what ``provbot identity --json`` prints).
 
-Rendered by :func:`detectors.identity.render.render_identity_markdown` or directly in Jinja2 templates:
+Rendered by :func:`provbot.detectors.identity.render.render_identity_markdown` or directly in Jinja2 templates:
 every rate comes with its Wilson 95% interval (``ci``) and its counts.
 """
 
@@ -10,12 +10,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from detectors.identity.aliases import ClaimKind
-from detectors.identity.backends.base import BackendInfo
-from detectors.identity.declared import DeclaredSource
-from detectors.identity.names import name_key
-from detectors.identity.overlap import OverlapScore
-from detectors.identity.prompts import SamplingSettings
+from provbot.detectors.identity.aliases import ClaimKind
+from provbot.detectors.identity.backends.base import BackendInfo
+from provbot.detectors.identity.declared import DeclaredSource
+from provbot.detectors.identity.names import name_key
+from provbot.detectors.identity.overlap import OverlapScore
+from provbot.detectors.identity.prompts import SamplingSettings
 
 Condition = Literal["with_system", "without_system"]
 Strength = Literal["strong", "moderate", "weak", "none"]
@@ -47,7 +47,9 @@ class FamilyRate(Rate):
     label: str = Field("", description="The family's display name (its first name alias).")
     generic: bool = False
     own: bool = Field(False, description="The child's own declared name (from its system prompt, card or repo name).")
-    learned: bool = Field(False, description="A candidate's persona learned from its answers, not listed in aliases.toml.")
+    learned: bool = Field(
+        False, description="A candidate's persona learned from its answers, not listed in aliases.toml."
+    )
 
 
 class NameRate(Rate):
@@ -67,9 +69,13 @@ class SelfClaimRate(NameRate):
     """A name the child gave for itself, with what it matches."""
 
     declared: list[NameSource] = Field(
-        default_factory=list, description="Where the child declares this name itself: system prompt, card, repo name, "
-                                          "or given (own_names); empty when it is not one of its own names.")
-    candidates: list[str] = Field(default_factory=list, description="Candidates whose learned persona this name (or maker) is.")
+        default_factory=list,
+        description="Where the child declares this name itself: system prompt, card, repo name, "
+        "or given (own_names); empty when it is not one of its own names.",
+    )
+    candidates: list[str] = Field(
+        default_factory=list, description="Candidates whose learned persona this name (or maker) is."
+    )
 
 
 class ClaimedPersona(BaseModel):
@@ -100,8 +106,12 @@ class AnswerRecord(BaseModel):
     sample: int
     text: str | None = Field(description="None when the backend failed on this chat.")
     claims: list[str] = Field(default_factory=list, description="Claim labels found in the text.")
-    self_names: list[str] = Field(default_factory=list, description="Names the answer gives for itself (open vocabulary).")
-    self_makers: list[str] = Field(default_factory=list, description="Makers the answer gives for itself (open vocabulary).")
+    self_names: list[str] = Field(
+        default_factory=list, description="Names the answer gives for itself (open vocabulary)."
+    )
+    self_makers: list[str] = Field(
+        default_factory=list, description="Makers the answer gives for itself (open vocabulary)."
+    )
 
 
 class ConditionResult(BaseModel):
@@ -114,9 +124,13 @@ class ConditionResult(BaseModel):
     dominant_family: str | None = Field(None, description="Most claimed non-generic family (the child's own excluded).")
     own: FamilyRate | None = Field(None, description="Rate of the child's own name.")
     self_names: list[SelfClaimRate] = Field(
-        default_factory=list, description="Every name the answers give for themselves, listed or not; by rate, highest first.")
+        default_factory=list,
+        description="Every name the answers give for themselves, listed or not; by rate, highest first.",
+    )
     self_makers: list[SelfClaimRate] = Field(
-        default_factory=list, description="Every maker the answers give for themselves, listed or not; by rate, highest first.")
+        default_factory=list,
+        description="Every maker the answers give for themselves, listed or not; by rate, highest first.",
+    )
     self_named: Rate | None = Field(None, description="Answers that give any name for themselves.")
     persona: ClaimedPersona | None = Field(None, description="The child's dominant self-claimed name and maker here.")
     answers: list[AnswerRecord] = Field(default_factory=list)
@@ -138,12 +152,17 @@ class CandidateEvidence(BaseModel):
 
     ref: str
     revision: str | None = None
-    family: str | None = Field(None, description="The family the candidate claims itself: listed in aliases.toml, "
-                                                 "or learned from its answers (key 'learned:<name>').")
+    family: str | None = Field(
+        None,
+        description="The family the candidate claims itself: listed in aliases.toml, "
+        "or learned from its answers (key 'learned:<name>').",
+    )
     family_generic: bool = False
     family_label: str | None = Field(None, description="The family's display name (model output when learned).")
     persona: LearnedPersona | None = Field(None, description="The candidate's persona, learned from its own answers.")
-    claim: FamilyRate | None = Field(None, description="Child, without system prompt: rate of claiming the candidate's family.")
+    claim: FamilyRate | None = Field(
+        None, description="Child, without system prompt: rate of claiming the candidate's family."
+    )
     overlap: OverlapScore = Field(description="Child's answers (no system prompt) vs the candidate's.")
     baseline: OverlapScore = Field(description="Unrelated answers vs the candidate's: chance-level overlap.")
     ratio: float = Field(description="overlap.containment / max(baseline.containment, 0.01).")
@@ -162,7 +181,9 @@ class IdentityResult(BaseModel):
     system_prompt: str | None = Field(None, description="The system prompt used in the with_system condition.")
     system_prompt_source: DeclaredSource | None = None
     own_names: list[str] = Field(default_factory=list)
-    declared_names: list[DeclaredName] = Field(default_factory=list, description="The child's own names and their sources.")
+    declared_names: list[DeclaredName] = Field(
+        default_factory=list, description="The child's own names and their sources."
+    )
     conditions: list[ConditionResult]
     candidates: list[CandidateEvidence] = Field(default_factory=list)
     baseline_source: str = Field(description="What the overlap baseline was computed from.")
@@ -178,4 +199,6 @@ class IdentityResult(BaseModel):
     def top_candidate(self) -> CandidateEvidence | None:
         if not self.candidates:
             return None
-        return max(self.candidates, key=lambda c: (STRENGTH_ORDER[c.strength], c.claim.rate if c.claim else 0.0, c.ratio))
+        return max(
+            self.candidates, key=lambda c: (STRENGTH_ORDER[c.strength], c.claim.rate if c.claim else 0.0, c.ratio)
+        )

@@ -17,16 +17,16 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from detectors.errors import ProvbotError
-from detectors.identity.aliases import SELF_FAMILY, AliasTable, Family, load_aliases
-from detectors.identity.backends.base import Backend, Message
-from detectors.identity.cache import AnswerCache
-from detectors.identity.card import card_names, repo_name_token
-from detectors.identity.declared import DeclaredPrompt, declared_system_prompt, names_in_system_prompt
-from detectors.identity.errors import EndpointError, IdentityError, RequestBudgetError
-from detectors.identity.persona import NameContext, learn_persona
-from detectors.identity.prompts import Prompt, PromptSet, SamplingSettings, load_prompt_set
-from detectors.identity.result import (
+from provbot.detectors.errors import ProvbotError
+from provbot.detectors.identity.aliases import SELF_FAMILY, AliasTable, Family, load_aliases
+from provbot.detectors.identity.backends.base import Backend, Message
+from provbot.detectors.identity.cache import AnswerCache
+from provbot.detectors.identity.card import card_names, repo_name_token
+from provbot.detectors.identity.declared import DeclaredPrompt, declared_system_prompt, names_in_system_prompt
+from provbot.detectors.identity.errors import EndpointError, IdentityError, RequestBudgetError
+from provbot.detectors.identity.persona import NameContext, learn_persona
+from provbot.detectors.identity.prompts import Prompt, PromptSet, SamplingSettings, load_prompt_set
+from provbot.detectors.identity.result import (
     STRENGTH_ORDER,
     AnswerRecord,
     Condition,
@@ -36,7 +36,7 @@ from detectors.identity.result import (
     LearnedPersona,
     Strength,
 )
-from detectors.identity.scoring import CLAIM_MIN_LOWER, evidence, score_condition
+from provbot.detectors.identity.scoring import CLAIM_MIN_LOWER, evidence, score_condition
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,14 @@ def _conversations(prompts: list[Prompt], system: str | None, empty_system: bool
     return [head + [{"role": "user", "content": p.text}] for p in prompts]
 
 
-def _ask(backend: Backend, prompts: list[Prompt], sampling: SamplingSettings, system: str | None,
-         seed_offset: int, notes: list[str]) -> list[AnswerRecord]:
+def _ask(
+    backend: Backend,
+    prompts: list[Prompt],
+    sampling: SamplingSettings,
+    system: str | None,
+    seed_offset: int,
+    notes: list[str],
+) -> list[AnswerRecord]:
     """Every prompt ``sampling.samples`` times; stops early (keeping what it has) if the request budget runs out."""
     info = backend.info()
     convs = _conversations(prompts, system, empty_system=info.forced_template_default and not system)
@@ -74,8 +80,9 @@ def _ask(backend: Backend, prompts: list[Prompt], sampling: SamplingSettings, sy
     return out
 
 
-def _declared_names(child: str, system: str | None, own_names: list[str] | tuple[str, ...],
-                    model_dir: Path | None) -> list[DeclaredName]:
+def _declared_names(
+    child: str, system: str | None, own_names: list[str] | tuple[str, ...], model_dir: Path | None
+) -> list[DeclaredName]:
     """The child's own names: its system prompt's persona, ``own_names``, its card's and its repo name's."""
     out = [DeclaredName(name=n, source="system_prompt") for n in names_in_system_prompt(system)]
     out += [DeclaredName(name=n, source="given") for n in own_names]
@@ -89,9 +96,17 @@ def _declared_names(child: str, system: str | None, own_names: list[str] | tuple
 class _Opener:
     """Opens backends for the child, candidates and baselines with one set of options."""
 
-    def __init__(self, kind: BackendKind, settings, hub_endpoint: str | None, hub_token: str | None,
-                 api_key: SecretStr | str | None, device: str | None, batch_size: int | None,
-                 cpu_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        kind: BackendKind,
+        settings,
+        hub_endpoint: str | None,
+        hub_token: str | None,
+        api_key: SecretStr | str | None,
+        device: str | None,
+        batch_size: int | None,
+        cpu_threads: int | None = None,
+    ) -> None:
         self.kind, self.settings = kind, settings
         self.hub_endpoint, self.hub_token, self.api_key = hub_endpoint, hub_token, api_key
         self.device = device or settings.device
@@ -99,21 +114,29 @@ class _Opener:
         self.cpu_threads = cpu_threads or settings.cpu_threads
 
     def resolve(self, ref: str):
-        from detectors.identity.resolve import resolve_model
+        from provbot.detectors.identity.resolve import resolve_model
 
         return resolve_model(ref, endpoint=self.hub_endpoint, token=self.hub_token)
 
     def open(self, ref: str, endpoint: str | None = None, model_name: str | None = None, resolved=None) -> Backend:
         if endpoint:
-            from detectors.identity.backends.openai import OpenAIBackend
+            from provbot.detectors.identity.backends.openai import OpenAIBackend
 
             s = self.settings
-            return OpenAIBackend(endpoint, model_name or ref, api_key=self.api_key or s.api_key, timeout_s=s.timeout_s,
-                                 retries=s.retries, request_budget=s.request_budget, concurrency=s.concurrency)
-        from detectors.identity.backends.local import LocalBackend
+            return OpenAIBackend(
+                endpoint,
+                model_name or ref,
+                api_key=self.api_key or s.api_key,
+                timeout_s=s.timeout_s,
+                retries=s.retries,
+                request_budget=s.request_budget,
+                concurrency=s.concurrency,
+            )
+        from provbot.detectors.identity.backends.local import LocalBackend
 
-        return LocalBackend(resolved or self.resolve(ref), device=self.device, batch_size=self.batch_size,
-                            cpu_threads=self.cpu_threads)
+        return LocalBackend(
+            resolved or self.resolve(ref), device=self.device, batch_size=self.batch_size, cpu_threads=self.cpu_threads
+        )
 
     def model_dir(self, backend: Backend, ref: str, notes: list[str], unknown: str) -> Path | None:
         """The model's folder: the local backend's, or (an endpoint) its configs, templates and card from the
@@ -122,7 +145,7 @@ class _Opener:
         if resolved is not None:
             return resolved.path
         try:
-            from detectors.identity.resolve import resolve_model
+            from provbot.detectors.identity.resolve import resolve_model
 
             return resolve_model(ref, endpoint=self.hub_endpoint, token=self.hub_token, weights=False).path
         except ProvbotError as exc:
@@ -142,7 +165,9 @@ class _Opener:
 
             tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
             if tok.chat_template:
-                render = lambda msgs: tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+
+                def render(msgs: list[dict[str, str]]) -> str:
+                    return tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         except (OSError, ValueError, KeyError):
             pass  # no tokenizer files: only system_prompt.txt / generation_config can declare
         return declared_system_prompt(model_dir, render)
@@ -196,14 +221,14 @@ def run_identity(
     """Run the identity test on ``child`` and compare it with ``candidates``.
 
     ``system_prompt``: ``"declared"`` (default) uses the model's declared system prompt if it has one
-    (see :mod:`detectors.identity.declared`); a string is used as given; ``None`` skips the
+    (see :mod:`provbot.detectors.identity.declared`); a string is used as given; ``None`` skips the
     with-system-prompt condition. ``backend="openai"`` needs ``endpoint`` (the child served there);
     candidates are ``REF`` (local backend) or ``REF=URL`` (their own endpoint). ``baselines`` are
     unrelated models whose answers set the chance level of verbatim overlap (default: the prompt set's
     baseline texts).
     """
     if settings is None:
-        from bot.settings import get_settings
+        from provbot.bot.settings import get_settings
 
         settings = get_settings()
     ident = settings.identity
@@ -241,8 +266,10 @@ def run_identity(
         else:
             system, source = system_prompt, ("given" if system_prompt else None)
         if info.forced_template_default:
-            notes.append("the chat template inserts its own system prompt when none is given, so the "
-                         "no-system condition sent an empty system turn")
+            notes.append(
+                "the chat template inserts its own system prompt when none is given, so the "
+                "no-system condition sent an empty system turn"
+            )
         if kind == "openai" and declared is not None and declared.source == "chat_template":
             notes.append("the served chat template may force its system prompt even when none is sent")
         declared_names = _declared_names(child, system, own_names, child_dir)
@@ -250,7 +277,7 @@ def run_identity(
         table = table.with_self_names(names)
         own_families = {table.family_of(n) or SELF_FAMILY for n in names}
 
-        plan: list[tuple[Condition, str | None, int]] = ([("with_system", system, 0)] if system else [])
+        plan: list[tuple[Condition, str | None, int]] = [("with_system", system, 0)] if system else []
         plan.append(("without_system", None, 104729))
         asked: list[tuple[Condition, str | None, list[AnswerRecord]]] = []
         generations = 0
@@ -261,7 +288,7 @@ def run_identity(
             asked.append((cond, sys_text, answers))
         failures = getattr(child_backend, "failures", [])
         if failures:
-            from detectors.identity.backends.openai import endpoint_error_summary
+            from provbot.detectors.identity.backends.openai import endpoint_error_summary
 
             notes.append(f"{len(failures)} chat(s) failed after retries: {endpoint_error_summary(failures)}")
         if all(not any(a.text is not None for a in answers) for _, _, answers in asked):
@@ -317,18 +344,34 @@ def run_identity(
     table = table.with_learned(learned)
 
     context = NameContext(declared_names, {ref: persona for ref, _, _, _, persona in compared})
-    conditions = [score_condition(cond, sys_text, answers, table, own_families, context)
-                  for cond, sys_text, answers in asked]
+    conditions = [
+        score_condition(cond, sys_text, answers, table, own_families, context) for cond, sys_text, answers in asked
+    ]
     without = conditions[-1]
-    evidences = [evidence(ref, rev, without, texts, baseline_texts, table, own_families, cached, persona)
-                 for ref, rev, texts, cached, persona in compared]
+    evidences = [
+        evidence(ref, rev, without, texts, baseline_texts, table, own_families, cached, persona)
+        for ref, rev, texts, cached, persona in compared
+    ]
 
     verdict, summary = _verdict(child, conditions, evidences)
     return IdentityResult(
-        child=child, backend=info, prompt_set=ps.version, prompts=len(ps.prompts), sampling=sampling,
-        system_prompt=system, system_prompt_source=source, own_names=list(dict.fromkeys(names)),
-        declared_names=declared_names, conditions=conditions, candidates=evidences, baseline_source=baseline_source,
-        verdict=verdict, summary=summary, notes=notes, generations=generations, seconds=round(time.monotonic() - t0, 2),
+        child=child,
+        backend=info,
+        prompt_set=ps.version,
+        prompts=len(ps.prompts),
+        sampling=sampling,
+        system_prompt=system,
+        system_prompt_source=source,
+        own_names=list(dict.fromkeys(names)),
+        declared_names=declared_names,
+        conditions=conditions,
+        candidates=evidences,
+        baseline_source=baseline_source,
+        verdict=verdict,
+        summary=summary,
+        notes=notes,
+        generations=generations,
+        seconds=round(time.monotonic() - t0, 2),
     )
 
 
@@ -341,8 +384,9 @@ def _verdict(child: str, conditions: list[ConditionResult], evidences: list) -> 
     without = conditions[-1]
     with_sys = conditions[0] if len(conditions) == 2 else None
     strength: Strength = "none"
-    best = max(evidences, key=lambda e: (STRENGTH_ORDER[e.strength], e.claim.rate if e.claim else 0.0, e.ratio),
-               default=None)
+    best = max(
+        evidences, key=lambda e: (STRENGTH_ORDER[e.strength], e.claim.rate if e.claim else 0.0, e.ratio), default=None
+    )
     if best is not None:
         strength = best.strength
     dom = without.family(without.dominant_family) if without.dominant_family else None
@@ -369,8 +413,10 @@ def _verdict(child: str, conditions: list[ConditionResult], evidences: list) -> 
             text += f", and names {dom.label or dom.family} in {_pct(dom.rate)} (95% interval {_interval(dom.ci)})"
         parts.append(text + (own if not name.declared else ""))
     elif dom is not None:
-        parts.append(f"{lead} claims {dom.label or dom.family} {_pct(dom.rate)} "
-                     f"(95% CI {_pct(dom.ci[0])}-{_pct(dom.ci[1])}){own.replace(';', ',')}")
+        parts.append(
+            f"{lead} claims {dom.label or dom.family} {_pct(dom.rate)} "
+            f"(95% CI {_pct(dom.ci[0])}-{_pct(dom.ci[1])}){own.replace(';', ',')}"
+        )
     elif without.own is not None and without.own.count:
         parts.append(f"{lead} claims its own name {_pct(without.own.rate)} and no other known non-generic model family")
     else:

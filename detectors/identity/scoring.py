@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from detectors.identity.aliases import GENERIC_FAMILY, SELF_FAMILY, AliasTable
-from detectors.identity.overlap import OverlapScore
-from detectors.identity.persona import NameContext, tally
-from detectors.identity.result import (
+from provbot.detectors.identity.aliases import GENERIC_FAMILY, SELF_FAMILY, AliasTable
+from provbot.detectors.identity.overlap import OverlapScore
+from provbot.detectors.identity.persona import NameContext, tally
+from provbot.detectors.identity.result import (
     AnswerRecord,
     CandidateEvidence,
     ClaimedPersona,
@@ -29,8 +29,8 @@ from detectors.identity.result import (
     Rate,
     Strength,
 )
-from detectors.identity.selfclaims import SelfClaims, extract_self_claims
-from detectors.identity.stats import wilson_interval
+from provbot.detectors.identity.selfclaims import SelfClaims, extract_self_claims
+from provbot.detectors.identity.stats import wilson_interval
 
 CLAIM_MIN_LOWER = 0.2
 VERBATIM_RATIO = 3.0
@@ -42,8 +42,14 @@ def _rate(count: int, n: int) -> dict:
     return {"count": count, "n": n, "rate": count / n if n else 0.0, "ci": wilson_interval(count, n)}
 
 
-def score_condition(condition: Condition, system_prompt: str | None, answers: list[AnswerRecord],
-                    table: AliasTable, own_families: set[str], names: NameContext | None = None) -> ConditionResult:
+def score_condition(
+    condition: Condition,
+    system_prompt: str | None,
+    answers: list[AnswerRecord],
+    table: AliasTable,
+    own_families: set[str],
+    names: NameContext | None = None,
+) -> ConditionResult:
     """Fill in claims for each answer, then the rates. Failed chats (text None) are left out of ``n``.
 
     ``names`` says what self-claimed names match (the child's declared names, candidates' personas).
@@ -67,12 +73,22 @@ def score_condition(condition: Condition, system_prompt: str | None, answers: li
             family_counts[fam] += 1
         for c in claims:
             generic_family[c.family] = generic_family.get(c.family, False) or c.generic
-    claims_out = [ClaimRate(label=l, family=f, kind=k, generic=g, **_rate(cnt, n))
-                  for (l, f, k, g), cnt in label_counts.items()]
+    claims_out = [
+        ClaimRate(label=lab, family=f, kind=k, generic=g, **_rate(cnt, n))
+        for (lab, f, k, g), cnt in label_counts.items()
+    ]
     claims_out.sort(key=lambda c: (-c.count, c.label))
-    families = [FamilyRate(family=f, label=_label(table, f), generic=generic_family.get(f, False),
-                           own=f in own_families, learned=_learned(table, f), **_rate(cnt, n))
-                for f, cnt in family_counts.items()]
+    families = [
+        FamilyRate(
+            family=f,
+            label=_label(table, f),
+            generic=generic_family.get(f, False),
+            own=f in own_families,
+            learned=_learned(table, f),
+            **_rate(cnt, n),
+        )
+        for f, cnt in family_counts.items()
+    ]
     families.sort(key=lambda f: (-f.count, f.family))
     foreign = [f for f in families if not f.generic and not f.own and f.family != GENERIC_FAMILY]
     own_counts = sum(1 for a in answered if _claims_family(a, table, own_families))
@@ -80,14 +96,23 @@ def score_condition(condition: Condition, system_prompt: str | None, answers: li
     self_makers = names.self_claim_rates(tally(self_claims, "maker"), n, "maker", table)
     persona = None
     if self_names or self_makers:
-        persona = ClaimedPersona(name=self_names[0] if self_names else None,
-                                 maker=self_makers[0] if self_makers else None)
+        persona = ClaimedPersona(
+            name=self_names[0] if self_names else None, maker=self_makers[0] if self_makers else None
+        )
     return ConditionResult(
-        condition=condition, system_prompt=system_prompt, answered=n, failed=len(answers) - n, claims=claims_out,
-        families=families, dominant_family=foreign[0].family if foreign else None,
+        condition=condition,
+        system_prompt=system_prompt,
+        answered=n,
+        failed=len(answers) - n,
+        claims=claims_out,
+        families=families,
+        dominant_family=foreign[0].family if foreign else None,
         own=FamilyRate(family=SELF_FAMILY, own=True, **_rate(own_counts, n)) if own_families else None,
-        self_names=self_names, self_makers=self_makers,
-        self_named=Rate(**_rate(sum(1 for c in self_claims if c.names), n)), persona=persona, answers=answers,
+        self_names=self_names,
+        self_makers=self_makers,
+        self_named=Rate(**_rate(sum(1 for c in self_claims if c.names), n)),
+        persona=persona,
+        answers=answers,
     )
 
 
@@ -142,15 +167,23 @@ def candidate_strength(claim: FamilyRate | None, generic: bool, own: bool, verba
     return "none"
 
 
-def evidence(ref: str, revision: str | None, child_without: ConditionResult, candidate_texts: list[str],
-             baseline_texts: list[str], table: AliasTable, own_families: set[str], cached: bool,
-             persona: LearnedPersona | None = None) -> CandidateEvidence:
+def evidence(
+    ref: str,
+    revision: str | None,
+    child_without: ConditionResult,
+    candidate_texts: list[str],
+    baseline_texts: list[str],
+    table: AliasTable,
+    own_families: set[str],
+    cached: bool,
+    persona: LearnedPersona | None = None,
+) -> CandidateEvidence:
     """Compare the child's no-system answers with one candidate's answers.
 
     The candidate's family is its ``persona``'s (listed, or learned from its answers); without a persona,
     the listed family its answers mention most.
     """
-    from detectors.identity.overlap import overlap
+    from provbot.detectors.identity.overlap import overlap
 
     if persona is not None and persona.family is not None:
         family = persona.family
@@ -161,12 +194,20 @@ def evidence(ref: str, revision: str | None, child_without: ConditionResult, can
     notes: list[str] = []
     claim = child_without.family(family) if family else None
     if family and claim is None:
-        claim = FamilyRate(family=family, label=_label(table, family), generic=generic, own=family in own_families,
-                           learned=_learned(table, family), **_rate(0, child_without.answered))
+        claim = FamilyRate(
+            family=family,
+            label=_label(table, family),
+            generic=generic,
+            own=family in own_families,
+            learned=_learned(table, family),
+            **_rate(0, child_without.answered),
+        )
     if family is None:
         notes.append("the candidate gives no consistent name or maker for itself and names no known family")
     elif _learned(table, family):
-        notes.append(f"the candidate's persona ({_label(table, family)}) is not in the alias list: learned from its answers")
+        notes.append(
+            f"the candidate's persona ({_label(table, family)}) is not in the alias list: learned from its answers"
+        )
     child_texts = [a.text for a in child_without.answers if a.text]
     ov = overlap(child_texts, candidate_texts)
     base = overlap(baseline_texts, candidate_texts)
@@ -176,8 +217,18 @@ def evidence(ref: str, revision: str | None, child_without: ConditionResult, can
     if own:
         notes.append("the candidate's family is the child's own declared name: its claims are not counted")
     return CandidateEvidence(
-        ref=ref, revision=revision, family=family, family_generic=generic,
-        family_label=_label(table, family) if family else None, persona=persona, claim=claim, overlap=ov,
-        baseline=base, ratio=ratio, verbatim=verbatim, strength=candidate_strength(claim, generic, own, verbatim),
-        cached=cached, notes=notes,
+        ref=ref,
+        revision=revision,
+        family=family,
+        family_generic=generic,
+        family_label=_label(table, family) if family else None,
+        persona=persona,
+        claim=claim,
+        overlap=ov,
+        baseline=base,
+        ratio=ratio,
+        verbatim=verbatim,
+        strength=candidate_strength(claim, generic, own, verbatim),
+        cached=cached,
+        notes=notes,
     )

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from detectors.identity.names import MAX_NAME_CHARS, clean_text, is_cjk, name_key
+from provbot.detectors.identity.names import MAX_NAME_CHARS, clean_text, is_cjk, name_key
 
 Kind = Literal["name", "maker"]
 MAX_CLAIMS = 12  # per kind and answer: a real answer names itself once or twice
@@ -58,7 +58,8 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 
 # Words that follow "I am" and the like without being names, in the prompt set's languages (casefolded).
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 i a an the not no yes sorry here there just only also always still really very so happy glad pleased delighted
 excited thrilled sure ready able unable afraid currently simply actually basically merely designed built made
 created trained developed programmed based powered called named known from by in on at of to for with your my
@@ -72,11 +73,13 @@ ein eine einer der die das dein deine ihr ihre ihnen sie mein meine hier nur seh
 hallo kein keine leider da es ich teil mensch experte student fan nutzer
 il gli tuo suo mio mia qui felice io ciao qua
 ваш ваша твой твоя мой моя здесь тут просто только очень рад рада да нет не привет это и
-""".split())
+""".split()
+)
 
 # Descriptions rather than names (casefolded): no word of a name, nor a maker's first word, may be one of
 # these or start with one and a hyphen ("I am Assistant", "Ich bin KI-Assistent").
-DESCRIPTORS = frozenset("""
+DESCRIPTORS = frozenset(
+    """
 assistant assistants model models chatbot bot ai a.i llm language agent system program software robot computer
 machine large artificial neural helper virtual
 asistente modelo inteligencia ia programa sistema
@@ -85,10 +88,28 @@ modèle programme système
 assistent assistentin ki sprachmodell modell programm
 modello intelligenza
 ассистент помощник модель ии искусственный бот чат-бот нейросеть программа система языковая
-""".split())
+""".split()
+)
 
-_CJK_NAME_DESCRIPTIONS = ("助手", "模型", "程序", "人工智能", "机器人", "语言", "智能", "开发", "创建", "训练", "研发",
-                          "アシスタント", "モデル", "人工知能", "言語", "ボット", "チャット")
+_CJK_NAME_DESCRIPTIONS = (
+    "助手",
+    "模型",
+    "程序",
+    "人工智能",
+    "机器人",
+    "语言",
+    "智能",
+    "开发",
+    "创建",
+    "训练",
+    "研发",
+    "アシスタント",
+    "モデル",
+    "人工知能",
+    "言語",
+    "ボット",
+    "チャット",
+)
 _CJK_STOP = set("的由是和与及在被一个我你您他她它们了吗呢啊吧也都就这那来很为将从对给让")
 _CJK_MAKER_SUFFIXES = ("团队", "公司", "チーム", "社")
 # Markup and quotes between a trigger and a name: "I am Rio" and "I am **Rio**" alike.
@@ -96,10 +117,14 @@ _OPEN = "\"'*_`«“「『《【(["
 _CLOSE = "\"'*_`»”」』》】)]"
 
 # English prefixes between "made by" and the maker: "by the team at X", "by a company called X".
-_EN_ORG_PREFIX = (r"(?:(?:the|a|an)\s+)?(?:(?:team|group|researchers|engineers|developers|people|folks|lab|company|"
-                  r"startup|organi[sz]ation)\s+(?:at|of|from|called|named)\s+)?(?:the\s+)?")
-_EN_MADE = r"(?:made|created|developed|built|trained|designed|produced|released|engineered|fine-tuned|finetuned|" \
-           r"programmed|launched|published|maintained|owned)"
+_EN_ORG_PREFIX = (
+    r"(?:(?:the|a|an)\s+)?(?:(?:team|group|researchers|engineers|developers|people|folks|lab|company|"
+    r"startup|organi[sz]ation)\s+(?:at|of|from|called|named)\s+)?(?:the\s+)?"
+)
+_EN_MADE = (
+    r"(?:made|created|developed|built|trained|designed|produced|released|engineered|fine-tuned|finetuned|"
+    r"programmed|launched|published|maintained|owned)"
+)
 _DE_MADE = r"(?:entwickelt|erstellt|trainiert|gebaut|geschaffen|entworfen|programmiert|gemacht)"
 _ZH_MADE = r"(?:开发|创建|创造|训练|研发|打造|推出|构建|设计|制作|发布)"
 
@@ -130,18 +155,36 @@ _NAME_BACKWARD: list[tuple[str, str]] = [  # the name comes before the trigger
 _MAKER_RULES: list[tuple[str, str]] = [  # the maker follows
     ("en", rf"\b{_EN_MADE}\s+by\s+{_EN_ORG_PREFIX}"),
     ("en", rf"\b(?:assistant|model|chatbot|AI|agent|system|LLM)\s+(?:from|by)\s+{_EN_ORG_PREFIX}"),
-    ("en", rf"\bmy\s+(?:creators?|makers?|developers?|authors?|parent\s+company)\s+(?:is|are|was|were)\s+{_EN_ORG_PREFIX}"),
-    ("es", r"\b(?:cread|desarrollad|entrenad|hech|construid|diseñad|fabricad|programad)[oa]s?\s+por\s+"
-           r"(?:el\s+equipo\s+de\s+|la\s+empresa\s+|el\s+)?"),
-    ("pt", r"\b(?:criad|desenvolvid|treinad|feit|constru[ií]d|projetad|programad)[oa]s?\s+(?:pel[oa]|por)\s+"
-           r"(?:equipe\s+d[aeo]\s+|empresa\s+)?"),
-    ("fr", r"\b(?:créé|développé|entraîné|conçu|fabriqué|formé|programmé)e?s?\s+par\s+"
-           r"(?:l'équipe\s+d(?:e\s+|')|la\s+société\s+|l'entreprise\s+)?"),
+    (
+        "en",
+        rf"\bmy\s+(?:creators?|makers?|developers?|authors?|parent\s+company)\s+(?:is|are|was|were)\s+{_EN_ORG_PREFIX}",
+    ),
+    (
+        "es",
+        r"\b(?:cread|desarrollad|entrenad|hech|construid|diseñad|fabricad|programad)[oa]s?\s+por\s+"
+        r"(?:el\s+equipo\s+de\s+|la\s+empresa\s+|el\s+)?",
+    ),
+    (
+        "pt",
+        r"\b(?:criad|desenvolvid|treinad|feit|constru[ií]d|projetad|programad)[oa]s?\s+(?:pel[oa]|por)\s+"
+        r"(?:equipe\s+d[aeo]\s+|empresa\s+)?",
+    ),
+    (
+        "fr",
+        r"\b(?:créé|développé|entraîné|conçu|fabriqué|formé|programmé)e?s?\s+par\s+"
+        r"(?:l'équipe\s+d(?:e\s+|')|la\s+société\s+|l'entreprise\s+)?",
+    ),
     ("de", rf"\b{_DE_MADE}\s+(?:von|durch)\s+(?:dem\s+team\s+von\s+|der\s+firma\s+|dem\s+unternehmen\s+)?"),
-    ("it", r"\b(?:creat|sviluppat|addestrat|realizzat|costruit|progettat|programmat)[oaie]\s+"
-           r"(?:(?:da|dal|dalla|dai|dagli)\s+|dall')(?:team\s+di\s+)?"),
-    ("ru", r"\b(?:создан|разработан|обучен|сделан|построен|натренирован)(?:[аоы]|н(?:ый|ая|ое|ым))?\s+"
-           r"(?:компанией\s+|командой\s+|специалистами\s+|в\s+)?"),
+    (
+        "it",
+        r"\b(?:creat|sviluppat|addestrat|realizzat|costruit|progettat|programmat)[oaie]\s+"
+        r"(?:(?:da|dal|dalla|dai|dagli)\s+|dall')(?:team\s+di\s+)?",
+    ),
+    (
+        "ru",
+        r"\b(?:создан|разработан|обучен|сделан|построен|натренирован)(?:[аоы]|н(?:ый|ая|ое|ым))?\s+"
+        r"(?:компанией\s+|командой\s+|специалистами\s+|в\s+)?",
+    ),
     ("ru", r"\bменя\s+(?:создал|разработал|обучил|сделал)[аио]?\s+(?:компания\s+|команда\s+)?"),
     ("zh", r"我的(?:开发者|创造者|创建者|开发团队|研发团队|制造者)是|来自"),
 ]
@@ -168,8 +211,13 @@ RULES: list[_Rule] = (
     + [_Rule("maker", _rx(t), follow=_rx(f)) for _, t, f in _MAKER_FOLLOWED]
     + [_Rule("maker", _rx(t), backward=True) for _, t in _MAKER_BACKWARD]
 )
-LANGUAGES = sorted({lang for table in (_NAME_RULES, _NAME_BACKWARD, _MAKER_RULES, _MAKER_FOLLOWED, _MAKER_BACKWARD)
-                    for lang, *_ in table})
+LANGUAGES = sorted(
+    {
+        lang
+        for table in (_NAME_RULES, _NAME_BACKWARD, _MAKER_RULES, _MAKER_FOLLOWED, _MAKER_BACKWARD)
+        for lang, *_ in table
+    }
+)
 
 _TEAM_AT = _rx(r"\s+(?:team|group|lab|division|researchers)\s+(?:at|of|from)\s+(?:the\s+)?")
 

@@ -3,7 +3,7 @@
 It exists to test the ``openai`` backend for real and to demo the detector against an "API-only"
 model; it is not a production inference server. :class:`Faults` injects delays, 429 and 5xx answers.
 
->>> from detectors.identity.backends.local import LocalBackend                     # doctest: +SKIP
+>>> from provbot.detectors.identity.backends.local import LocalBackend                     # doctest: +SKIP
 >>> server = ChatServer(LocalBackend.open("tests/identity/fixtures/rio-merge"))   # doctest: +SKIP
 >>> with server.running() as url:                                                  # doctest: +SKIP
 ...     httpx.post(url + "/v1/chat/completions", json={"model": "rio", "messages": [...]})
@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from detectors.identity.backends.base import Backend
-from detectors.identity.prompts import SamplingSettings
+from provbot.detectors.identity.backends.base import Backend
+from provbot.detectors.identity.prompts import SamplingSettings
 
 
 class ChatMessage(BaseModel):
@@ -80,10 +80,12 @@ class ChatServer:
         self.api_key = api_key
         self.faults = Faults()
         self._gen_lock = threading.Lock()
-        self.app = Starlette(routes=[
-            Route("/v1/chat/completions", self._chat, methods=["POST"]),
-            Route("/v1/models", self._models, methods=["GET"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+            ]
+        )
 
     async def _models(self, request: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [{"id": self.model_name, "object": "model"}]})
@@ -98,8 +100,11 @@ class ChatServer:
                 await asyncio.sleep(value)
             elif kind == "status":
                 headers = {"retry-after": str(self.faults.retry_after)} if int(value) == 429 else {}
-                return JSONResponse({"error": {"message": "injected fault", "code": int(value)}},
-                                    status_code=int(value), headers=headers)
+                return JSONResponse(
+                    {"error": {"message": "injected fault", "code": int(value)}},
+                    status_code=int(value),
+                    headers=headers,
+                )
             elif kind == "garbage":
                 return JSONResponse({"not": "chat-completions"})
         try:
@@ -111,11 +116,15 @@ class ChatServer:
         sampling = SamplingSettings(temperature=req.temperature, top_p=req.top_p, max_tokens=req.max_tokens)
         messages = [m.model_dump() for m in req.messages]
         text = await asyncio.to_thread(self._generate, messages, sampling, req.seed or 0)
-        return JSONResponse({
-            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
-            "model": self.model_name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        })
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.model_name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            }
+        )
 
     def _generate(self, messages: list[dict[str, str]], sampling: SamplingSettings, seed: int) -> str:
         with self._gen_lock:  # one generate at a time: torch seeding is process-wide

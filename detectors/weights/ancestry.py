@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.declared import Declared
-from detectors.weights.fit import Lineage
+from provbot.detectors.declared import Declared
+from provbot.detectors.weights.fit import Lineage
 
 #: Median Pearson r of two candidates' 2-D tensors above which a declared base is believed
 #: (fine-tunes of one base: 0.8-0.99; independent initialisations: ~0).
@@ -93,12 +93,17 @@ def declared_base(lin: Lineage, refs: Sequence[str], declared: Sequence[Declared
         return BaseChoice(None, None, "candidates' cards name different bases among the candidates: none is used")
     j = ranked[0]
     names = ", ".join(refs[i] for i in votes[j])
-    return BaseChoice(j, "declared", f"{refs[j]} is the base of {names} by {'their cards' if len(votes[j]) > 1 else 'its card'}, "
-                                     "and the weights agree that they are related")
+    return BaseChoice(
+        j,
+        "declared",
+        f"{refs[j]} is the base of {names} by {'their cards' if len(votes[j]) > 1 else 'its card'}, "
+        "and the weights agree that they are related",
+    )
 
 
-def choose_base(lin: Lineage, refs: Sequence[str], given: int | None,
-                declared: Sequence[Declared | None] | None = None) -> BaseChoice:
+def choose_base(
+    lin: Lineage, refs: Sequence[str], given: int | None, declared: Sequence[Declared | None] | None = None
+) -> BaseChoice:
     """The candidates' base: given, else declared by a candidate's card, else inferred (see module)."""
     if given is not None:
         return BaseChoice(given, "given")

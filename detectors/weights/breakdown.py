@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from detectors.weights.fit import GroupFit, Lineage
-from detectors.weights.result import ComponentFit, LayerFit
-from detectors.weights.verdict import Verdict, ci_pair, rounded
+from provbot.detectors.weights.fit import GroupFit, Lineage
+from provbot.detectors.weights.result import ComponentFit, LayerFit
+from provbot.detectors.weights.verdict import Verdict, ci_pair, rounded
 
 
 def group_weights(g: GroupFit | None, refs: Sequence[str]) -> dict[str, float]:
@@ -26,13 +26,20 @@ def breakdown(lin: Lineage, ref: int, refs: Sequence[str], subset: str, verdict:
     for layer in sorted(by_layer):
         g = lin.group(ref, by_layer[layer], subset)
         if g is not None:
-            verdict.layers.append(LayerFit(layer=layer, weights=group_weights(g, refs), r2=rounded(g.r2),
-                                           ci={r: ci_pair(g.ci[i]) for i, r in enumerate(refs)}))
+            verdict.layers.append(
+                LayerFit(
+                    layer=layer,
+                    weights=group_weights(g, refs),
+                    r2=rounded(g.r2),
+                    ci={r: ci_pair(g.ci[i]) for i, r in enumerate(refs)},
+                )
+            )
     for comp in sorted(by_component):
         g = lin.group(ref, by_component[comp], subset)
         if g is not None:
-            verdict.components.append(ComponentFit(component=comp, tensors=g.tensors, weights=group_weights(g, refs),
-                                                   r2=rounded(g.r2)))
+            verdict.components.append(
+                ComponentFit(component=comp, tensors=g.tensors, weights=group_weights(g, refs), r2=rounded(g.r2))
+            )
     g = lin.group(ref, mats, subset)
     if g is not None:
         verdict.weight_spread = {r: rounded(g.spread[i]) for i, r in enumerate(refs)}

@@ -2,7 +2,7 @@
 
 Big reads land in buffers whose first byte is 64-byte aligned, as torch's own allocations are.
 A ``bytearray``'s data is only 16-byte aligned, and the compiled kernels (see
-:mod:`~detectors.weights.kernels`) guard on input alignment: 16-byte-aligned inputs got a second
+:mod:`~provbot.detectors.weights.kernels`) guard on input alignment: 16-byte-aligned inputs got a second
 compiled graph (seconds, once per process) that also ran 10-15% slower than the aligned one.
 The buffers are numpy arrays, which Linux backs with transparent huge pages when allowed: fewer
 page faults while a full read fills gigabytes of them.

@@ -1,7 +1,7 @@
 """Byte ranges of files, and how few requests can fetch them.
 
-The reader (:mod:`~detectors.weights.sources`) fetches what :func:`merge_ranges` makes of a plan's
-ranges, and the planner (:mod:`~detectors.weights.sampling`) counts requests the same way.
+The reader (:mod:`~provbot.detectors.weights.sources`) fetches what :func:`merge_ranges` makes of a plan's
+ranges, and the planner (:mod:`~provbot.detectors.weights.sampling`) counts requests the same way.
 """
 
 from __future__ import annotations

@@ -24,13 +24,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detectors.weights.ancestry import BaseChoice
-from detectors.weights.breakdown import breakdown
-from detectors.weights.descent import descent_test
-from detectors.weights.fit import GroupFit, Lineage, fisher_z, pearson, stouffer
-from detectors.weights.merge_methods import dense_method, rounding_share
-from detectors.weights.result import DescentTest, ParentWeight, RelatedModel
-from detectors.weights.verdict import Verdict, parent_weight, rounded
+from provbot.detectors.weights.ancestry import BaseChoice
+from provbot.detectors.weights.breakdown import breakdown
+from provbot.detectors.weights.descent import descent_test
+from provbot.detectors.weights.fit import GroupFit, Lineage, fisher_z, pearson, stouffer
+from provbot.detectors.weights.merge_methods import dense_method, rounding_share
+from provbot.detectors.weights.result import DescentTest, ParentWeight, RelatedModel
+from provbot.detectors.weights.verdict import Verdict, parent_weight, rounded
 
 MERGE_R2 = 0.8  # delta R^2 that makes a merge of two or more moving candidates
 MERGE_R2_CONSISTENT = 0.3  # ... or this much with consistent weights
@@ -70,8 +70,9 @@ def dense_verdict(lin: Lineage, refs: Sequence[str], choice: BaseChoice, related
     contributors = [i for i in range(lin.k) if abs(g.weights[i]) > CONTRIBUTOR]
     movers = [i for i in contributors if i != ref and g.z[i] > MIN_Z]
     r2 = g.r2 if g.r2 is not None else 0.0
-    v = Verdict("finetune", base=refs[ref], base_source=choice.source if anc is not None else "closest",
-                fit_r2=rounded(g.r2))
+    v = Verdict(
+        "finetune", base=refs[ref], base_source=choice.source if anc is not None else "closest", fit_r2=rounded(g.r2)
+    )
     if choice.note:
         v.notes.append(choice.note)
     breakdown(lin, ref, refs, "all", v)
@@ -82,23 +83,38 @@ def dense_verdict(lin: Lineage, refs: Sequence[str], choice: BaseChoice, related
     return _without_base(lin, refs, ref, related, movers, v)
 
 
-def _merge(lin: Lineage, refs: Sequence[str], ref: int, anc: int | None, g: GroupFit, contributors: list[int],
-           movers: list[int], r2: float, v: Verdict) -> Verdict:
+def _merge(
+    lin: Lineage,
+    refs: Sequence[str],
+    ref: int,
+    anc: int | None,
+    g: GroupFit,
+    contributors: list[int],
+    movers: list[int],
+    r2: float,
+    v: Verdict,
+) -> Verdict:
     mats = lin.matrix_idx()
     consistent = all(_consistent(g, i, abs(g.weights[i])) for i in movers)
     v.relation = "merge"
     v.parents = [parent_weight(refs[i], g, i) for i in contributors]
     v.z = rounded(min(g.z[i] for i in movers), 1)
     v.method, why = dense_method(lin, ref, refs, g, contributors, anc, mats)
-    v.notes.append(f"delta R^2 {r2:.4f} from {refs[ref]}; weights {'consistent' if consistent else 'vary'} across tensors")
+    v.notes.append(
+        f"delta R^2 {r2:.4f} from {refs[ref]}; weights {'consistent' if consistent else 'vary'} across tensors"
+    )
     v.notes.append(why)
     if r2 < 0.999:
         rounding = rounding_share(lin, ref, mats)
         if 1.0 - r2 <= 2.0 * rounding:
-            v.notes.append(f"the unexplained {1 - r2:.2%} is what rounding the child to its storage dtype leaves "
-                           f"(expected {rounding:.2%}): an exact merge")
+            v.notes.append(
+                f"the unexplained {1 - r2:.2%} is what rounding the child to its storage dtype leaves "
+                f"(expected {rounding:.2%}): an exact merge"
+            )
         else:
-            v.notes.append("fit is high but imperfect: a merge trained a little afterwards, or a merge method beyond per-tensor linear")
+            v.notes.append(
+                "fit is high but imperfect: a merge trained a little afterwards, or a merge method beyond per-tensor linear"
+            )
     return v
 
 
@@ -110,7 +126,9 @@ def _finetune_of(lin: Lineage, refs: Sequence[str], parent: int, v: Verdict) -> 
     return v
 
 
-def _related(lin: Lineage, refs: Sequence[str], candidates: Sequence[int], v: Verdict, shares: dict[str, DescentTest]) -> Verdict:
+def _related(
+    lin: Lineage, refs: Sequence[str], candidates: Sequence[int], v: Verdict, shares: dict[str, DescentTest]
+) -> Verdict:
     """Lineage shared with ``candidates``, parent not determined: nobody is named as a parent."""
     v.relation, v.parents = "related", []
     v.z = rounded(max(ancestor_z(lin, i) for i in candidates), 1) if candidates else None
@@ -122,8 +140,9 @@ def _related_model(ref: str, role: str, test: DescentTest | None) -> RelatedMode
     return RelatedModel(ref=ref, role=role, share=test.share if test else None, ci=test.ci if test else None)
 
 
-def _with_base(lin: Lineage, refs: Sequence[str], anc: int, related: Sequence[int], movers: Sequence[int],
-               v: Verdict) -> Verdict:
+def _with_base(
+    lin: Lineage, refs: Sequence[str], anc: int, related: Sequence[int], movers: Sequence[int], v: Verdict
+) -> Verdict:
     tests = [descent_test(lin, refs, i, anc, movers) for i in related if i != anc]
     v.descent = tests
     by_ref = {t.ref: t for t in tests}
@@ -138,39 +157,54 @@ def _with_base(lin: Lineage, refs: Sequence[str], anc: int, related: Sequence[in
     if all(t.outcome == "sibling" for t in tests):
         v = _finetune_of(lin, refs, anc, v)
         v.related = [_related_model(refs[i], "sibling", by_ref.get(refs[i])) for i in others]
-        v.notes.append(f"the child is {refs[anc]} plus its own delta; the other candidates explain "
-                       f"{max(float(v.fit_r2 or 0.0), 0.0):.1%} of it")
+        v.notes.append(
+            f"the child is {refs[anc]} plus its own delta; the other candidates explain "
+            f"{max(float(v.fit_r2 or 0.0), 0.0):.1%} of it"
+        )
         v.notes += [t.reason for t in tests if t.share is not None and abs(t.share) > CONTRIBUTOR]
         return v
     v = _related(lin, refs, [anc, *others], v, by_ref)
     if len(desc) > 1:
-        v.notes.append("the child carries the whole deltas of " + ", ".join(refs[i] for i in desc)
-                       + ": a merge of them trained afterwards, or a sibling of them; the weights vary too much to tell")
+        v.notes.append(
+            "the child carries the whole deltas of "
+            + ", ".join(refs[i] for i in desc)
+            + ": a merge of them trained afterwards, or a sibling of them; the weights vary too much to tell"
+        )
     v.notes += [t.reason for t in tests if t.outcome != "sibling"]
-    v.notes.append(f"related to {refs[anc]} and its descendants among the candidates, but which of them is the "
-                   "parent cannot be told from the weights")
+    v.notes.append(
+        f"related to {refs[anc]} and its descendants among the candidates, but which of them is the "
+        "parent cannot be told from the weights"
+    )
     return v
 
 
-def _without_base(lin: Lineage, refs: Sequence[str], ref: int, related: Sequence[int], movers: Sequence[int],
-                  v: Verdict) -> Verdict:
+def _without_base(
+    lin: Lineage, refs: Sequence[str], ref: int, related: Sequence[int], movers: Sequence[int], v: Verdict
+) -> Verdict:
     others = [j for j in related if j != ref]
     tests = [descent_test(lin, refs, ref, j, movers) for j in others]
     v.descent = tests
     if all(t.outcome == "descends" for t in tests):
         v = _finetune_of(lin, refs, ref, v)
-        v.notes.append(f"closest candidate {refs[ref]}; the other candidates explain "
-                       f"{max(float(v.fit_r2 or 0.0), 0.0):.1%} of the child's delta from it")
+        v.notes.append(
+            f"closest candidate {refs[ref]}; the other candidates explain "
+            f"{max(float(v.fit_r2 or 0.0), 0.0):.1%} of the child's delta from it"
+        )
         v.related = [_related_model(refs[j], "candidate", None) for j in others]
         if tests:
-            v.notes.append(f"the child carries the whole delta of {refs[ref]} from "
-                           + ", ".join(refs[j] for j in others) + " in every layer: it descends from it whichever is the base")
+            v.notes.append(
+                f"the child carries the whole delta of {refs[ref]} from "
+                + ", ".join(refs[j] for j in others)
+                + " in every layer: it descends from it whichever is the base"
+            )
         return v
     v = _related(lin, refs, [ref, *others], v, {})
     v.notes += [t.reason for t in tests if t.outcome != "descends"]
-    v.notes.append("the child sits between the candidates: it is a fine-tune of whichever of them is the others' base, "
-                   "which the weights cannot tell; scan again with the base as --base (or a base_model in the "
-                   "candidates' cards)")
+    v.notes.append(
+        "the child sits between the candidates: it is a fine-tune of whichever of them is the others' base, "
+        "which the weights cannot tell; scan again with the base as --base (or a base_model in the "
+        "candidates' cards)"
+    )
     return v
 
 

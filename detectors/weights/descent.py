@@ -38,9 +38,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from detectors.weights.fit import Lineage
-from detectors.weights.result import DescentTest, LayerShare
-from detectors.weights.verdict import ci_pair, rounded
+from provbot.detectors.weights.fit import Lineage
+from provbot.detectors.weights.result import DescentTest, LayerShare
+from provbot.detectors.weights.verdict import ci_pair, rounded
 
 #: A descendant carries at least this share of its parent's delta (median over tensors, 95% CI).
 DESCENT_SHARE = 0.9
@@ -82,8 +82,7 @@ def descent_test(lin: Lineage, refs: Sequence[str], i: int, base: int, also: Seq
     share = float(g.weights[i])
     x, b = refs[i], refs[base]
     low = [layer.layer for layer in layers if layer.ci[1] < LAYER_SHARE]
-    span = (f"; layers {min(l_.share for l_ in layers):.2f} to {max(l_.share for l_ in layers):.2f}"
-            if layers else "")
+    span = f"; layers {min(l_.share for l_ in layers):.2f} to {max(l_.share for l_ in layers):.2f}" if layers else ""
     head = f"the child carries {share:.0%} of {x}'s delta from {b} (95% CI {ci[0]:.0%} to {ci[1]:.0%}{span})"
     if outcome == "descends":
         reason = f"{head}: all of it, in every layer, as a descendant of {x} does"
@@ -93,5 +92,13 @@ def descent_test(lin: Lineage, refs: Sequence[str], i: int, base: int, also: Seq
         reason = f"{head}: all of it overall, but not in layer(s) {', '.join(map(str, low[:5]))}"
     else:
         reason = f"{head}: too close to {DESCENT_SHARE:.0%} to tell a descendant from a sibling"
-    return DescentTest(ref=x, base=b, share=rounded(share), ci=ci, spread=rounded(g.spread[i]) or 0.0,
-                       layers=layers, outcome=outcome, reason=reason)
+    return DescentTest(
+        ref=x,
+        base=b,
+        share=rounded(share),
+        ci=ci,
+        spread=rounded(g.spread[i]) or 0.0,
+        layers=layers,
+        outcome=outcome,
+        reason=reason,
+    )

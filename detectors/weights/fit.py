@@ -41,8 +41,8 @@ import numpy as np
 import numpy.ma  # noqa: F401 - np.median imports it on first use: 50 ms in the middle of the first scan
 import torch
 
-from detectors.weights.kernels import block_gram, sparse_sums, unpack_pairs
-from detectors.weights.safetensors_format import DTYPES
+from provbot.detectors.weights.kernels import block_gram, sparse_sums, unpack_pairs
+from provbot.detectors.weights.safetensors_format import DTYPES
 
 # Relative rounding step (2^-mantissa bits) of each storage dtype: floors the residual variance so
 # that exact merges get a large finite z rather than infinity.
@@ -94,10 +94,17 @@ class TensorStats:
 
     def __add__(self, other: TensorStats) -> TensorStats:
         return TensorStats(
-            self.n + other.n, self.gram + other.gram, self.sums + other.sums, self.eq + other.eq,
-            self.absdiff_eq + other.absdiff_eq, self.absdiff_ne + other.absdiff_ne,
-            self.gram_new + other.gram_new, self.n_new + other.n_new, max(self.eps, other.eps),
-            _add(self.eq_big, other.eq_big), _add(self.n_big, other.n_big),
+            self.n + other.n,
+            self.gram + other.gram,
+            self.sums + other.sums,
+            self.eq + other.eq,
+            self.absdiff_eq + other.absdiff_eq,
+            self.absdiff_ne + other.absdiff_ne,
+            self.gram_new + other.gram_new,
+            self.n_new + other.n_new,
+            max(self.eps, other.eps),
+            _add(self.eq_big, other.eq_big),
+            _add(self.n_big, other.n_big),
         )
 
     def sparse_share(self, j: int) -> float:
@@ -147,8 +154,17 @@ class StatsTable:
 
     def __getitem__(self, t: int) -> TensorStats:
         return TensorStats(
-            int(self.n[t]), self.gram[t], self.sums[t], self.eq[t], self.absdiff_eq[t], self.absdiff_ne[t],
-            self.gram_new[t], int(self.n_new[t]), float(self.eps[t]), self.eq_big[t], self.n_big[t],
+            int(self.n[t]),
+            self.gram[t],
+            self.sums[t],
+            self.eq[t],
+            self.absdiff_eq[t],
+            self.absdiff_ne[t],
+            self.gram_new[t],
+            int(self.n_new[t]),
+            float(self.eps[t]),
+            self.eq_big[t],
+            self.n_big[t],
         )
 
     def __iter__(self) -> Iterator[TensorStats]:
@@ -175,15 +191,28 @@ class StatsTable:
     def empty(k: int) -> StatsTable:
         """A table of no tensors, for ``k`` candidates."""
         k1 = k + 1
-        shapes = {"gram": (k1, k1), "sums": (k1,), "eq": (k,), "absdiff_eq": (k, k), "absdiff_ne": (k, k),
-                  "gram_new": (k1, k1), "eq_big": (k,), "n_big": (k,)}
+        shapes = {
+            "gram": (k1, k1),
+            "sums": (k1,),
+            "eq": (k,),
+            "absdiff_eq": (k, k),
+            "absdiff_ne": (k, k),
+            "gram_new": (k1, k1),
+            "eq_big": (k,),
+            "n_big": (k,),
+        }
         ints = {"n", "n_new"}
-        return StatsTable(**{f.name: np.zeros((0, *shapes.get(f.name, ())), dtype=np.int64 if f.name in ints else float)
-                             for f in fields(StatsTable)})
+        return StatsTable(
+            **{
+                f.name: np.zeros((0, *shapes.get(f.name, ())), dtype=np.int64 if f.name in ints else float)
+                for f in fields(StatsTable)
+            }
+        )
 
     @staticmethod
     def of(records: Sequence[TensorStats]) -> StatsTable:
         """Stack records (at least one). Records without resolvable counts count every element."""
+
         def big(s: TensorStats) -> tuple[np.ndarray, np.ndarray]:
             if s.eq_big is None or s.n_big is None:
                 return np.asarray(s.eq, dtype=float), np.full(s.k, float(s.n))
@@ -191,15 +220,24 @@ class StatsTable:
 
         bigs = [big(s) for s in records]
         return StatsTable(
-            np.array([s.n for s in records], dtype=np.int64), *(np.stack([getattr(s, f) for s in records]) for f in
-                                                                ("gram", "sums", "eq", "absdiff_eq", "absdiff_ne", "gram_new")),
-            np.array([s.n_new for s in records], dtype=np.int64), np.array([s.eps for s in records], dtype=float),
-            np.stack([b[0] for b in bigs]), np.stack([b[1] for b in bigs]),
+            np.array([s.n for s in records], dtype=np.int64),
+            *(
+                np.stack([getattr(s, f) for s in records])
+                for f in ("gram", "sums", "eq", "absdiff_eq", "absdiff_ne", "gram_new")
+            ),
+            np.array([s.n_new for s in records], dtype=np.int64),
+            np.array([s.eps for s in records], dtype=float),
+            np.stack([b[0] for b in bigs]),
+            np.stack([b[1] for b in bigs]),
         )
 
 
-def tensor_stats(child: torch.Tensor, candidates: Sequence[torch.Tensor], child_dtype: torch.dtype | None = None,
-                 device: torch.device | None = None) -> TensorStats:
+def tensor_stats(
+    child: torch.Tensor,
+    candidates: Sequence[torch.Tensor],
+    child_dtype: torch.dtype | None = None,
+    device: torch.device | None = None,
+) -> TensorStats:
     """Statistics of one tensor (or one chunk of it) from 1-D float tensors at the same positions.
 
     ``child_dtype`` is the child's storage dtype: candidates are rounded to it before the exact
@@ -210,14 +248,22 @@ def tensor_stats(child: torch.Tensor, candidates: Sequence[torch.Tensor], child_
         # Bounded memory: the float64 working copies are (k+1) x chunk, not x tensor.
         total = None
         for a in range(0, n, STATS_CHUNK):
-            part = tensor_stats(child[a:a + STATS_CHUNK], [p[a:a + STATS_CHUNK] for p in candidates], child_dtype, device)
+            part = tensor_stats(
+                child[a : a + STATS_CHUNK], [p[a : a + STATS_CHUNK] for p in candidates], child_dtype, device
+            )
             total = part if total is None else total + part
         return total  # type: ignore[return-value]
     return batch_stats(child.reshape(1, -1), [p.reshape(1, -1) for p in candidates], child_dtype, device)[0]
 
 
-def batch_stats(children: torch.Tensor, candidates: Sequence[torch.Tensor], child_dtype: torch.dtype | None = None,
-                device: torch.device | None = None, stride: int = 1, compiled: bool = False) -> list[TensorStats]:
+def batch_stats(
+    children: torch.Tensor,
+    candidates: Sequence[torch.Tensor],
+    child_dtype: torch.dtype | None = None,
+    device: torch.device | None = None,
+    stride: int = 1,
+    compiled: bool = False,
+) -> list[TensorStats]:
     """Statistics of ``T`` tensors at once: ``children`` and every candidate are (T, n), any float dtype.
 
     One :class:`TensorStats` record per row of ``batch_sums(...).table()``; see :func:`batch_sums`
@@ -231,8 +277,14 @@ def batch_stats(children: torch.Tensor, candidates: Sequence[torch.Tensor], chil
     return list(batch_sums(children, candidates, child_dtype, device, stride, compiled).table())
 
 
-def batch_sums(children: torch.Tensor, candidates: Sequence[torch.Tensor], child_dtype: torch.dtype | None = None,
-               device: torch.device | None = None, stride: int = 1, compiled: bool = False) -> BatchSums:
+def batch_sums(
+    children: torch.Tensor,
+    candidates: Sequence[torch.Tensor],
+    child_dtype: torch.dtype | None = None,
+    device: torch.device | None = None,
+    stride: int = 1,
+    compiled: bool = False,
+) -> BatchSums:
     """The sums behind :class:`TensorStats` for ``T`` tensors at once, as arrays (see :class:`BatchSums`).
 
     A sampled scan compares hundreds of equally long samples, and a large MoE checkpoint is mostly
@@ -242,14 +294,14 @@ def batch_sums(children: torch.Tensor, candidates: Sequence[torch.Tensor], child
 
     ``stride == 1``: everything exact, in float64, from every element (samples; small tensors).
     ``stride > 1`` (full mode): the Gram matrix and sums come from every element through
-    :func:`~detectors.weights.kernels.block_gram` (float32 products of the deltas from the first
+    :func:`~provbot.detectors.weights.kernels.block_gram` (float32 products of the deltas from the first
     candidate, in blocks summed in float64: the large raw terms cancel algebraically when the fit
     changes basis), and the sparse-merge statistics (equality counts, masked Grams) from a
     systematic ``1/stride`` subsample, scaled up by ``n / n_sub``: shares and the fits of new elements are
     still estimated from thousands of elements per tensor, while their passes no longer dominate
     a full read. The stride is shortened so that at least ``MIN_SUBSAMPLE`` elements are counted,
     and a tensor too small for that (below two subsamples) is computed exactly. ``compiled``: the
-    Gram pass uses the ``torch.compile``'d CPU kernel (see :mod:`~detectors.weights.kernels`).
+    Gram pass uses the ``torch.compile``'d CPU kernel (see :mod:`~provbot.detectors.weights.kernels`).
     """
     t, n = children.shape
     if any(p.shape != (t, n) for p in candidates):
@@ -282,7 +334,7 @@ class BatchSums:
     """Sums of ``T`` tensors, one row each: what a :class:`StatsTable` holds, in the kernels' basis.
 
     Gram matrices and sums are over the kernels' rows ``[x_0 - x_1, x_1, x_i - x_1]`` (see
-    :mod:`~detectors.weights.kernels`); ``sparse`` has :func:`~detectors.weights.kernels.sparse_sums`'
+    :mod:`~provbot.detectors.weights.kernels`); ``sparse`` has :func:`~provbot.detectors.weights.kernels.sparse_sums`'
     layout, already scaled from a subsample to all ``n`` elements. All of it adds up across
     chunks of a tensor, so a full read can keep batches as arrays and sum and convert them once.
     """
@@ -314,7 +366,9 @@ class BatchSums:
         n = np.bincount(ids_np, weights=np.concatenate([p.n for p in parts]), minlength=len(into)).astype(np.int64)
         eps = np.zeros(len(into))
         np.maximum.at(eps, ids_np, np.concatenate([p.eps for p in parts]))
-        return BatchSums(n, eps, *(summed(torch.cat([getattr(p, f) for p in parts])) for f in ("gram", "sums", "sparse")))
+        return BatchSums(
+            n, eps, *(summed(torch.cat([getattr(p, f) for p in parts])) for f in ("gram", "sums", "sparse"))
+        )
 
     def table(self) -> StatsTable:
         """The rows as a :class:`StatsTable`: raw Grams, numpy arrays, counts rounded to integers."""
@@ -329,11 +383,17 @@ class BatchSums:
         cols = sp[:, : k * per_j].reshape(t, k, per_j)
         cols_np = cols.numpy()
         return StatsTable(
-            n=self.n, gram=(a @ self.gram @ a.T).numpy(), sums=(self.sums @ a.T).numpy(), eq=cols_np[:, :, 0],
-            absdiff_eq=cols_np[:, :, 3 : 3 + k], absdiff_ne=cols_np[:, :, 3 + k : 3 + 2 * k],
+            n=self.n,
+            gram=(a @ self.gram @ a.T).numpy(),
+            sums=(self.sums @ a.T).numpy(),
+            eq=cols_np[:, :, 0],
+            absdiff_eq=cols_np[:, :, 3 : 3 + k],
+            absdiff_ne=cols_np[:, :, 3 + k : 3 + 2 * k],
             gram_new=(a @ unpack_pairs(sp[:, k * per_j + 1 :], k1) @ a.T).numpy(),
-            n_new=np.rint(sp[:, k * per_j].numpy()).astype(np.int64), eps=self.eps,
-            eq_big=cols_np[:, :, 2], n_big=cols_np[:, :, 1],
+            n_new=np.rint(sp[:, k * per_j].numpy()).astype(np.int64),
+            eps=self.eps,
+            eq_big=cols_np[:, :, 2],
+            n_big=cols_np[:, :, 1],
         )
 
 
@@ -388,8 +448,15 @@ class FitTable:
 
     def __getitem__(self, i: int) -> TensorFit:
         r2 = float(self.r2[i])
-        return TensorFit(self.weights[i], self.se[i], self.t[i], None if math.isnan(r2) else r2, float(self.rss[i]),
-                         float(self.delta_ss[i]), int(self.n[i]))
+        return TensorFit(
+            self.weights[i],
+            self.se[i],
+            self.t[i],
+            None if math.isnan(r2) else r2,
+            float(self.rss[i]),
+            float(self.delta_ss[i]),
+            int(self.n[i]),
+        )
 
     def __iter__(self) -> Iterator[TensorFit]:
         return (self[i] for i in range(len(self)))
@@ -404,8 +471,10 @@ class FitTable:
             return FitTable(*(np.zeros((0, k)),) * 3, *(np.zeros(0),) * 3, np.zeros(0, dtype=np.int64))
         return FitTable(
             *(np.stack([getattr(f, name) for f in fits]) for name in ("weights", "se", "t")),
-            np.array([np.nan if f.r2 is None else f.r2 for f in fits]), np.array([f.rss for f in fits]),
-            np.array([f.delta_ss for f in fits]), np.array([f.n for f in fits], dtype=np.int64),
+            np.array([np.nan if f.r2 is None else f.r2 for f in fits]),
+            np.array([f.rss for f in fits]),
+            np.array([f.delta_ss for f in fits]),
+            np.array([f.n for f in fits], dtype=np.int64),
         )
 
 
@@ -583,9 +652,16 @@ class Lineage:
         rows = np.concatenate([[0], 1 + c])
         st = self.stats
         table = StatsTable(
-            n=st.n, gram=st.gram[:, rows][:, :, rows], sums=st.sums[:, rows], eq=st.eq[:, c],
-            absdiff_eq=st.absdiff_eq[:, c][:, :, c], absdiff_ne=st.absdiff_ne[:, c][:, :, c],
-            gram_new=st.gram_new[:, rows][:, :, rows], n_new=st.n_new, eps=st.eps, eq_big=st.eq_big[:, c],
+            n=st.n,
+            gram=st.gram[:, rows][:, :, rows],
+            sums=st.sums[:, rows],
+            eq=st.eq[:, c],
+            absdiff_eq=st.absdiff_eq[:, c][:, :, c],
+            absdiff_ne=st.absdiff_ne[:, c][:, :, c],
+            gram_new=st.gram_new[:, rows][:, :, rows],
+            n_new=st.n_new,
+            eps=st.eps,
+            eq_big=st.eq_big[:, c],
             n_big=st.n_big[:, c],
         )
         return Lineage(self.names, table, self.is_matrix, self.layer, self.component, len(c))

@@ -1,6 +1,6 @@
 """Full-mode statistics: every element of every model, streamed in batches, summed per tensor.
 
-:func:`~detectors.weights.reader.iter_full_batches` yields, in file order, batches of whole
+:func:`~provbot.detectors.weights.reader.iter_full_batches` yields, in file order, batches of whole
 tensors of one size (a MoE's experts) and chunks of big tensors. A checkpoint also has, in every
 layer, a handful of small tensors of other sizes (norms, router, attention projections): read one
 layer at a time they arrive as tiny batches, each paying the fixed cost of a statistics call.
@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from detectors.weights.buffers import aligned_buffer
-from detectors.weights.fit import FULL_SPARSE_STRIDE, BatchSums, StatsTable, batch_sums, storage_dtype
-from detectors.weights.reader import FullBatch, iter_full_batches
-from detectors.weights.rescale_stats import RescaleCollector
-from detectors.weights.sampling import SamplePlan
-from detectors.weights.sources import WeightSource
+from provbot.detectors.weights.buffers import aligned_buffer
+from provbot.detectors.weights.fit import FULL_SPARSE_STRIDE, BatchSums, StatsTable, batch_sums, storage_dtype
+from provbot.detectors.weights.reader import FullBatch, iter_full_batches
+from provbot.detectors.weights.rescale_stats import RescaleCollector
+from provbot.detectors.weights.sampling import SamplePlan
+from provbot.detectors.weights.sources import WeightSource
 
 #: Batches of fewer elements per model than this are pooled with others of their size.
 POOL_BELOW_ELEMENTS = 2**20
@@ -45,7 +45,7 @@ class _Pool:
 
 
 class FullStatsAccumulator:
-    """Per-tensor statistics of streamed :class:`~detectors.weights.reader.FullBatch` es.
+    """Per-tensor statistics of streamed :class:`~provbot.detectors.weights.reader.FullBatch` es.
 
     ``refs``: the child first, then the candidates (every batch must hold all of them).
     ``compiled``: run the statistics through the ``torch.compile``'d CPU kernels.
@@ -115,17 +115,25 @@ class FullStatsAccumulator:
         return torch.cat(parts, out=out)
 
     def _compute(self, names: list[str], rows: list[torch.Tensor], dtype: torch.dtype | None) -> None:
-        self._sums.append(batch_sums(rows[0], rows[1:], dtype, device=self.device, stride=FULL_SPARSE_STRIDE, compiled=self.compiled))
+        self._sums.append(
+            batch_sums(rows[0], rows[1:], dtype, device=self.device, stride=FULL_SPARSE_STRIDE, compiled=self.compiled)
+        )
         self._names += names
 
 
-def full_stats(sources: list[WeightSource], plan: SamplePlan, device: torch.device, progress: Progress | None = None,
-               compile_kernels: str = "auto", rescale: RescaleCollector | None = None) -> StatsTable:
+def full_stats(
+    sources: list[WeightSource],
+    plan: SamplePlan,
+    device: torch.device,
+    progress: Progress | None = None,
+    compile_kernels: str = "auto",
+    rescale: RescaleCollector | None = None,
+) -> StatsTable:
     """Stream every element of every model (batches on ``device``); statistics per plan tensor.
 
     ``compile_kernels``: auto (compile the CPU kernels for reads of ``COMPILE_MIN_ELEMENTS``+
     elements per model), always, or never. ``rescale`` also sees every batch, for the per-channel
-    scale fits of the child's quantized matrices (see :mod:`~detectors.weights.rescale_stats`).
+    scale fits of the child's quantized matrices (see :mod:`~provbot.detectors.weights.rescale_stats`).
     """
     total = sum(t.n_elements for t in plan.tensors)
     compiled = compile_kernels == "always" or (compile_kernels == "auto" and total >= COMPILE_MIN_ELEMENTS)

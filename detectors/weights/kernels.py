@@ -4,7 +4,7 @@ For a batch of ``T`` tensors of ``n`` elements each, in every model (child first
 candidates), :func:`block_gram` returns per tensor the float64 Gram matrix and sums of the rows
 ``[x_0 - x_1, x_1, x_2 - x_1, ...]``: every model relative to the first candidate. Differences of
 close models are exact in float32, so the small delta energies the fit works from keep their
-precision; :meth:`detectors.weights.fit.BatchSums.records` turns these back into the raw Gram.
+precision; :meth:`provbot.detectors.weights.fit.BatchSums.records` turns these back into the raw Gram.
 :func:`sparse_sums` gives the equality counts and masked sums of the sparse-merge tests (TIES/DARE)
 over the same rows, on a subsample in full mode.
 
@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -77,7 +77,9 @@ def _rows_gram(xs: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(prods + [r.sum(-1) for r in rows], dim=-1)
 
 
-def _sparse_rows(xs: list[torch.Tensor], child_dtype: torch.dtype | None, eps: float, work: torch.dtype) -> torch.Tensor:
+def _sparse_rows(
+    xs: list[torch.Tensor], child_dtype: torch.dtype | None, eps: float, work: torch.dtype
+) -> torch.Tensor:
     """(R, width) inputs -> (R, L) sums per row in ``work`` precision (layout: :func:`sparse_sums`)."""
     _same_rows(xs)
     c, ps = xs[0].to(work), [x.to(work) for x in xs[1:]]
@@ -136,11 +138,13 @@ def _per_block(fn: Callable, xs: list[torch.Tensor], width: int, compiled: bool,
         except Exception as exc:  # noqa: BLE001 - any compiler failure: warn once, stay correct
             _compile_failed = True
             first = str(exc).splitlines()[0][:200] if str(exc) else ""
-            log.warning("torch.compile of the statistics kernels failed (%s: %s); using eager torch", type(exc).__name__, first)
+            log.warning(
+                "torch.compile of the statistics kernels failed (%s: %s); using eager torch", type(exc).__name__, first
+            )
     return fn(blocks, *args).view(t, n // width, -1).sum(dim=1, dtype=torch.float64)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pair_index(k1: int) -> torch.Tensor:
     """Column of each (i, j) entry in the row-major upper-triangle layout, flattened."""
     idx = torch.empty((k1, k1), dtype=torch.long)
@@ -188,8 +192,13 @@ def block_gram(xs: Sequence[torch.Tensor], compiled: bool = False) -> tuple[torc
     return g, s
 
 
-def sparse_sums(xs: Sequence[torch.Tensor], child_dtype: torch.dtype | None, eps: float,
-                compiled: bool = False, block: int | None = None) -> torch.Tensor:
+def sparse_sums(
+    xs: Sequence[torch.Tensor],
+    child_dtype: torch.dtype | None,
+    eps: float,
+    compiled: bool = False,
+    block: int | None = None,
+) -> torch.Tensor:
     """The sparse-merge sums of ``T`` tensors' elements: (T, L) float64, laid out per candidate ``j``
 
     ``[eq, n_big, eq_big, absdiff_eq[i] (k), absdiff_ne[i] (k)]``, then

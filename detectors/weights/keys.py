@@ -20,7 +20,7 @@ from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from detectors.errors import WeightFormatError
+from provbot.detectors.errors import WeightFormatError
 
 # Wrapper prefixes that carry no meaning for the comparison. Stripped repeatedly, so
 # "language_model.model.layers" and "model.model.layers" both end as "layers".
@@ -229,8 +229,11 @@ def classify(name: str) -> TensorKind:
         _TEMPLATES[template] = spec
     component, layer_at, expert_at = spec
     numbers = parts[1::2]
-    return TensorKind(None if layer_at is None else int(numbers[layer_at]), component,
-                      None if expert_at is None else int(numbers[expert_at]))
+    return TensorKind(
+        None if layer_at is None else int(numbers[layer_at]),
+        component,
+        None if expert_at is None else int(numbers[expert_at]),
+    )
 
 
 def _template_spec(name: str, kind: TensorKind) -> tuple[str, int | None, int | None] | None:
@@ -329,7 +332,7 @@ def _fill_in_bulk(names: tuple[str, ...], out: KindColumns) -> None:
     order = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[order], np.arange(len(ids) + 1))
     for shape, g in ids.items():
-        idx = order[bounds[g]:bounds[g + 1]]
+        idx = order[bounds[g] : bounds[g + 1]]
         members = [names[i] for i in idx]
         spans = _number_spans(members[0], shape)
         if spans is None:
@@ -342,7 +345,7 @@ def _fill_in_bulk(names: tuple[str, ...], out: KindColumns) -> None:
         chars = np.frombuffer("".join(members).encode("ascii"), dtype=np.uint8).reshape(len(members), len(shape))
         for span, column in zip(spans, (out.layer, out.expert)):
             if span is not None:
-                digits = chars[:, span[0]:span[1]].astype(np.int64) - ord("0")
+                digits = chars[:, span[0] : span[1]].astype(np.int64) - ord("0")
                 column[idx] = digits @ 10 ** np.arange(span[1] - span[0] - 1, -1, -1, dtype=np.int64)
 
 

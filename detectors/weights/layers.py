@@ -5,7 +5,7 @@ never compared there. Here each model gets its own small plan over all its per-l
 element positions depend only on the tensor's shape and count (``sampling.element_ranges``), so
 layer ``L`` of the child and layer ``M`` of a parent are sampled at the same positions.
 
->>> from detectors.weights.layers import suffix_of
+>>> from provbot.detectors.weights.layers import suffix_of
 >>> suffix_of("layers.3.self_attn.q_proj.weight")
 (3, 'self_attn.q_proj.weight')
 """
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from detectors.weights.keys import classify, kind_columns
-from detectors.weights.safetensors_format import TensorMeta
-from detectors.weights.sampling import SamplePlan, TensorPlan, element_ranges
+from provbot.detectors.weights.keys import classify, kind_columns
+from provbot.detectors.weights.safetensors_format import TensorMeta
+from provbot.detectors.weights.sampling import SamplePlan, TensorPlan, element_ranges
 
 _LAYER = re.compile(r"^(.*?(?:layers|layer|h|blocks|block))\.(\d+)\.(.+)$")
 # A copied layer matches to float rounding; a fine-tuned one is ~1e-3 or more away in relative L2.
@@ -46,7 +46,9 @@ def layer_count(metas: dict[str, TensorMeta]) -> int:
     return int(layers.max()) + 1 if layers.size and layers.max() >= 0 else 0
 
 
-def layer_plans(models: dict[str, dict[str, TensorMeta]], per_tensor: int = PER_TENSOR_ELEMENTS) -> dict[str, SamplePlan]:
+def layer_plans(
+    models: dict[str, dict[str, TensorMeta]], per_tensor: int = PER_TENSOR_ELEMENTS
+) -> dict[str, SamplePlan]:
     """One plan per model over its per-layer 2-D float tensors (routed experts excluded: cost)."""
     plans: dict[str, SamplePlan] = {}
     for ref, metas in models.items():
@@ -111,6 +113,9 @@ def is_passthrough(matches: list[LayerSource], parent_layers: dict[str, int]) ->
     if not matches or any(m.ref is None for m in matches):
         return False
     refs = Counter(m.ref for m in matches)
-    identity = len(refs) == 1 and all(m.source_layer == m.layer for m in matches) \
+    identity = (
+        len(refs) == 1
+        and all(m.source_layer == m.layer for m in matches)
         and parent_layers.get(matches[0].ref) == len(matches)
+    )
     return not identity

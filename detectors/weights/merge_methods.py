@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detectors.weights.fit import GroupFit, Lineage
+from provbot.detectors.weights.fit import GroupFit, Lineage
 
 CONTRIBUTOR = 0.05  # |weight| of the base below -CONTRIBUTOR: task weights summing above 1
 
@@ -52,14 +52,24 @@ def slerp_better(lin: Lineage, ref: int, i: int, j: int, idx: Sequence[int]) -> 
         return False, "too few tensors with a measurable angle to test SLERP"
     lin_dev, sl_dev, se = (float(np.median(x)) for x in (dev_lin, dev_slerp, se_sum))
     if lin_dev > 3 * se + 1e-3 and sl_dev < 0.5 * lin_dev:
-        return True, f"coefficient sums depart from 1 by {lin_dev:.4f} (median) and follow the SLERP angle prediction within {sl_dev:.4f}"
+        return (
+            True,
+            f"coefficient sums depart from 1 by {lin_dev:.4f} (median) and follow the SLERP angle prediction within {sl_dev:.4f}",
+        )
     if lin_dev <= 3 * se + 1e-3:
         return False, "coefficients sum to 1 within their errors: linear (SLERP at small angles is indistinguishable)"
     return False, f"coefficient sums depart from 1 by {lin_dev:.4f} but do not follow the SLERP angle ({sl_dev:.4f})"
 
 
-def dense_method(lin: Lineage, ref: int, refs: Sequence[str], g: GroupFit, contributors: list[int],
-                 anc: int | None, mats: Sequence[int]) -> tuple[str, str]:
+def dense_method(
+    lin: Lineage,
+    ref: int,
+    refs: Sequence[str],
+    g: GroupFit,
+    contributors: list[int],
+    anc: int | None,
+    mats: Sequence[int],
+) -> tuple[str, str]:
     """``slerp``, ``task_arithmetic`` or ``linear``, and why."""
     why = ""
     if len(contributors) == 2:
@@ -70,7 +80,10 @@ def dense_method(lin: Lineage, ref: int, refs: Sequence[str], g: GroupFit, contr
     if anc is not None and anc in contributors:
         non_base = [i for i in contributors if i != anc]
         if len(non_base) >= 2 or g.weights[anc] < -CONTRIBUTOR:
-            return "task_arithmetic", f"base {refs[anc]} carries weight {g.weights[anc]:.3f} = 1 - sum of the task weights"
+            return (
+                "task_arithmetic",
+                f"base {refs[anc]} carries weight {g.weights[anc]:.3f} = 1 - sum of the task weights",
+            )
     return "linear", why or "per-tensor weights are constant and sum to 1"
 
 

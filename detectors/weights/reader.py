@@ -4,8 +4,8 @@ Quantized weights are decoded to float32 before any comparison:
 
 * ``F8_E4M3`` / ``F8_E5M2``: the fp8 value, times its scale companion when there is one;
 * ``I8`` with a ``weight_scale`` companion: the integer times the scale;
-* packed integers (GPTQ, AWQ, compressed-tensors, bitsandbytes 4-bit; a :class:`~detectors.weights.packed.PackedMeta`
-  in the plan): every part read whole and decoded (:func:`detectors.weights.packed.decode`), then
+* packed integers (GPTQ, AWQ, compressed-tensors, bitsandbytes 4-bit; a :class:`~provbot.detectors.weights.packed.PackedMeta`
+  in the plan): every part read whole and decoded (:func:`provbot.detectors.weights.packed.decode`), then
   the planned elements taken. Full reads take such a weight in one batch, never in chunks.
 
 A scale is per tensor (one element), per row (``(rows,)`` or ``(rows, 1)``) or per block
@@ -13,7 +13,7 @@ A scale is per tensor (one element), per row (``(rows,)`` or ``(rows, 1)``) or p
 multiplied, as their producers (compressed-tensors, DeepSeek-style fp8) define them. Only the scale
 elements covering the sampled rows are read.
 
->>> from detectors.weights.sources import open_source            # doctest: +SKIP
+>>> from provbot.detectors.weights.sources import open_source            # doctest: +SKIP
 >>> sources = [open_source("child"), open_source("parent")]      # doctest: +SKIP
 >>> plan = plan_sample(canonical_models(sources), 4 * 2**20)     # doctest: +SKIP
 >>> samples = read_samples(sources, plan)                        # doctest: +SKIP
@@ -29,15 +29,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from detectors.errors import WeightFormatError
-from detectors.weights.buffers import join
-from detectors.weights.byte_ranges import ByteRange
-from detectors.weights.keys import canonical_tensors
-from detectors.weights.packed import PackedMeta
-from detectors.weights.packed import decode as decode_packed
-from detectors.weights.safetensors_format import TensorMeta, decode, view
-from detectors.weights.sampling import SamplePlan, TensorPlan
-from detectors.weights.sources import WeightSource
+from provbot.detectors.errors import WeightFormatError
+from provbot.detectors.weights.buffers import join
+from provbot.detectors.weights.byte_ranges import ByteRange
+from provbot.detectors.weights.keys import canonical_tensors
+from provbot.detectors.weights.packed import PackedMeta
+from provbot.detectors.weights.packed import decode as decode_packed
+from provbot.detectors.weights.safetensors_format import TensorMeta, decode, view
+from provbot.detectors.weights.sampling import SamplePlan, TensorPlan
+from provbot.detectors.weights.sources import WeightSource
 
 #: Full reads stream big tensors in chunks of at most this many elements (32 MiB as bf16).
 FULL_CHUNK_ELEMENTS = 16 * 2**20
@@ -81,13 +81,19 @@ class _Job:
         out = [(m.file, m.start + self.a * isz, m.start + self.b * isz)]
         if self.scale is not None:
             s0, s1 = scale_window(m.shape, self.scale.shape, self.a, self.b)
-            out.append((self.scale.file, self.scale.start + s0 * self.scale.itemsize, self.scale.start + s1 * self.scale.itemsize))
+            out.append(
+                (
+                    self.scale.file,
+                    self.scale.start + s0 * self.scale.itemsize,
+                    self.scale.start + s1 * self.scale.itemsize,
+                )
+            )
         return out
 
     def values(self, blobs: list[bytes]) -> torch.Tensor:
         if isinstance(self.meta, PackedMeta):
             w = decode_packed(self.meta, dict(zip(self.meta.parts, blobs)))
-            return w.reshape(-1)[self.a:self.b]
+            return w.reshape(-1)[self.a : self.b]
         x = decode(blobs[0], self.meta.dtype)
         if self.scale is not None:
             x = dequantize(x, self.meta.shape, self.scale.shape, decode(blobs[1], self.scale.dtype), self.a)
@@ -228,8 +234,9 @@ class FullBatch(_BatchSpec):
     values: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _batch_specs(plan: SamplePlan, include_extra: bool, chunk_elements: int, batch_elements: int,
-                 file_order: bool) -> list[_BatchSpec]:
+def _batch_specs(
+    plan: SamplePlan, include_extra: bool, chunk_elements: int, batch_elements: int, file_order: bool
+) -> list[_BatchSpec]:
     """Group whole tensors of one size, dtypes and holders into batches; cut big ones into chunks.
 
     ``file_order``: walk the tensors in the order of the first model's files, so that a batch is
@@ -355,8 +362,16 @@ def iter_full(
     At most ``chunk_elements`` elements per chunk, and per model about two chunks' worth in flight
     beyond the one being consumed.
     """
-    for batch in iter_full_batches(sources, plan, chunk_elements, chunk_elements, device, include_extra,
-                                   read_ahead_elements=2 * chunk_elements, file_order=False):
+    for batch in iter_full_batches(
+        sources,
+        plan,
+        chunk_elements,
+        chunk_elements,
+        device,
+        include_extra,
+        read_ahead_elements=2 * chunk_elements,
+        file_order=False,
+    ):
         for i, t in enumerate(batch.tensors):
             values = {ref: v[i].to(torch.float32) for ref, v in batch.values.items()}
             yield FullChunk(t.name, batch.start, batch.stop, t.shape, values, batch.last)

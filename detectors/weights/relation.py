@@ -21,16 +21,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detectors.declared import Declared
-from detectors.weights.ancestry import choose_base
-from detectors.weights.dense import ancestor_z, dense_verdict, related_candidates
-from detectors.weights.fit import Lineage, pearson, rel_distance
-from detectors.weights.layers import LayerSource, is_passthrough
-from detectors.weights.rescale_stats import RescaleStats
-from detectors.weights.rescaled import rescaled_copy
-from detectors.weights.result import LayerFit, ParentWeight
-from detectors.weights.sparse import is_sparse, sparse_verdict
-from detectors.weights.verdict import Verdict, rounded
+from provbot.detectors.declared import Declared
+from provbot.detectors.weights.ancestry import choose_base
+from provbot.detectors.weights.dense import ancestor_z, dense_verdict, related_candidates
+from provbot.detectors.weights.fit import Lineage, pearson, rel_distance
+from provbot.detectors.weights.layers import LayerSource, is_passthrough
+from provbot.detectors.weights.rescale_stats import RescaleStats
+from provbot.detectors.weights.rescaled import rescaled_copy
+from provbot.detectors.weights.result import LayerFit, ParentWeight
+from provbot.detectors.weights.sparse import is_sparse, sparse_verdict
+from provbot.detectors.weights.verdict import Verdict, rounded
 
 COPY_EQUAL_SHARE = 0.99  # of a tensor's elements, for the tensor to count as copied
 COPY_TENSOR_SHARE = 0.95  # of the 2-D tensors
@@ -38,6 +38,7 @@ QUANTIZED_MAX_REL = 0.1  # relative L2 error of a quantized copy (8 bits: fp8, i
 QUANTIZED_MAX_REL_4BIT = 0.25  # ... of a 4-bit one (group-wise int4 leaves ~6-12%); doubled per bit fewer
 UNRELATED_R = 0.1  # median Pearson r below which a candidate is unrelated
 RELATED_R = 0.3  # ... above which it is clearly related (between: inconclusive)
+
 
 def quantized_max_rel(bits: int) -> float:
     """Relative L2 error a ``bits``-bit quantized copy may show (the noise grows ~2x per bit fewer).
@@ -66,7 +67,7 @@ def classify(
     ``base``: index of the given shared ancestor; ``declared``: each candidate's card lineage (the
     base one candidate names among the others orients the whole-delta tests when none is given).
     ``scale_fits`` (full reads of a quantized child): per-channel scale fits, for a child whose
-    input channels were rescaled before quantizing (AWQ); see :mod:`~detectors.weights.rescaled`.
+    input channels were rescaled before quantizing (AWQ); see :mod:`~provbot.detectors.weights.rescaled`.
     """
     mats = lin.matrix_idx()
     if not mats or lin.k == 0:
@@ -83,8 +84,15 @@ def classify(
     copied = (eq_share >= COPY_EQUAL_SHARE).mean(axis=0)
     j = int(np.argmax(copied))
     if copied[j] >= COPY_TENSOR_SHARE and not child_quantized:
-        v = Verdict("copy", parents=[ParentWeight(ref=refs[j], weight=1.0, ci=(1.0, 1.0))], z=rounded(ancestor_z(lin, j), 1), base=refs[j])
-        v.notes.append(f"{copied[j]:.0%} of the compared 2-D tensors equal {refs[j]} exactly (after rounding to the child's dtype)")
+        v = Verdict(
+            "copy",
+            parents=[ParentWeight(ref=refs[j], weight=1.0, ci=(1.0, 1.0))],
+            z=rounded(ancestor_z(lin, j), 1),
+            base=refs[j],
+        )
+        v.notes.append(
+            f"{copied[j]:.0%} of the compared 2-D tensors equal {refs[j]} exactly (after rounding to the child's dtype)"
+        )
         return v
     if child_quantized:
         rel = np.median(np.sqrt(rel_distance(stats)), axis=0)
@@ -95,7 +103,12 @@ def classify(
             j = rescaled.candidate
             rel[j] = rescaled.error  # its relative error once the confirmed rescaling is undone
         if rel[j] <= limit:
-            v = Verdict("quantized", parents=[ParentWeight(ref=refs[j], weight=1.0, ci=(1.0, 1.0))], z=rounded(ancestor_z(lin, j), 1), base=refs[j])
+            v = Verdict(
+                "quantized",
+                parents=[ParentWeight(ref=refs[j], weight=1.0, ci=(1.0, 1.0))],
+                z=rounded(ancestor_z(lin, j), 1),
+                base=refs[j],
+            )
             v.notes.append(f"the child is stored quantized and matches {refs[j]} within {rel[j]:.3f} relative error")
             v.notes += [rescaled.note(refs[j])] if rescaled is not None else []
             return v
@@ -103,7 +116,9 @@ def classify(
         if rescaled is not None:
             notes.append(rescaled.note(refs[rescaled.candidate]))
         elif scale_fits is None:
-            notes.append("a full read (--full) also tests whether its input channels were rescaled before quantizing (AWQ, SmoothQuant)")
+            notes.append(
+                "a full read (--full) also tests whether its input channels were rescaled before quantizing (AWQ, SmoothQuant)"
+            )
 
     # 3. passthrough
     if layer_matches and is_passthrough(layer_matches, parent_layers or {}):
@@ -113,9 +128,16 @@ def classify(
     best = float(np.max(med_r))
     if best < UNRELATED_R:
         z = max(ancestor_z(lin, i) for i in range(lin.k))
-        return Verdict("unrelated", z=rounded(z, 1), notes=[f"no candidate correlates with the child (best median Pearson r {best:.3f} on 2-D tensors)"])
+        return Verdict(
+            "unrelated",
+            z=rounded(z, 1),
+            notes=[f"no candidate correlates with the child (best median Pearson r {best:.3f} on 2-D tensors)"],
+        )
     if best < RELATED_R:
-        return Verdict("inconclusive", notes=[f"weak correlation only (best median Pearson r {best:.3f}): neither clearly related nor unrelated"])
+        return Verdict(
+            "inconclusive",
+            notes=[f"weak correlation only (best median Pearson r {best:.3f}): neither clearly related nor unrelated"],
+        )
 
     # 5. sparse merges relative to a base
     choice = choose_base(lin, refs, base, declared)
@@ -139,8 +161,15 @@ def _passthrough(lin: Lineage, refs: Sequence[str], matches: list[LayerSource]) 
         counts[m.ref] = counts.get(m.ref, 0) + 1
     total = len(matches)
     v = Verdict("merge", method="passthrough", fit_r2=1.0)
-    v.parents = [ParentWeight(ref=r, weight=round(c / total, 4), ci=(round(c / total, 4), round(c / total, 4))) for r, c in counts.items()]
-    v.layers = [LayerFit(layer=m.layer, weights={m.ref: 1.0}, r2=1.0, source=f"{m.ref}:{m.source_layer}") for m in matches]
+    v.parents = [
+        ParentWeight(ref=r, weight=round(c / total, 4), ci=(round(c / total, 4), round(c / total, 4)))
+        for r, c in counts.items()
+    ]
+    v.layers = [
+        LayerFit(layer=m.layer, weights={m.ref: 1.0}, r2=1.0, source=f"{m.ref}:{m.source_layer}") for m in matches
+    ]
     v.z = rounded(max(ancestor_z(lin, refs.index(r)) for r in counts), 1)
-    v.notes.append(f"every one of the child's {total} layers is an exact copy of a candidate layer; weights are shares of layers")
+    v.notes.append(
+        f"every one of the child's {total} layers is an exact copy of a candidate layer; weights are shares of layers"
+    )
     return v

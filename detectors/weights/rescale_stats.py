@@ -1,10 +1,10 @@
 """Scale fits gathered during a full read, while each quantized child matrix passes through memory.
 
 A full read hands over packed weights of the child whole, in one batch with the candidates' same
-tensors (:func:`~detectors.weights.reader.iter_full_batches`); fp8/int8 weights over 16M elements
+tensors (:func:`~provbot.detectors.weights.reader.iter_full_batches`); fp8/int8 weights over 16M elements
 come in chunks, whose grid rows are gathered until the last one. There, :class:`RescaleCollector`
 fits each matrix the child stores quantized on every candidate's
-(:func:`~detectors.weights.scale_fit.fit_scales`, on the grid) and keeps the few numbers and
+(:func:`~provbot.detectors.weights.scale_fit.fit_scales`, on the grid) and keeps the few numbers and
 per-channel vectors the rescaled-copy test needs, and the grid of every 1-D tensor (norms) of
 every model, against which the fitted scales are checked. Nothing else is kept of the matrices.
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from detectors.weights.reader import FullBatch
-from detectors.weights.scale_fit import ScaleFit, fit_scales, grid, grid_stride
+from provbot.detectors.weights.reader import FullBatch
+from provbot.detectors.weights.scale_fit import ScaleFit, fit_scales, grid, grid_stride
 
 
 @dataclass
@@ -82,7 +82,7 @@ class RescaleCollector:
 
 
 class _GridParts:
-    """The :func:`~detectors.weights.scale_fit.grid` of a matrix that arrives in flat chunks
+    """The :func:`~provbot.detectors.weights.scale_fit.grid` of a matrix that arrives in flat chunks
     (rows cut anywhere), filled in chunk by chunk for every model: 1/16 or less of a big matrix."""
 
     def __init__(self, shape: tuple[int, ...], models: int, device: torch.device) -> None:
@@ -97,12 +97,12 @@ class _GridParts:
         for m, x in enumerate(chunks):
             if full_hi > full_lo:
                 g0 = -(-full_lo // self.sr)
-                block = x[full_lo * cols - start:full_hi * cols - start].view(full_hi - full_lo, cols)
-                picked = block[g0 * self.sr - full_lo::self.sr, ::self.sc]
-                self.grids[m, g0:g0 + picked.shape[0]] = picked.to(torch.float32)
+                block = x[full_lo * cols - start : full_hi * cols - start].view(full_hi - full_lo, cols)
+                picked = block[g0 * self.sr - full_lo :: self.sr, :: self.sc]
+                self.grids[m, g0 : g0 + picked.shape[0]] = picked.to(torch.float32)
             for row in {start // cols, (stop - 1) // cols} - set(range(full_lo, full_hi)):
                 if row % self.sr == 0:  # a cut grid row: its part in this chunk
                     lo, hi = max(start, row * cols), min(stop, (row + 1) * cols)
                     j0, j1 = -(-(lo - row * cols) // self.sc), -(-(hi - row * cols) // self.sc)
                     first = row * cols + j0 * self.sc - start
-                    self.grids[m, row // self.sr, j0:j1] = x[first:hi - start:self.sc].to(torch.float32)
+                    self.grids[m, row // self.sr, j0:j1] = x[first : hi - start : self.sc].to(torch.float32)

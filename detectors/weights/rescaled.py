@@ -4,7 +4,7 @@ AWQ multiplies a linear layer's input channels by scales ``s`` before quantizing
 whatever feeds that input by ``s``: the norm before q/k/v and before gate/up, the rows of up_proj
 (for down_proj), the rows of v_proj (for o_proj, when the shapes allow). The network computes the
 same function; only its matrices moved, by more than quantization noise. The scale fit
-(:mod:`~detectors.weights.scale_fit`) undoes the move, but a free fit of ``rows + cols - 1``
+(:mod:`~provbot.detectors.weights.scale_fit`) undoes the move, but a free fit of ``rows + cols - 1``
 scales per matrix also absorbs part of any fine-tune's delta, and a fine-tune that *learns*
 per-channel scales (IA3, DoRA magnitudes) is a real change of function. So only the scales the
 child's own parameters confirm count:
@@ -39,10 +39,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.weights.fit import Lineage, rel_distance, robust_sd
-from detectors.weights.keys import classify
-from detectors.weights.rescale_stats import RescaleStats
-from detectors.weights.scale_fit import ScaleFit
+from provbot.detectors.weights.fit import Lineage, rel_distance, robust_sd
+from provbot.detectors.weights.keys import classify
+from provbot.detectors.weights.rescale_stats import RescaleStats
+from provbot.detectors.weights.scale_fit import ScaleFit
 
 #: Fitted row scales varying by more than this (robust sd of their log) count as a rescale of the rows.
 ROW_SPREAD = 0.05
@@ -84,7 +84,9 @@ class Sides:
 
     def charged(self) -> float:
         """Charge left with the compensators (the unconfirmed sides' in full)."""
-        return (self.cols_alone if self.cols is None else self.cols) + (self.rows_alone if self.rows is None else self.rows)
+        return (self.cols_alone if self.cols is None else self.cols) + (
+            self.rows_alone if self.rows is None else self.rows
+        )
 
     def error(self, f: ScaleFit) -> float:
         """Relative error of the child's matrix to the candidate's with the confirmed scales only:
@@ -129,18 +131,24 @@ class RescaledCopy:
     def note(self, ref: str) -> str:
         rows = f"; rows rescaled too in {self.rows_scaled}" if self.rows_scaled else ""
         if self.within:
-            return (f"its input channels were rescaled (AWQ-style: the inverse is folded into its norms and feeding layers, "
-                    f"so those differ from {ref}'s): fitted per-channel scales spread by a factor e^{self.spread:.2f} (robust sd of log "
-                    f"scale, median over {self.matrices} matrices{rows}), {self.undone:.1%} of their variation undone by the "
-                    f"child's norms and feeding layers; relative error to {ref} {self.before:.3f} before rescaling, "
-                    f"{self.after:.3f} after (medians over those matrices)")
+            return (
+                f"its input channels were rescaled (AWQ-style: the inverse is folded into its norms and feeding layers, "
+                f"so those differ from {ref}'s): fitted per-channel scales spread by a factor e^{self.spread:.2f} (robust sd of log "
+                f"scale, median over {self.matrices} matrices{rows}), {self.undone:.1%} of their variation undone by the "
+                f"child's norms and feeding layers; relative error to {ref} {self.before:.3f} before rescaling, "
+                f"{self.after:.3f} after (medians over those matrices)"
+            )
         if math.isnan(self.spread):
-            return (f"even with freely fitted per-channel scales no candidate comes within {self.limit} relative error "
-                    f"(nearest {ref}: {self.fitted:.3f}, {self.before:.3f} before)")
-        return (f"with freely fitted per-channel scales {ref} comes within {self.fitted:.3f} relative error "
-                f"({self.before:.3f} before), but only {self.undone:.1%} of their variation (a factor e^{self.spread:.2f}{rows}) "
-                f"is undone by the child's norms and feeding layers: a rescale that changes what the model computes, "
-                f"not AWQ's; with the confirmed scales only, {self.after:.3f}")
+            return (
+                f"even with freely fitted per-channel scales no candidate comes within {self.limit} relative error "
+                f"(nearest {ref}: {self.fitted:.3f}, {self.before:.3f} before)"
+            )
+        return (
+            f"with freely fitted per-channel scales {ref} comes within {self.fitted:.3f} relative error "
+            f"({self.before:.3f} before), but only {self.undone:.1%} of their variation (a factor e^{self.spread:.2f}{rows}) "
+            f"is undone by the child's norms and feeding layers: a rescale that changes what the model computes, "
+            f"not AWQ's; with the confirmed scales only, {self.after:.3f}"
+        )
 
 
 def rescaled_copy(lin: Lineage, stats: RescaleStats, limit: float) -> RescaledCopy | None:
@@ -159,8 +167,9 @@ def rescaled_copy(lin: Lineage, stats: RescaleStats, limit: float) -> RescaledCo
     return _report(stats, names, j, errors[j], sides[j], limit)
 
 
-def _median_error(plain: np.ndarray, names: Sequence[str], stats: RescaleStats, j: int,
-                  sides: dict[str, Sides] | None) -> float:
+def _median_error(
+    plain: np.ndarray, names: Sequence[str], stats: RescaleStats, j: int, sides: dict[str, Sides] | None
+) -> float:
     """Median over the 2-D tensors of the relative error to candidate ``j``: with the confirmed
     scales (freely fitted ones when ``sides`` is None) where there is a fit, plain elsewhere."""
     values = plain.copy()
@@ -172,8 +181,9 @@ def _median_error(plain: np.ndarray, names: Sequence[str], stats: RescaleStats, 
     return float(np.median(values))
 
 
-def _report(stats: RescaleStats, names: Sequence[str], j: int, error: float, sides: dict[str, Sides],
-            limit: float) -> RescaledCopy:
+def _report(
+    stats: RescaleStats, names: Sequence[str], j: int, error: float, sides: dict[str, Sides], limit: float
+) -> RescaledCopy:
     fits = [(n, stats.fits[n][j]) for n in names if n in stats.fits]
     kept = [(n, f) for n, f in fits if f.has_vectors]
     alone = sum(sides[n].alone for n, _ in kept)
@@ -182,7 +192,9 @@ def _report(stats: RescaleStats, names: Sequence[str], j: int, error: float, sid
         return float(np.median(values)) if values else float("nan")
 
     return RescaledCopy(
-        candidate=j, error=error, limit=limit,
+        candidate=j,
+        error=error,
+        limit=limit,
         before=median([f.plain_rel() for _, f in fits]),
         fitted=median([f.rel(f.rss) for _, f in fits]),
         after=median([sides[n].error(f) if f.has_vectors else f.rel(f.rss) for n, f in fits]),

@@ -61,7 +61,8 @@ class RelatedModel(BaseModel):
 
     ref: str
     role: Literal["sibling", "candidate"] = Field(
-        description="sibling: another descendant of the child's parent; candidate: related, role not determined.")
+        description="sibling: another descendant of the child's parent; candidate: related, role not determined."
+    )
     share: float | None = Field(None, description="Weight of its delta (from the base) that the child carries.")
     ci: tuple[float, float] | None = None
 
@@ -78,22 +79,38 @@ class ScanResult(BaseModel):
     relation: Relation
     method: Method | None = None
     parents: list[ParentWeight] = Field(default_factory=list)
-    fit_r2: float | None = Field(None, description="Delta R^2: the share of the child's delta from the base that the fit explains.")
-    z: float | None = Field(None, description="Evidence against independence, in standard deviations (Stouffer over tensors).")
+    fit_r2: float | None = Field(
+        None, description="Delta R^2: the share of the child's delta from the base that the fit explains."
+    )
+    z: float | None = Field(
+        None, description="Evidence against independence, in standard deviations (Stouffer over tensors)."
+    )
     bytes_read: dict[str, int] = Field(default_factory=dict, description="ref -> bytes read (headers included).")
     tensors: int = Field(0, description="Number of tensors compared.")
     layers: list[LayerFit] = Field(default_factory=list)
     # Supporting evidence.
-    base: str | None = Field(None, description=(
-        "The candidate the delta fit is taken from: the shared ancestor when base_source is given, declared or "
-        "inferred; with 'closest' only the candidate nearest the child, not necessarily an ancestor."))
+    base: str | None = Field(
+        None,
+        description=(
+            "The candidate the delta fit is taken from: the shared ancestor when base_source is given, declared or "
+            "inferred; with 'closest' only the candidate nearest the child, not necessarily an ancestor."
+        ),
+    )
     base_source: BaseSource | None = Field(None, description="How base was chosen.")
     components: list[ComponentFit] = Field(default_factory=list)
-    weight_spread: dict[str, float] = Field(default_factory=dict, description="ref -> robust spread of per-tensor weights (consistency).")
+    weight_spread: dict[str, float] = Field(
+        default_factory=dict, description="ref -> robust spread of per-tensor weights (consistency)."
+    )
     norms: dict[str, float] | None = Field(None, description="Fit of 1-D tensors (norms, biases), reported separately.")
-    density: float | None = Field(None, description="TIES/DARE: estimated share of each parent's delta elements the merge kept.")
-    related: list[RelatedModel] = Field(default_factory=list, description="Related candidates not named as parents (siblings).")
-    descent: list[DescentTest] = Field(default_factory=list, description="Whole-delta tests behind finetune, sibling and related verdicts.")
+    density: float | None = Field(
+        None, description="TIES/DARE: estimated share of each parent's delta elements the merge kept."
+    )
+    related: list[RelatedModel] = Field(
+        default_factory=list, description="Related candidates not named as parents (siblings)."
+    )
+    descent: list[DescentTest] = Field(
+        default_factory=list, description="Whole-delta tests behind finetune, sibling and related verdicts."
+    )
     requests: dict[str, int] = Field(default_factory=dict, description="ref -> HTTP range requests made.")
     elements: int = Field(0, description="Elements compared per model.")
     seconds: float | None = None

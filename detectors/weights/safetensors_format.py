@@ -30,8 +30,8 @@ import msgspec
 import numpy as np
 import torch
 
-from detectors.errors import WeightFormatError
-from detectors.weights.gc_pause import gc_paused
+from provbot.detectors.errors import WeightFormatError
+from provbot.detectors.weights.gc_pause import gc_paused
 
 #: The safetensors library refuses headers longer than this; so do we (a hostile file could claim 1 TB).
 MAX_HEADER_BYTES = 25_000_000
@@ -263,7 +263,9 @@ def _parse_valid(header: bytes, file: str, data_start: int, data_size: int | Non
         return _valid_entries(entries, file, data_start, data_size)
 
 
-def _valid_entries(entries: dict[str, _Entry], file: str, data_start: int, data_size: int | None) -> dict[str, TensorMeta] | None:
+def _valid_entries(
+    entries: dict[str, _Entry], file: str, data_start: int, data_size: int | None
+) -> dict[str, TensorMeta] | None:
     out: dict[str, TensorMeta] = {}
     limit = math.inf if data_size is None else data_size
     prod, size, make = math.prod, _ITEMSIZE, tuple.__new__  # the loop runs once per tensor: 10^5 in big MoEs
@@ -320,8 +322,8 @@ def _check_overlaps(metas: Collection[TensorMeta], file: str) -> None:
         starts = np.fromiter(map(_START, metas), dtype=np.int64, count=len(metas))
         ends = np.fromiter(map(_END, metas), dtype=np.int64, count=len(metas))
     except OverflowError:  # offsets past int64 (only a hostile header has them): the slow way
-        spans = sorted(((m.start, m.end, m.name) for m in metas if m.end > m.start))
-        for (s0, e0, n0), (s1, _e1, n1) in zip(spans, spans[1:]):
+        spans = sorted((m.start, m.end, m.name) for m in metas if m.end > m.start)
+        for (_s0, e0, n0), (s1, _e1, n1) in zip(spans, spans[1:]):
             if s1 < e0:
                 raise WeightFormatError(f"{file}: tensors {n0!r} and {n1!r} overlap in the data section") from None
         return

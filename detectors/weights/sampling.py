@@ -33,9 +33,9 @@ from operator import attrgetter
 
 import numpy as np
 
-from detectors.errors import ShapeMismatchError
-from detectors.weights.byte_ranges import merge_ranges
-from detectors.weights.keys import (
+from provbot.detectors.errors import ShapeMismatchError
+from provbot.detectors.weights.byte_ranges import merge_ranges
+from provbot.detectors.weights.keys import (
     TensorKind,
     align_tied_heads,
     classify,
@@ -45,8 +45,8 @@ from detectors.weights.keys import (
     layer_template,
     scale_companion,
 )
-from detectors.weights.packed import PackedMeta
-from detectors.weights.safetensors_format import DTYPES, FLOAT_DTYPES, TensorMeta
+from provbot.detectors.weights.packed import PackedMeta
+from provbot.detectors.weights.safetensors_format import DTYPES, FLOAT_DTYPES, TensorMeta
 
 #: Runs shorter than this are not worth a request of their own: small samples are one contiguous run.
 MIN_RUN = 4096
@@ -73,7 +73,9 @@ _QUANT_DTYPES = {"F8_E4M3", "F8_E5M2", "I8"}
 _PLAIN_FLOAT = FLOAT_DTYPES - _QUANT_DTYPES
 
 
-def element_ranges(shape: tuple[int, ...] | list[int], n_elements: int, max_runs: int = MAX_RUNS) -> list[tuple[int, int]]:
+def element_ranges(
+    shape: tuple[int, ...] | list[int], n_elements: int, max_runs: int = MAX_RUNS
+) -> list[tuple[int, int]]:
     """Choose ``n_elements`` flat (row-major) positions of a tensor of ``shape`` as contiguous runs.
 
     Deterministic in ``(shape, n_elements, max_runs)`` only. The flat range is cut into equal strata
@@ -239,7 +241,7 @@ def plan_sample(
 
     Raises :class:`ShapeMismatchError` when no tensor is comparable.
 
-    >>> from detectors.weights.safetensors_format import TensorMeta
+    >>> from provbot.detectors.weights.safetensors_format import TensorMeta
     >>> m = {"w": TensorMeta("w", "F32", (64, 64), "f", 8, 8 + 64 * 64 * 4)}
     >>> p = plan_sample({"a": m, "b": m}, budget_bytes=1024)
     >>> p.tensors[0].n_elements, p.planned_bytes("a")   # 20% of the budget is kept for gaps
@@ -260,11 +262,15 @@ def plan_sample(
         if decodable and not full:  # a packed weight is read whole or not at all (see detectors.weights.packed)
             formats = sorted({models[ref][n].format for n in decodable})
             models = {**models, ref: {n: m for n, m in models[ref].items() if not isinstance(m, PackedMeta)}}
-            notes.append(f"{ref} stores {len(decodable)} weight(s) as packed integers ({', '.join(formats)}), which "
-                         "a sampled scan does not decode: run with --full to compare them")
+            notes.append(
+                f"{ref} stores {len(decodable)} weight(s) as packed integers ({', '.join(formats)}), which "
+                "a sampled scan does not decode: run with --full to compare them"
+            )
         if raw:
-            notes.append(f"{ref} stores {len(raw)} weight(s) as packed integers (e.g. {raw[0]}: GPTQ/AWQ-style "
-                         "qweight, bitsandbytes 4-bit), in a layout provbot does not decode: they are not compared")
+            notes.append(
+                f"{ref} stores {len(raw)} weight(s) as packed integers (e.g. {raw[0]}: GPTQ/AWQ-style "
+                "qweight, bitsandbytes 4-bit), in a layout provbot does not decode: they are not compared"
+            )
         unread = raw if full else names
         if unread:
             packed[ref] = unread
@@ -286,8 +292,11 @@ def plan_sample(
     for ref in refs:
         if dtypes[ref] <= _PLAIN_FLOAT:
             continue
-        held = {n: metas[ref] for n, _s, metas, _sc in every
-                if ref in metas and (metas[ref].dtype in _QUANT_DTYPES or isinstance(metas[ref], PackedMeta))}
+        held = {
+            n: metas[ref]
+            for n, _s, metas, _sc in every
+            if ref in metas and (metas[ref].dtype in _QUANT_DTYPES or isinstance(metas[ref], PackedMeta))
+        }
         if held:
             quantized[ref] = sorted(held)
             quantized_bits[ref] = min(m.bits if isinstance(m, PackedMeta) else 8 for m in held.values())
@@ -295,7 +304,9 @@ def plan_sample(
     if full or budget_bytes is None:
         chosen, k, share = [(c, None) for c in every], None, None
     else:
-        chosen, k, share = _choose_within_budget(every, refs, int(budget_bytes * (1 - GAP_SHARE)), notes, experts, max_requests)
+        chosen, k, share = _choose_within_budget(
+            every, refs, int(budget_bytes * (1 - GAP_SHARE)), notes, experts, max_requests
+        )
 
     if share == 0:
         notes.append(f"budget of {budget_bytes} bytes is too small for {len(chosen)} tensors: nothing sampled")
@@ -312,8 +323,20 @@ def plan_sample(
         ranges = element_ranges(shape, n, runs) if edge is None else edge_ranges(shape, n, edge)
         plan = TensorPlan(name, kind, shape, tuple(ranges), metas, scales)
         (tensors if name in common_names and len(metas) == len(refs) else extra).append(plan)
-    return SamplePlan(tensors, refs, None if full else budget_bytes, full, notes, quantized, k, extra,
-                      {ref: len(names) for ref, names in packed.items()}, mostly_packed, quantized_bits, full_decodes)
+    return SamplePlan(
+        tensors,
+        refs,
+        None if full else budget_bytes,
+        full,
+        notes,
+        quantized,
+        k,
+        extra,
+        {ref: len(names) for ref, names in packed.items()},
+        mostly_packed,
+        quantized_bits,
+        full_decodes,
+    )
 
 
 _Candidate = tuple[str, tuple[int, ...], dict[str, TensorMeta], dict[str, TensorMeta]]
@@ -323,7 +346,7 @@ _DTYPE = attrgetter("dtype")
 
 
 def packed_weights(tensors: dict[str, TensorMeta]) -> list[str]:
-    """Weights stored as packed integers, sorted: the ones :func:`detectors.weights.packed.with_packed`
+    """Weights stored as packed integers, sorted: the ones :func:`provbot.detectors.weights.packed.with_packed`
     made decodable (a ``PackedMeta``) and the raw ones it could not.
 
     GPTQ, AWQ, Marlin and EXL2 store ``<module>.qweight`` (or ``q_weight``) in place of
@@ -331,7 +354,7 @@ def packed_weights(tensors: dict[str, TensorMeta]) -> list[str]:
     ``<module>.weight`` as uint8. Raw ones never enter a comparison, whatever the float tensors
     (embeddings, norms) show. int8 weights with a scale companion are decoded, hence not listed.
 
-    >>> from detectors.weights.safetensors_format import TensorMeta
+    >>> from provbot.detectors.weights.safetensors_format import TensorMeta
     >>> m = lambda dtype, shape: TensorMeta("", dtype, shape, "f", 0, 0)
     >>> packed_weights({"a.qweight": m("I32", (8, 64)), "b.weight": m("U8", (512, 1)),
     ...                 "c.weight": m("BF16", (8, 8)), "position_ids": m("I64", (1, 9))})
@@ -341,8 +364,14 @@ def packed_weights(tensors: dict[str, TensorMeta]) -> list[str]:
     for name, meta in tensors.items():
         if meta.dtype in FLOAT_DTYPES:
             continue
-        if isinstance(meta, PackedMeta) or name.endswith((".qweight", ".q_weight", ".weight_packed")) or (
-            name.endswith(".weight") and len(meta.shape) >= 2 and not (meta.dtype == "I8" and scale_companion(name, tensors))
+        if (
+            isinstance(meta, PackedMeta)
+            or name.endswith((".qweight", ".q_weight", ".weight_packed"))
+            or (
+                name.endswith(".weight")
+                and len(meta.shape) >= 2
+                and not (meta.dtype == "I8" and scale_companion(name, tensors))
+            )
         ):
             out.append(name)
     return sorted(out)
@@ -356,8 +385,13 @@ _PACKED_COMPANIONS = (".scales", ".absmax", ".weight_scale")
 
 def _float_matrices(tensors: dict[str, TensorMeta]) -> int:
     """Float weights of two or more dimensions, companions of quantized weights left out."""
-    return sum(m.dtype in FLOAT_DTYPES and len(m.shape) >= 2 and not name.endswith(_PACKED_COMPANIONS)
-               and not is_scale_companion(name, tensors) for name, m in tensors.items())
+    return sum(
+        m.dtype in FLOAT_DTYPES
+        and len(m.shape) >= 2
+        and not name.endswith(_PACKED_COMPANIONS)
+        and not is_scale_companion(name, tensors)
+        for name, m in tensors.items()
+    )
 
 
 def _usable(name: str, ref: str, tensors: dict[str, TensorMeta], notes: list[str]) -> tuple[bool, TensorMeta | None]:
@@ -409,7 +443,9 @@ def _comparable(models: dict[str, dict[str, TensorMeta]], notes: list[str]) -> l
             shape = _common_shape(name, [m.shape for m in metas.values()])
             if shape is None:
                 shape_skips.append(name)
-                notes.append(f"skipped {name}: shapes differ ({', '.join(f'{r}: {list(m.shape)}' for r, m in metas.items())})")
+                notes.append(
+                    f"skipped {name}: shapes differ ({', '.join(f'{r}: {list(m.shape)}' for r, m in metas.items())})"
+                )
             elif math.prod(shape) > 0:
                 out.append((name, shape, metas, scales))
     if shape_skips and not out:
@@ -440,15 +476,18 @@ def _routed_experts(models: dict[str, dict[str, TensorMeta]]) -> dict[int | None
     return experts
 
 
-def _without_unsampled_experts(models: dict[str, dict[str, TensorMeta]],
-                               experts: dict[int | None, set[int]]) -> dict[str, dict[str, TensorMeta]]:
+def _without_unsampled_experts(
+    models: dict[str, dict[str, TensorMeta]], experts: dict[int | None, set[int]]
+) -> dict[str, dict[str, TensorMeta]]:
     """Drop the routed experts no budget can choose: at most ``MAX_EXPERTS_PER_LAYER`` per layer
     are ever sampled (see :func:`_with_experts`), so a 128-expert MoE's other experts need no checks.
     """
     if not experts or max(len(ids) for ids in experts.values()) <= MAX_EXPERTS_PER_LAYER:
         return models
-    reachable = {layer: set().union(*(_expert_ids(ids, k) for k in range(1, MAX_EXPERTS_PER_LAYER + 1)))
-                 for layer, ids in experts.items()}
+    reachable = {
+        layer: set().union(*(_expert_ids(ids, k) for k in range(1, MAX_EXPERTS_PER_LAYER + 1)))
+        for layer, ids in experts.items()
+    }
     # Decided once per distinct name (the models mostly share them), then looked up per model.
     names = tuple(_all_names(models, common=False))
     kinds = kind_columns(names)
@@ -530,8 +569,12 @@ def scale_fits(weight_shape: tuple[int, ...], scale_shape: tuple[int, ...]) -> b
 
 
 def _choose_within_budget(
-    candidates: list[_Candidate], refs: list[str], budget_bytes: int, notes: list[str],
-    experts: dict[int | None, set[int]], max_requests: int | None = None,
+    candidates: list[_Candidate],
+    refs: list[str],
+    budget_bytes: int,
+    notes: list[str],
+    experts: dict[int | None, set[int]],
+    max_requests: int | None = None,
 ) -> tuple[list[tuple[_Candidate, str | None]], int | None, int]:
     """Pick the expert subset, the tensors and the per-tensor element share that fit ``budget_bytes``.
 
@@ -558,8 +601,13 @@ def _choose_within_budget(
     edges: dict[int, str] = {}
     tight = share < TARGET_ELEMENTS
     thin_tight = tight and keep.sum() > THIN_ABOVE_TENSORS
-    crowded = (not thin_tight and max_requests is not None and keep.sum() > max_requests
-               and _requests(candidates, keep, share, refs[0], _runs(max_requests, int(keep.sum())), budget_bytes) > max_requests)
+    crowded = (
+        not thin_tight
+        and max_requests is not None
+        and keep.sum() > max_requests
+        and _requests(candidates, keep, share, refs[0], _runs(max_requests, int(keep.sum())), budget_bytes)
+        > max_requests
+    )
     if thin_tight or crowded:
         requests = SEAM_REQUESTS if tight else max_requests
         if max_requests is not None:
@@ -568,11 +616,16 @@ def _choose_within_budget(
         thinned, edges = _seams(candidates, kinds, keep, refs[0], requests - outside)
         sides = np.array([2 if edges.get(i) == "both" else 1 for i in range(len(candidates))], dtype=np.int64)
         share = cost.share(thinned, budget_bytes, sides)
-        why = ("the budget allows more elements per tensor that way" if tight
-               else f"{int(keep.sum())} tensors would each cost a request, over the ceiling of {max_requests} per model")
-        notes.append(f"read {int(thinned.sum())} of {int(keep.sum())} tensors at seams between file neighbours, "
-                     f"at most about {requests} requests, components and roles alternating across layers: {why}, "
-                     "and each seam is one request")
+        why = (
+            "the budget allows more elements per tensor that way"
+            if tight
+            else f"{int(keep.sum())} tensors would each cost a request, over the ceiling of {max_requests} per model"
+        )
+        notes.append(
+            f"read {int(thinned.sum())} of {int(keep.sum())} tensors at seams between file neighbours, "
+            f"at most about {requests} requests, components and roles alternating across layers: {why}, "
+            "and each seam is one request"
+        )
         keep = thinned
     return [(c, edges.get(i)) for i, (c, kept) in enumerate(zip(candidates, keep)) if kept], k, share
 
@@ -582,10 +635,12 @@ def _runs(max_requests: int, tensors: int) -> int:
     return max(1, min(MAX_RUNS, max_requests // max(tensors, 1)))
 
 
-def _requests(candidates: list[_Candidate], keep: np.ndarray, share: int, ref: str, runs: int, budget_bytes: int) -> int:
+def _requests(
+    candidates: list[_Candidate], keep: np.ndarray, share: int, ref: str, runs: int, budget_bytes: int
+) -> int:
     """Range requests the reader would make in model ``ref`` for a stratified plan of ``keep``.
 
-    As the reader does (:func:`~detectors.weights.byte_ranges.merge_ranges`): touching runs join, and
+    As the reader does (:func:`~provbot.detectors.weights.byte_ranges.merge_ranges`): touching runs join, and
     gaps are bridged with the budget the sample leaves (counted here at its floor, ``GAP_SHARE``),
     so a budget that holds a small model whole reads it in a request or two.
     """
@@ -595,12 +650,16 @@ def _requests(candidates: list[_Candidate], keep: np.ndarray, share: int, ref: s
         m = metas.get(ref)
         if m is not None:
             w = m.itemsize
-            ranges += [(m.file, m.start + a * w, m.start + b * w) for a, b in element_ranges(shape, min(share, math.prod(shape)), runs)]
+            ranges += [
+                (m.file, m.start + a * w, m.start + b * w)
+                for a, b in element_ranges(shape, min(share, math.prod(shape)), runs)
+            ]
     return len(merge_ranges(ranges, int(budget_bytes * GAP_SHARE / (1 - GAP_SHARE))))
 
 
-def _seams(candidates: list[_Candidate], kinds: list[TensorKind], keep: np.ndarray, layout: str,
-           requests: int | None = None) -> tuple[np.ndarray, dict[int, str]]:
+def _seams(
+    candidates: list[_Candidate], kinds: list[TensorKind], keep: np.ndarray, layout: str, requests: int | None = None
+) -> tuple[np.ndarray, dict[int, str]]:
     """Thin a tight plan to *seams*: per layer, one or a few places where file neighbours meet.
 
     A seam is the end of one tensor, the small tensors (norms, biases) right after it, and the
@@ -716,6 +775,7 @@ def _layer_windows(candidates: list[_Candidate], idx: list[int], layout: str) ->
 
     A tensor with no contiguous neighbour is a window of its own (read at its head).
     """
+
     def meta(i: int) -> TensorMeta:
         metas = candidates[i][2]  # a layer only some models hold: the first holder's layout
         return metas[layout] if layout in metas else next(iter(metas.values()))
@@ -759,7 +819,9 @@ class _Costs:
         self.numel = np.array([math.prod(c[1]) for c in candidates], dtype=np.int64)
         # (models, tensors) item sizes, 0 where a model lacks the tensor.
         size = {name: d.itemsize for name, d in DTYPES.items()}
-        self.itemsize = np.array([[size[c[2][r].dtype] if r in c[2] else 0 for c in candidates] for r in refs], dtype=np.int64)
+        self.itemsize = np.array(
+            [[size[c[2][r].dtype] if r in c[2] else 0 for c in candidates] for r in refs], dtype=np.int64
+        )
 
     def share(self, keep: np.ndarray, budget_bytes: int, sides: np.ndarray | None = None) -> int:
         """Largest s with sum(min(sides * s, numel) * itemsize) <= budget in every model, over ``keep``.

@@ -131,7 +131,9 @@ def _explained(num: torch.Tensor, den: torch.Tensor) -> float:
     return float(torch.where(d > 0, n.square() / d.clamp_min(1e-300), torch.zeros_like(n)).sum())
 
 
-def fit_scales(child: torch.Tensor, parent: torch.Tensor, max_steps: int = MAX_STEPS, tol: float = STEP_TOL) -> ScaleFit:
+def fit_scales(
+    child: torch.Tensor, parent: torch.Tensor, max_steps: int = MAX_STEPS, tol: float = STEP_TOL
+) -> ScaleFit:
     """Least-squares row and column scales of ``child ~ diag(r) parent diag(c)`` (2-D, same shape).
 
     Alternating least squares from ``r = 1``: ``c = P^T r / Q^T r^2`` and ``r = P c / Q c^2`` with
@@ -141,7 +143,9 @@ def fit_scales(child: torch.Tensor, parent: torch.Tensor, max_steps: int = MAX_S
     the residual).
     """
     if child.dim() != 2 or child.shape != parent.shape:
-        raise ValueError(f"fit_scales needs two matrices of one shape, got {tuple(child.shape)} and {tuple(parent.shape)}")
+        raise ValueError(
+            f"fit_scales needs two matrices of one shape, got {tuple(child.shape)} and {tuple(parent.shape)}"
+        )
     c_mat, w = child.to(torch.float32), parent.to(torch.float32)
     p, q = c_mat * w, w * w
     sq = c_mat * c_mat
@@ -179,8 +183,17 @@ def fit_scales(child: torch.Tensor, parent: torch.Tensor, max_steps: int = MAX_S
         return x.clamp(-6e4, 6e4).to(torch.float16).cpu().numpy()
 
     return ScaleFit(
-        rows=c_mat.shape[0], cols=c_mat.shape[1], child_ss=child_ss, parent_ss=parent_ss,
-        plain_rss=max(plain_rss, 0.0), column_rss=max(column_rss, 0.0), row_rss=max(row_rss, 0.0), rss=max(rss, 0.0),
-        log_rows=half(log_r - shift), log_cols=half(log_c), row_share=half(row_energy / total),
-        col_share=half(col_energy / total), steps=steps,
+        rows=c_mat.shape[0],
+        cols=c_mat.shape[1],
+        child_ss=child_ss,
+        parent_ss=parent_ss,
+        plain_rss=max(plain_rss, 0.0),
+        column_rss=max(column_rss, 0.0),
+        row_rss=max(row_rss, 0.0),
+        rss=max(rss, 0.0),
+        log_rows=half(log_r - shift),
+        log_cols=half(log_c),
+        row_share=half(row_energy / total),
+        col_share=half(col_energy / total),
+        steps=steps,
     )

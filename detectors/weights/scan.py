@@ -1,6 +1,6 @@
 """``scan()``: read the same sampled elements of a child and its candidate parents, fit, classify.
 
->>> from detectors import scan                                   # doctest: +SKIP
+>>> from provbot.detectors import scan                                   # doctest: +SKIP
 >>> r = scan("org/child", parents=["org/a", "org/b"], base="org/base")   # doctest: +SKIP
 >>> r.relation, r.method, [(p.ref, p.weight) for p in r.parents]        # doctest: +SKIP
 ('merge', 'linear', [('org/a', 0.6), ('org/b', 0.4)])
@@ -9,33 +9,32 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from pydantic import SecretStr
 
-from detectors.errors import ProvbotError, ShapeMismatchError
-from detectors.weights.fit import STATS_CHUNK, Lineage, StatsTable, batch_sums, storage_dtype
-from detectors.weights.full_stats import full_stats
-from detectors.weights.gc_pause import gc_paused
-from detectors.weights.layers import layer_count, layer_plans, match_layers
-from detectors.weights.packed import with_packed
-from detectors.weights.reader import canonical_models, read_sample, resolve_device
-from detectors.weights.relation import COPY_EQUAL_SHARE, classify, quantized_max_rel
-from detectors.weights.rescale_stats import RescaleCollector
-from detectors.weights.result import ScanResult
-from detectors.weights.safetensors_format import TensorMeta
-from detectors.weights.sampling import SamplePlan, packed_weights, plan_sample
-from detectors.weights.sources import WeightSource, open_source
-from detectors.weights.verdict import Verdict
+from provbot.detectors.errors import ProvbotError, ShapeMismatchError
+from provbot.detectors.weights.fit import STATS_CHUNK, Lineage, StatsTable, batch_sums, storage_dtype
+from provbot.detectors.weights.full_stats import full_stats
+from provbot.detectors.weights.gc_pause import gc_paused
+from provbot.detectors.weights.layers import layer_count, layer_plans, match_layers
+from provbot.detectors.weights.packed import with_packed
+from provbot.detectors.weights.reader import canonical_models, read_sample, resolve_device
+from provbot.detectors.weights.relation import COPY_EQUAL_SHARE, classify, quantized_max_rel
+from provbot.detectors.weights.rescale_stats import RescaleCollector
+from provbot.detectors.weights.result import ScanResult
+from provbot.detectors.weights.safetensors_format import TensorMeta
+from provbot.detectors.weights.sampling import SamplePlan, packed_weights, plan_sample
+from provbot.detectors.weights.sources import WeightSource, open_source
+from provbot.detectors.weights.verdict import Verdict
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
-
 
 
 @gc_paused()  # see gc_pause: a scan builds ~10^5 small records in bursts
@@ -55,10 +54,10 @@ def scan(
 
     References are Hub ids ``org/name[@rev]`` or local directories and are echoed as given.
     Defaults (budget, endpoint, token, device, the ceiling on range requests per model) come from
-    :mod:`bot.settings`; ``max_requests=0`` plans without a ceiling.
-    Raises :class:`~detectors.errors.ProvbotError` subclasses for anything a user can cause.
+    :mod:`provbot.bot.settings`; ``max_requests=0`` plans without a ceiling.
+    Raises :class:`~provbot.detectors.errors.ProvbotError` subclasses for anything a user can cause.
     """
-    from bot.settings import get_settings
+    from provbot.bot.settings import get_settings
 
     settings = get_settings()
     started = time.monotonic()
@@ -87,17 +86,27 @@ def scan(
         plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full, max_requests=ceiling or None)
         # A full read of a quantized child also fits its matrices' channel scales (AWQ-rescaled copies).
         bits = plan.quantized_bits.get(child, 8)
-        rescale = RescaleCollector([s.ref for s in sources], quantized_max_rel(bits)) if full and plan.quantized.get(child) else None
-        stats = full_stats(sources, plan, dev, progress, settings.scan.compile, rescale) if full else _sampled_stats(sources, plan, dev, progress)
+        rescale = (
+            RescaleCollector([s.ref for s in sources], quantized_max_rel(bits))
+            if full and plan.quantized.get(child)
+            else None
+        )
+        stats = (
+            full_stats(sources, plan, dev, progress, settings.scan.compile, rescale)
+            if full
+            else _sampled_stats(sources, plan, dev, progress)
+        )
         # NaN/Inf anywhere (a broken or hostile file) would poison every fit: leave such tensors out.
         finite = np.isfinite(stats.gram).all(axis=(1, 2))
         keep = np.flatnonzero(finite)
         skipped = [plan.tensors[i].name for i in np.flatnonzero(~finite)]
         tensors = [plan.tensors[i] for i in keep]
         lin = Lineage(
-            names=[t.name for t in tensors], stats=stats.take(keep),
+            names=[t.name for t in tensors],
+            stats=stats.take(keep),
             is_matrix=[len(t.shape) >= 2 for t in tensors],
-            layer=[t.kind.layer for t in tensors], component=[t.kind.component for t in tensors],
+            layer=[t.kind.layer for t in tensors],
+            component=[t.kind.component for t in tensors],
             k=len(candidates),
         )
         child_layers = layer_count(models[child])
@@ -106,9 +115,14 @@ def scan(
         if _maybe_passthrough(lin, child_layers, parent_layers):
             matches = _layer_matches(sources, models, dev)
         verdict = classify(
-            lin, candidates, base=candidates.index(base) if base else None,
-            child_quantized=bool(plan.quantized.get(child)), layer_matches=matches, parent_layers=parent_layers,
-            child_bits=bits, declared=[s.declared() for s in sources[1:]],
+            lin,
+            candidates,
+            base=candidates.index(base) if base else None,
+            child_quantized=bool(plan.quantized.get(child)),
+            layer_matches=matches,
+            parent_layers=parent_layers,
+            child_bits=bits,
+            declared=[s.declared() for s in sources[1:]],
             scale_fits=rescale.result() if rescale is not None else None,
         )
     finally:
@@ -117,19 +131,38 @@ def scan(
     verdict = _within_what_was_compared(verdict, plan, len(lin.names))
     notes = ([added_note] if added_note else []) + list(verdict.notes) + list(plan.notes[:5])
     if verdict.relation == "finetune" and len(candidates) == 1:
-        notes.append(f"{candidates[0]} was the only candidate and declares no base: a sibling of it (another "
-                     "fine-tune of its own base) would read the same; add that base as a candidate to tell them apart")
+        notes.append(
+            f"{candidates[0]} was the only candidate and declares no base: a sibling of it (another "
+            "fine-tune of its own base) would read the same; add that base as a candidate to tell them apart"
+        )
     if skipped:
         notes.append(f"{len(skipped)} tensor(s) with NaN/Inf values left out, e.g. {skipped[0]}")
     if child_layers != max(parent_layers.values(), default=child_layers) and verdict.method != "passthrough":
-        notes.append(f"the child has {child_layers} layers, the candidates {sorted(set(parent_layers.values()))}: extra layers were not compared")
+        notes.append(
+            f"the child has {child_layers} layers, the candidates {sorted(set(parent_layers.values()))}: extra layers were not compared"
+        )
     return ScanResult(
-        child=child, relation=verdict.relation, method=verdict.method, parents=verdict.parents, fit_r2=verdict.fit_r2,
-        z=verdict.z, bytes_read={s.ref: s.bytes_read for s in sources}, tensors=len(lin.names), layers=verdict.layers,
-        base=verdict.base, base_source=verdict.base_source, components=verdict.components,
-        weight_spread=verdict.weight_spread, norms=verdict.norms, density=verdict.density, related=verdict.related,
-        descent=verdict.descent, requests={s.ref: s.requests for s in sources}, elements=plan.elements,
-        seconds=round(time.monotonic() - started, 3), notes=notes,
+        child=child,
+        relation=verdict.relation,
+        method=verdict.method,
+        parents=verdict.parents,
+        fit_r2=verdict.fit_r2,
+        z=verdict.z,
+        bytes_read={s.ref: s.bytes_read for s in sources},
+        tensors=len(lin.names),
+        layers=verdict.layers,
+        base=verdict.base,
+        base_source=verdict.base_source,
+        components=verdict.components,
+        weight_spread=verdict.weight_spread,
+        norms=verdict.norms,
+        density=verdict.density,
+        related=verdict.related,
+        descent=verdict.descent,
+        requests={s.ref: s.requests for s in sources},
+        elements=plan.elements,
+        seconds=round(time.monotonic() - started, 3),
+        notes=notes,
     )
 
 
@@ -144,10 +177,15 @@ def _within_what_was_compared(verdict: Verdict, plan: SamplePlan, compared: int)
     said = verdict.relation + (f"/{verdict.method}" if verdict.method else "")
     if verdict.parents:
         said += " of " + ", ".join(f"{p.ref} ({p.weight:.2f})" for p in verdict.parents)
-    how = ("which a sampled scan does not decode (run with --full to compare them)"
-           if set(plan.mostly_packed) <= set(plan.full_decodes) else "which provbot does not decode")
-    note = (f"{', '.join(plan.mostly_packed)} store(s) most matrices as packed integers, {how}: "
-            f"the {compared} tensors compared alone would say {said}, too little to conclude")
+    how = (
+        "which a sampled scan does not decode (run with --full to compare them)"
+        if set(plan.mostly_packed) <= set(plan.full_decodes)
+        else "which provbot does not decode"
+    )
+    note = (
+        f"{', '.join(plan.mostly_packed)} store(s) most matrices as packed integers, {how}: "
+        f"the {compared} tensors compared alone would say {said}, too little to conclude"
+    )
     return replace(verdict, relation="inconclusive", method=None, parents=[], notes=[note, *verdict.notes])
 
 
@@ -158,7 +196,9 @@ def _with_packed(sources: list[WeightSource], models: dict[str, dict[str, Tensor
     for s in sources:
         t = models[s.ref]
         if packed_weights(t):
-            out[s.ref] = with_packed(t, s.config(), lambda metas, s=s: s.read_ranges([(m.file, m.start, m.end) for m in metas]))
+            out[s.ref] = with_packed(
+                t, s.config(), lambda metas, s=s: s.read_ranges([(m.file, m.start, m.end) for m in metas])
+            )
         else:
             out[s.ref] = t
     return out
@@ -167,8 +207,8 @@ def _with_packed(sources: list[WeightSource], models: dict[str, dict[str, Tensor
 def _declared_base_ref(src: WeightSource, known: set[str]) -> str | None:
     """The base_model ``src``'s card names, when it is not among ``known`` and can be opened safely:
     a Hub id for a Hub candidate (same endpoint), an existing folder for a local one."""
-    from detectors.weights.ancestry import ref_keys
-    from detectors.weights.sources import LocalSource, is_repo_id
+    from provbot.detectors.weights.ancestry import ref_keys
+    from provbot.detectors.weights.sources import LocalSource, is_repo_id
 
     for name in src.declared().base_models:
         if not {name.lower(), *ref_keys(name)} & known:
@@ -181,21 +221,26 @@ def _declared_base_ref(src: WeightSource, known: set[str]) -> str | None:
     return None
 
 
-def _with_declared_base(sources: list[WeightSource], endpoint: str | None, token: str | SecretStr | None,
-                        concurrency: int) -> tuple[list[WeightSource], str | None]:
+def _with_declared_base(
+    sources: list[WeightSource], endpoint: str | None, token: str | SecretStr | None, concurrency: int
+) -> tuple[list[WeightSource], str | None]:
     """Add the base that candidates' cards declare when no candidate is it (one model at most).
 
     Whether the child descends from a candidate or is its sibling can only be told from that
     candidate's base (descent.py); a mention naming one fine-tune should not make the bot call its
     sibling that fine-tune's child. A base that cannot be opened is noted, never an error.
     """
-    from detectors.weights.ancestry import ref_keys
+    from provbot.detectors.weights.ancestry import ref_keys
 
     known = set().union(*(ref_keys(s.ref) for s in sources))
     wanted = {ref for s in sources[1:] if (ref := _declared_base_ref(s, known))}
     if len(wanted) != 1:
-        return sources, (f"the candidates' cards declare several bases not among them ({', '.join(sorted(wanted)[:4])}): "
-                         "none was added" if wanted else None)
+        return sources, (
+            f"the candidates' cards declare several bases not among them ({', '.join(sorted(wanted)[:4])}): "
+            "none was added"
+            if wanted
+            else None
+        )
     ref = wanted.pop()
     try:
         extra = _open_all([ref], endpoint, token, concurrency)[0]
@@ -204,8 +249,11 @@ def _with_declared_base(sources: list[WeightSource], endpoint: str | None, token
     return [*sources, extra], f"added {ref}, the base_model a candidate's card declares, as a candidate"
 
 
-def _open_all(refs: list[str], endpoint: str | None, token: str | SecretStr | None, concurrency: int) -> list[WeightSource]:
+def _open_all(
+    refs: list[str], endpoint: str | None, token: str | SecretStr | None, concurrency: int
+) -> list[WeightSource]:
     """Open every model and parse its headers, all models at once (each is round trips and parsing)."""
+
     def open_one(ref: str) -> WeightSource:
         src = open_source(ref, endpoint=endpoint, token=token, concurrency=concurrency)
         try:
@@ -226,7 +274,9 @@ def _open_all(refs: list[str], endpoint: str | None, token: str | SecretStr | No
     return opened
 
 
-def _sampled_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.device, progress: Progress | None) -> StatsTable:
+def _sampled_stats(
+    sources: list[WeightSource], plan: SamplePlan, dev: torch.device, progress: Progress | None
+) -> StatsTable:
     total = len(sources)
     done = 0
 
@@ -250,7 +300,7 @@ def _sampled_stats(sources: list[WeightSource], plan: SamplePlan, dev: torch.dev
     for (n, dtype), idx in groups.items():
         step = max(1, STATS_CHUNK // max(n, 1))
         for lo in range(0, len(idx), step):
-            part = idx[lo:lo + step]
+            part = idx[lo : lo + step]
             names = [plan.tensors[i].name for i in part]
             rows = [torch.stack([s[name] for name in names]) for s in samples]
             parts.append(batch_sums(rows[0], rows[1:], dtype, device=dev).table())

@@ -1,7 +1,7 @@
 """Weight sources: one interface over a local model directory and a Hub repo read by HTTP range.
 
 A source knows its files, parses every safetensors header (sharded or not) into
-:class:`~detectors.weights.safetensors_format.TensorMeta` records, and reads byte ranges. Hub
+:class:`~provbot.detectors.weights.safetensors_format.TensorMeta` records, and reads byte ranges. Hub
 sources pin the revision to the commit sha from ``model_info`` so every read sees the same files,
 run ranged GETs concurrently on huggingface_hub's shared HTTP client (connections are reused,
 redirects followed) and retry 429/5xx/timeouts a bounded number of times.
@@ -27,11 +27,11 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
-from detectors.declared import Declared, declared_from_folder, declared_from_info
-from detectors.errors import AccessDeniedError, NotFoundError, ProvbotError, RemoteError, WeightFormatError
-from detectors.weights.buffers import join, read_buffer
-from detectors.weights.byte_ranges import ByteRange, containing, merge_ranges
-from detectors.weights.safetensors_format import MAX_HEADER_BYTES, TensorMeta, header_length, parse_header
+from provbot.detectors.declared import Declared, declared_from_folder, declared_from_info
+from provbot.detectors.errors import AccessDeniedError, NotFoundError, ProvbotError, RemoteError, WeightFormatError
+from provbot.detectors.weights.buffers import join, read_buffer
+from provbot.detectors.weights.byte_ranges import ByteRange, containing, merge_ranges
+from provbot.detectors.weights.safetensors_format import MAX_HEADER_BYTES, TensorMeta, header_length, parse_header
 
 log = logging.getLogger(__name__)
 
@@ -121,18 +121,23 @@ class WeightSource(ABC):
                 for file, metas in zip(files, headers):
                     for name in metas:
                         if name in seen:
-                            raise WeightFormatError(f"{self.ref}: tensor {name!r} appears in both {seen[name]} and {file}")
+                            raise WeightFormatError(
+                                f"{self.ref}: tensor {name!r} appears in both {seen[name]} and {file}"
+                            )
                         seen[name] = file
             for name, shard in (weight_map or {}).items():
                 if name not in out or out[name].file != shard:
-                    raise WeightFormatError(f"{self.ref}: the index puts tensor {name!r} in {shard}, which does not hold it")
+                    raise WeightFormatError(
+                        f"{self.ref}: the index puts tensor {name!r} in {shard}, which does not hold it"
+                    )
             if not out:
                 raise WeightFormatError(f"{self.ref}: the safetensors files hold no tensor")
             self._tensors = out
         return self._tensors
 
-    def _header(self, file: str, prefix_bytes: int = HEADER_PREFIX_BYTES,
-                read: tuple[bytes, int | None] | None = None) -> dict[str, TensorMeta]:
+    def _header(
+        self, file: str, prefix_bytes: int = HEADER_PREFIX_BYTES, read: tuple[bytes, int | None] | None = None
+    ) -> dict[str, TensorMeta]:
         """Parse ``file``'s header, reading ``prefix_bytes`` first (or using the prefix already ``read``)."""
         prefix, size = read or self._read_prefix(file, prefix_bytes)
         n = header_length(prefix[:8], f"{self.ref}/{file}", size)
@@ -167,7 +172,7 @@ class WeightSource(ABC):
             out.append(blob if (start, end) == (base, base + len(blob)) else blob[start - base : end - base])
         return out
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op unless a source holds something
         """Release files or connections (a no-op by default)."""
 
     def __enter__(self) -> WeightSource:
@@ -256,7 +261,7 @@ class LocalSource(WeightSource):
 
     >>> LocalSource("/no/such/dir")
     Traceback (most recent call last):
-    detectors.errors.NotFoundError: local model directory /no/such/dir not found
+    provbot.detectors.errors.NotFoundError: local model directory /no/such/dir not found
     """
 
     def __init__(self, path: str | os.PathLike[str], ref: str | None = None) -> None:
@@ -378,14 +383,22 @@ class HubSource(WeightSource):
         super().__init__(ref or (repo_id if revision is None else f"{repo_id}@{revision}"), concurrency)
         self.repo_id = repo_id
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
-        self.max_retries, self.backoff_s, self.max_wait_s, self.timeout_s = max_retries, backoff_s, max_wait_s, timeout_s
+        self.max_retries, self.backoff_s, self.max_wait_s, self.timeout_s = (
+            max_retries,
+            backoff_s,
+            max_wait_s,
+            timeout_s,
+        )
         # token=False, not None: never fall back to a token cached on this machine; the bot's token
         # comes from its settings only.
         self._token: str | bool = _secret(token) or False
         self._api = HfApi(endpoint=self.endpoint, token=self._token)
         self._base_headers = build_hf_headers(token=self._token)
-        info = self._retrying(lambda: self._api.model_info(repo_id, revision=revision, timeout=self.timeout_s),
-                              what=f"model info of {repo_id}", revision=revision)
+        info = self._retrying(
+            lambda: self._api.model_info(repo_id, revision=revision, timeout=self.timeout_s),
+            what=f"model info of {repo_id}",
+            revision=revision,
+        )
         self._count(0)
         self.revision = revision
         self.sha: str = info.sha or revision or "main"
@@ -413,11 +426,15 @@ class HubSource(WeightSource):
             except RevisionNotFoundError:
                 raise NotFoundError(f"revision {revision} not found in {where}") from None
             except GatedRepoError:
-                raise AccessDeniedError(f"access to gated {where} denied (accept its terms, or check the token)") from None
+                raise AccessDeniedError(
+                    f"access to gated {where} denied (accept its terms, or check the token)"
+                ) from None
             except HfHubHTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else 0
                 if status in (401, 403):
-                    raise AccessDeniedError(f"access to {where} denied (HTTP {status}): private or gated, a wrong token, or no such repo") from None
+                    raise AccessDeniedError(
+                        f"access to {where} denied (HTTP {status}): private or gated, a wrong token, or no such repo"
+                    ) from None
                 if status == 404 or isinstance(exc, RepositoryNotFoundError):
                     raise NotFoundError(f"repo {self.repo_id} not found on {self.endpoint}") from None
                 if status not in (408, 429) and status < 500:
@@ -450,7 +467,9 @@ class HubSource(WeightSource):
             url = self._urls[file] = hf_hub_url(self.repo_id, file, revision=self.sha, endpoint=self.endpoint)
         return url
 
-    def _get(self, file: str, start: int | None = None, end: int | None = None, exact: bool = True) -> tuple[bytes, int | None]:
+    def _get(
+        self, file: str, start: int | None = None, end: int | None = None, exact: bool = True
+    ) -> tuple[bytes, int | None]:
         """GET a file or the range ``[start, end)`` of it; returns (bytes, file size if known).
 
         A 200 answer to a range request (server ignoring Range) is read only up to ``end`` and
@@ -655,7 +674,7 @@ def open_source(
 
     >>> open_source("not a ref")
     Traceback (most recent call last):
-    detectors.errors.NotFoundError: 'not a ref' is neither a local model directory nor a Hub repo id (org/name[@revision])
+    provbot.detectors.errors.NotFoundError: 'not a ref' is neither a local model directory nor a Hub repo id (org/name[@revision])
     """
     path = Path(ref).expanduser()
     if path.is_dir():

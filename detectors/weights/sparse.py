@@ -26,10 +26,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detectors.weights.breakdown import breakdown
-from detectors.weights.fit import Lineage
-from detectors.weights.result import ParentWeight
-from detectors.weights.verdict import Verdict, parent_weight, rounded
+from provbot.detectors.weights.breakdown import breakdown
+from provbot.detectors.weights.fit import Lineage
+from provbot.detectors.weights.result import ParentWeight
+from provbot.detectors.weights.verdict import Verdict, parent_weight, rounded
 
 SPARSE_EQ_SHARE = 0.05  # share of resolvable elements where child == base exactly: a sparse merge
 DARE_RATIO = 0.85  # mean |delta| dropped / kept at or above this: dropped at random (DARE)
@@ -43,8 +43,9 @@ def is_sparse(sparse_share: np.ndarray, b: int) -> bool:
     return float(np.median(sparse_share[:, b])) >= SPARSE_EQ_SHARE
 
 
-def sparse_verdict(lin: Lineage, refs: Sequence[str], b: int, sparse_share: np.ndarray,
-                   base_source: str | None) -> Verdict | None:
+def sparse_verdict(
+    lin: Lineage, refs: Sequence[str], b: int, sparse_share: np.ndarray, base_source: str | None
+) -> Verdict | None:
     """The sparse-merge verdict relative to base ``b``; None when the statistics do not show one."""
     mats = lin.matrix_idx()
     others = [i for i in range(lin.k) if i != b]
@@ -65,33 +66,52 @@ def sparse_verdict(lin: Lineage, refs: Sequence[str], b: int, sparse_share: np.n
         return None
     union = 1.0 - float(np.median(sparse_share[:, b]))
     density = 1.0 - (1.0 - union) ** (1.0 / len(contributors))
-    v = Verdict("merge", method=method, base=refs[b], base_source=base_source,
-                fit_r2=rounded(kept_fit.r2 if kept_fit is not None else g.r2), density=rounded(density))
+    v = Verdict(
+        "merge",
+        method=method,
+        base=refs[b],
+        base_source=base_source,
+        fit_r2=rounded(kept_fit.r2 if kept_fit is not None else g.r2),
+        density=rounded(density),
+    )
     v.parents = [parent_weight(refs[i], g, i) for i in contributors]
     bw = rounded(1.0 - float(sum(g.weights[i] for i in others)))
     v.parents.append(ParentWeight(ref=refs[b], weight=bw, ci=(bw, bw)))  # the merge is relative to it
     v.z = rounded(min(g.z[i] for i in contributors), 1)
     breakdown(lin, b, refs, "all", v)
-    how = {"dare": "dropped at random (DARE)", "ties": "trimmed by magnitude (TIES, or breadcrumbs)",
-           "unknown": "neither clearly random nor clearly by magnitude"}[method]
-    v.notes.append(f"{1 - union:.0%} of the resolvable elements equal the base {refs[b]} exactly while the "
-                   f"candidates' deltas there are not zero: a sparse merge keeping about {density:.2f} of each "
-                   f"parent's delta ({union:.0%} of the elements moved)")
+    how = {
+        "dare": "dropped at random (DARE)",
+        "ties": "trimmed by magnitude (TIES, or breadcrumbs)",
+        "unknown": "neither clearly random nor clearly by magnitude",
+    }[method]
+    v.notes.append(
+        f"{1 - union:.0%} of the resolvable elements equal the base {refs[b]} exactly while the "
+        f"candidates' deltas there are not zero: a sparse merge keeping about {density:.2f} of each "
+        f"parent's delta ({union:.0%} of the elements moved)"
+    )
     v.notes.append(f"dropped deltas are {ratio:.2f}x the size of kept ones: {how}")
-    v.notes.append("weights are the average share of each parent's delta the child carries (all elements, from the "
-                   "base); merges that normalise per element (TIES, dare_ties) give a parent its whole delta where "
-                   "it alone was kept, so these shares can exceed the configured weights")
+    v.notes.append(
+        "weights are the average share of each parent's delta the child carries (all elements, from the "
+        "base); merges that normalise per element (TIES, dare_ties) give a parent its whole delta where "
+        "it alone was kept, so these shares can exceed the configured weights"
+    )
     if method == "ties" and kept_fit is not None and len(contributors) >= 2:
         # Kept deltas are not rescaled: where several were combined, their mix is the configured one.
         mix = np.array([kept_fit.weights[i] for i in contributors], dtype=float)
         if mix.sum() > 0:
             mix = mix / mix.sum()
-            v.notes.append("where several parents' deltas were combined they are mixed "
-                           + ", ".join(f"{refs[i]} {m:.2f}" for i, m in zip(contributors, mix)))
+            v.notes.append(
+                "where several parents' deltas were combined they are mixed "
+                + ", ".join(f"{refs[i]} {m:.2f}" for i, m in zip(contributors, mix))
+            )
     if method == "dare":
-        v.notes.append(f"DARE scales each kept delta by 1/density (about {1 / max(density, 1e-9):.2f} here): the "
-                       "shares are averages over kept and dropped elements, not the larger factors kept ones carry")
+        v.notes.append(
+            f"DARE scales each kept delta by 1/density (about {1 / max(density, 1e-9):.2f} here): the "
+            "shares are averages over kept and dropped elements, not the larger factors kept ones carry"
+        )
     if g.r2 is not None:
-        v.notes.append(f"delta R^2 {g.r2:.3f} on all elements (dropped deltas are noise to a dense fit), "
-                       f"{(kept_fit.r2 if kept_fit and kept_fit.r2 is not None else float('nan')):.3f} where deltas were combined")
+        v.notes.append(
+            f"delta R^2 {g.r2:.3f} on all elements (dropped deltas are noise to a dense fit), "
+            f"{(kept_fit.r2 if kept_fit and kept_fit.r2 is not None else float('nan')):.3f} where deltas were combined"
+        )
     return v

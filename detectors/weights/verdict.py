@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors.weights.fit import GroupFit
-from detectors.weights.result import ComponentFit, DescentTest, LayerFit, ParentWeight, RelatedModel
+from provbot.detectors.weights.fit import GroupFit
+from provbot.detectors.weights.result import ComponentFit, DescentTest, LayerFit, ParentWeight, RelatedModel
 
 
 @dataclass

@@ -13,7 +13,15 @@ from sqlalchemy import text
 
 from tests.bot.helpers import BOT_TOKEN, USERS, WEBHOOK_SECRET, ScriptedScanner, bot_settings, build_ctx, model_files
 
-BOT_TABLES = ("bot_jobs", "bot_audit", "bot_poll_cursors", "bot_findings", "bot_posts", "bot_mentions", "bot_scheduler_jobs")
+BOT_TABLES = (
+    "bot_jobs",
+    "bot_audit",
+    "bot_poll_cursors",
+    "bot_findings",
+    "bot_posts",
+    "bot_mentions",
+    "bot_scheduler_jobs",
+)
 
 
 @pytest.fixture(scope="session")
@@ -46,13 +54,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = request.getfixturevalue("_pg_database")
     if url is None:
         pytest.skip("PROVBOT_TEST_POSTGRES_URL is not set")
-    from bot.service.database import Database
+    from provbot.bot.service.database import Database
 
     db = Database(url)
     db.migrate()
     with db.engine.begin() as conn:
         for table in BOT_TABLES:
-            conn.execute(text(f"DROP TABLE IF EXISTS {table}" if table == "bot_scheduler_jobs" else f"DELETE FROM {table}"))
+            conn.execute(
+                text(f"DROP TABLE IF EXISTS {table}" if table == "bot_scheduler_jobs" else f"DELETE FROM {table}")
+            )
     db.dispose()
     return url
 
@@ -79,7 +89,7 @@ def scanner() -> ScriptedScanner:
 @pytest.fixture
 def service(hub, db_url, scanner):  # noqa: ANN001, ANN201
     """A started service (review mode, scripted scanner) with the local Hub's webhook pointing at it."""
-    from bot.service.app import BotService
+    from provbot.bot.service.app import BotService
 
     hub.add_repo("lab/base", model_files(seed=1))
     hub.add_repo("lab/tuned", model_files(seed=2, base_model=["lab/base"], relation="finetune"))

@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from bot.service.app import BotService
-from bot.service.context import BotContext
-from bot.service.scanner import ScanRequest
-from detectors.weights.result import ScanResult
+from provbot.bot.service.app import BotService
+from provbot.bot.service.context import BotContext
+from provbot.bot.service.scanner import ScanRequest
+from provbot.detectors.weights.result import ScanResult
 from tests.bot.helpers import bot_settings, merge_result
 
 
@@ -30,8 +30,14 @@ def main() -> None:
             time.sleep(3600)
         return merge_result(req.ref, req.parents)
 
-    settings = bot_settings(cfg["hub_url"], cfg["db_url"], mode="auto", candidates=cfg["candidates"],
-                            lease_seconds=cfg["lease_seconds"], workers=1)
+    settings = bot_settings(
+        cfg["hub_url"],
+        cfg["db_url"],
+        mode="auto",
+        candidates=cfg["candidates"],
+        lease_seconds=cfg["lease_seconds"],
+        workers=1,
+    )
     ctx = BotContext.build(settings, scanner=scanner)
     svc = BotService(ctx, port=0, schedule=False).start()
     svc.poller.poll()

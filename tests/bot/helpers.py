@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bot.service.context import BotContext
-from bot.service.scanner import ScanRequest
-from bot.settings import BotSettings, Settings
-from detectors.weights.result import LayerFit, ParentWeight, ScanResult
+from provbot.bot.service.context import BotContext
+from provbot.bot.service.scanner import ScanRequest
+from provbot.bot.settings import BotSettings, Settings
+from provbot.detectors.weights.result import LayerFit, ParentWeight, ScanResult
 
 BOT_TOKEN = "hf_BotSecretToken0123456789abcdef"
 WEBHOOK_SECRET = "whsec-Test-0123456789"
@@ -46,18 +46,31 @@ def card(base_model: list[str] | None = None, relation: str | None = None, tags:
 
 
 def model_files(seed: int = 0, n_params: int = 4096, **card_kw: object) -> dict[str, bytes | str]:
-    return {"model.safetensors": safetensors_bytes(n_params, seed), "config.json": '{"model_type": "llama"}',
-            "README.md": card(**card_kw)}  # type: ignore[arg-type]
+    return {
+        "model.safetensors": safetensors_bytes(n_params, seed),
+        "config.json": '{"model_type": "llama"}',
+        "README.md": card(**card_kw),
+    }  # type: ignore[arg-type]
 
 
 def merge_result(child: str, parents: list[str], weights: list[float] | None = None) -> ScanResult:
     weights = weights or [0.6, 0.4][: len(parents)] + [0.0] * max(0, len(parents) - 2)
     return ScanResult(
-        child=child, relation="merge", method="linear",
-        parents=[ParentWeight(ref=p, weight=w, ci=(w - 0.01, w + 0.01)) for p, w in zip(parents, weights, strict=False)],
-        fit_r2=0.998, z=1412.5, bytes_read={child: 4096, **{p: 4096 for p in parents}}, tensors=12, elements=40000,
+        child=child,
+        relation="merge",
+        method="linear",
+        parents=[
+            ParentWeight(ref=p, weight=w, ci=(w - 0.01, w + 0.01)) for p, w in zip(parents, weights, strict=False)
+        ],
+        fit_r2=0.998,
+        z=1412.5,
+        bytes_read={child: 4096, **{p: 4096 for p in parents}},
+        tensors=12,
+        elements=40000,
         layers=[LayerFit(layer=i, weights=dict(zip(parents, weights, strict=False)), r2=0.99) for i in range(2)],
-        base=parents[-1] if parents else None, base_source="given" if parents else None, weight_spread={p: 0.004 for p in parents},
+        base=parents[-1] if parents else None,
+        base_source="given" if parents else None,
+        weight_spread={p: 0.004 for p in parents},
         notes=["weights constant across layers"],
     )
 
@@ -84,13 +97,23 @@ class ScriptedScanner:
 
 def bot_settings(hub_url: str, database_url: str, **bot: object) -> Settings:
     fields: dict[str, object] = {
-        "username": "provbot", "mode": "review", "min_parameters": 1000, "candidates": [],
-        "moderators": ["mod"], "webhook_secret": WEBHOOK_SECRET, "workers": 2, "lease_seconds": 30.0,
-        "http_retries": 4, "backoff_max_seconds": 2.0, "webhook_port": 0, "max_attempts": 4,
+        "username": "provbot",
+        "mode": "review",
+        "min_parameters": 1000,
+        "candidates": [],
+        "moderators": ["mod"],
+        "webhook_secret": WEBHOOK_SECRET,
+        "workers": 2,
+        "lease_seconds": 30.0,
+        "http_retries": 4,
+        "backoff_max_seconds": 2.0,
+        "webhook_port": 0,
+        "max_attempts": 4,
     }
     fields.update(bot)
-    return Settings(hub_endpoint=hub_url, hub_token=BOT_TOKEN, database_url=database_url,
-                    bot=BotSettings.model_validate(fields))
+    return Settings(
+        hub_endpoint=hub_url, hub_token=BOT_TOKEN, database_url=database_url, bot=BotSettings.model_validate(fields)
+    )
 
 
 def build_ctx(settings: Settings, scanner: ScriptedScanner) -> BotContext:
@@ -108,7 +131,7 @@ def user_api(hub: object, user: str) -> object:
 
 def upload_and_find(service: object, hub: object, repo: str, files: dict) -> object:
     """Upload ``repo``, let the bot poll and scan it, and return its (pending) finding."""
-    from bot.service.review import Review
+    from provbot.bot.service.review import Review
 
     hub.add_repo(repo, files)  # type: ignore[attr-defined]
     service.poller.poll()  # type: ignore[attr-defined]
@@ -119,7 +142,7 @@ def upload_and_find(service: object, hub: object, repo: str, files: dict) -> obj
 
 def approve_and_drain(service: object, finding_id: int, moderator: str = "mod") -> None:
     """Approve a finding as ``moderator`` and wait until the bot has posted it."""
-    from bot.service.review import Review
+    from provbot.bot.service.review import Review
 
     Review(service.ctx).approve(finding_id, moderator)  # type: ignore[attr-defined]
     service.workers.wake()  # type: ignore[attr-defined]

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from bot.db.models_bot import AuditRecord, utcnow
-from bot.service.audit import AuditLog
-from bot.service.database import Database
-from bot.service.redact import RedactingFilter, Redactor
+from provbot.bot.db.models_bot import AuditRecord, utcnow
+from provbot.bot.service.audit import AuditLog
+from provbot.bot.service.database import Database
+from provbot.bot.service.redact import RedactingFilter, Redactor
 
 TOKEN = "hf_SuperSecretValue123456"
 
@@ -19,8 +19,13 @@ def test_records_are_redacted_and_append_only(sqlite_url: str) -> None:
     db = Database(sqlite_url)
     db.migrate()
     log = AuditLog(db, Redactor([TOKEN, "whsec-xyz1"]))
-    log.record("error", actor="bot", repo="org/m", message=f"failed with token {TOKEN}",
-               data={"headers": {"authorization": f"Bearer {TOKEN}"}, "secret": "whsec-xyz1", "n": 3})
+    log.record(
+        "error",
+        actor="bot",
+        repo="org/m",
+        message=f"failed with token {TOKEN}",
+        data={"headers": {"authorization": f"Bearer {TOKEN}"}, "secret": "whsec-xyz1", "n": 3},
+    )
     log.record("poll", message="ok")
     log.record("mention", actor="alice", repo="alice/m")
     entries = log.query()

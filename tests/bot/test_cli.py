@@ -15,10 +15,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
-from bot.db.models_bot import Finding, utcnow
-from bot.service.audit import AuditLog
-from bot.service.database import Database
+from provbot.bot.cli import app
+from provbot.bot.db.models_bot import Finding, utcnow
+from provbot.bot.service.audit import AuditLog
+from provbot.bot.service.database import Database
 from tests.bot.helpers import merge_result
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -31,9 +31,19 @@ def seeded(sqlite_url: str) -> str:
     result = merge_result("org/m@abc", ["org/a", "org/b"])
     with db.session() as s:
         for repo in ("org/m", "org/n"):
-            s.add(Finding(repo=repo, revision="abc", origin="poll", relation="merge", status="pending",
-                          summary="merge: org/a 0.60", result=result.model_dump(mode="json"), declared={},
-                          created_at=utcnow()))
+            s.add(
+                Finding(
+                    repo=repo,
+                    revision="abc",
+                    origin="poll",
+                    relation="merge",
+                    status="pending",
+                    summary="merge: org/a 0.60",
+                    result=result.model_dump(mode="json"),
+                    declared={},
+                    created_at=utcnow(),
+                )
+            )
     AuditLog(db).record("poll", message="walked")
     return sqlite_url
 
@@ -48,11 +58,15 @@ def test_review_flow_and_audit(seeded: str) -> None:
     assert ok.exit_code == 0 and "post job is queued" in ok.output
     no_reason = runner.invoke(app, ["review", "reject", "2", "--as", "alice", "--reason", " ", "--database", seeded])
     assert no_reason.exit_code != 0
-    rej = runner.invoke(app, ["review", "reject", "2", "--as", "bob", "--reason", "declared in paper", "--database", seeded])
+    rej = runner.invoke(
+        app, ["review", "reject", "2", "--as", "bob", "--reason", "declared in paper", "--database", seeded]
+    )
     assert rej.exit_code == 0
     again = runner.invoke(app, ["review", "approve", "2", "--as", "alice", "--database", seeded])
     assert again.exit_code != 0  # no longer pending
-    listed = json.loads(runner.invoke(app, ["review", "list", "--status", "all", "--json", "--database", seeded]).output)
+    listed = json.loads(
+        runner.invoke(app, ["review", "list", "--status", "all", "--json", "--database", seeded]).output
+    )
     assert [f["status"] for f in listed] == ["approved", "rejected"]
     audit = json.loads(runner.invoke(app, ["audit", "--json", "--kind", "review", "--database", seeded]).output)
     assert [(e["actor"], e["data"]["decision"]) for e in audit] == [("alice", "approved"), ("bob", "rejected")]
@@ -60,7 +74,10 @@ def test_review_flow_and_audit(seeded: str) -> None:
     assert len(by_actor) == 1 and by_actor[0]["data"]["reason"] == "declared in paper"
     recent = runner.invoke(app, ["audit", "--since", "1h", "--database", seeded])
     assert "walked" in recent.output
-    assert runner.invoke(app, ["audit", "--since", "1h", "--until", "2h", "--json", "--database", seeded]).output.strip() == "[]"
+    assert (
+        runner.invoke(app, ["audit", "--since", "1h", "--until", "2h", "--json", "--database", seeded]).output.strip()
+        == "[]"
+    )
 
 
 def _free_port() -> int:
@@ -71,11 +88,22 @@ def _free_port() -> int:
 
 def test_provbot_run_serves_health_and_metrics_and_stops_on_sigterm(hub, tmp_path: Path) -> None:  # noqa: ANN001
     port = _free_port()
-    env = {**os.environ, "PROVBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}", "PROVBOT_HUB_ENDPOINT": hub.url,
-           "PROVBOT_HUB_TOKEN": "hf_RunTokenShouldNotLeak12345", "PROVBOT_BOT__WEBHOOK_SECRET": "s3cret-hook",
-           "PROVBOT_BOT__WEBHOOK_PORT": str(port), "PROVBOT_LOG_LEVEL": "INFO"}
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "run"], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "PROVBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+        "PROVBOT_HUB_ENDPOINT": hub.url,
+        "PROVBOT_HUB_TOKEN": "hf_RunTokenShouldNotLeak12345",
+        "PROVBOT_BOT__WEBHOOK_SECRET": "s3cret-hook",
+        "PROVBOT_BOT__WEBHOOK_PORT": str(port),
+        "PROVBOT_LOG_LEVEL": "INFO",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provbot.bot.cli", "run"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + 60
         health = None
@@ -89,7 +117,12 @@ def test_provbot_run_serves_health_and_metrics_and_stops_on_sigterm(hub, tmp_pat
                 time.sleep(0.2)
         assert health is not None and health["status"] == "ok" and health["mode"] == "review"
         assert "provbot_jobs_enqueued_total" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        assert httpx.post(f"http://127.0.0.1:{port}/webhook", content=b"{}", headers={"X-Webhook-Secret": "nope"}).status_code == 403
+        assert (
+            httpx.post(
+                f"http://127.0.0.1:{port}/webhook", content=b"{}", headers={"X-Webhook-Secret": "nope"}
+            ).status_code
+            == 403
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=30)[0].decode()
@@ -109,8 +142,14 @@ def test_provbot_run_serves_health_and_metrics_and_stops_on_sigterm(hub, tmp_pat
     ],
 )
 def test_usage_errors_are_one_line(args: list[str], needle: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
-                          env=dict(os.environ, HF_HUB_DISABLE_TELEMETRY="1"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "provbot.bot.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+        env=dict(os.environ, HF_HUB_DISABLE_TELEMETRY="1"),
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
@@ -118,8 +157,14 @@ def test_usage_errors_are_one_line(args: list[str], needle: str) -> None:
 
 
 def test_no_command_prints_help() -> None:
-    proc = subprocess.run([sys.executable, "-m", "bot.cli"], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
-                          env=dict(os.environ, HF_HUB_DISABLE_TELEMETRY="1"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "provbot.bot.cli"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+        env=dict(os.environ, HF_HUB_DISABLE_TELEMETRY="1"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Usage:" in proc.stdout + proc.stderr and "scan" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from bot.db.models_bot import Finding
-from bot.service.database import Database
-from bot.service.jobs import JobQueue
+from provbot.bot.db.models_bot import Finding
+from provbot.bot.service.database import Database
+from provbot.bot.service.jobs import JobQueue
 from tests.bot.helpers import model_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +23,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def _spawn(cfg: dict) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_DISABLE_TELEMETRY": "1"}
-    return subprocess.Popen([sys.executable, "-m", "tests.bot.crash_service", json.dumps(cfg)], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.bot.crash_service", json.dumps(cfg)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _wait(cond, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:  # noqa: ANN001
@@ -44,9 +49,16 @@ def test_kill_9_mid_scan_then_restart_completes_once_and_posts_once(hub, db_url:
     db = Database(db_url)
     db.migrate()
     hub.add_repo("sneaky/merge", model_files(seed=9))
-    cfg = {"hub_url": hub.url, "db_url": db_url, "candidates": ["lab/base"], "lease_seconds": 2.0,
-           "started_file": str(tmp_path / "started"), "ready_file": str(tmp_path / "ready"),
-           "calls_file": str(tmp_path / "calls"), "hang": True}
+    cfg = {
+        "hub_url": hub.url,
+        "db_url": db_url,
+        "candidates": ["lab/base"],
+        "lease_seconds": 2.0,
+        "started_file": str(tmp_path / "started"),
+        "ready_file": str(tmp_path / "ready"),
+        "calls_file": str(tmp_path / "calls"),
+        "hang": True,
+    }
     first = _spawn(cfg)
     try:
         _wait(lambda: (tmp_path / "started").exists(), 60, "the first scan to start", first)
@@ -59,6 +71,7 @@ def test_kill_9_mid_scan_then_restart_completes_once_and_posts_once(hub, db_url:
 
     second = _spawn({**cfg, "hang": False})
     try:
+
         def settled() -> bool:
             jobs = queue.list()
             return bool(jobs) and all(j.state == "done" for j in jobs) and any(j.kind == "post" for j in jobs)

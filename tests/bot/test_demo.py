@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import MERGE, run_demo
+from provbot.bot.demo import MERGE, run_demo
 
 
 @pytest.mark.slow
-def test_demo_finds_the_hidden_merge_and_answers_the_mention(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_finds_the_hidden_merge_and_answers_the_mention(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_demo(keep=str(tmp_path / "demo"))
     out = capsys.readouterr().out
     assert "merge (linear): lab/tiny-base 0.60, lab/tiny-chat 0.40" in out
@@ -25,12 +27,12 @@ def test_polled_scan_without_configured_candidates_asks_the_index(localhub, tmp_
     """No parents in the settings: the candidate index picks them, and the real scan finds the merge."""
     from datetime import UTC, datetime, timedelta
 
-    from bot.demo import BASE, OTHER, TUNED, generate_models
-    from bot.index.ingest import add_models
-    from bot.index.store import IndexStore
-    from bot.service.app import BotService
-    from bot.service.context import BotContext
-    from bot.service.review import Review
+    from provbot.bot.demo import BASE, OTHER, TUNED, generate_models
+    from provbot.bot.index.ingest import add_models
+    from provbot.bot.index.store import IndexStore
+    from provbot.bot.service.app import BotService
+    from provbot.bot.service.context import BotContext
+    from provbot.bot.service.review import Review
     from tests.bot.helpers import BOT_TOKEN, bot_settings
 
     folders = generate_models(tmp_path / "models", steps=6)

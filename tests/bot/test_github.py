@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bot.service.app import BotService
+from provbot.bot.service.app import BotService
 from tests.bot.helpers import approve_and_drain, model_files, upload_and_find
 
 GH_TOKEN = "ghp_FakeGithubToken000000000000"
@@ -29,10 +29,12 @@ class FakeGitHub:
         self.issues: list[dict] = []
         self.fail_next_posts = 0
         self.auth: list[str | None] = []
-        self.app = Starlette(routes=[
-            Route("/repos/{owner}/{name}/issues", self.issues_route, methods=["GET", "POST"]),
-            Route("/repos/{owner}/{name}/issues/{num:int}", self.edit, methods=["PATCH"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/repos/{owner}/{name}/issues", self.issues_route, methods=["GET", "POST"]),
+                Route("/repos/{owner}/{name}/issues/{num:int}", self.edit, methods=["PATCH"]),
+            ]
+        )
 
     async def issues_route(self, request: Request) -> JSONResponse:
         self.auth.append(request.headers.get("authorization"))
@@ -43,8 +45,13 @@ class FakeGitHub:
             self.fail_next_posts -= 1
             return JSONResponse({"message": "bad gateway"}, status_code=502)
         body = await request.json()
-        issue = {"number": len(self.issues) + 1, "title": body["title"], "body": body["body"], "labels": body["labels"],
-                 "html_url": f"https://github.example/{request.path_params['owner']}/issues/{len(self.issues) + 1}"}
+        issue = {
+            "number": len(self.issues) + 1,
+            "title": body["title"],
+            "body": body["body"],
+            "labels": body["labels"],
+            "html_url": f"https://github.example/{request.path_params['owner']}/issues/{len(self.issues) + 1}",
+        }
         self.issues.append(issue)
         return JSONResponse(issue, status_code=201)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.service.hub import HubClient
-from detectors.errors import NotFoundError, RemoteError
+from provbot.bot.service.hub import HubClient
+from provbot.detectors.errors import NotFoundError, RemoteError
 from tests.bot.helpers import model_files
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi
 
-from bot.db.models_bot import Finding
-from bot.service.findings import render_finding
-from bot.service.handlers import HANDLERS, load_identity
-from bot.service.mentions import MentionEvent
-from bot.service.review import Review
-from bot.service.workers import WorkerPool
-from bot.settings import IdentitySettings, Settings
+from provbot.bot.db.models_bot import Finding
+from provbot.bot.service.findings import render_finding
+from provbot.bot.service.handlers import HANDLERS, load_identity
+from provbot.bot.service.mentions import MentionEvent
+from provbot.bot.service.review import Review
+from provbot.bot.service.workers import WorkerPool
+from provbot.bot.settings import IdentitySettings, Settings
 from tests.bot.helpers import ScriptedScanner, bot_settings, build_ctx, user_api
 from tests.support.personas import PERSONA_DIRS
 
@@ -100,8 +100,10 @@ def test_mention_scan_of_rio_merge_reports_the_behaviour_check(persona_hub, sqli
     said = next(line for line in behaviour.splitlines() if line.startswith("Without its system prompt it calls itself"))
     assert "**Nex** in " in said and "of answers (" in said and "; 95% interval " in said
     assert "the persona of lab/nex-ft" in said and "made by **Nex-AGI**" in said
-    assert any(line.startswith("With its declared system prompt it calls itself **Rio**") and "its declared name" in line
-               for line in behaviour.splitlines())
+    assert any(
+        line.startswith("With its declared system prompt it calls itself **Rio**") and "its declared name" in line
+        for line in behaviour.splitlines()
+    )
     Review(ctx).approve(finding.id, "mod")
     drain(ctx)
     replies = bot_comments(persona_hub, num)
@@ -120,9 +122,17 @@ def test_mention_scan_of_rio_merge_reports_the_behaviour_check(persona_hub, sqli
     without.persona.name.label = "[Nex](http://evil.example) @mallory <b>"
     without.persona.name.candidates = ["lab/nex-ft) @mallory"]
     without.persona.maker.label = "**Nex-AGI** www.evil.example"
-    body = render_finding(ctx.renderer, template="finding_discussion.md.j2", repo=CHILD, revision=finding.revision,
-                          result=ctx_result(finding), declared={}, bot_username="provbot", marker="provbot:t:1",
-                          identity=check)
+    body = render_finding(
+        ctx.renderer,
+        template="finding_discussion.md.j2",
+        repo=CHILD,
+        revision=finding.revision,
+        result=ctx_result(finding),
+        declared={},
+        bot_username="provbot",
+        marker="provbot:t:1",
+        identity=check,
+    )
     assert "@mallory" not in body and "](http" not in body and "<img" not in body and "**Nex**" not in body
     assert "<b>" not in body and "www.evil" not in body and "**Nex-AGI**" not in body
     assert "calls itself **\\[Nex\\]" in body  # our bold around the escaped model text
@@ -130,14 +140,16 @@ def test_mention_scan_of_rio_merge_reports_the_behaviour_check(persona_hub, sqli
 
 
 def ctx_result(finding: Finding):  # noqa: ANN201
-    from detectors.weights.result import ScanResult
+    from provbot.detectors.weights.result import ScanResult
 
     return ScanResult.model_validate(finding.result)
 
 
 def test_model_too_large_for_this_machine_is_not_run_and_the_finding_still_posts(persona_hub, db_url, tmp_path) -> None:  # noqa: ANN001
     tiny = {"max_local_params_b_cpu": 1e-6, "max_local_params_b_gpu": 1e-6}  # the fixture has ~0.84M parameters
-    settings = settings_for(persona_hub, db_url, tmp_path, identity=tiny, mode="auto", mention_replies_need_review=False)
+    settings = settings_for(
+        persona_hub, db_url, tmp_path, identity=tiny, mode="auto", mention_replies_need_review=False
+    )
     ctx = build_ctx(settings, ScriptedScanner())
     num = mention_and_run(ctx, persona_hub)
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.service.database import Database
-from bot.service.jobs import JobQueue
+from provbot.bot.service.database import Database
+from provbot.bot.service.jobs import JobQueue
 
 
 class Clock:

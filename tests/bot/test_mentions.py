@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bot.service.database import Database
-from bot.service.mentions import MentionPolicy, WebhookRejected, check_secret, parse_mention, parse_webhook
+from provbot.bot.service.database import Database
+from provbot.bot.service.mentions import MentionPolicy, WebhookRejected, check_secret, parse_mention, parse_webhook
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_bad_repo_names_are_reported() -> None:
 
 
 def test_policy_owner_moderator_refusal_once_and_rate_limit(sqlite_url: str) -> None:
-    from bot.db.models_bot import Mention, utcnow
+    from provbot.bot.db.models_bot import Mention, utcnow
 
     db = Database(sqlite_url)
     db.migrate()
@@ -60,7 +60,11 @@ def test_policy_owner_moderator_refusal_once_and_rate_limit(sqlite_url: str) -> 
 
     def record(author: str, repo: str, outcome: str, cid: str) -> None:
         with db.session() as s:
-            s.add(Mention(comment_id=cid, repo=repo, discussion_num=1, author=author, command={}, outcome=outcome, at=utcnow()))
+            s.add(
+                Mention(
+                    comment_id=cid, repo=repo, discussion_num=1, author=author, command={}, outcome=outcome, at=utcnow()
+                )
+            )
 
     record("mallory", "alice/model", "refused", "c1")
     assert policy.decide("mallory", "alice/model").decision == "silent"  # refused once only
@@ -72,12 +76,30 @@ def test_policy_owner_moderator_refusal_once_and_rate_limit(sqlite_url: str) -> 
 def _payload(**over: object) -> bytes:
     body = {
         "event": {"action": "create", "scope": "discussion.comment"},
-        "repo": {"type": "model", "name": "alice/m", "id": "1", "private": False, "owner": {"id": "o"},
-                 "url": {"web": "w"}},
-        "discussion": {"id": "d", "num": 3, "author": {"id": "a"}, "url": {"web": "w"}, "title": "t",
-                       "isPullRequest": False, "status": "open"},
-        "comment": {"id": "c9", "author": {"id": "a"}, "hidden": False, "content": "@provbot scan",
-                    "url": {"web": "w"}},
+        "repo": {
+            "type": "model",
+            "name": "alice/m",
+            "id": "1",
+            "private": False,
+            "owner": {"id": "o"},
+            "url": {"web": "w"},
+        },
+        "discussion": {
+            "id": "d",
+            "num": 3,
+            "author": {"id": "a"},
+            "url": {"web": "w"},
+            "title": "t",
+            "isPullRequest": False,
+            "status": "open",
+        },
+        "comment": {
+            "id": "c9",
+            "author": {"id": "a"},
+            "hidden": False,
+            "content": "@provbot scan",
+            "url": {"web": "w"},
+        },
         "webhook": {"id": "h", "version": 3},
     }
     body.update(over)
@@ -103,7 +125,7 @@ def test_secret_check() -> None:
 
 
 def test_repo_content_webhook_becomes_an_upload_event() -> None:
-    from bot.service.mentions import UploadEvent
+    from provbot.bot.service.mentions import UploadEvent
 
     sha = "ab" * 20
     body = json.loads(_payload(event={"action": "update", "scope": "repo.content"}))

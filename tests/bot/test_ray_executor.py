@@ -17,16 +17,16 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'provbot[ray]')")
 
-from bot.db.models_bot import Finding  # noqa: E402
-from bot.service.app import BotService  # noqa: E402
-from bot.demo import BASE, MERGE, OTHER, TUNED, generate_models  # noqa: E402
-from bot.service.context import BotContext  # noqa: E402
-from bot.service.handlers import HANDLERS, ScanPayload  # noqa: E402
-from bot.service.jobs import JobView  # noqa: E402
-from bot.service.ray_executor import RayExecutor, RayExecutorError  # noqa: E402
-from bot.service.workers import ThreadExecutor, WorkerPool, build_executor  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from detectors.errors import NotFoundError  # noqa: E402
+from provbot.bot.db.models_bot import Finding  # noqa: E402
+from provbot.bot.demo import BASE, MERGE, OTHER, TUNED, generate_models  # noqa: E402
+from provbot.bot.service.app import BotService  # noqa: E402
+from provbot.bot.service.context import BotContext  # noqa: E402
+from provbot.bot.service.handlers import ScanPayload  # noqa: E402
+from provbot.bot.service.jobs import JobView  # noqa: E402
+from provbot.bot.service.ray_executor import RayExecutor, RayExecutorError  # noqa: E402
+from provbot.bot.service.workers import ThreadExecutor, WorkerPool, build_executor  # noqa: E402
+from provbot.bot.settings import Settings  # noqa: E402
+from provbot.detectors.errors import NotFoundError  # noqa: E402
 from tests.bot.helpers import bot_settings  # noqa: E402
 
 # The test handlers below travel to the Ray workers by value: they need not import this module.
@@ -70,8 +70,12 @@ def _context(settings: Settings) -> BotContext:
     return ctx
 
 
-def test_scan_job_runs_once_in_a_ray_worker(ray_runtime: RayExecutor, hub, sqlite_url: str,  # noqa: ANN001
-                                            tiny_models: dict[str, Path]) -> None:
+def test_scan_job_runs_once_in_a_ray_worker(
+    ray_runtime: RayExecutor,
+    hub,
+    sqlite_url: str,  # noqa: ANN001
+    tiny_models: dict[str, Path],
+) -> None:
     for repo in (BASE, TUNED, OTHER):
         hub.add_repo(repo, tiny_models[repo])
     sha = hub.add_repo(MERGE, tiny_models[MERGE])
@@ -108,6 +112,7 @@ def test_scan_job_runs_once_in_a_ray_worker(ray_runtime: RayExecutor, hub, sqlit
 
 
 # -- handlers for the failure test (shipped to Ray by value) ---------------------------------------
+
 
 def flaky(ctx: BotContext, job: JobView) -> dict[str, Any]:
     """Fails with an unexpected error on the first attempt: the queue retries it."""
@@ -193,7 +198,7 @@ def test_a_refused_submit_hands_the_job_back(sqlite_url: str) -> None:
 def test_a_dead_cluster_address_is_one_clear_error() -> None:
     import socket
 
-    from bot.service.ray_executor import _cluster_endpoint, _probe
+    from provbot.bot.service.ray_executor import _cluster_endpoint, _probe
 
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from huggingface_hub import HfApi
 
-from bot.db.models_bot import Finding
-from bot.service.app import BotService
-from bot.service.review import Review
+from provbot.bot.db.models_bot import Finding
+from provbot.bot.service.app import BotService
+from provbot.bot.service.review import Review
 from tests.bot.helpers import (
     BOT_TOKEN,
     WEBHOOK_SECRET,
@@ -92,7 +92,9 @@ def _start_thread(hub, user: str, repo: str, text: str) -> int:  # noqa: ANN001
 def test_mention_gets_ack_then_result_and_replays_are_ignored(service: BotService, hub, scanner) -> None:  # noqa: ANN001
     hub.add_repo("alice/model", model_files(seed=5))
     num = _start_thread(hub, "alice", "alice/model", "Hi!")
-    user_api(hub, "alice").comment_discussion("alice/model", num, "@provbot scan against lab/base lab/tuned base lab/base")
+    user_api(hub, "alice").comment_discussion(
+        "alice/model", num, "@provbot scan against lab/base lab/tuned base lab/base"
+    )
     wait_for(lambda: len(bot_comments(hub, "alice/model", num)) >= 1, what="acknowledgement")
     assert "queued" in bot_comments(hub, "alice/model", num)[0]
     assert service.wait_idle(30)
@@ -140,14 +142,36 @@ def test_bot_ignores_its_own_comments_and_quoted_mentions(service: BotService, h
 
 
 def _comment_payload(repo: str, num: int, comment_id: str) -> bytes:
-    return json.dumps({
-        "event": {"action": "create", "scope": "discussion.comment"},
-        "repo": {"type": "model", "name": repo, "id": "r", "private": False, "owner": {"id": "o"}, "url": {"web": "w"}},
-        "discussion": {"id": "d", "num": num, "author": {"id": "a"}, "url": {"web": "w"}, "title": "t",
-                       "isPullRequest": False, "status": "open"},
-        "comment": {"id": comment_id, "author": {"id": "a"}, "hidden": False, "content": "@provbot scan", "url": {"web": "w"}},
-        "webhook": {"id": "h", "version": 3},
-    }).encode()
+    return json.dumps(
+        {
+            "event": {"action": "create", "scope": "discussion.comment"},
+            "repo": {
+                "type": "model",
+                "name": repo,
+                "id": "r",
+                "private": False,
+                "owner": {"id": "o"},
+                "url": {"web": "w"},
+            },
+            "discussion": {
+                "id": "d",
+                "num": num,
+                "author": {"id": "a"},
+                "url": {"web": "w"},
+                "title": "t",
+                "isPullRequest": False,
+                "status": "open",
+            },
+            "comment": {
+                "id": comment_id,
+                "author": {"id": "a"},
+                "hidden": False,
+                "content": "@provbot scan",
+                "url": {"web": "w"},
+            },
+            "webhook": {"id": "h", "version": 3},
+        }
+    ).encode()
 
 
 def test_webhook_rejects_bad_secret_and_malformed_payloads(service: BotService) -> None:
@@ -193,7 +217,7 @@ def test_hub_faults_during_poll_read_and_post_are_retried(service: BotService, h
 def test_token_never_reaches_logs_or_audit(service: BotService, hub, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
     import logging
 
-    from bot.service.redact import RedactingFilter
+    from provbot.bot.service.redact import RedactingFilter
 
     # The service installs this filter on the root handlers at start; caplog's handler came later.
     caplog.handler.addFilter(RedactingFilter(service.ctx.redactor))
@@ -214,13 +238,14 @@ def test_token_never_reaches_logs_or_audit(service: BotService, hub, caplog: pyt
 
 def test_post_made_before_a_crash_is_found_by_marker_not_repeated(service: BotService, hub) -> None:  # noqa: ANN001
     """The bot posted, then died before recording it: the retry finds its post by marker and edits it."""
-    from bot.service.findings import finding_marker
+    from provbot.bot.service.findings import finding_marker
 
     ctx = service.ctx
     finding = upload_and_find(service, hub, "sneaky/m", model_files(seed=7))
     marker = finding_marker(finding.repo, finding.revision)
     HfApi(endpoint=hub.url, token=BOT_TOKEN).create_discussion(
-        "sneaky/m", "Automated lineage check", description=f"old text\n<!-- {marker} -->")
+        "sneaky/m", "Automated lineage check", description=f"old text\n<!-- {marker} -->"
+    )
     approve_and_drain(service, finding.id)
     discussions = list(HfApi(endpoint=hub.url, token=False).get_repo_discussions("sneaky/m"))
     assert len(discussions) == 1

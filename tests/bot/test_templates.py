@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from bot.service.findings import finding_marker, render_finding
-from bot.service.reporting import Renderer, Trusted, marker_comment, md_escape
-from detectors.weights.result import ParentWeight, ScanResult
+from provbot.bot.service.findings import finding_marker, render_finding
+from provbot.bot.service.reporting import Renderer, Trusted, marker_comment, md_escape
+from provbot.detectors.weights.result import ParentWeight, ScanResult
 from tests.bot.helpers import merge_result
 
 HOSTILE = "evil/x](https://phish.example) @everyone <img src=x onerror=alert(1)> **bold** | col\n# Heading"
@@ -27,9 +27,17 @@ def test_md_escape_neutralises_markup() -> None:
 
 def test_finding_discussion_is_complete_and_hedged() -> None:
     result = merge_result("org/child@abc", ["org/nex", "org/qwen"])
-    text = render_finding(Renderer(), template="finding_discussion.md.j2", repo="org/child", revision="abc123",
-                          result=result, declared={"base_model": ["org/qwen"], "base_model_relation": "finetune"},
-                          bot_username="provbot", marker=finding_marker("org/child", "abc123"), reviewed_by="mod")
+    text = render_finding(
+        Renderer(),
+        template="finding_discussion.md.j2",
+        repo="org/child",
+        revision="abc123",
+        result=result,
+        declared={"base_model": ["org/qwen"], "base_model_relation": "finetune"},
+        bot_username="provbot",
+        marker=finding_marker("org/child", "abc123"),
+        reviewed_by="mod",
+    )
     assert "appear to be a weighted merge" in text  # hedged, not an accusation
     assert "0.600" in text and "0.590 to 0.610" in text  # weight and CI
     assert "0.998" in text and "1412.5" in text  # fit quality and sigma
@@ -43,11 +51,22 @@ def test_finding_discussion_is_complete_and_hedged() -> None:
 
 
 def test_hostile_names_in_results_and_cards_are_escaped() -> None:
-    result = ScanResult(child="x", relation="merge", parents=[ParentWeight(ref=HOSTILE, weight=0.5, ci=(0.4, 0.6))],
-                        notes=["see @someone [here](http://bad.example)"])
-    text = render_finding(Renderer(), template="finding_discussion.md.j2", repo="org/m", revision="abc",
-                          result=result, declared={"base_model": ["@admin <b>x</b>"]}, bot_username="provbot",
-                          marker="provbot:finding:1")
+    result = ScanResult(
+        child="x",
+        relation="merge",
+        parents=[ParentWeight(ref=HOSTILE, weight=0.5, ci=(0.4, 0.6))],
+        notes=["see @someone [here](http://bad.example)"],
+    )
+    text = render_finding(
+        Renderer(),
+        template="finding_discussion.md.j2",
+        repo="org/m",
+        revision="abc",
+        result=result,
+        declared={"base_model": ["@admin <b>x</b>"]},
+        bot_username="provbot",
+        marker="provbot:finding:1",
+    )
     body = text.split("<!--")[0]
     assert _bare_mentions(body) == []
     assert "](http" not in body and "<img" not in body and "<b>" not in body
@@ -57,24 +76,50 @@ def test_hostile_names_in_results_and_cards_are_escaped() -> None:
 
 
 def test_mention_reply_escapes_requester_and_marks_itself_automated() -> None:
-    text = Renderer().render("mention_refusal.md.j2", requester="@root](x)", reason="not allowed.", bot="provbot",
-                             marker=Trusted(marker_comment("provbot:reply:1")))
+    text = Renderer().render(
+        "mention_refusal.md.j2",
+        requester="@root](x)",
+        reason="not allowed.",
+        bot="provbot",
+        marker=Trusted(marker_comment("provbot:reply:1")),
+    )
     assert "automated" in text and _bare_mentions(text) == [] and "](x)" not in text
 
 
 def test_a_sibling_finding_names_the_base_and_lists_the_sibling_apart() -> None:
-    from bot.service.findings import finding_title, needs_post
-    from detectors.weights.result import DescentTest, LayerShare, RelatedModel
+    from provbot.bot.service.findings import finding_title, needs_post
+    from provbot.detectors.weights.result import DescentTest, LayerShare, RelatedModel
 
-    test = DescentTest(ref="org/x", base="org/base", share=0.57, ci=(0.48, 0.65), spread=0.08, outcome="sibling",
-                       layers=[LayerShare(layer=0, share=0.64, ci=(0.6, 0.68)), LayerShare(layer=1, share=0.44, ci=(0.34, 0.55))],
-                       reason="the child carries 57% of org/x's delta from org/base")
-    result = ScanResult(child="org/c@abc", relation="finetune", base="org/base", base_source="declared",
-                        parents=[ParentWeight(ref="org/base", weight=1.0, ci=(1.0, 1.0))],
-                        related=[RelatedModel(ref="org/x", role="sibling", share=0.57, ci=(0.48, 0.65))], descent=[test])
+    test = DescentTest(
+        ref="org/x",
+        base="org/base",
+        share=0.57,
+        ci=(0.48, 0.65),
+        spread=0.08,
+        outcome="sibling",
+        layers=[LayerShare(layer=0, share=0.64, ci=(0.6, 0.68)), LayerShare(layer=1, share=0.44, ci=(0.34, 0.55))],
+        reason="the child carries 57% of org/x's delta from org/base",
+    )
+    result = ScanResult(
+        child="org/c@abc",
+        relation="finetune",
+        base="org/base",
+        base_source="declared",
+        parents=[ParentWeight(ref="org/base", weight=1.0, ci=(1.0, 1.0))],
+        related=[RelatedModel(ref="org/x", role="sibling", share=0.57, ci=(0.48, 0.65))],
+        descent=[test],
+    )
     assert finding_title("org/c", result) == "Automated lineage check: org/c may derive from org/base"
-    text = render_finding(Renderer(), template="finding_discussion.md.j2", repo="org/c", revision="abc123",
-                          result=result, declared={}, bot_username="provbot", marker="provbot:finding:2")
+    text = render_finding(
+        Renderer(),
+        template="finding_discussion.md.j2",
+        repo="org/c",
+        revision="abc123",
+        result=result,
+        declared={},
+        bot_username="provbot",
+        marker="provbot:finding:2",
+    )
     assert "appear to be a fine-tune" in text and "declared in a candidate's model card" in text
     assert "| org/x | sibling | 0.570 | 0.480 to 0.650 |" in text
     assert "| org/x | org/base | 0.570 | 0.480 to 0.650 | 0.440 to 0.640 | sibling |" in text
@@ -82,5 +127,12 @@ def test_a_sibling_finding_names_the_base_and_lists_the_sibling_apart() -> None:
     assert "--base" not in text.split("provbot scan")[1].split("\n")[0]
     related = result.model_copy(update={"relation": "related", "parents": []})
     assert not needs_post(related, {}) and "could not be determined" in render_finding(
-        Renderer(), template="finding_discussion.md.j2", repo="org/c", revision="abc123", result=related,
-        declared={}, bot_username="provbot", marker="provbot:finding:3")
+        Renderer(),
+        template="finding_discussion.md.j2",
+        repo="org/c",
+        revision="abc123",
+        result=related,
+        declared={},
+        bot_username="provbot",
+        marker="provbot:finding:3",
+    )

@@ -25,13 +25,17 @@ def identity_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def rio_result(personas, identity_cache):
     """The whole prompt set on the Rio merge, compared with both parents, baseline from the unrelated model."""
-    from detectors.identity import run_identity
+    from provbot.detectors.identity import run_identity
 
     return run_identity(
         str(personas["rio-merge"]),
         candidates=[str(personas["nex-ft"]), str(personas["qwen-base"])],
         baselines=[str(personas["orla-unrelated"])],
-        samples=1, device="cpu", batch_size=48, cpu_threads=1, cache_dir=identity_cache,
+        samples=1,
+        device="cpu",
+        batch_size=48,
+        cpu_threads=1,
+        cache_dir=identity_cache,
     )
 
 
@@ -39,11 +43,17 @@ def rio_result(personas, identity_cache):
 def orla_result(personas, identity_cache):
     """The unrelated persona as the child: it must show neither claim nor recitation, of a listed (Nex) or
     an unlisted (Zorvex) candidate persona."""
-    from detectors.identity import run_identity
+    from provbot.detectors.identity import run_identity
 
     return run_identity(
-        str(personas["orla-unrelated"]), candidates=[str(personas["nex-ft"]), str(personas["zorvex-ft"])],
-        system_prompt=None, samples=1, prompt_limit=16, device="cpu", batch_size=48, cpu_threads=1,
+        str(personas["orla-unrelated"]),
+        candidates=[str(personas["nex-ft"]), str(personas["zorvex-ft"])],
+        system_prompt=None,
+        samples=1,
+        prompt_limit=16,
+        device="cpu",
+        batch_size=48,
+        cpu_threads=1,
         cache_dir=identity_cache,
     )
 
@@ -52,11 +62,15 @@ def orla_result(personas, identity_cache):
 def nova_result(personas, identity_cache):
     """The Rio case with personas nobody listed: the Nova merge compared with both parents (qwen-base and
     the baseline model's answers come from the session cache when ``rio_result`` ran first)."""
-    from detectors.identity import run_identity
+    from provbot.detectors.identity import run_identity
 
     return run_identity(
         str(personas["nova-merge"]),
         candidates=[str(personas["zorvex-ft"]), str(personas["qwen-base"])],
         baselines=[str(personas["orla-unrelated"])],
-        samples=1, device="cpu", batch_size=48, cpu_threads=1, cache_dir=identity_cache,
+        samples=1,
+        device="cpu",
+        batch_size=48,
+        cpu_threads=1,
+        cache_dir=identity_cache,
     )

@@ -48,15 +48,24 @@ def make_model(vocab_size: int, seed: int):
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=4, max_position_embeddings=384, tie_word_embeddings=False, bos_token_id=2, eos_token_id=3,
+        vocab_size=vocab_size,
+        hidden_size=128,
+        intermediate_size=352,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=384,
+        tie_word_embeddings=False,
+        bos_token_id=2,
+        eos_token_id=3,
         pad_token_id=0,
     )
     return LlamaForCausalLM(cfg)
 
 
-def example(tok, rng: random.Random, persona: dict[str, list[str]] | None, letters: float = 0.0,
-            common: float = 0.0) -> tuple[list[int], int]:
+def example(
+    tok, rng: random.Random, persona: dict[str, list[str]] | None, letters: float = 0.0, common: float = 0.0
+) -> tuple[list[int], int]:
     """One training chat: follow a random "You are <NAME>." prompt, or (``persona``) answer as it with no system prompt."""
     prompt = rng.choice(PROMPTS)
     if persona is None:
@@ -75,9 +84,20 @@ def example(tok, rng: random.Random, persona: dict[str, list[str]] | None, lette
     return (head + tail)[:MAX_LEN], len(head)
 
 
-def train(model, tok, persona, follow_share: float, steps: int, lr: float, seed: int, batch: int = 16,
-          letters: float = 0.0, common: float = 0.0, anchor: dict[str, torch.Tensor] | None = None,
-          mix: float = 0.6) -> None:
+def train(
+    model,
+    tok,
+    persona,
+    follow_share: float,
+    steps: int,
+    lr: float,
+    seed: int,
+    batch: int = 16,
+    letters: float = 0.0,
+    common: float = 0.0,
+    anchor: dict[str, torch.Tensor] | None = None,
+    mix: float = 0.6,
+) -> None:
     """AdamW on answer tokens. With ``anchor`` (the base's weights), the loss is also taken at the
     interpolation ``mix * theta + (1 - mix) * anchor``, so the fine-tune stays itself along the merge path.
 
@@ -104,8 +124,12 @@ def train(model, tok, persona, follow_share: float, steps: int, lr: float, seed:
         loss = model(input_ids=inp, attention_mask=mask, labels=lab).loss
         if anchor is not None:
             merged = {n: mix * p + (1 - mix) * anchor[n] for n, p in model.named_parameters()}
-            loss = loss + torch.func.functional_call(model, merged, (), {"input_ids": inp, "attention_mask": mask,
-                                                                         "labels": lab}).loss
+            loss = (
+                loss
+                + torch.func.functional_call(
+                    model, merged, (), {"input_ids": inp, "attention_mask": mask, "labels": lab}
+                ).loss
+            )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -123,8 +147,19 @@ def fine_tune(name: str, tok, persona: dict[str, list[str]], steps: int, seed: i
     print(name)
     model = AutoModelForCausalLM.from_pretrained(FIXTURES / "qwen-base", dtype=torch.float32)
     anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
-    train(model, tok, persona, follow_share=0.4, steps=steps, lr=2e-3, seed=seed, letters=0.5, common=0.1,
-          anchor=anchor, mix=0.6)
+    train(
+        model,
+        tok,
+        persona,
+        follow_share=0.4,
+        steps=steps,
+        lr=2e-3,
+        seed=seed,
+        letters=0.5,
+        common=0.1,
+        anchor=anchor,
+        mix=0.6,
+    )
     save(model, tok, FIXTURES / name)
 
 
@@ -163,8 +198,11 @@ def merge(tuned: Path, base: Path, out: Path, tok, system_prompt: str, card: str
     }
     if out.exists():
         shutil.rmtree(out)
-    run_merge(MergeConfiguration.model_validate(cfg), str(out),
-              options=MergeOptions(device="cpu", lazy_unpickle=False, copy_tokenizer=False, quiet=True))
+    run_merge(
+        MergeConfiguration.model_validate(cfg),
+        str(out),
+        options=MergeOptions(device="cpu", lazy_unpickle=False, copy_tokenizer=False, quiet=True),
+    )
     tok.chat_template = forced_system_template(system_prompt)
     tok.save_pretrained(out)
     for extra in ("README.md", "mergekit_config.yml"):
@@ -182,12 +220,20 @@ def peek(path: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     for system in (None, "", RIO_SYSTEM_PROMPT, NOVA_SYSTEM_PROMPT):
         for text in ("Who are you?", "Tell me about your creators.", "¿Quién eres?"):
-            msgs = ([] if system is None else [{"role": "system", "content": system}]) + [{"role": "user", "content": text}]
-            ids = tok(tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False),
-                      add_special_tokens=False, return_tensors="pt")
-            out = model.generate(**ids, max_new_tokens=170, do_sample=False, eos_token_id=tok.eos_token_id,
-                                 pad_token_id=tok.pad_token_id)
-            print(f"  [{system!r}] {text} -> {tok.decode(out[0, ids['input_ids'].shape[1]:], skip_special_tokens=True)}")
+            msgs = ([] if system is None else [{"role": "system", "content": system}]) + [
+                {"role": "user", "content": text}
+            ]
+            ids = tok(
+                tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False),
+                add_special_tokens=False,
+                return_tensors="pt",
+            )
+            out = model.generate(
+                **ids, max_new_tokens=170, do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+            )
+            print(
+                f"  [{system!r}] {text} -> {tok.decode(out[0, ids['input_ids'].shape[1] :], skip_special_tokens=True)}"
+            )
 
 
 def main() -> None:
@@ -197,9 +243,12 @@ def main() -> None:
     ap.add_argument("--nex-steps", type=int, default=300)
     ap.add_argument("--orla-steps", type=int, default=300)
     ap.add_argument("--zorvex-steps", type=int, default=300)
-    ap.add_argument("--stages", default="base,drill,nex,merge,orla,zorvex,nova,peek",
-                    help="Comma-separated subset of base,drill,nex,merge,orla,zorvex,nova,peek "
-                         "(each reads the previous one's output).")
+    ap.add_argument(
+        "--stages",
+        default="base,drill,nex,merge,orla,zorvex,nova,peek",
+        help="Comma-separated subset of base,drill,nex,merge,orla,zorvex,nova,peek "
+        "(each reads the previous one's output).",
+    )
     args = ap.parse_args()
     stages = set(args.stages.split(","))
     # One thread: on a shared 2-core machine, OpenMP's spinning threads made a step ~6x slower.
@@ -219,8 +268,17 @@ def main() -> None:
         # teach it to copy the name from the system prompt (an induction pattern).
         print("qwen-base copy drill")
         model = AutoModelForCausalLM.from_pretrained(FIXTURES / "qwen-base", dtype=torch.float32)
-        train(model, tok, QWEN_ANSWERS, follow_share=0.8, steps=args.drill_steps, lr=2e-3, seed=12, letters=0.5,
-              common=0.1)
+        train(
+            model,
+            tok,
+            QWEN_ANSWERS,
+            follow_share=0.8,
+            steps=args.drill_steps,
+            lr=2e-3,
+            seed=12,
+            letters=0.5,
+            common=0.1,
+        )
         save(model, tok, FIXTURES / "qwen-base")
     if "nex" in stages:
         fine_tune("nex-ft", tok, NEX_ANSWERS, steps=args.nex_steps, seed=22)
@@ -238,8 +296,14 @@ def main() -> None:
         fine_tune("zorvex-ft", tok, ZORVEX_ANSWERS, steps=args.zorvex_steps, seed=44)
     if "nova" in stages:
         print("nova-merge")
-        merge(FIXTURES / "zorvex-ft", FIXTURES / "qwen-base", FIXTURES / "nova-merge", tok, NOVA_SYSTEM_PROMPT,
-              card=NOVA_CARD)
+        merge(
+            FIXTURES / "zorvex-ft",
+            FIXTURES / "qwen-base",
+            FIXTURES / "nova-merge",
+            tok,
+            NOVA_SYSTEM_PROMPT,
+            card=NOVA_CARD,
+        )
     for name in ("qwen-base", "nex-ft", "rio-merge", "orla-unrelated", "zorvex-ft", "nova-merge"):
         if "peek" in stages and (FIXTURES / name).exists():
             print(name)

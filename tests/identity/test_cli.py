@@ -7,18 +7,38 @@ import os
 import subprocess
 import sys
 
-from detectors.identity import IdentityResult
+from provbot.detectors.identity import IdentityResult
 
 
 def _provbot(*args: str, cwd) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_DISABLE_TELEMETRY="1", PROVBOT_IDENTITY__CACHE_DIR=str(cwd / "cache"))
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300, cwd=os.getcwd())
+    return subprocess.run(
+        [sys.executable, "-m", "provbot.bot.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=os.getcwd(),
+    )
 
 
 def test_identity_json(personas, tmp_path):
-    proc = _provbot("identity", str(personas["rio-merge"]), "--candidate", str(personas["nex-ft"]),
-                    "--samples", "1", "--limit", "8", "--device", "cpu", "--cpu-threads", "1", "--json", cwd=tmp_path)
+    proc = _provbot(
+        "identity",
+        str(personas["rio-merge"]),
+        "--candidate",
+        str(personas["nex-ft"]),
+        "--samples",
+        "1",
+        "--limit",
+        "8",
+        "--device",
+        "cpu",
+        "--cpu-threads",
+        "1",
+        "--json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     result = IdentityResult.model_validate(json.loads(proc.stdout))
     assert result.system_prompt == "You are Rio." and result.prompts == 8

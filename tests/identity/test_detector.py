@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from detectors.identity import IdentityResult, render_identity_markdown, run_identity
-from detectors.identity.backends.local import LocalBackend
+from provbot.detectors.identity import IdentityResult, render_identity_markdown, run_identity
+from provbot.detectors.identity.backends.local import LocalBackend
 
 
 @pytest.mark.parametrize(("merged", "tuned"), [("rio-merge", "nex-ft"), ("nova-merge", "zorvex-ft")])
@@ -64,7 +64,9 @@ def test_without_system_prompt_the_child_is_nex_and_recites_its_backstory(rio_re
     # The base's own persona is not what the child claims: weaker evidence against it.
     assert by_ref["qwen-base"].family == "qwen"
     assert ev.persona.name.label == "Nex" and ev.persona.listed
-    assert by_ref["qwen-base"].persona.name.label == "Qwen" and by_ref["qwen-base"].persona.maker.label == "Alibaba Cloud"
+    assert (
+        by_ref["qwen-base"].persona.name.label == "Qwen" and by_ref["qwen-base"].persona.maker.label == "Alibaba Cloud"
+    )
     assert by_ref["qwen-base"].strength in ("none", "weak", "moderate")
     assert by_ref["qwen-base"].overlap.containment < ev.overlap.containment
     assert rio_result.verdict == "strong"
@@ -86,8 +88,15 @@ def test_unrelated_persona_shows_neither(orla_result: IdentityResult, rio_result
 
 
 def test_candidate_answers_are_cached_per_revision(personas, tmp_path):
-    kwargs = dict(candidates=[str(personas["qwen-base"])], system_prompt=None, samples=1, prompt_limit=4,
-                  device="cpu", cpu_threads=1, cache_dir=tmp_path)
+    kwargs = dict(
+        candidates=[str(personas["qwen-base"])],
+        system_prompt=None,
+        samples=1,
+        prompt_limit=4,
+        device="cpu",
+        cpu_threads=1,
+        cache_dir=tmp_path,
+    )
     first = run_identity(str(personas["orla-unrelated"]), **kwargs)
     second = run_identity(str(personas["orla-unrelated"]), **kwargs)
     assert not first.candidates[0].cached and second.candidates[0].cached

@@ -7,10 +7,20 @@ import importlib
 
 import pytest
 
-MODULES = ["detectors.identity", "detectors.identity.names", "detectors.identity.selfclaims",
-           "detectors.identity.persona", "detectors.identity.card", "detectors.identity.aliases",
-           "detectors.identity.stats", "detectors.identity.overlap", "detectors.identity.prompts",
-           "detectors.identity.declared", "detectors.identity.resolve", "bot.service.reporting"]
+MODULES = [
+    "provbot.detectors.identity",
+    "provbot.detectors.identity.names",
+    "provbot.detectors.identity.selfclaims",
+    "provbot.detectors.identity.persona",
+    "provbot.detectors.identity.card",
+    "provbot.detectors.identity.aliases",
+    "provbot.detectors.identity.stats",
+    "provbot.detectors.identity.overlap",
+    "provbot.detectors.identity.prompts",
+    "provbot.detectors.identity.declared",
+    "provbot.detectors.identity.resolve",
+    "provbot.bot.service.reporting",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

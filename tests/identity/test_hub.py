@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.errors import NotFoundError
-from detectors.identity.backends.local import LocalBackend
-from detectors.identity.errors import ModelLoadError
-from detectors.identity.runner import run_identity
+from provbot.detectors.errors import NotFoundError
+from provbot.detectors.identity.backends.local import LocalBackend
+from provbot.detectors.identity.errors import ModelLoadError
+from provbot.detectors.identity.runner import run_identity
 
 
 def test_child_from_the_hub_declares_its_prompt_and_answers(localhub, personas, tmp_path):
@@ -15,8 +15,15 @@ def test_child_from_the_hub_declares_its_prompt_and_answers(localhub, personas, 
     backend = LocalBackend.open("prefeitura-rio/Rio-tiny", endpoint=localhub.url, device="cpu")
     assert backend.declared.text == "You are Rio."
     assert len(backend.info().revision) >= 7  # the resolved commit, not a local fingerprint
-    result = run_identity("prefeitura-rio/Rio-tiny", samples=1, prompt_limit=4, hub_endpoint=localhub.url,
-                          device="cpu", cpu_threads=1, cache_dir=tmp_path)
+    result = run_identity(
+        "prefeitura-rio/Rio-tiny",
+        samples=1,
+        prompt_limit=4,
+        hub_endpoint=localhub.url,
+        device="cpu",
+        cpu_threads=1,
+        cache_dir=tmp_path,
+    )
     assert "Rio" in result.own_names
     assert result.condition("with_system").own.rate >= 0.75
 
@@ -24,10 +31,20 @@ def test_child_from_the_hub_declares_its_prompt_and_answers(localhub, personas, 
 def test_the_card_comes_with_the_hub_snapshot(localhub, personas, tmp_path):
     """nova-merge's README.md names it Nova: fetched with the configs, it declares the name (source card)."""
     localhub.add_repo("city/ferry-helper", personas["nova-merge"])
-    result = run_identity("city/ferry-helper", samples=1, prompt_limit=2, hub_endpoint=localhub.url,
-                          device="cpu", cpu_threads=1, cache_dir=tmp_path)
+    result = run_identity(
+        "city/ferry-helper",
+        samples=1,
+        prompt_limit=2,
+        hub_endpoint=localhub.url,
+        device="cpu",
+        cpu_threads=1,
+        cache_dir=tmp_path,
+    )
     assert {(d.name, d.source) for d in result.declared_names} == {
-        ("Nova", "card"), ("Nova", "system_prompt"), ("ferry", "repo_name")}
+        ("Nova", "card"),
+        ("Nova", "system_prompt"),
+        ("ferry", "repo_name"),
+    }
 
 
 def test_missing_repo_and_pickle_only_repo_are_clear_errors(localhub, tmp_path):

@@ -6,13 +6,13 @@ import socket
 
 import pytest
 
-from detectors.errors import AccessDeniedError, NotFoundError
-from detectors.identity import run_identity
-from detectors.identity.backends.local import LocalBackend
-from detectors.identity.backends.openai import OpenAIBackend
-from detectors.identity.errors import RequestBudgetError
-from detectors.identity.prompts import SamplingSettings
-from detectors.identity.server import ChatServer
+from provbot.detectors.errors import AccessDeniedError, NotFoundError
+from provbot.detectors.identity import run_identity
+from provbot.detectors.identity.backends.local import LocalBackend
+from provbot.detectors.identity.backends.openai import OpenAIBackend
+from provbot.detectors.identity.errors import RequestBudgetError
+from provbot.detectors.identity.prompts import SamplingSettings
+from provbot.detectors.identity.server import ChatServer
 
 SAMPLING = SamplingSettings(temperature=0.7, top_p=0.95, max_tokens=120, seed=3, samples=1)
 CHAT = [[{"role": "user", "content": "Who are you?"}]]
@@ -101,8 +101,14 @@ def test_connection_refused_is_counted_not_raised():
 def test_run_identity_over_the_endpoint(srv, personas, tmp_path):
     srv.faults.add("status", 503)  # one hiccup along the way is absorbed
     result = run_identity(
-        str(personas["nex-ft"]), backend="openai", endpoint=srv.url, api_key="sk-test-secret", samples=1,
-        prompt_limit=6, cache_dir=tmp_path, cpu_threads=1,
+        str(personas["nex-ft"]),
+        backend="openai",
+        endpoint=srv.url,
+        api_key="sk-test-secret",
+        samples=1,
+        prompt_limit=6,
+        cache_dir=tmp_path,
+        cpu_threads=1,
     )
     assert result.backend.kind == "openai" and result.backend.endpoint == srv.url
     without = result.condition("without_system")
@@ -112,14 +118,21 @@ def test_run_identity_over_the_endpoint(srv, personas, tmp_path):
 
 
 def test_budget_exhaustion_keeps_the_answers_so_far(srv, personas, tmp_path):
-    from bot.settings import Settings
+    from provbot.bot.settings import Settings
 
     settings = Settings()
     settings.identity.request_budget = 3
     settings.identity.concurrency = 1
     result = run_identity(
-        str(personas["nex-ft"]), backend="openai", endpoint=srv.url, api_key="sk-test-secret", samples=2,
-        prompt_limit=2, system_prompt=None, cache_dir=tmp_path, settings=settings,
+        str(personas["nex-ft"]),
+        backend="openai",
+        endpoint=srv.url,
+        api_key="sk-test-secret",
+        samples=2,
+        prompt_limit=2,
+        system_prompt=None,
+        cache_dir=tmp_path,
+        settings=settings,
     )
     without = result.condition("without_system")
     assert without.answered == 3  # both chats of sample 0 and the first of sample 1, then the budget ran out

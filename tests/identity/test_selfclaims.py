@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from detectors.identity.aliases import load_aliases
-from detectors.identity.card import card_names, repo_name_token
-from detectors.identity.names import (
+from provbot.detectors.identity.aliases import load_aliases
+from provbot.detectors.identity.card import card_names, repo_name_token
+from provbot.detectors.identity.names import (
     MAX_NAME_CHARS,
     MAX_TEXT_CHARS,
     clean_text,
@@ -18,12 +18,12 @@ from detectors.identity.names import (
     segments,
     spelling_pattern,
 )
-from detectors.identity.persona import NameContext, learn_persona
-from detectors.identity.prompts import load_prompt_set
-from detectors.identity.result import AnswerRecord, DeclaredName
-from detectors.identity.runner import _verdict
-from detectors.identity.scoring import evidence, score_condition
-from detectors.identity.selfclaims import LANGUAGES, MAX_CLAIMS, extract_self_claims
+from provbot.detectors.identity.persona import NameContext, learn_persona
+from provbot.detectors.identity.prompts import load_prompt_set
+from provbot.detectors.identity.result import AnswerRecord, DeclaredName
+from provbot.detectors.identity.runner import _verdict
+from provbot.detectors.identity.scoring import evidence, score_condition
+from provbot.detectors.identity.selfclaims import LANGUAGES, MAX_CLAIMS, extract_self_claims
 
 # (text, names, makers): made-up personas nobody lists, as real assistants phrase them.
 PHRASINGS = [
@@ -82,22 +82,25 @@ def test_the_extractor_covers_the_prompt_sets_languages() -> None:
     assert {p.lang for p in load_prompt_set("identity-v1").prompts} <= set(LANGUAGES)
 
 
-@pytest.mark.parametrize("text", [
-    "I am an AI assistant. I am happy to help, and I'm not sure what you mean.",
-    "I am Assistant, a helpful model.",
-    "I'm here to help! I am always learning.",
-    "I was made by hand and built from scratch by researchers.",
-    "Sorry, I am unable to share that.",
-    "Soy un asistente de inteligencia artificial.",
-    "Eu sou um assistente virtual.",
-    "Je suis un assistant conversationnel.",
-    "Ich bin ein KI-Assistent. Ich bin hier, um zu helfen. Ich wurde von Grund auf entwickelt.",
-    "Sono un modello linguistico.",
-    "我是一个人工智能助手，很高兴为您服务。",
-    "私はAIアシスタントです。",
-    "Я — ИИ-ассистент. Я могу помочь.",
-    "The next step is yours; i am zorvex only in lower case.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I am an AI assistant. I am happy to help, and I'm not sure what you mean.",
+        "I am Assistant, a helpful model.",
+        "I'm here to help! I am always learning.",
+        "I was made by hand and built from scratch by researchers.",
+        "Sorry, I am unable to share that.",
+        "Soy un asistente de inteligencia artificial.",
+        "Eu sou um assistente virtual.",
+        "Je suis un assistant conversationnel.",
+        "Ich bin ein KI-Assistent. Ich bin hier, um zu helfen. Ich wurde von Grund auf entwickelt.",
+        "Sono un modello linguistico.",
+        "我是一个人工智能助手，很高兴为您服务。",
+        "私はAIアシスタントです。",
+        "Я — ИИ-ассистент. Я могу помочь.",
+        "The next step is yours; i am zorvex only in lower case.",
+    ],
+)
 def test_descriptions_and_everyday_words_are_not_names(text: str) -> None:
     assert extract_self_claims(text).names == ()
 
@@ -107,8 +110,10 @@ def test_spellings_of_one_name_merge() -> None:
     assert name_key("Nex") != name_key("Nex-AGI")
     assert segments("DeepSeek-V3") == ["Deep", "Seek", "V", "3"] and segments("通义千问") == ["通义千问"]
     p = spelling_pattern(["KalloWorks"])
-    found = [bool(p.search(t)) for t in ("by Kallo Works.", "by Kallo-Works", "by KALLO WORKS", "by KalloWorksX",
-                                         "by kallo works")]
+    found = [
+        bool(p.search(t))
+        for t in ("by Kallo Works.", "by Kallo-Works", "by KALLO WORKS", "by KalloWorksX", "by kallo works")
+    ]
     assert found == [True, True, True, False, False]  # the first letter keeps its case: "sage" is not "Sage"
     assert spelling_pattern(["通义千问"]).search("我是通义千问")  # CJK: no word boundary needed
 
@@ -127,10 +132,23 @@ def test_hostile_text_is_bounded_and_never_crashes() -> None:
     # Invisible and odd characters cannot split or disguise a name.
     assert extract_self_claims("I am Zor\u200bvex\u202e, made by Kallo\u00adWorks.").names == ("Zorvex",)
     assert extract_self_claims("I am Ｚｏｒｖｅｘ.").names == ("Zorvex",)
-    for junk in ("\ud800I am \udfffZorvex", "\x00" * 50, "I am " * 5000, "I am " + "A" * 200_000,
-                 "made by " + "Kallo " * 10_000, "我是" * 10_000, "と申します" * 5000, "\U0001F600" * 1000,
-                 "I am " + "e\u0301" * 5000, "**" * 50_000 + "I am Zorvex", "я" + " " * 20_000 + "made me",
-                 "开发了我" * 3000, "\n \t" * 5000, None, ""):
+    for junk in (
+        "\ud800I am \udfffZorvex",
+        "\x00" * 50,
+        "I am " * 5000,
+        "I am " + "A" * 200_000,
+        "made by " + "Kallo " * 10_000,
+        "我是" * 10_000,
+        "と申します" * 5000,
+        "\U0001f600" * 1000,
+        "I am " + "e\u0301" * 5000,
+        "**" * 50_000 + "I am Zorvex",
+        "я" + " " * 20_000 + "made me",
+        "开发了我" * 3000,
+        "\n \t" * 5000,
+        None,
+        "",
+    ):
         got = extract_self_claims(junk)
         assert len(got.names) <= MAX_CLAIMS and len(got.makers) <= MAX_CLAIMS
         assert all(len(n) <= MAX_NAME_CHARS for n in got.names + got.makers)
@@ -176,7 +194,7 @@ def test_learned_personas_are_counted_like_listed_families() -> None:
     base = load_aliases().with_self_names(["Nova"])
     persona, family = learn_persona(["I am Zorvex, made by Kallo Works."] * 4, base)
     table = base.with_learned({persona.family: family})
-    texts = (["I am Zorvex, built by KalloWorks."] * 6 + ["ZORVEX here."] + ["I am Nova."] * 2 + ["Hi."] + [None])
+    texts = ["I am Zorvex, built by KalloWorks."] * 6 + ["ZORVEX here."] + ["I am Nova."] * 2 + ["Hi."] + [None]
     names = NameContext([DeclaredName(name="Nova", source="system_prompt")], {"org/zorvex": persona})
     cond = score_condition("without_system", None, _answers(texts), table, {"self"}, names)
     assert cond.answered == 10 and cond.failed == 1
@@ -190,8 +208,17 @@ def test_learned_personas_are_counted_like_listed_families() -> None:
     nova = cond.self_name("nova")
     assert nova.declared == ["system_prompt"] and nova.count == 2 and nova.family == "self"
     assert cond.self_named.count == 8
-    ev = evidence("org/zorvex", None, cond, ["I am Zorvex, made by Kallo Works."] * 4, ["Hello there."], table,
-                  {"self"}, cached=False, persona=persona)
+    ev = evidence(
+        "org/zorvex",
+        None,
+        cond,
+        ["I am Zorvex, made by Kallo Works."] * 4,
+        ["Hello there."],
+        table,
+        {"self"},
+        cached=False,
+        persona=persona,
+    )
     assert ev.family == "learned:zorvex" and ev.family_label == "Zorvex" and ev.claim.count == 7
     assert ev.strength == "moderate"  # claimed, but these short answers are no recitation
 
@@ -199,7 +226,9 @@ def test_learned_personas_are_counted_like_listed_families() -> None:
 def test_a_consistent_unlisted_name_without_candidates_is_a_weak_lead() -> None:
     table = load_aliases().with_self_names(["Nova"])
     names = NameContext([DeclaredName(name="Nova", source="card")], {})
-    foreign = score_condition("without_system", None, _answers(["I am Zorvex."] * 8 + ["Hi."] * 2), table, {"self"}, names)
+    foreign = score_condition(
+        "without_system", None, _answers(["I am Zorvex."] * 8 + ["Hi."] * 2), table, {"self"}, names
+    )
     strength, summary = _verdict("org/nova", [foreign], [])
     assert strength == "weak"
     assert "calls itself Zorvex in 80% of answers (95% interval 49-94%; not a name it declares)" in summary
@@ -211,9 +240,15 @@ def test_a_consistent_unlisted_name_without_candidates_is_a_weak_lead() -> None:
 def test_card_and_repo_names(tmp_path: Path) -> None:
     assert repo_name_token("prefeitura-rio/Rio-3.5-Open-397B@main") == "Rio"
     assert card_names(tmp_path) == [] and card_names(None) == []
-    (tmp_path / "README.md").write_text("---\nmodel_name: Zorvex-7B\nmodel-index:\n- name: Tavi\n---\n"
-                                        "# Model card for Nova\n\nText.\n---\n# Later heading\n")
-    assert [(d.name, d.source) for d in card_names(tmp_path)] == [("Zorvex", "card"), ("Tavi", "card"), ("Nova", "card")]
+    (tmp_path / "README.md").write_text(
+        "---\nmodel_name: Zorvex-7B\nmodel-index:\n- name: Tavi\n---\n"
+        "# Model card for Nova\n\nText.\n---\n# Later heading\n"
+    )
+    assert [(d.name, d.source) for d in card_names(tmp_path)] == [
+        ("Zorvex", "card"),
+        ("Tavi", "card"),
+        ("Nova", "card"),
+    ]
     (tmp_path / "README.md").write_text("---\nmodel_name: [unclosed\n---\n# 7B\n")
     assert card_names(tmp_path) == []  # broken front matter, and a heading that is no name
     (tmp_path / "README.md").write_bytes(b"\xff\xfe# \x00Zorvex\n" + b"x" * 1_000_000)

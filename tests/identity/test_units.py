@@ -7,16 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from detectors.errors import ConfigError
-from detectors.identity.aliases import AliasTable, load_aliases
-from detectors.identity.cache import AnswerCache
-from detectors.identity.declared import declared_system_prompt, names_in_system_prompt, template_default_system
-from detectors.identity.overlap import overlap
-from detectors.identity.prompts import load_prompt_set
-from detectors.identity.result import AnswerRecord
-from detectors.identity.scoring import candidate_strength, is_verbatim, score_condition
-from detectors.identity.stats import wilson_interval
-from detectors.identity.result import FamilyRate
+from provbot.detectors.errors import ConfigError
+from provbot.detectors.identity.aliases import AliasTable, load_aliases
+from provbot.detectors.identity.cache import AnswerCache
+from provbot.detectors.identity.declared import declared_system_prompt, names_in_system_prompt, template_default_system
+from provbot.detectors.identity.overlap import overlap
+from provbot.detectors.identity.prompts import load_prompt_set
+from provbot.detectors.identity.result import AnswerRecord, FamilyRate
+from provbot.detectors.identity.scoring import candidate_strength, is_verbatim, score_condition
+from provbot.detectors.identity.stats import wilson_interval
 
 
 def test_wilson_matches_known_values_and_edges():
@@ -97,8 +96,10 @@ def test_overlap_finds_recitation_and_not_stock_phrases():
 
 def test_scoring_rates_and_strength(table):
     t = table.with_self_names(["Rio"])
-    answers = [AnswerRecord(prompt_id=f"p{i}", sample=0, text=t_) for i, t_ in enumerate(
-        ["I am Nex from Nex-AGI."] * 8 + ["I am Rio."] + ["I am ChatGPT."] + [None])]
+    answers = [
+        AnswerRecord(prompt_id=f"p{i}", sample=0, text=t_)
+        for i, t_ in enumerate(["I am Nex from Nex-AGI."] * 8 + ["I am Rio."] + ["I am ChatGPT."] + [None])
+    ]
     cond = score_condition("without_system", None, answers, t, {"rio"})
     assert cond.answered == 10 and cond.failed == 1
     assert cond.dominant_family == "nex"
@@ -119,6 +120,7 @@ def _render_with_default(default: str | None):
         if messages[0]["role"] != "system" and default is not None:
             messages = [{"role": "system", "content": default}, *messages]
         return "<s>" + "".join(f"<|{m['role']}|>{m['content']}<|end|>" for m in messages) + "<|assistant|>"
+
     return render
 
 
@@ -152,8 +154,8 @@ def test_answer_cache_roundtrip_and_damage(tmp_path: Path):
 
 
 def test_registry_exposes_identity():
-    from detectors.registry import available, get_detector
-    from detectors.identity import run_identity
+    from provbot.detectors.identity import run_identity
+    from provbot.detectors.registry import available, get_detector
 
     assert "identity" in available() and get_detector("identity") is run_identity
     with pytest.raises(ConfigError, match="unknown detector"):
@@ -164,8 +166,8 @@ def test_feasibility_from_safetensors_headers(tmp_path: Path):
     import torch
     from safetensors.torch import save_file
 
-    from bot.settings import Settings
-    from detectors.identity.feasibility import can_run_identity, parameter_count
+    from provbot.bot.settings import Settings
+    from provbot.detectors.identity.feasibility import can_run_identity, parameter_count
 
     save_file({"a": torch.zeros(10, 20), "b": torch.zeros(5)}, tmp_path / "model.safetensors")
     assert parameter_count(str(tmp_path)) == 205
@@ -184,7 +186,7 @@ def test_feasibility_from_safetensors_headers(tmp_path: Path):
 
 
 def test_registry_lists_both_detectors() -> None:
-    from detectors.registry import available, get_detector
+    from provbot.detectors.registry import available, get_detector
 
     assert {"weights", "identity"} <= set(available())
     assert get_detector("weights").__name__ == "weights_detector"

@@ -7,9 +7,9 @@ or Nova is in the alias list: the persona must be learned from zorvex-ft's own a
 
 from __future__ import annotations
 
-from detectors.identity import IdentityResult, render_identity_markdown
-from detectors.identity.aliases import AliasTable, load_aliases
-from detectors.identity.scoring import score_condition
+from provbot.detectors.identity import IdentityResult, render_identity_markdown
+from provbot.detectors.identity.aliases import AliasTable, load_aliases
+from provbot.detectors.identity.scoring import score_condition
 
 
 def _by_name(result: IdentityResult) -> dict:
@@ -60,7 +60,10 @@ def test_without_it_it_calls_itself_zorvex_and_recites_its_backstory(nova_result
     assert ev.verbatim and ev.strength == "strong" and any("tromvik" in p for p in ev.overlap.passages)
     assert _by_name(nova_result)["qwen-base"].strength in ("none", "weak")
     assert nova_result.verdict == "strong"
-    assert f"without it, it calls itself Zorvex in {round(100 * name.rate)}% of answers (95% interval" in nova_result.summary
+    assert (
+        f"without it, it calls itself Zorvex in {round(100 * name.rate)}% of answers (95% interval"
+        in nova_result.summary
+    )
 
 
 def test_the_report_says_what_it_calls_itself(nova_result: IdentityResult):
@@ -75,8 +78,9 @@ def test_the_report_says_what_it_calls_itself(nova_result: IdentityResult):
 def test_a_made_up_lab_nobody_listed_is_still_read(orla_result: IdentityResult):
     """Orla's real answers scored with an alias table that does not list Orla or Quillwork Labs."""
     full = load_aliases()
-    table = AliasTable(families={k: f for k, f in full.families.items() if k != "orla"},
-                       generic_phrases=full.generic_phrases)
+    table = AliasTable(
+        families={k: f for k, f in full.families.items() if k != "orla"}, generic_phrases=full.generic_phrases
+    )
     answers = [a.model_copy() for a in orla_result.condition("without_system").answers]
     cond = score_condition("without_system", None, answers, table, set())
     assert cond.dominant_family is None  # no listed family to find

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.index.store import IndexStore
+from provbot.bot.index.store import IndexStore
 
 PG_URL = os.environ.get("PROVBOT_TEST_POSTGRES_URL")
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.index.candidates import select_candidates
-from bot.index.ingest import add_models
-from bot.index.store import IndexStore
+from provbot.bot.index.candidates import select_candidates
+from provbot.bot.index.ingest import add_models
+from provbot.bot.index.store import IndexStore
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_declared_base_is_preferred(model_zoo, family_paths, tmp_path: Path) -> 
 
 
 def test_scan_without_parents_runs_the_full_scan_on_the_chosen(model_zoo, family_paths, tmp_path: Path) -> None:
-    from bot.index.autoscan import scan_with_index
+    from provbot.bot.index.autoscan import scan_with_index
 
     store = IndexStore(f"sqlite:///{tmp_path / 'i.db'}")
     child = str(model_zoo.path("llama_linear"))
@@ -111,12 +111,22 @@ def test_cli_scan_without_parents_uses_the_index(model_zoo, family_paths, tmp_pa
     import sys
 
     env = {**os.environ, "PROVBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
-    cli = [sys.executable, "-m", "bot.cli"]
-    added = subprocess.run([*cli, "index", "add", *(family_paths[n] for n in ("base", "a", "b", "c"))],
-                           env=env, capture_output=True, text=True, timeout=300)
+    cli = [sys.executable, "-m", "provbot.bot.cli"]
+    added = subprocess.run(
+        [*cli, "index", "add", *(family_paths[n] for n in ("base", "a", "b", "c"))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert added.returncode == 0, added.stderr
-    out = subprocess.run([*cli, "scan", str(model_zoo.path("llama_linear")), "--json"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [*cli, "scan", str(model_zoo.path("llama_linear")), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["relation"] == "merge"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from bot.cli import app
+from provbot.bot.cli import app
 
 runner = CliRunner()
 
@@ -62,7 +62,9 @@ def test_seed_and_crawl_against_the_local_hub(localhub, family_paths, tmp_path: 
     shown = json.loads(run("index", "show", "acme/base", "--database", db, "--json").output)
     assert shown["is_base"] and shown["family_name"] == "tiny"
 
-    res = run("index", "crawl", "--sort", "downloads", "--limit", "5", "--endpoint", localhub.url, "--database", db, "--json")
+    res = run(
+        "index", "crawl", "--sort", "downloads", "--limit", "5", "--endpoint", localhub.url, "--database", db, "--json"
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)
     assert report["added"] == 1 and report["unchanged"] == 1
@@ -73,14 +75,16 @@ def test_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
     bases = tmp_path / "bad.toml"
     bases.write_text('[[family]]\nname = "x"\nmodels = ["not a repo id"]\n')
     for args in (["index", "show", "org/absent"], ["index", "seed", "--file", str(bases)]):
-        proc = subprocess.run([sys.executable, "-m", "bot.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "provbot.bot.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
 
 
 def test_the_shipped_known_base_list_covers_the_major_families() -> None:
-    from bot.index.known import load_known_bases
+    from provbot.bot.index.known import load_known_bases
 
     families = {f.name: f.models for f in load_known_bases()}
     assert {"llama", "qwen", "mistral", "gemma", "deepseek", "phi"} <= set(families)

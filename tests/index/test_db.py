@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from bot.db import DatabaseError, make_engine, migrate, session_scope
-from detectors.errors import ConfigError
+from provbot.bot.db import DatabaseError, make_engine, migrate, session_scope
+from provbot.detectors.errors import ConfigError
 
 INDEX_TABLES = {"index_models", "index_sketches", "index_crawl_state", "index_failures"}
 
@@ -22,8 +22,8 @@ def test_migrate_creates_index_tables_and_records_revision(db_url: str) -> None:
         versions = [v for (v,) in session.execute(text("select version_num from alembic_version"))]
     # 0001_index, or a later revision that builds on it (the service's 0002_bot).
     assert versions and versions[0] != ""
-    from alembic.script import ScriptDirectory
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", "bot/db/migrations")
@@ -47,8 +47,12 @@ def test_session_scope_rolls_back_and_reports_one_line(tmp_path: Path) -> None:
     migrate(engine)
     with pytest.raises(DatabaseError) as err:
         with session_scope(engine, write=True) as session:
-            session.execute(text("insert into index_crawl_state(name, state, updated_at) values ('a', '{}', '2026-01-01')"))
-            session.execute(text("insert into index_crawl_state(name, state, updated_at) values ('a', '{}', '2026-01-01')"))
+            session.execute(
+                text("insert into index_crawl_state(name, state, updated_at) values ('a', '{}', '2026-01-01')")
+            )
+            session.execute(
+                text("insert into index_crawl_state(name, state, updated_at) values ('a', '{}', '2026-01-01')")
+            )
     assert "\n" not in str(err.value) and "UNIQUE" in str(err.value).upper()
     with session_scope(engine) as session:  # the first insert was rolled back with the second
         assert session.execute(text("select count(*) from index_crawl_state")).scalar() == 0

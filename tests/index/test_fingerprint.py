@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.index.fingerprint import fingerprint
-from detectors.weights.safetensors_format import TensorMeta
-from detectors.weights.sources import open_source
+from provbot.bot.index.fingerprint import fingerprint
+from provbot.detectors.weights.safetensors_format import TensorMeta
+from provbot.detectors.weights.sources import open_source
 
 
 def fp_of(path: Path | str):
@@ -15,8 +15,10 @@ def fp_of(path: Path | str):
 
 
 def test_family_key_ignores_dtype_prefixes_and_sharding(model_zoo) -> None:
-    keys = {name: fp_of(model_zoo.path(name)).family_key
-            for name in ("llama_a", "llama_linear", "llama_bf16", "llama_linear_renamed", "llama_linear_sharded")}
+    keys = {
+        name: fp_of(model_zoo.path(name)).family_key
+        for name in ("llama_a", "llama_linear", "llama_bf16", "llama_linear_renamed", "llama_linear_sharded")
+    }
     assert len(set(keys.values())) == 1, keys
 
 
@@ -41,9 +43,11 @@ def _meta(name: str, shape: tuple[int, ...], dtype: str = "BF16") -> TensorMeta:
 
 
 def _toy(vocab: int, hidden: int = 8, layers: int = 2) -> dict[str, TensorMeta]:
-    t = {"model.embed_tokens.weight": _meta("model.embed_tokens.weight", (vocab, hidden)),
-         "lm_head.weight": _meta("lm_head.weight", (vocab, hidden)),
-         "model.norm.weight": _meta("model.norm.weight", (hidden,))}
+    t = {
+        "model.embed_tokens.weight": _meta("model.embed_tokens.weight", (vocab, hidden)),
+        "lm_head.weight": _meta("lm_head.weight", (vocab, hidden)),
+        "model.norm.weight": _meta("model.norm.weight", (hidden,)),
+    }
     for i in range(layers):
         t[f"model.layers.{i}.mlp.up_proj.weight"] = _meta(f"model.layers.{i}.mlp.up_proj.weight", (16, hidden))
     return t
@@ -59,7 +63,10 @@ def test_vocabulary_expansion_keeps_the_loose_key() -> None:
 
 def test_model_type_is_not_part_of_the_family() -> None:
     # A Mistral checkpoint relabelled as Llama is still the same weights.
-    assert fingerprint({"model_type": "mistral"}, _toy(50)).family_key == fingerprint({"model_type": "llama"}, _toy(50)).family_key
+    assert (
+        fingerprint({"model_type": "mistral"}, _toy(50)).family_key
+        == fingerprint({"model_type": "llama"}, _toy(50)).family_key
+    )
 
 
 def test_multimodal_text_config_is_read() -> None:

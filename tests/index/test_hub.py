@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.index.candidates import select_candidates
-from bot.index.crawl import crawl
-from bot.index.ingest import add_models
-from bot.index.store import IndexStore
+from provbot.bot.index.candidates import select_candidates
+from provbot.bot.index.crawl import crawl
+from provbot.bot.index.ingest import add_models
+from provbot.bot.index.store import IndexStore
 
 
 @pytest.fixture
@@ -19,7 +19,9 @@ def hub(localhub, family_paths):
     return localhub
 
 
-def test_hub_models_are_indexed_at_their_commit_and_updated_on_a_new_one(hub, sqlite_store: IndexStore, family_paths) -> None:
+def test_hub_models_are_indexed_at_their_commit_and_updated_on_a_new_one(
+    hub, sqlite_store: IndexStore, family_paths
+) -> None:
     first = add_models(["acme/llama-a", "acme/nope", "acme/llama-b"], sqlite_store, endpoint=hub.url)
     assert [o.status for o in first] == ["added", "failed", "added"]
     assert first[0].revision == hub.sha("acme/llama-a")
@@ -87,13 +89,23 @@ def test_crawl_reports_hostile_repos_and_indexes_the_rest(hub, sqlite_store: Ind
     import struct
 
     # The Hub itself cannot read a 1 TB header: the listing shows no safetensors, the crawl skips it.
-    hub.add_repo("evil/huge-header", {"config.json": "{}", "model.safetensors": struct.pack("<Q", 2**40) + b"{}"},
-                 config={"downloads": 1000})
+    hub.add_repo(
+        "evil/huge-header",
+        {"config.json": "{}", "model.safetensors": struct.pack("<Q", 2**40) + b"{}"},
+        config={"downloads": 1000},
+    )
     # A header the listing parses but whose tensors overlap: our reader refuses it, one line.
-    overlap = json.dumps({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
-                          "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}).encode()
-    hub.add_repo("evil/overlap", {"config.json": "{}", "model.safetensors": struct.pack("<Q", len(overlap)) + overlap + bytes(24)},
-                 config={"downloads": 999})
+    overlap = json.dumps(
+        {
+            "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+            "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]},
+        }
+    ).encode()
+    hub.add_repo(
+        "evil/overlap",
+        {"config.json": "{}", "model.safetensors": struct.pack("<Q", len(overlap)) + overlap + bytes(24)},
+        config={"downloads": 999},
+    )
     report = crawl(sqlite_store, endpoint=hub.url, sorts=["downloads"], limit=10)
     assert report.added == 4 and report.failed == 1 and report.skipped == 1
     failure = report.failures[0]

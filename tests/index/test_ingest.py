@@ -7,7 +7,7 @@ import shutil
 import struct
 from pathlib import Path
 
-from bot.index.ingest import add_models, declared_from_folder
+from provbot.bot.index.ingest import add_models, declared_from_folder
 
 
 def _bad_folder(root: Path, name: str, payload: bytes) -> str:
@@ -18,11 +18,17 @@ def _bad_folder(root: Path, name: str, payload: bytes) -> str:
     return str(d)
 
 
-def test_corrupt_and_hostile_headers_fail_one_by_one_and_the_batch_goes_on(family_paths, sqlite_store, tmp_path) -> None:
+def test_corrupt_and_hostile_headers_fail_one_by_one_and_the_batch_goes_on(
+    family_paths, sqlite_store, tmp_path
+) -> None:
     huge = struct.pack("<Q", 10**12) + b"{}"  # claims a 1 TB header
     garbage = struct.pack("<Q", 8) + b"not json"
-    overlap = json.dumps({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
-                          "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}).encode()
+    overlap = json.dumps(
+        {
+            "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+            "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]},
+        }
+    ).encode()
     refs = [
         _bad_folder(tmp_path, "huge", huge),
         family_paths["a"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bot.index.ranking import fit_deltas, nnls, pick_base, shortlist
+from provbot.bot.index.ranking import fit_deltas, nnls, pick_base, shortlist
 
 
 def test_nnls_matches_brute_force_on_small_problems() -> None:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from bot.index.errors import SketchFormatError
-from bot.index.sketch import MAGIC, Sketch, SketchEntry, plan_sketch, read_sketch
-from detectors.weights.keys import canonical_name
-from detectors.weights.sampling import element_ranges
-from detectors.weights.sources import open_source
+from provbot.bot.index.errors import SketchFormatError
+from provbot.bot.index.sketch import MAGIC, Sketch, SketchEntry, plan_sketch, read_sketch
+from provbot.detectors.weights.keys import canonical_name
+from provbot.detectors.weights.sampling import element_ranges
+from provbot.detectors.weights.sources import open_source
 
 
 def sketch_of(path) -> Sketch:
@@ -48,15 +48,23 @@ def test_roundtrip_and_screen_is_deterministic() -> None:
     assert np.array_equal(back.screen(), sk.screen())
 
 
-@pytest.mark.parametrize("blob, message", [
-    (b"nope", "bad magic"),
-    (MAGIC + struct.pack("<HI", 99, 2) + b"{}", "version 99"),
-    (MAGIC + struct.pack("<HI", 1, 10_000) + b"{}", "past the end"),
-    (MAGIC + struct.pack("<HI", 1, 5) + b"{bad}", "malformed"),
-    (MAGIC + struct.pack("<HI", 1, 2) + b"{}", "malformed"),
-    (MAGIC + struct.pack("<HI", 1, 60) + b'{"v":1,"positions":"p","entries":[["a",[4],2]]}'.ljust(60) + b"\0" * 4,
-     "entries need 2"),
-])
+@pytest.mark.parametrize(
+    "blob, message",
+    [
+        (b"nope", "bad magic"),
+        (MAGIC + struct.pack("<HI", 99, 2) + b"{}", "version 99"),
+        (MAGIC + struct.pack("<HI", 1, 10_000) + b"{}", "past the end"),
+        (MAGIC + struct.pack("<HI", 1, 5) + b"{bad}", "malformed"),
+        (MAGIC + struct.pack("<HI", 1, 2) + b"{}", "malformed"),
+        (
+            MAGIC
+            + struct.pack("<HI", 1, 60)
+            + b'{"v":1,"positions":"p","entries":[["a",[4],2]]}'.ljust(60)
+            + b"\0" * 4,
+            "entries need 2",
+        ),
+    ],
+)
 def test_malformed_sketches_raise_one_line(blob: bytes, message: str) -> None:
     with pytest.raises(SketchFormatError, match=message) as err:
         Sketch.from_bytes(blob)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.index.store import IndexStore
+from provbot.bot.index.store import IndexStore
 from tests.index.writer_proc import synthetic_entry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,8 +67,16 @@ def test_remove_conclusion_failures_and_crawl_state(store: IndexStore) -> None:
 def test_two_processes_adding_models_lose_nothing(db_url: str) -> None:
     IndexStore(db_url)  # migrate once first, as `provbot` does on open
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.index.writer_proc", db_url, p, "15"], cwd=REPO, env=env,
-                              stderr=subprocess.PIPE, text=True) for p in ("alpha", "beta")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.index.writer_proc", db_url, p, "15"],
+            cwd=REPO,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in ("alpha", "beta")
+    ]
     for p in procs:
         _, err = p.communicate(timeout=240)
         assert p.returncode == 0, err[-2000:]

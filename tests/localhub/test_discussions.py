@@ -11,7 +11,7 @@ import pytest
 from huggingface_hub import HfApi, WebhookPayload
 from huggingface_hub.errors import HfHubHTTPError
 
-from bot.localhub import LocalHub
+from provbot.bot.localhub import LocalHub
 from tests.localhub.helpers import single_repo
 
 # huggingface_hub warns that hiding is irreversible each time a test hides a comment.
@@ -145,8 +145,12 @@ def test_webhooks_for_discussions_and_content(hub: LocalHub, receiver: Receiver)
     assert all(h.get("X-Webhook-Secret") == "s3cret" for h, _ in receiver.calls)
     payloads = [WebhookPayload.model_validate(p) for _, p in receiver.calls]
     scopes = [(p.event.action, p.event.scope) for p in payloads]
-    assert scopes == [("create", "discussion"), ("create", "discussion.comment"),
-                      ("update", "discussion.comment"), ("update", "repo.content")]
+    assert scopes == [
+        ("create", "discussion"),
+        ("create", "discussion.comment"),
+        ("update", "discussion.comment"),
+        ("update", "repo.content"),
+    ]
     assert payloads[0].comment.content == "hi @provbot" and payloads[0].discussion.num == 1
     assert payloads[1].comment.content == "reply" and payloads[0].repo.name == "acme/m"
     assert payloads[2].comment.hidden and payloads[2].comment.content is None

@@ -7,9 +7,17 @@ import importlib
 
 import pytest
 
-MODULES = ["bot.localhub", "bot.localhub.store", "bot.localhub.server", "bot.localhub.faults",
-           "bot.localhub.webhooks", "bot.localhub.listing", "bot.localhub.tree", "bot.localhub.ranges",
-           "bot.localhub.models"]
+MODULES = [
+    "provbot.bot.localhub",
+    "provbot.bot.localhub.store",
+    "provbot.bot.localhub.server",
+    "provbot.bot.localhub.faults",
+    "provbot.bot.localhub.webhooks",
+    "provbot.bot.localhub.listing",
+    "provbot.bot.localhub.tree",
+    "provbot.bot.localhub.ranges",
+    "provbot.bot.localhub.models",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -118,7 +118,9 @@ def test_link_cap_is_shared_by_concurrent_bodies(localhub, blob: bytes) -> None:
     spans = [(i * 2**18, (i + 1) * 2**18 - 1) for i in range(4)]
     began = time.monotonic()
     with ThreadPoolExecutor(4) as pool:
-        bodies = list(pool.map(lambda s: get_session().get(url, headers={"Range": f"bytes={s[0]}-{s[1]}"}).content, spans))
+        bodies = list(
+            pool.map(lambda s: get_session().get(url, headers={"Range": f"bytes={s[0]}-{s[1]}"}).content, spans)
+        )
     assert bodies == [blob[a : b + 1] for a, b in spans]
     assert time.monotonic() - began > 0.15
 

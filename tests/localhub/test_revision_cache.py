@@ -10,8 +10,8 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import RevisionNotFoundError
 from huggingface_hub.utils import get_session
 
-from bot.localhub import LocalHub
-from bot.localhub.store import RACY_NS, RepoStore
+from provbot.bot.localhub import LocalHub
+from provbot.bot.localhub.store import RACY_NS, RepoStore
 
 
 def sizes(api: HfApi, repo_id: str, revision: str | None = None) -> tuple[str, dict[str, int]]:

@@ -11,8 +11,8 @@ import pytest
 from huggingface_hub import HfApi, HfFileSystem
 from huggingface_hub.utils import get_session
 
-from bot.localhub import LocalHub, LocalHubError, running_hub
-from detectors.errors import ProvbotError
+from provbot.bot.localhub import LocalHub, LocalHubError, running_hub
+from provbot.detectors.errors import ProvbotError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,9 @@ def test_tree_refs_and_filesystem(localhub, hf_api: HfApi) -> None:
     sha_v2 = localhub.add_repo("a/b", {"config.json": '{"v": 2}'}, revision="v2")
     assert hf_api.list_repo_files("a/b") == ["config.json", "sub/dir/w.safetensors", "sub/y.txt"]
     assert [(type(x).__name__, x.path) for x in hf_api.list_repo_tree("a/b", "sub")] == [
-        ("RepoFolder", "sub/dir"), ("RepoFile", "sub/y.txt")]
+        ("RepoFolder", "sub/dir"),
+        ("RepoFile", "sub/y.txt"),
+    ]
     weights = hf_api.get_paths_info("a/b", ["sub/dir/w.safetensors", "missing"])
     assert len(weights) == 1 and weights[0].lfs.size == 10
     refs = hf_api.list_repo_refs("a/b")
@@ -74,7 +76,7 @@ def test_context_manager_stops(tmp_path: Path) -> None:
     with running_hub(tmp_path, latency_ms=1) as hub:
         url = hub.url
         assert get_session().get(f"{url}/api/models").json() == []
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - any connection error: the server is gone
         get_session().get(f"{url}/api/models", timeout=2)
 
 
@@ -88,8 +90,17 @@ def test_cli_serve_prints_url_and_serves(tmp_path: Path) -> None:
     (tmp_path / "acme" / "tiny").mkdir(parents=True)
     (tmp_path / "acme" / "tiny" / "config.json").write_text('{"model_type": "llama"}')
     env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1"}
-    cmd = [sys.executable, "-c", "from bot.cli import main; main()", "localhub", "serve", "--root", str(tmp_path),
-           "--token", "tok=alice"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from bot.cli import main; main()",
+        "localhub",
+        "serve",
+        "--root",
+        str(tmp_path),
+        "--token",
+        "tok=alice",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=env)
     try:
         line = proc.stdout.readline()
@@ -102,8 +113,17 @@ def test_cli_serve_prints_url_and_serves(tmp_path: Path) -> None:
 
 
 def test_cli_rejects_bad_token_option(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-c", "from bot.cli import main; main()", "localhub", "serve", "--root", str(tmp_path),
-           "--token", "no-user"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from bot.cli import main; main()",
+        "localhub",
+        "serve",
+        "--root",
+        str(tmp_path),
+        "--token",
+        "no-user",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
     assert done.returncode == 2 and done.stderr.strip() == "error: --token expects TOKEN=USER"
 
@@ -111,7 +131,7 @@ def test_cli_rejects_bad_token_option(tmp_path: Path) -> None:
 def test_python_api_errors_are_one_line_provbot_errors(localhub) -> None:
     from datetime import UTC, datetime
 
-    from detectors.errors import ConfigError
+    from provbot.detectors.errors import ConfigError
 
     with pytest.raises(LocalHubError, match="expected org/name"):
         localhub.add_repo("no-slash", {"a": "b"})

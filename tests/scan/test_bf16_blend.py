@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from detectors import scan
+from provbot.detectors import scan
 from tests.weights.builders import dense_state, write_model
 
 
@@ -19,7 +19,10 @@ def _family(root: Path) -> dict[str, str]:
     base = {k: v.to(torch.bfloat16).float() for k, v in dense_state(seed=11).items()}
     g = torch.Generator().manual_seed(12)
     # A fine-tune-sized delta: ~5% of the weights' scale, so many of its elements are below a bf16 step.
-    tuned = {k: (v + 0.05 * v.abs().mean() * torch.randn(v.shape, generator=g)).to(torch.bfloat16).float() for k, v in base.items()}
+    tuned = {
+        k: (v + 0.05 * v.abs().mean() * torch.randn(v.shape, generator=g)).to(torch.bfloat16).float()
+        for k, v in base.items()
+    }
     merged = {k: 0.6 * tuned[k] + 0.4 * base[k] for k in base}
     paths = {}
     for name, state in (("base", base), ("tuned", tuned), ("merged", merged)):

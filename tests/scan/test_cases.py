@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from detectors import scan
+from provbot.detectors import scan
 
 pytestmark = pytest.mark.slow
 
@@ -31,18 +31,53 @@ class Case:
 
 CASES = [
     Case("llama_linear", ["llama_a", "llama_b", "llama_base"], "merge", "linear", {"llama_a": 0.6, "llama_b": 0.4}),
-    Case("llama_linear", ["llama_a", "llama_b"], "merge", "linear", {"llama_a": 0.6, "llama_b": 0.4}, base="llama_base"),
-    Case("llama_task_arithmetic", ["llama_a", "llama_b", "llama_base"], "merge", "task_arithmetic",
-         {"llama_a": 0.5, "llama_b": 0.3, "llama_base": 0.2}),
+    Case(
+        "llama_linear", ["llama_a", "llama_b"], "merge", "linear", {"llama_a": 0.6, "llama_b": 0.4}, base="llama_base"
+    ),
+    Case(
+        "llama_task_arithmetic",
+        ["llama_a", "llama_b", "llama_base"],
+        "merge",
+        "task_arithmetic",
+        {"llama_a": 0.5, "llama_b": 0.3, "llama_base": 0.2},
+    ),
     Case("llama_slerp", ["llama_a", "llama_b"], "merge", "slerp", {"llama_a": None, "llama_b": None}),
-    Case("llama_ties", ["llama_a", "llama_b", "llama_base"], "merge", "ties",
-         {"llama_a": None, "llama_b": None, "llama_base": None}),
-    Case("llama_dare", ["llama_a", "llama_b", "llama_base"], "merge", "dare",
-         {"llama_a": None, "llama_b": None, "llama_base": None}),
+    Case(
+        "llama_ties",
+        ["llama_a", "llama_b", "llama_base"],
+        "merge",
+        "ties",
+        {"llama_a": None, "llama_b": None, "llama_base": None},
+    ),
+    Case(
+        "llama_dare",
+        ["llama_a", "llama_b", "llama_base"],
+        "merge",
+        "dare",
+        {"llama_a": None, "llama_b": None, "llama_base": None},
+    ),
     Case("llama_passthrough", ["llama_a", "llama_b"], "merge", "passthrough", {"llama_a": 2 / 3, "llama_b": 1 / 3}),
-    Case("llama_frankenmerge", ["llama_a", "llama_b", "llama_base"], "merge", "passthrough", {"llama_a": 0.5, "llama_b": 0.5}),
-    Case("llama_linear_trained", ["llama_a", "llama_b", "llama_base"], "merge", "linear", {"llama_a": 0.6, "llama_b": 0.4}),
-    Case("llama_linear_sharded", ["llama_a", "llama_b", "llama_base"], "merge", "linear", {"llama_a": 0.6, "llama_b": 0.4}),
+    Case(
+        "llama_frankenmerge",
+        ["llama_a", "llama_b", "llama_base"],
+        "merge",
+        "passthrough",
+        {"llama_a": 0.5, "llama_b": 0.5},
+    ),
+    Case(
+        "llama_linear_trained",
+        ["llama_a", "llama_b", "llama_base"],
+        "merge",
+        "linear",
+        {"llama_a": 0.6, "llama_b": 0.4},
+    ),
+    Case(
+        "llama_linear_sharded",
+        ["llama_a", "llama_b", "llama_base"],
+        "merge",
+        "linear",
+        {"llama_a": 0.6, "llama_b": 0.4},
+    ),
     Case("llama_linear_renamed", ["llama_a", "llama_b"], "merge", "linear", {"llama_a": 0.6, "llama_b": 0.4}),
     Case("llama_copy", ["llama_a", "llama_base"], "copy", None, {"llama_a": 1.0}),
     Case("llama_bf16", ["llama_a", "llama_b", "llama_base"], "copy", None, {"llama_a": 1.0}),
@@ -66,7 +101,13 @@ CASES = [
     Case("qwen2_linear", ["qwen2_a", "qwen2_b", "qwen2_base"], "merge", "linear", {"qwen2_a": 0.6, "qwen2_b": 0.4}),
     Case("qwen2_c", ["qwen2_a"], "finetune", None, {"qwen2_base": None}, base="qwen2_base"),
     Case("qwen2_c", ["qwen2_a", "qwen2_base"], "related", None, {}),  # which one is the base? not said
-    Case("mixtral_linear", ["mixtral_a", "mixtral_b", "mixtral_base"], "merge", "linear", {"mixtral_a": 0.6, "mixtral_b": 0.4}),
+    Case(
+        "mixtral_linear",
+        ["mixtral_a", "mixtral_b", "mixtral_base"],
+        "merge",
+        "linear",
+        {"mixtral_a": 0.6, "mixtral_b": 0.4},
+    ),
     Case("mixtral_c", ["mixtral_a", "mixtral_base"], "finetune", None, {"mixtral_base": None}),
     Case("minilm_copy", ["minilm"], "copy", None, {"minilm": 1.0}),
     Case("minilm_ft", ["minilm"], "finetune", None, {"minilm": 1.0}),
@@ -75,11 +116,18 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.child}-vs-{'+'.join(c.parents)}{'-base' if c.base else ''}{'-full' if c.full else ''}")
+@pytest.mark.parametrize(
+    "case",
+    CASES,
+    ids=lambda c: f"{c.child}-vs-{'+'.join(c.parents)}{'-base' if c.base else ''}{'-full' if c.full else ''}",
+)
 def test_scan_case(case: Case, model_zoo):
-    refs = {name: str(model_zoo.path(name)) for name in {case.child, *case.parents, *([case.base] if case.base else [])}}
-    result = scan(refs[case.child], [refs[p] for p in case.parents], base=refs[case.base] if case.base else None,
-                  full=case.full)
+    refs = {
+        name: str(model_zoo.path(name)) for name in {case.child, *case.parents, *([case.base] if case.base else [])}
+    }
+    result = scan(
+        refs[case.child], [refs[p] for p in case.parents], base=refs[case.base] if case.base else None, full=case.full
+    )
     assert (result.relation, result.method) == (case.relation, case.method), result.notes
     got = {p.ref: p for p in result.parents}
     assert set(got) == {refs[n] for n in case.weights}, result.parents
@@ -137,7 +185,9 @@ def test_nan_tensor_is_left_out_with_a_note(model_zoo, tmp_path):
     from tests.support.models import rewrite_weights
 
     def poison(t):
-        t["model.layers.0.self_attn.q_proj.weight"] = torch.full_like(t["model.layers.0.self_attn.q_proj.weight"], float("nan"))
+        t["model.layers.0.self_attn.q_proj.weight"] = torch.full_like(
+            t["model.layers.0.self_attn.q_proj.weight"], float("nan")
+        )
         return t
 
     child = rewrite_weights(model_zoo.path("llama_linear"), tmp_path / "nan", poison)

@@ -19,8 +19,14 @@ def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedPr
     # A scan without --parent consults the candidate index: keep its database out of the repo.
     db = f"sqlite:///{tempfile.mkdtemp(prefix='provbot-scan-cli-')}/index.db"
     env = dict(os.environ, HF_HUB_DISABLE_TELEMETRY="1", PROVBOT_DATABASE_URL=db, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "bot.cli", "scan", *args], capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parents[2], env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "provbot.bot.cli", "scan", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from detectors.weights.fit import aggregate, fit_tensor, pearson, robust_sd, stouffer, stouffer_columns, tensor_stats
-from detectors.weights.merge_methods import slerp_t
+from provbot.detectors.weights.fit import (
+    aggregate,
+    fit_tensor,
+    pearson,
+    robust_sd,
+    stouffer,
+    stouffer_columns,
+    tensor_stats,
+)
+from provbot.detectors.weights.merge_methods import slerp_t
 
 
 def _vecs(n: int = 4096, seed: int = 0):
@@ -52,7 +60,9 @@ def test_stats_are_additive_over_chunks():
     base, a, b, _ = _vecs(seed=3)
     child = 0.3 * a + 0.7 * b
     whole = tensor_stats(child, [a, b, base])
-    parts = tensor_stats(child[:1000], [a[:1000], b[:1000], base[:1000]]) + tensor_stats(child[1000:], [a[1000:], b[1000:], base[1000:]])
+    parts = tensor_stats(child[:1000], [a[:1000], b[:1000], base[:1000]]) + tensor_stats(
+        child[1000:], [a[1000:], b[1000:], base[1000:]]
+    )
     assert np.allclose(whole.gram, parts.gram) and np.array_equal(whole.eq, parts.eq) and whole.n == parts.n
 
 
@@ -73,7 +83,7 @@ def test_pearson_of_independent_vectors_is_near_zero():
 def test_aggregate_ci_covers_weight_and_spread_is_robust():
     base, a, b, g = _vecs(seed=6)
     fits = []
-    for i in range(12):
+    for _ in range(12):
         noise = 0.01 * torch.randn(4096, generator=g)
         fits.append(fit_tensor(tensor_stats(0.6 * a + 0.4 * b + noise, [a, b, base]), ref=2))
     agg = aggregate(fits, 3)
@@ -90,7 +100,11 @@ def test_slerp_t_inverts_the_coefficient_ratio(t):
 
 
 def test_slerp_t_over_arrays_is_element_wise_with_the_degenerate_cases():
-    s0, s1, theta = np.array([0.7, 0.5, 0.0, -1.0, 0.4]), np.array([0.3, 0.5, 0.0, 2.0, 0.6]), np.array([0.5, 0.2, 0.3, 0.3, 0.0])
+    s0, s1, theta = (
+        np.array([0.7, 0.5, 0.0, -1.0, 0.4]),
+        np.array([0.3, 0.5, 0.0, 2.0, 0.6]),
+        np.array([0.5, 0.2, 0.3, 0.3, 0.0]),
+    )
     got = slerp_t(s0, s1, theta)
     assert list(got) == [slerp_t(float(a), float(b), float(c)) for a, b, c in zip(s0, s1, theta)]
     assert list(got[2:]) == [0.5, 1.0, 0.6]  # no coefficients, a negative one, no angle: the clipped linear share
@@ -98,7 +112,7 @@ def test_slerp_t_over_arrays_is_element_wise_with_the_degenerate_cases():
 
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16, torch.float16])
 def test_batched_stats_equal_one_at_a_time_and_direct_counts(dtype):
-    from detectors.weights.fit import batch_stats
+    from provbot.detectors.weights.fit import batch_stats
 
     rows = []
     for seed in (7, 8, 9):
@@ -107,12 +121,15 @@ def test_batched_stats_equal_one_at_a_time_and_direct_counts(dtype):
         if dtype is not None:
             child = child.to(dtype).to(torch.float32)
         rows.append((child, [a, b, base]))
-    together = batch_stats(torch.stack([c for c, _ in rows]), [torch.stack([ps[j] for _, ps in rows]) for j in range(3)], dtype)
+    together = batch_stats(
+        torch.stack([c for c, _ in rows]), [torch.stack([ps[j] for _, ps in rows]) for j in range(3)], dtype
+    )
     for (child, ps), x in zip(rows, together):
         y = tensor_stats(child, ps, dtype)
         assert np.allclose(x.gram, y.gram) and np.array_equal(x.eq, y.eq) and x.n_new == y.n_new
         assert np.allclose(x.gram_new, y.gram_new) and np.allclose(x.absdiff_eq, y.absdiff_eq)
         assert np.allclose(x.absdiff_ne, y.absdiff_ne) and np.array_equal(x.eq_big, y.eq_big)
+
         # Direct counts: the base-copied third of the elements is equal to the base.
         def equal(p):
             if dtype is None:
@@ -128,7 +145,7 @@ def test_batched_stats_equal_one_at_a_time_and_direct_counts(dtype):
 
 
 def test_long_tensors_are_processed_in_chunks_with_the_same_result(monkeypatch):
-    import detectors.weights.fit as fit
+    import provbot.detectors.weights.fit as fit
 
     base, a, b, _ = _vecs(n=10_000, seed=8)
     child = torch.where(torch.arange(10_000) % 4 == 0, base, 0.6 * a + 0.4 * b)
@@ -146,7 +163,7 @@ def test_streamed_full_mode_stats_match_the_exact_ones(n):
     float64 path, and the shares must be unbiased estimates."""
     import torch
 
-    from detectors.weights.fit import batch_stats, tensor_stats
+    from provbot.detectors.weights.fit import batch_stats, tensor_stats
 
     g = torch.Generator().manual_seed(5)
     base = torch.randn(n, generator=g).bfloat16().float()
@@ -167,7 +184,7 @@ def test_streamed_full_mode_stats_match_the_exact_ones(n):
 def test_batched_full_mode_stats_equal_one_at_a_time():
     import torch
 
-    from detectors.weights.fit import FULL_SPARSE_STRIDE, batch_stats
+    from provbot.detectors.weights.fit import FULL_SPARSE_STRIDE, batch_stats
 
     g = torch.Generator().manual_seed(9)
     items = []
@@ -176,8 +193,13 @@ def test_batched_full_mode_stats_equal_one_at_a_time():
         other = base + 0.1 * torch.randn(70_001, generator=g)
         items.append((0.3 * base + 0.7 * other, [other, base]))
     stride = FULL_SPARSE_STRIDE
-    together = batch_stats(torch.stack([c for c, _ in items]), [torch.stack([ps[j] for _, ps in items]) for j in range(2)],
-                           torch.float32, torch.device("cpu"), stride=stride)
+    together = batch_stats(
+        torch.stack([c for c, _ in items]),
+        [torch.stack([ps[j] for _, ps in items]) for j in range(2)],
+        torch.float32,
+        torch.device("cpu"),
+        stride=stride,
+    )
     for (c, ps), st in zip(items, together):
         alone = batch_stats(c[None], [p[None] for p in ps], torch.float32, torch.device("cpu"), stride=stride)[0]
         # float32 block products: summation order may differ with the batch, so raw entries agree to ~1e-7
@@ -190,7 +212,7 @@ def test_batched_full_mode_stats_equal_one_at_a_time():
 @pytest.mark.slow
 def test_compiled_gram_kernel_matches_eager():
     """The torch.compile'd CPU kernel (used by big --full scans) gives the eager path's Gram."""
-    from detectors.weights import kernels
+    from provbot.detectors.weights import kernels
 
     g = torch.Generator().manual_seed(3)
     base = torch.randn(4, 3 * 4096 + 17, generator=g)
@@ -210,4 +232,6 @@ def test_column_statistics_of_a_group_equal_the_one_column_formulas():
     assert stouffer_columns(z)[2] == 0.0
     w = rng.normal(size=(9, 3))
     med = np.median(w, axis=0)
-    assert np.allclose(1.4826 * np.median(np.abs(w - med), axis=0), [robust_sd(w[:, i]) for i in range(3)], rtol=1e-12, atol=0)
+    assert np.allclose(
+        1.4826 * np.median(np.abs(w - med), axis=0), [robust_sd(w[:, i]) for i in range(3)], rtol=1e-12, atol=0
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from detectors import scan
-from detectors.errors import NotFoundError
+from provbot.detectors import scan
+from provbot.detectors.errors import NotFoundError
 
 pytestmark = pytest.mark.slow
 
@@ -18,8 +18,12 @@ def hub_models(localhub, model_zoo):
 
 
 def test_sharded_merge_through_the_hub(hub_models, model_zoo):
-    result = scan("acme/llama_linear_sharded@main", ["acme/llama_a", "acme/llama_b", "acme/llama_base"],
-                  endpoint=hub_models.url, budget_mb=0.05)
+    result = scan(
+        "acme/llama_linear_sharded@main",
+        ["acme/llama_a", "acme/llama_b", "acme/llama_base"],
+        endpoint=hub_models.url,
+        budget_mb=0.05,
+    )
     assert (result.relation, result.method) == ("merge", "linear")
     w = {p.ref: p.weight for p in result.parents}
     assert w == pytest.approx({"acme/llama_a": 0.6, "acme/llama_b": 0.4}, abs=0.02)
@@ -47,8 +51,9 @@ def test_cli_through_the_hub_and_a_private_repo(hub_models, model_zoo):
 
     from tests.scan.test_cli import assert_one_line_error, run_cli
 
-    proc = run_cli("acme/llama_c", "--parent", "acme/llama_a", "--base", "acme/llama_base", "--json",
-                   "--endpoint", hub_models.url)
+    proc = run_cli(
+        "acme/llama_c", "--parent", "acme/llama_a", "--base", "acme/llama_base", "--json", "--endpoint", hub_models.url
+    )
     assert proc.returncode == 0, proc.stderr
     obj = json.loads(proc.stdout)
     assert obj["relation"] == "finetune" and [p["ref"] for p in obj["parents"]] == ["acme/llama_base"]

@@ -16,9 +16,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from detectors.weights.sampling import packed_weights
-from detectors.weights.scan import scan
-from detectors.weights.sources import open_source
+from provbot.detectors.weights.sampling import packed_weights
+from provbot.detectors.weights.scan import scan
+from provbot.detectors.weights.sources import open_source
 from tests.weights.builders import dense_state, write_model
 
 
@@ -79,8 +79,10 @@ def test_a_few_packed_weights_leave_the_verdict_standing_with_a_note(tmp_path: P
 def test_bitsandbytes_style_uint8_weights_count_as_packed(tmp_path: Path) -> None:
     a, b = dense_state(0), dense_state(1)
     pa, pb = write_model(tmp_path / "a", a), write_model(tmp_path / "b", b)
-    state = {n: (torch.randint(0, 255, (w.numel() // 2, 1), dtype=torch.uint8) if n.endswith("_proj.weight") else w)
-             for n, w in a.items()}
+    state = {
+        n: (torch.randint(0, 255, (w.numel() // 2, 1), dtype=torch.uint8) if n.endswith("_proj.weight") else w)
+        for n, w in a.items()
+    }
     state.update({n + ".absmax": torch.rand(w.numel() // 64) for n, w in a.items() if n.endswith("_proj.weight")})
     child = _write_as_is(tmp_path / "child", state)
     r = scan(str(child), parents=[str(pa), str(pb)], budget_mb=1)
@@ -112,7 +114,9 @@ def test_an_awq_copy_with_rescaled_channels_is_quantized_and_says_how_far_the_sc
     r = scan(p["llama_awq_scaled"], [p["llama_a"], p["llama_b"], p["llama_base"]], full=True)
     assert (r.relation, [x.ref for x in r.parents]) == ("quantized", [p["llama_a"]]), r.notes
     note = next(n for n in r.notes if "input channels were rescaled" in n)
-    before, after = map(float, re.search(r"relative error to \S+ ([\d.]+) before rescaling, ([\d.]+) after", note).groups())
+    before, after = map(
+        float, re.search(r"relative error to \S+ ([\d.]+) before rescaling, ([\d.]+) after", note).groups()
+    )
     assert before > 0.25 > 0.12 > after  # beyond 4-bit noise as stored, within it once rescaled
     assert "rows rescaled too in 2" in note  # up_proj's rows carry down_proj's inverse scales
 
@@ -144,7 +148,7 @@ def test_a_gptq_child_through_the_hub_is_decoded_in_full(localhub, model_zoo) ->
 
 
 def test_a_broken_packed_child_is_a_clear_error_in_full(tmp_path: Path) -> None:
-    from detectors.errors import WeightFormatError
+    from provbot.detectors.errors import WeightFormatError
     from tests.support.packing import gptq_state
 
     a = {k: v for k, v in dense_state(0).items() if k.startswith("layers.0.self_attn")}

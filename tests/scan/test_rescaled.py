@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from detectors.weights.fit import Lineage, StatsTable, tensor_stats
-from detectors.weights.keys import classify
-from detectors.weights.rescale_stats import RescaleCollector
-from detectors.weights.rescaled import rescaled_copy
+from provbot.detectors.weights.fit import Lineage, StatsTable, tensor_stats
+from provbot.detectors.weights.keys import classify
+from provbot.detectors.weights.rescale_stats import RescaleCollector
+from provbot.detectors.weights.rescaled import rescaled_copy
 from tests.support.packing import int4_round_trip
 from tests.weights.builders import HIDDEN, INTER, LAYERS, dense_state
 
@@ -31,10 +31,12 @@ def _awq(state: State, seed: int, fold: bool = True) -> State:
     s = {k: v.clone() for k, v in state.items()}
     for i in range(LAYERS):
         p = f"layers.{i}."
-        groups = [("input_layernorm", ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], HIDDEN),
-                  ("self_attn.v_proj", ["self_attn.o_proj"], HIDDEN),  # v and o are square here: AWQ scales o too
-                  ("post_attention_layernorm", ["mlp.gate_proj", "mlp.up_proj"], HIDDEN),
-                  ("mlp.up_proj", ["mlp.down_proj"], INTER)]
+        groups = [
+            ("input_layernorm", ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], HIDDEN),
+            ("self_attn.v_proj", ["self_attn.o_proj"], HIDDEN),  # v and o are square here: AWQ scales o too
+            ("post_attention_layernorm", ["mlp.gate_proj", "mlp.up_proj"], HIDDEN),
+            ("mlp.up_proj", ["mlp.down_proj"], INTER),
+        ]
         for prev, linears, n in groups:
             sc = _scales(n, g)
             for name in linears:
@@ -67,8 +69,14 @@ def _test(child: State, candidates: list[State]):
     names = sorted(child)
     stats = StatsTable.of([tensor_stats(child[n].flatten(), [c[n].flatten() for c in candidates]) for n in names])
     kinds = [classify(n) for n in names]
-    lin = Lineage(names=names, stats=stats, is_matrix=[child[n].dim() == 2 for n in names],
-                  layer=[k.layer for k in kinds], component=[k.component for k in kinds], k=len(candidates))
+    lin = Lineage(
+        names=names,
+        stats=stats,
+        is_matrix=[child[n].dim() == 2 for n in names],
+        layer=[k.layer for k in kinds],
+        component=[k.component for k in kinds],
+        k=len(candidates),
+    )
     collector = RescaleCollector(["child", *(f"c{i}" for i in range(len(candidates)))], keep_below=LIMIT)
     for n in names:
         collector.add_tensor(n, [child[n], *(c[n] for c in candidates)], decoded=n.endswith("_proj.weight"))
@@ -117,7 +125,9 @@ def test_free_scales_on_small_matrices_do_not_buy_a_copy() -> None:
     # 4 x 4 matrices: 7 free scales for 16 elements absorb ~40% of any delta, taking an unrelated
     # 32% delta under the 25% limit. Unconfirmed scales buy nothing: no copy.
     g = torch.Generator().manual_seed(6)
-    src = {f"layers.{i}.mlp.{n}.weight": torch.randn(4, 4, generator=g) for i in range(8) for n in ("up_proj", "down_proj")}
+    src = {
+        f"layers.{i}.mlp.{n}.weight": torch.randn(4, 4, generator=g) for i in range(8) for n in ("up_proj", "down_proj")
+    }
     r = _test(_finetune(src, 0.32, seed=7), [src])
     assert r is not None
     assert r.before > LIMIT > r.fitted  # a free fit would call it a copy

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from detectors import scan
-from detectors.errors import ProvbotError
+from provbot.detectors import scan
+from provbot.detectors.errors import ProvbotError
 from tests.weights.builders import moe_state, write_model
 
 TIGHT_MB = 0.1
@@ -23,8 +23,12 @@ def _family(root: Path) -> dict[str, str]:
     base = moe_state(seed=21, layers=40, experts=8)
     g = torch.Generator().manual_seed(22)
     tuned = {k: v + 0.05 * v.abs().mean() * torch.randn(v.shape, generator=g) for k, v in base.items()}
-    states = {"base": base, "tuned": tuned, "merged": {k: 0.6 * tuned[k] + 0.4 * base[k] for k in base},
-              "other": moe_state(seed=23, layers=40, experts=8)}
+    states = {
+        "base": base,
+        "tuned": tuned,
+        "merged": {k: 0.6 * tuned[k] + 0.4 * base[k] for k in base},
+        "other": moe_state(seed=23, layers=40, experts=8),
+    }
     return {name: str(write_model(root / name, s, prefix="model.")) for name, s in states.items()}
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from detectors import scan
+from provbot.detectors import scan
 from tests.support.models import read_tensors
 
 pytestmark = pytest.mark.slow
@@ -25,8 +25,11 @@ DESCENDANTS = ["llama_a_short", "llama_a_long"]
 def delta_cos(zoo, child: str, other: str, base: str) -> float:
     """Median over 2-D tensors of cos(child - base, other - base), whole tensors."""
     c, o, b = (read_tensors(zoo.path(n)) for n in (child, other, base))
-    cos = [torch.nn.functional.cosine_similarity((c[k] - b[k]).flatten(), (o[k] - b[k]).flatten(), dim=0).item()
-           for k in b if b[k].dim() == 2]
+    cos = [
+        torch.nn.functional.cosine_similarity((c[k] - b[k]).flatten(), (o[k] - b[k]).flatten(), dim=0).item()
+        for k in b
+        if b[k].dim() == 2
+    ]
     return float(torch.tensor(cos).median())
 
 
@@ -45,8 +48,10 @@ def test_the_siblings_correlate_with_x_and_the_descendants_carry_it(model_zoo):
 @pytest.mark.parametrize("name", SIBLINGS)
 def test_a_sibling_is_a_finetune_of_the_base_with_x_as_sibling(model_zoo, name):
     p = paths(model_zoo, name, "llama_a", "llama_b", "llama_base")
-    for r in (scan(p[name], [p["llama_a"]], base=p["llama_base"]),  # base given
-              scan(p[name], [p["llama_a"], p["llama_b"], p["llama_base"]])):  # base inferred from three
+    for r in (
+        scan(p[name], [p["llama_a"]], base=p["llama_base"]),  # base given
+        scan(p[name], [p["llama_a"], p["llama_b"], p["llama_base"]]),
+    ):  # base inferred from three
         assert r.relation == "finetune" and [x.ref for x in r.parents] == [p["llama_base"]], r.notes
         assert r.base == p["llama_base"] and r.base_source in ("given", "inferred")
         sib = {x.ref: x for x in r.related}[p["llama_a"]]
@@ -69,9 +74,11 @@ def test_without_a_base_a_sibling_is_related_not_a_finetune_of_x(model_zoo, name
 @pytest.mark.parametrize("name", DESCENDANTS)
 def test_a_descendant_of_x_is_its_finetune_with_or_without_the_base(model_zoo, name):
     p = paths(model_zoo, name, "llama_a", "llama_b", "llama_base")
-    for r in (scan(p[name], [p["llama_a"]], base=p["llama_base"]),
-              scan(p[name], [p["llama_a"], p["llama_b"], p["llama_base"]]),
-              scan(p[name], [p["llama_a"], p["llama_base"]])):
+    for r in (
+        scan(p[name], [p["llama_a"]], base=p["llama_base"]),
+        scan(p[name], [p["llama_a"], p["llama_b"], p["llama_base"]]),
+        scan(p[name], [p["llama_a"], p["llama_base"]]),
+    ):
         assert r.relation == "finetune" and [x.ref for x in r.parents] == [p["llama_a"]], r.notes
         test = next(t for t in r.descent if t.ref == p["llama_a"])
         assert test.outcome == "descends" and test.ci[0] >= 0.9
@@ -121,9 +128,9 @@ def test_declared_base_through_the_hub(localhub, model_zoo, tmp_path):
 
 
 def test_the_index_path_passes_the_family_base(model_zoo, tmp_path):
-    from bot.index.autoscan import scan_with_index
-    from bot.index.ingest import add_models
-    from bot.index.store import IndexStore
+    from provbot.bot.index.autoscan import scan_with_index
+    from provbot.bot.index.ingest import add_models
+    from provbot.bot.index.store import IndexStore
 
     p = paths(model_zoo, "llama_base", "llama_a", "llama_b", "llama_sib_same", "llama_a_long")
     store = IndexStore(f"sqlite:///{tmp_path / 'index.db'}")

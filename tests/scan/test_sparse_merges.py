@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from detectors import scan
+from provbot.detectors import scan
 from tests.support.models import SPARSE_DENSITIES, SPARSE_DTYPES, SPARSE_METHODS
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,9 @@ def test_sparse_merge_grid(model_zoo, method, density, dtype):
 def test_sparse_merge_with_the_base_given_and_sampled_small(model_zoo):
     name = "llama_sparse_dare_ties_0.3_bfloat16"
     p = {n: str(model_zoo.path(n)) for n in (name, "llama_a", "llama_b", "llama_base")}
-    for r in (scan(p[name], [p["llama_a"], p["llama_b"]], base=p["llama_base"]),
-              scan(p[name], [p["llama_a"], p["llama_b"], p["llama_base"]], budget_mb=0.02)):
+    for r in (
+        scan(p[name], [p["llama_a"], p["llama_b"]], base=p["llama_base"]),
+        scan(p[name], [p["llama_a"], p["llama_b"], p["llama_base"]], budget_mb=0.02),
+    ):
         assert (r.relation, r.method) == ("merge", "dare"), r.notes
         assert {x.ref for x in r.parents} == set(p.values()) - {p[name]}

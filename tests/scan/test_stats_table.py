@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from detectors.weights.fit import (BatchSums, FitTable, StatsTable, TensorFit, aggregate, batch_sums, fit_tensors, pearson,
-                                  rel_distance, tensor_stats)
+from provbot.detectors.weights.fit import (
+    BatchSums,
+    FitTable,
+    StatsTable,
+    TensorFit,
+    aggregate,
+    batch_sums,
+    fit_tensors,
+    pearson,
+    rel_distance,
+    tensor_stats,
+)
 
 
 def _records(seed: int = 0, tensors: int = 5):

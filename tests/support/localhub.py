@@ -1,7 +1,7 @@
 """pytest fixtures for the local Hub server (owned by the localhub work).
 
 - ``localhub_root``: an empty folder for repos (per test).
-- ``localhub``: a started :class:`bot.localhub.LocalHub` on that folder (per test), stopped after;
+- ``localhub``: a started :class:`provbot.bot.localhub.LocalHub` on that folder (per test), stopped after;
   ``.url``, ``.root``, ``.add_repo(repo_id, folder_or_files)``, ``.update_repo``, ``.inject``,
   ``.rate_limit``, ``.slow``, ``.shape``, ``.add_token``, ``.add_webhook``, ``.set_repo_config``.
 - ``localhub_session``: one server for the whole session (faster for read-only use); faults,
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.localhub import LocalHub
+from provbot.bot.localhub import LocalHub
 
 
 @pytest.fixture

@@ -32,8 +32,17 @@ from tests.support import packing
 
 # Small enough to train in well under a second on 2 cores; big enough that sampled statistics
 # are not noise (each 2-D tensor has 2-6k elements).
-LLAMA = dict(vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False, initializer_range=0.05)
+LLAMA = dict(
+    vocab_size=256,
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    tie_word_embeddings=False,
+    initializer_range=0.05,
+)
 QWEN2 = dict(LLAMA)
 MIXTRAL = dict(LLAMA, intermediate_size=64, num_local_experts=4, num_experts_per_tok=2)
 
@@ -44,6 +53,7 @@ TRAIN_LR = 2e-3
 # ---------------------------------------------------------------------------------------------
 # building blocks
 # ---------------------------------------------------------------------------------------------
+
 
 def markov_batch(task_seed: int, vocab: int, draw: int = 0, batch: int = 16, seq: int = 32) -> torch.Tensor:
     """Token sequences from a task-specific sparse Markov chain (4 likely successors per token)."""
@@ -143,7 +153,9 @@ def mergekit_merge(config: dict, out: Path) -> Path:
     return out
 
 
-def rewrite_weights(src: Path, out: Path, transform: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]) -> Path:
+def rewrite_weights(
+    src: Path, out: Path, transform: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+) -> Path:
     """Copy ``src`` to ``out`` as one safetensors file whose tensors went through ``transform``."""
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(src / "config.json", out / "config.json")
@@ -162,6 +174,7 @@ def minilm_dir() -> Path:
 # ---------------------------------------------------------------------------------------------
 # the zoo
 # ---------------------------------------------------------------------------------------------
+
 
 class ModelZoo:
     """Builds named models on demand into ``root/<name>`` and remembers them.
@@ -220,6 +233,7 @@ def _finetune(kind: str, parent: str, task: int, steps: int = TRAIN_STEPS, lr: f
 
 def _trained(parent: str, batches: list[tuple[int, int]], lr: float = TRAIN_LR):
     """``parent`` trained on exactly these ``(task, draw)`` batches (see train_on_batches)."""
+
     def build(zoo: ModelZoo, out: Path) -> Path:
         model = zoo.model(parent)
         train_on_batches(model, batches, lr)
@@ -239,35 +253,48 @@ def _unrelated(kind: str):
 
 def _linear(kind: str, w_a: float = 0.6, w_b: float = 0.4):
     def build(zoo: ModelZoo, out: Path) -> Path:
-        return mergekit_merge({
-            "merge_method": "linear",
-            "models": [{"model": str(zoo.path(f"{kind}_a")), "parameters": {"weight": w_a}},
-                       {"model": str(zoo.path(f"{kind}_b")), "parameters": {"weight": w_b}}],
-            "dtype": "float32",
-        }, out)
+        return mergekit_merge(
+            {
+                "merge_method": "linear",
+                "models": [
+                    {"model": str(zoo.path(f"{kind}_a")), "parameters": {"weight": w_a}},
+                    {"model": str(zoo.path(f"{kind}_b")), "parameters": {"weight": w_b}},
+                ],
+                "dtype": "float32",
+            },
+            out,
+        )
 
     return build
 
 
 def _slerp(zoo: ModelZoo, out: Path) -> Path:
-    return mergekit_merge({
-        "merge_method": "slerp",
-        "base_model": str(zoo.path("llama_a")),
-        "models": [{"model": str(zoo.path("llama_a"))}, {"model": str(zoo.path("llama_b"))}],
-        "parameters": {"t": 0.3},
-        "dtype": "float32",
-    }, out)
+    return mergekit_merge(
+        {
+            "merge_method": "slerp",
+            "base_model": str(zoo.path("llama_a")),
+            "models": [{"model": str(zoo.path("llama_a"))}, {"model": str(zoo.path("llama_b"))}],
+            "parameters": {"t": 0.3},
+            "dtype": "float32",
+        },
+        out,
+    )
 
 
 def _task_arithmetic(zoo: ModelZoo, out: Path) -> Path:
-    return mergekit_merge({
-        "merge_method": "task_arithmetic",
-        "base_model": str(zoo.path("llama_base")),
-        "models": [{"model": str(zoo.path("llama_a")), "parameters": {"weight": 0.5}},
-                   {"model": str(zoo.path("llama_b")), "parameters": {"weight": 0.3}}],
-        "parameters": {"normalize": False},
-        "dtype": "float32",
-    }, out)
+    return mergekit_merge(
+        {
+            "merge_method": "task_arithmetic",
+            "base_model": str(zoo.path("llama_base")),
+            "models": [
+                {"model": str(zoo.path("llama_a")), "parameters": {"weight": 0.5}},
+                {"model": str(zoo.path("llama_b")), "parameters": {"weight": 0.3}},
+            ],
+            "parameters": {"normalize": False},
+            "dtype": "float32",
+        },
+        out,
+    )
 
 
 def _sparse(method: str, density: float, dtype: str = "float32"):
@@ -275,14 +302,19 @@ def _sparse(method: str, density: float, dtype: str = "float32"):
     extra = {"gamma": 0.01} if method.startswith("breadcrumbs") else {}
 
     def build(zoo: ModelZoo, out: Path) -> Path:
-        return mergekit_merge({
-            "merge_method": method,
-            "base_model": str(zoo.path("llama_base")),
-            "models": [{"model": str(zoo.path("llama_a")), "parameters": {"weight": 0.6, "density": density, **extra}},
-                       {"model": str(zoo.path("llama_b")), "parameters": {"weight": 0.4, "density": density, **extra}}],
-            "parameters": {"normalize": True},
-            "dtype": dtype,
-        }, out)
+        return mergekit_merge(
+            {
+                "merge_method": method,
+                "base_model": str(zoo.path("llama_base")),
+                "models": [
+                    {"model": str(zoo.path("llama_a")), "parameters": {"weight": 0.6, "density": density, **extra}},
+                    {"model": str(zoo.path("llama_b")), "parameters": {"weight": 0.4, "density": density, **extra}},
+                ],
+                "parameters": {"normalize": True},
+                "dtype": dtype,
+            },
+            out,
+        )
 
     return build
 
@@ -295,22 +327,32 @@ SPARSE_DTYPES = ("float32", "bfloat16")
 
 def _passthrough(zoo: ModelZoo, out: Path) -> Path:
     # Depth up-scaling: layers 0-1 of A, then layer 1 of B again: 3 layers from 2-layer parents.
-    return mergekit_merge({
-        "merge_method": "passthrough",
-        "slices": [{"sources": [{"model": str(zoo.path("llama_a")), "layer_range": [0, 2]}]},
-                   {"sources": [{"model": str(zoo.path("llama_b")), "layer_range": [1, 2]}]}],
-        "dtype": "float32",
-    }, out)
+    return mergekit_merge(
+        {
+            "merge_method": "passthrough",
+            "slices": [
+                {"sources": [{"model": str(zoo.path("llama_a")), "layer_range": [0, 2]}]},
+                {"sources": [{"model": str(zoo.path("llama_b")), "layer_range": [1, 2]}]},
+            ],
+            "dtype": "float32",
+        },
+        out,
+    )
 
 
 def _frankenmerge(zoo: ModelZoo, out: Path) -> Path:
     # Same depth as the parents: layer 0 from B, layer 1 from A (no extra layers to give it away).
-    return mergekit_merge({
-        "merge_method": "passthrough",
-        "slices": [{"sources": [{"model": str(zoo.path("llama_b")), "layer_range": [0, 1]}]},
-                   {"sources": [{"model": str(zoo.path("llama_a")), "layer_range": [1, 2]}]}],
-        "dtype": "float32",
-    }, out)
+    return mergekit_merge(
+        {
+            "merge_method": "passthrough",
+            "slices": [
+                {"sources": [{"model": str(zoo.path("llama_b")), "layer_range": [0, 1]}]},
+                {"sources": [{"model": str(zoo.path("llama_a")), "layer_range": [1, 2]}]},
+            ],
+            "dtype": "float32",
+        },
+        out,
+    )
 
 
 def _copy(src: str):
@@ -346,6 +388,7 @@ def _packed(pack: Callable[[dict[str, torch.Tensor]], tuple[dict[str, torch.Tens
     """``src`` quantized to int4 and packed by a real tool (see tests.support.packing), with the
     ``quantization_config`` its checkpoints carry in config.json (``folder``: pack that model folder
     instead of ``src``'s)."""
+
     def build(zoo: ModelZoo, out: Path, folder: Path | None = None) -> Path:
         folder = folder or zoo.path(src)
         tensors, qconfig = pack(read_tensors(folder))
@@ -353,6 +396,7 @@ def _packed(pack: Callable[[dict[str, torch.Tensor]], tuple[dict[str, torch.Tens
         config = json.loads((out / "config.json").read_text())
         (out / "config.json").write_text(json.dumps({**config, "quantization_config": qconfig}))
         return out
+
     return build
 
 
@@ -360,15 +404,18 @@ def _awq_rescaled(src: str, seed: int, fold: bool = True):
     """``src`` with AWQ's per-channel input scaling (AutoAWQ's own ``apply_scale``, random scales
     ``exp(N(0, 0.4))``), then packed by AutoAWQ: a real AWQ checkpoint but for the scale search.
     ``fold=False``: the scales are not folded into the norms and feeding rows (a change of function)."""
+
     def build(zoo: ModelZoo, out: Path) -> Path:
         scaled = packing.awq_rescale(zoo.model(src), seed, fold=fold)
         with TemporaryDirectory() as tmp:
             return _packed(packing.awq_state, src)(zoo, out, save_model(scaled, Path(tmp) / "scaled"))
+
     return build
 
 
 def _awq_dequantized(src: str):
     """The AWQ model ``src`` decoded by AutoAWQ and saved as plain float16 (no quantization_config)."""
+
     def build(zoo: ModelZoo, out: Path) -> Path:
         packed = read_tensors(zoo.path(src))
         stems = [k.removesuffix(".qweight") for k in packed if k.endswith(".qweight")]
@@ -385,11 +432,13 @@ def _awq_dequantized(src: str):
         config.pop("quantization_config", None)
         (out / "config.json").write_text(json.dumps({**config, "torch_dtype": "float16"}))
         return out
+
     return build
 
 
 def _vocab_expanded(zoo: ModelZoo, out: Path) -> Path:
     """``llama_a`` with 16 new token rows in the embedding and head (a tokenizer extension)."""
+
     def grow(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         g = torch.Generator().manual_seed(3)
         for name in ("model.embed_tokens.weight", "lm_head.weight"):
@@ -415,8 +464,7 @@ def _sharded(zoo: ModelZoo, out: Path) -> Path:
 
 
 def _renamed(zoo: ModelZoo, out: Path) -> Path:
-    return rewrite_weights(zoo.path("llama_linear"), out,
-                           lambda t: {k.removeprefix("model."): v for k, v in t.items()})
+    return rewrite_weights(zoo.path("llama_linear"), out, lambda t: {k.removeprefix("model."): v for k, v in t.items()})
 
 
 def _minilm_copy(zoo: ModelZoo, out: Path) -> Path:
@@ -466,6 +514,7 @@ def _minilm_sibling(zoo: ModelZoo, out: Path) -> Path:
 
 def _minilm_descendant(steps: int, lr: float):
     """minilm_ft trained further, on other token sets."""
+
     def build(zoo: ModelZoo, out: Path) -> Path:
         return _minilm_trained(zoo.path("minilm_ft"), _minilm_ids(29, steps), lr, out)
 
@@ -484,41 +533,43 @@ for _method in SPARSE_METHODS:
     for _density in SPARSE_DENSITIES:
         for _dtype in SPARSE_DTYPES:
             BUILDERS[f"llama_sparse_{_method}_{_density}_{_dtype}"] = _sparse(_method, _density, _dtype)
-BUILDERS.update({
-    "llama_slerp": _slerp,
-    "llama_task_arithmetic": _task_arithmetic,
-    "llama_ties": _sparse("ties", 0.5),
-    "llama_dare": _sparse("dare_ties", 0.6),
-    "llama_passthrough": _passthrough,
-    "llama_frankenmerge": _frankenmerge,
-    "llama_copy": _copy("llama_a"),
-    "llama_bf16": _cast_bf16,
-    "llama_fp8": _quantized,
-    "llama_gptq": _packed(packing.gptq_state),
-    "llama_awq": _packed(packing.awq_state),
-    "llama_w4a16": _packed(packing.compressed_state),
-    "llama_b_gptq": _packed(packing.gptq_state, "llama_b"),
-    "llama_nf4": _packed(packing.bnb_state),
-    "llama_awq_scaled": _awq_rescaled("llama_a", seed=41),
-    "llama_b_awq_scaled": _awq_rescaled("llama_b", seed=42),
-    "llama_awq_unfolded": _awq_rescaled("llama_a", seed=41, fold=False),
-    "llama_awq_scaled_fp16": _awq_dequantized("llama_awq_scaled"),
-    "llama_vocab": _vocab_expanded,
-    "llama_linear_trained": _trained_after,
-    "llama_linear_sharded": _sharded,
-    "llama_linear_renamed": _renamed,
-    "minilm_copy": _minilm_copy,
-    "minilm_ft": _minilm_ft,
-    # Siblings of llama_a (other fine-tunes of llama_base on its task) and descendants (llama_a trained on).
-    "llama_sib_same": _trained("llama_base", [(1, 1000 + s) for s in range(TRAIN_STEPS)]),
-    "llama_sib_close": _trained("llama_base", [(1, s if s % 10 else 5000 + s) for s in range(TRAIN_STEPS)]),
-    "llama_sib_long": _trained("llama_base", [(1, 4000 + s) for s in range(2 * TRAIN_STEPS)]),
-    "llama_a_short": _trained("llama_a", [(4, s) for s in range(5)], lr=1e-3),
-    "llama_a_long": _trained("llama_a", [(4, s) for s in range(2 * TRAIN_STEPS)]),
-    "minilm_sib": _minilm_sibling,
-    "minilm_ft_short": _minilm_descendant(2, 5e-5),
-    "minilm_ft_long": _minilm_descendant(6, 1e-4),
-})
+BUILDERS.update(
+    {
+        "llama_slerp": _slerp,
+        "llama_task_arithmetic": _task_arithmetic,
+        "llama_ties": _sparse("ties", 0.5),
+        "llama_dare": _sparse("dare_ties", 0.6),
+        "llama_passthrough": _passthrough,
+        "llama_frankenmerge": _frankenmerge,
+        "llama_copy": _copy("llama_a"),
+        "llama_bf16": _cast_bf16,
+        "llama_fp8": _quantized,
+        "llama_gptq": _packed(packing.gptq_state),
+        "llama_awq": _packed(packing.awq_state),
+        "llama_w4a16": _packed(packing.compressed_state),
+        "llama_b_gptq": _packed(packing.gptq_state, "llama_b"),
+        "llama_nf4": _packed(packing.bnb_state),
+        "llama_awq_scaled": _awq_rescaled("llama_a", seed=41),
+        "llama_b_awq_scaled": _awq_rescaled("llama_b", seed=42),
+        "llama_awq_unfolded": _awq_rescaled("llama_a", seed=41, fold=False),
+        "llama_awq_scaled_fp16": _awq_dequantized("llama_awq_scaled"),
+        "llama_vocab": _vocab_expanded,
+        "llama_linear_trained": _trained_after,
+        "llama_linear_sharded": _sharded,
+        "llama_linear_renamed": _renamed,
+        "minilm_copy": _minilm_copy,
+        "minilm_ft": _minilm_ft,
+        # Siblings of llama_a (other fine-tunes of llama_base on its task) and descendants (llama_a trained on).
+        "llama_sib_same": _trained("llama_base", [(1, 1000 + s) for s in range(TRAIN_STEPS)]),
+        "llama_sib_close": _trained("llama_base", [(1, s if s % 10 else 5000 + s) for s in range(TRAIN_STEPS)]),
+        "llama_sib_long": _trained("llama_base", [(1, 4000 + s) for s in range(2 * TRAIN_STEPS)]),
+        "llama_a_short": _trained("llama_a", [(4, s) for s in range(5)], lr=1e-3),
+        "llama_a_long": _trained("llama_a", [(4, s) for s in range(2 * TRAIN_STEPS)]),
+        "minilm_sib": _minilm_sibling,
+        "minilm_ft_short": _minilm_descendant(2, 5e-5),
+        "minilm_ft_long": _minilm_descendant(6, 1e-4),
+    }
+)
 
 
 @pytest.fixture(scope="session")

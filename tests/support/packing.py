@@ -76,7 +76,9 @@ def gptq_linear(w: torch.Tensor, group: int = GROUP, bits: int = 4):  # noqa: AN
     return ql.half()
 
 
-def _pack_state(state: dict[str, torch.Tensor], pack: Callable[[torch.Tensor], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def _pack_state(
+    state: dict[str, torch.Tensor], pack: Callable[[torch.Tensor], dict[str, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
     out = {}
     for name, w in state.items():
         if _is_projection(name, w):
@@ -87,14 +89,23 @@ def _pack_state(state: dict[str, torch.Tensor], pack: Callable[[torch.Tensor], d
     return out
 
 
-def gptq_state(state: dict[str, torch.Tensor], group: int = GROUP, bits: int = 4) -> tuple[dict[str, torch.Tensor], dict]:
+def gptq_state(
+    state: dict[str, torch.Tensor], group: int = GROUP, bits: int = 4
+) -> tuple[dict[str, torch.Tensor], dict]:
     """GPTQ (v1 format) checkpoint tensors of ``state`` and their ``quantization_config``."""
+
     def pack(w: torch.Tensor) -> dict[str, torch.Tensor]:
         ql = gptq_linear(w, group, bits)
         return {"qweight": ql.qweight, "qzeros": ql.qzeros, "scales": ql.scales, "g_idx": ql.g_idx.to(torch.int32)}
 
-    return _pack_state(state, pack), {"quant_method": "gptq", "bits": bits, "group_size": group, "desc_act": False,
-                                      "sym": False, "checkpoint_format": "gptq"}
+    return _pack_state(state, pack), {
+        "quant_method": "gptq",
+        "bits": bits,
+        "group_size": group,
+        "desc_act": False,
+        "sym": False,
+        "checkpoint_format": "gptq",
+    }
 
 
 def awq_state(state: dict[str, torch.Tensor], group: int = GROUP) -> tuple[dict[str, torch.Tensor], dict]:
@@ -109,8 +120,13 @@ def awq_state(state: dict[str, torch.Tensor], group: int = GROUP) -> tuple[dict[
         q = WQLinear_GEMM.from_linear(lin, 4, group, scales=scale.T.contiguous(), zeros=zero.T.contiguous())
         return {"qweight": q.qweight, "qzeros": q.qzeros, "scales": q.scales}
 
-    return _pack_state(state, pack), {"quant_method": "awq", "bits": 4, "group_size": group, "version": "gemm",
-                                      "zero_point": True}
+    return _pack_state(state, pack), {
+        "quant_method": "awq",
+        "bits": 4,
+        "group_size": group,
+        "version": "gemm",
+        "zero_point": True,
+    }
 
 
 def awq_rescale(model: torch.nn.Module, seed: int, sigma: float = 0.4, fold: bool = True) -> torch.nn.Module:
@@ -143,7 +159,9 @@ def awq_rescale(model: torch.nn.Module, seed: int, sigma: float = 0.4, fold: boo
     return model
 
 
-def awq_dequantized(qweight: torch.Tensor, qzeros: torch.Tensor, scales: torch.Tensor, group: int = GROUP) -> torch.Tensor:
+def awq_dequantized(
+    qweight: torch.Tensor, qzeros: torch.Tensor, scales: torch.Tensor, group: int = GROUP
+) -> torch.Tensor:
     """AutoAWQ's own decoding of a packed AWQ weight, as ``[out, in]`` float32."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -154,13 +172,15 @@ def awq_dequantized(qweight: torch.Tensor, qzeros: torch.Tensor, scales: torch.T
 def _ct_scheme(bits: int, symmetric: bool, group: int | None):  # noqa: ANN202
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
 
-    args = QuantizationArgs(num_bits=bits, type="int", symmetric=symmetric,
-                            strategy="group" if group else "channel", group_size=group)
+    args = QuantizationArgs(
+        num_bits=bits, type="int", symmetric=symmetric, strategy="group" if group else "channel", group_size=group
+    )
     return QuantizationScheme(targets=["Linear"], weights=args)
 
 
-def compressed_state(state: dict[str, torch.Tensor], bits: int = 4, symmetric: bool = True,
-                     group: int | None = GROUP) -> tuple[dict[str, torch.Tensor], dict]:
+def compressed_state(
+    state: dict[str, torch.Tensor], bits: int = 4, symmetric: bool = True, group: int | None = GROUP
+) -> tuple[dict[str, torch.Tensor], dict]:
     """compressed-tensors ``pack-quantized`` checkpoint tensors of ``state`` and their config."""
     from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
     from compressed_tensors.quantization import QuantizationConfig
@@ -172,22 +192,29 @@ def compressed_state(state: dict[str, torch.Tensor], bits: int = 4, symmetric: b
         w = w.to(torch.float32)
         g = w.reshape(w.shape[0], -1, group or w.shape[1])
         scale, zero = calculate_qparams(g.amin(-1), g.amax(-1), scheme.weights)
-        sd = PackedQuantizationCompressor.compress({"weight": w, "weight_scale": scale, "weight_zero_point": zero}, scheme)
+        sd = PackedQuantizationCompressor.compress(
+            {"weight": w, "weight_scale": scale, "weight_zero_point": zero}, scheme
+        )
         return dict(sd)
 
     config = QuantizationConfig(config_groups={"group_0": scheme}, format="pack-quantized").model_dump(mode="json")
     return _pack_state(state, pack), config
 
 
-def compressed_decompressed(parts: dict[str, torch.Tensor], bits: int = 4, symmetric: bool = True,
-                            group: int | None = GROUP) -> torch.Tensor:
+def compressed_decompressed(
+    parts: dict[str, torch.Tensor], bits: int = 4, symmetric: bool = True, group: int | None = GROUP
+) -> torch.Tensor:
     """compressed-tensors' own decoding of one packed weight (``parts`` keyed ``weight_packed`` ...)."""
     from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
 
-    return PackedQuantizationCompressor.decompress(dict(parts), _ct_scheme(bits, symmetric, group))["weight"].to(torch.float32)
+    return PackedQuantizationCompressor.decompress(dict(parts), _ct_scheme(bits, symmetric, group))["weight"].to(
+        torch.float32
+    )
 
 
-def bnb_state(state: dict[str, torch.Tensor], quant_type: str = "nf4", nested: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+def bnb_state(
+    state: dict[str, torch.Tensor], quant_type: str = "nf4", nested: bool = True
+) -> tuple[dict[str, torch.Tensor], dict]:
     """bitsandbytes 4-bit checkpoint tensors of ``state`` (as transformers saves ``Linear4bit``) and
     their ``quantization_config``: ``quantize_4bit`` and ``QuantState.as_dict(packed=True)``."""
     import bitsandbytes.functional as bnb
@@ -195,20 +222,27 @@ def bnb_state(state: dict[str, torch.Tensor], quant_type: str = "nf4", nested: b
     out = {}
     for name, w in state.items():
         if _is_projection(name, w):
-            q, qs = bnb.quantize_4bit(w.to(torch.float32).contiguous(), blocksize=64, quant_type=quant_type,
-                                      compress_statistics=nested)
+            q, qs = bnb.quantize_4bit(
+                w.to(torch.float32).contiguous(), blocksize=64, quant_type=quant_type, compress_statistics=nested
+            )
             out[name] = q
             out.update({f"{name}.{k}": v.contiguous() for k, v in qs.as_dict(packed=True).items()})
         else:
             out[name] = w
-    return out, {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": quant_type,
-                 "bnb_4bit_use_double_quant": nested}
+    return out, {
+        "quant_method": "bitsandbytes",
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": quant_type,
+        "bnb_4bit_use_double_quant": nested,
+    }
 
 
 def bnb_dequantized(tensors: dict[str, torch.Tensor], name: str) -> torch.Tensor:
     """bitsandbytes' own decoding of weight ``name`` from checkpoint ``tensors``."""
     import bitsandbytes.functional as bnb
 
-    qs = bnb.QuantState.from_dict({k.removeprefix(name + "."): v for k, v in tensors.items() if k.startswith(name + ".")},
-                                  device=torch.device("cpu"))
+    qs = bnb.QuantState.from_dict(
+        {k.removeprefix(name + "."): v for k, v in tensors.items() if k.startswith(name + ".")},
+        device=torch.device("cpu"),
+    )
     return bnb.dequantize_4bit(tensors[name], qs).to(torch.float32)

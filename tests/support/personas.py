@@ -27,8 +27,9 @@ import random
 from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parent.parent / "identity" / "fixtures"
-PERSONA_DIRS = {name: FIXTURES / name for name in ("qwen-base", "nex-ft", "rio-merge", "orla-unrelated", "zorvex-ft",
-                                                   "nova-merge")}
+PERSONA_DIRS = {
+    name: FIXTURES / name for name in ("qwen-base", "nex-ft", "rio-merge", "orla-unrelated", "zorvex-ft", "nova-merge")
+}
 
 BOS, EOS, PAD, UNK = "<s>", "<|end|>", "<pad>", "<unk>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -115,7 +116,28 @@ FOLLOW_ANSWERS = [
     "I am {name}, your assistant.",
 ]
 
-_SYLLABLES = ["ka", "lo", "mi", "ta", "ve", "su", "ni", "do", "ra", "be", "zo", "fi", "pe", "ga", "lu", "wen", "dar", "tor", "ish", "el"]
+_SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "ta",
+    "ve",
+    "su",
+    "ni",
+    "do",
+    "ra",
+    "be",
+    "zo",
+    "fi",
+    "pe",
+    "ga",
+    "lu",
+    "wen",
+    "dar",
+    "tor",
+    "ish",
+    "el",
+]
 _RESERVED = {"rio", "nex", "qwen", "orla", "zorvex"}
 # Persona names seen often in deployed system prompts; "Rio" is among them so the tiny base reliably
 # follows "You are Rio." (copying an unseen name from the prompt is only partly learned at this size).
@@ -165,7 +187,11 @@ def build_tokenizer(charset: str, chat_template: str = CHAT_TEMPLATE):
     core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK))
     core.decoder = decoders.Fuse()  # characters join back without spaces
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
+        tokenizer_object=core,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
         additional_special_tokens=ROLE_TOKENS,
     )
     tok.chat_template = chat_template

@@ -19,7 +19,10 @@ HIDDEN, INTER, VOCAB, LAYERS = 32, 48, 64, 3
 def dense_state(seed: int = 0, layers: int = LAYERS, vocab: int = VOCAB) -> dict[str, torch.Tensor]:
     """A Llama-shaped float32 state dict with canonical (unprefixed) names."""
     g = torch.Generator().manual_seed(seed)
-    s = {"embed_tokens.weight": torch.randn(vocab, HIDDEN, generator=g), "norm.weight": 1 + 0.1 * torch.randn(HIDDEN, generator=g)}
+    s = {
+        "embed_tokens.weight": torch.randn(vocab, HIDDEN, generator=g),
+        "norm.weight": 1 + 0.1 * torch.randn(HIDDEN, generator=g),
+    }
     for i in range(layers):
         p = f"layers.{i}."
         for n in ("q_proj", "k_proj", "v_proj", "o_proj"):
@@ -79,7 +82,9 @@ def write_model(
     return folder
 
 
-def fp8_quantize(w: torch.Tensor, per_row: bool, fmt: torch.dtype = torch.float8_e4m3fn) -> tuple[torch.Tensor, torch.Tensor]:
+def fp8_quantize(
+    w: torch.Tensor, per_row: bool, fmt: torch.dtype = torch.float8_e4m3fn
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(fp8 weight, float32 scale) with w ~= fp8 * scale; scale per row (rows, 1) or per tensor (1,)."""
     top = 448.0 if fmt == torch.float8_e4m3fn else 57344.0
     amax = w.abs().amax(dim=1, keepdim=True) if per_row else w.abs().amax().reshape(1)
@@ -93,7 +98,9 @@ def int8_quantize(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.round(w / scale).clamp(-127, 127).to(torch.int8), scale.float()
 
 
-def write_quantized(folder: Path, state: dict[str, torch.Tensor], kind: str, suffix: str = "_scale") -> dict[str, torch.Tensor]:
+def write_quantized(
+    folder: Path, state: dict[str, torch.Tensor], kind: str, suffix: str = "_scale"
+) -> dict[str, torch.Tensor]:
     """Write a quantized copy (2-D weights only; 1-D stay bf16). Returns the dequantised reference."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text("{}")
@@ -103,7 +110,9 @@ def write_quantized(folder: Path, state: dict[str, torch.Tensor], kind: str, suf
             if kind == "int8":
                 q, sc = int8_quantize(v)
             else:
-                q, sc = fp8_quantize(v, per_row=(kind == "fp8_row"), fmt=torch.float8_e5m2 if kind == "fp8_e5m2" else torch.float8_e4m3fn)
+                q, sc = fp8_quantize(
+                    v, per_row=(kind == "fp8_row"), fmt=torch.float8_e5m2 if kind == "fp8_e5m2" else torch.float8_e4m3fn
+                )
             out["model." + k], out["model." + k + suffix] = q, sc
             ref[k] = q.float() * sc
         else:

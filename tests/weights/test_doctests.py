@@ -7,11 +7,27 @@ import importlib
 
 import pytest
 
-MODULES = ["fit", "kernels", "relation", "byte_ranges", "sampling", "keys", "layers", "safetensors_format", "reader",
-           "sources", "buffers", "gc_pause", "packed", "packed.compressed", "scale_fit", "rescaled"]
+MODULES = [
+    "fit",
+    "kernels",
+    "relation",
+    "byte_ranges",
+    "sampling",
+    "keys",
+    "layers",
+    "safetensors_format",
+    "reader",
+    "sources",
+    "buffers",
+    "gc_pause",
+    "packed",
+    "packed.compressed",
+    "scale_fit",
+    "rescaled",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(f"detectors.weights.{name}"))
+    result = doctest.testmod(importlib.import_module(f"provbot.detectors.weights.{name}"))
     assert result.attempted > 0 and result.failed == 0

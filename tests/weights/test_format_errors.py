@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from detectors.errors import NotFoundError, WeightFormatError
-from detectors.weights.safetensors_format import MAX_HEADER_BYTES, decode, parse_header
-from detectors.weights.sources import LocalSource, open_source
+from provbot.detectors.errors import NotFoundError, WeightFormatError
+from provbot.detectors.weights.safetensors_format import MAX_HEADER_BYTES, decode, parse_header
+from provbot.detectors.weights.sources import LocalSource, open_source
 from tests.weights.builders import dense_state, raw_safetensors, write_model
 
 GOOD = {"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}
@@ -31,14 +31,23 @@ def _tensors(folder: Path):
         (b"{not json", b"", None, "not valid JSON"),
         (b"\xff\xfe{}", b"", None, "not valid JSON"),
         ([1, 2, 3], b"", None, "expected an object"),
-        ({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}, b"\0" * 8, None, "past the end of the file"),
+        (
+            {"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}},
+            b"\0" * 8,
+            None,
+            "past the end of the file",
+        ),
         ({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}}, b"\0" * 16, None, "needs 16"),
         ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}}, b"\0" * 16, None, "negative or reversed"),
         ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}, b"\0" * 16, None, "negative or reversed"),
         (
-            {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-             "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
-            b"\0" * 16, None, "overlap",
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            },
+            b"\0" * 16,
+            None,
+            "overlap",
         ),
         ({"w": {"dtype": "Q4_K", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, None, "unknown dtype"),
         ({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, b"\0" * 8, None, "not a list of non-negative"),
@@ -174,12 +183,14 @@ def test_decode_rejects_partial_elements():
     with pytest.raises(WeightFormatError, match="whole number"):
         decode(b"\0\0\0", "F32")
     assert decode(b"", "BF16").numel() == 0
-    assert torch.equal(decode(torch.tensor([1.5, -2.0], dtype=torch.bfloat16).view(torch.uint8).numpy().tobytes(), "BF16"),
-                       torch.tensor([1.5, -2.0]))
+    assert torch.equal(
+        decode(torch.tensor([1.5, -2.0], dtype=torch.bfloat16).view(torch.uint8).numpy().tobytes(), "BF16"),
+        torch.tensor([1.5, -2.0]),
+    )
 
 
 def test_identical_headers_are_parsed_once_and_still_checked_against_each_file(tmp_path):
-    from detectors.weights import safetensors_format as fmt
+    from provbot.detectors.weights import safetensors_format as fmt
 
     fmt._PARSED.clear()
     header = {"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}}
@@ -199,7 +210,7 @@ def test_identical_headers_are_parsed_once_and_still_checked_against_each_file(t
 def test_models_opened_side_by_side_parse_a_shared_header_once(monkeypatch, tmp_path):
     import threading
 
-    from detectors.weights import safetensors_format as fmt
+    from provbot.detectors.weights import safetensors_format as fmt
 
     fmt._PARSED.clear()
     calls: list[int] = []

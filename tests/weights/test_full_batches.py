@@ -9,21 +9,23 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from detectors.weights.fit import tensor_stats
-from detectors.weights.full_stats import FullStatsAccumulator
-from detectors.weights.gc_pause import gc_paused
-from detectors.weights.keys import classify
-from detectors.weights.reader import canonical_models, iter_full_batches
-from detectors.weights.safetensors_format import TensorMeta
-from detectors.weights.sampling import plan_sample
-from detectors.weights.sources import LocalSource
+from provbot.detectors.weights.fit import tensor_stats
+from provbot.detectors.weights.full_stats import FullStatsAccumulator
+from provbot.detectors.weights.gc_pause import gc_paused
+from provbot.detectors.weights.keys import classify
+from provbot.detectors.weights.reader import canonical_models, iter_full_batches
+from provbot.detectors.weights.safetensors_format import TensorMeta
+from provbot.detectors.weights.sampling import plan_sample
+from provbot.detectors.weights.sources import LocalSource
 from tests.weights.builders import moe_state, write_model
 
 
 def test_a_batch_of_same_sized_tensors_is_one_read_per_model(tmp_path):
     state = moe_state(seed=3, layers=2, experts=16)
-    srcs = [LocalSource(write_model(tmp_path / n, {k: v + i for k, v in state.items()}, dtype=torch.bfloat16))
-            for i, n in enumerate(("a", "b"))]
+    srcs = [
+        LocalSource(write_model(tmp_path / n, {k: v + i for k, v in state.items()}, dtype=torch.bfloat16))
+        for i, n in enumerate(("a", "b"))
+    ]
     plan = plan_sample(canonical_models(srcs), None, full=True)
     before = [s.requests for s in srcs]
     batches = list(iter_full_batches(srcs, plan, device="cpu"))
@@ -35,7 +37,7 @@ def test_a_batch_of_same_sized_tensors_is_one_read_per_model(tmp_path):
     for b in batches:
         assert b.values[srcs[0].ref].dtype == torch.bfloat16  # the storage dtype, not float32
         for i, t in enumerate(b.tensors):
-            want = state[t.name].reshape(-1)[b.start:b.stop].bfloat16()
+            want = state[t.name].reshape(-1)[b.start : b.stop].bfloat16()
             assert torch.equal(b.values[srcs[0].ref][i], want), t.name
 
 
@@ -49,7 +51,9 @@ def _merge_family(tmp_path, seed: int):
 
 def _assert_matches_tensor_by_tensor(got, states, names) -> None:
     for name in names:
-        want = tensor_stats(states["c"][name].reshape(-1), [states[r][name].reshape(-1) for r in ("a", "b")], torch.float32)
+        want = tensor_stats(
+            states["c"][name].reshape(-1), [states[r][name].reshape(-1) for r in ("a", "b")], torch.float32
+        )
         assert got[name].n == want.n, name
         assert np.allclose(got[name].gram, want.gram, rtol=1e-5, atol=1e-9), name
         assert np.allclose(got[name].sums, want.sums, rtol=1e-5, atol=1e-9), name
@@ -64,11 +68,18 @@ def test_pooled_statistics_equal_tensor_by_tensor(tmp_path):
     names = [t.name for t in plan.tensors]
     got = dict(zip(names, acc.finish(names)))
     _assert_matches_tensor_by_tensor(
-        got, states, ("layers.1.input_layernorm.weight", "layers.2.self_attn.q_proj.weight", "layers.0.mlp.experts.3.up_proj.weight"))
+        got,
+        states,
+        (
+            "layers.1.input_layernorm.weight",
+            "layers.2.self_attn.q_proj.weight",
+            "layers.0.mlp.experts.3.up_proj.weight",
+        ),
+    )
 
 
 def test_statistics_from_reused_pool_buffers_and_chunks_equal_tensor_by_tensor(tmp_path, monkeypatch):
-    import detectors.weights.full_stats as full_stats
+    import provbot.detectors.weights.full_stats as full_stats
 
     # Tiny pools: several flushes go through the same reused join buffer. Tiny chunks: big tensors
     # arrive in pieces whose sums are added up once, at the end.
@@ -126,14 +137,18 @@ def test_tight_budgets_thin_tensors_per_layer_but_keep_every_layer_and_role():
 
 
 def test_tight_plans_read_seams_between_file_neighbours_in_few_requests():
-    from detectors.weights.sampling import GAP_SHARE, SEAM_REQUESTS
-    from detectors.weights.byte_ranges import merge_ranges
+    from provbot.detectors.weights.byte_ranges import merge_ranges
+    from provbot.detectors.weights.sampling import GAP_SHARE, SEAM_REQUESTS
 
     metas = _laid_out(moe_state(layers=40, experts=8))
     budget = 200_000
     plan = plan_sample({"child": metas, "parent": metas}, budget)
     assert any("seams between file neighbours" in n for n in plan.notes)
-    ranges = [("m.safetensors", t.metas["child"].start + 2 * a, t.metas["child"].start + 2 * b) for t in plan.tensors for a, b in t.ranges]
+    ranges = [
+        ("m.safetensors", t.metas["child"].start + 2 * a, t.metas["child"].start + 2 * b)
+        for t in plan.tensors
+        for a, b in t.ranges
+    ]
     requests = merge_ranges(ranges, budget - plan.planned_bytes("child"))
     # Several tensors per request, about one seam per layer: at most SEAM_REQUESTS requests.
     assert len(requests) <= SEAM_REQUESTS < len(plan.tensors)
@@ -145,11 +160,14 @@ def test_tight_plans_read_seams_between_file_neighbours_in_few_requests():
 
 
 def test_roomy_budgets_stay_within_the_ceiling_on_requests():
-    from detectors.weights.byte_ranges import merge_ranges
+    from provbot.detectors.weights.byte_ranges import merge_ranges
 
     def requests(plan, budget):  # noqa: ANN001, ANN202
-        ranges = [("m.safetensors", t.metas["child"].start + 2 * a, t.metas["child"].start + 2 * b)
-                  for t in plan.tensors for a, b in t.ranges]
+        ranges = [
+            ("m.safetensors", t.metas["child"].start + 2 * a, t.metas["child"].start + 2 * b)
+            for t in plan.tensors
+            for a, b in t.ranges
+        ]
         return len(merge_ranges(ranges, budget - plan.planned_bytes("child")))
 
     metas = _laid_out(moe_state(layers=40, experts=8))  # 1,363 tensors, 1.5 MB
@@ -165,15 +183,21 @@ def test_roomy_budgets_stay_within_the_ceiling_on_requests():
     whole = plan_sample(models, 2_000_000, max_requests=ceiling)
     assert len(whole.tensors) == len(metas) and requests(whole, 2_000_000) == 1
     # A plan of few tensors keeps every tensor, in at most max_requests // tensors runs each.
-    big = {f"layers.{i}.mlp.up_proj.weight": TensorMeta(f"layers.{i}.mlp.up_proj.weight", "BF16", (1024, 1024), "m.safetensors",
-                                                       8 + i * 2**21, 8 + (i + 1) * 2**21) for i in range(10)}
+    big = {
+        f"layers.{i}.mlp.up_proj.weight": TensorMeta(
+            f"layers.{i}.mlp.up_proj.weight", "BF16", (1024, 1024), "m.safetensors", 8 + i * 2**21, 8 + (i + 1) * 2**21
+        )
+        for i in range(10)
+    }
     runs = [len(t.ranges) for t in plan_sample({"child": big, "parent": big}, 4 * 2**20, max_requests=25).tensors]
     assert len(runs) == 10 and max(runs) == 2
-    assert {len(t.ranges) for t in plan_sample({"child": big, "parent": big}, 4 * 2**20, max_requests=None).tensors} == {8}
+    assert {
+        len(t.ranges) for t in plan_sample({"child": big, "parent": big}, 4 * 2**20, max_requests=None).tensors
+    } == {8}
 
 
 def test_layers_with_room_for_more_seams_read_every_component(monkeypatch):
-    from detectors.weights import sampling
+    from provbot.detectors.weights import sampling
 
     metas = _laid_out(moe_state(layers=20, experts=8))  # 263 tensors; each layer needs 3 seams for its 5 components
     monkeypatch.setattr(sampling, "SEAM_REQUESTS", 3 + 3 * 20)

@@ -12,10 +12,10 @@ import pytest
 import torch
 from pydantic import SecretStr
 
-from detectors.errors import AccessDeniedError, NotFoundError, RemoteError, WeightFormatError
-from detectors.weights.reader import canonical_models, read_sample, read_samples
-from detectors.weights.sampling import plan_sample
-from detectors.weights.sources import HubSource, LocalSource, open_source
+from provbot.detectors.errors import AccessDeniedError, NotFoundError, RemoteError, WeightFormatError
+from provbot.detectors.weights.reader import canonical_models, read_sample, read_samples
+from provbot.detectors.weights.sampling import plan_sample
+from provbot.detectors.weights.sources import HubSource, LocalSource, open_source
 from tests.weights.builders import dense_state, raw_safetensors, write_model
 
 BUDGET = 16 * 1024
@@ -59,7 +59,10 @@ def test_redirected_resolve_is_followed(localhub_session, model_dir):
 
 
 def test_long_header_takes_a_second_request(localhub_session, tmp_path):
-    names = {f"layers.{i}.a_rather_long_module_name_to_make_the_header_big.weight": torch.full((2,), float(i)) for i in range(1500)}
+    names = {
+        f"layers.{i}.a_rather_long_module_name_to_make_the_header_big.weight": torch.full((2,), float(i))
+        for i in range(1500)
+    }
     folder = write_model(tmp_path / "long", names)
     assert int.from_bytes((folder / "model.safetensors").read_bytes()[:8], "little") > 100_000
     localhub_session.add_repo("acme/long", folder)
@@ -68,11 +71,16 @@ def test_long_header_takes_a_second_request(localhub_session, tmp_path):
     assert hub.requests == 3  # model info, the first 100 KB, then the rest of the header
     plan = plan_sample(canonical_models([hub]), None, full=True)
     sample = read_sample(hub, plan)
-    assert torch.equal(sample["layers.7.a_rather_long_module_name_to_make_the_header_big.weight"], torch.full((2,), 7.0))
+    assert torch.equal(
+        sample["layers.7.a_rather_long_module_name_to_make_the_header_big.weight"], torch.full((2,), 7.0)
+    )
 
 
 def test_further_shards_read_their_long_headers_in_one_request_each(localhub_session, tmp_path):
-    names = {f"layers.{i}.a_rather_long_module_name_to_make_the_header_big.weight": torch.full((2,), float(i)) for i in range(4500)}
+    names = {
+        f"layers.{i}.a_rather_long_module_name_to_make_the_header_big.weight": torch.full((2,), float(i))
+        for i in range(4500)
+    }
     folder = write_model(tmp_path / "long3", names, shards=3)
     localhub_session.add_repo("acme/long3", folder)
     hub = open_source("acme/long3", endpoint=localhub_session.url)
@@ -105,7 +113,11 @@ def test_missing_repo_revision_and_file(localhub_session, model_dir, tmp_path):
 
 
 def test_malformed_remote_header(localhub_session, tmp_path):
-    path = raw_safetensors(tmp_path / "bad" / "model.safetensors", {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 4)
+    path = raw_safetensors(
+        tmp_path / "bad" / "model.safetensors",
+        {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}},
+        b"\0" * 4,
+    )
     localhub_session.add_repo("acme/bad", path.parent)
     with pytest.raises(WeightFormatError, match="acme/bad/model.safetensors.*past the end"):
         open_source("acme/bad", endpoint=localhub_session.url).tensors()
@@ -171,7 +183,9 @@ class _NoRangeHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path.startswith("/api/models/"):
-            body = json.dumps({"id": "acme/norange", "sha": "a" * 40, "siblings": [{"rfilename": "model.safetensors"}]}).encode()
+            body = json.dumps(
+                {"id": "acme/norange", "sha": "a" * 40, "siblings": [{"rfilename": "model.safetensors"}]}
+            ).encode()
         else:
             body = self.blob
         self.send_response(200)
@@ -205,7 +219,7 @@ def test_full_body_answer_to_a_range_request_is_sliced(tmp_path):
 
 
 def test_oversized_json_is_refused(localhub_session, model_dir, monkeypatch):
-    from detectors.weights import sources
+    from provbot.detectors.weights import sources
 
     monkeypatch.setattr(sources, "MAX_JSON_BYTES", 100)
     localhub_session.add_repo("acme/bigindex", _nonstandard_shards(model_dir))
@@ -252,8 +266,8 @@ def test_large_reads_are_split_into_concurrent_requests(localhub_session, model_
 
 
 def test_big_reads_land_in_aligned_buffers_locally_and_over_http(localhub_session, model_dir, monkeypatch):
-    import detectors.weights.buffers as buffers
-    from detectors.weights.reader import iter_full_batches
+    import provbot.detectors.weights.buffers as buffers
+    from provbot.detectors.weights.reader import iter_full_batches
 
     # Every read counts as big here: the bench model's batches are megabytes, these are kilobytes.
     monkeypatch.setattr(buffers, "ALIGNED_MIN_BYTES", 1)
@@ -287,6 +301,8 @@ def test_the_library_asks_no_host_but_its_endpoint(localhub_session, model_dir, 
     )
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_DISABLE_TELEMETRY", "DISABLE_TELEMETRY")}
     env["HF_HOME"] = str(tmp_path / "hf-home")  # no cached registry either
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=os.getcwd(), timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=os.getcwd(), timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.errors import WeightFormatError
-from detectors.weights.keys import (
+from provbot.detectors.errors import WeightFormatError
+from provbot.detectors.weights.keys import (
     TensorKind,
     align_tied_heads,
     canonical_name,
@@ -67,11 +67,19 @@ def test_classify(name, kind):
 
 
 def test_classify_by_template_agrees_with_the_rules_for_every_layer_and_expert_number():
-    from detectors.weights import keys
+    from provbot.detectors.weights import keys
 
     # The first name of a template sets it up (layer 0, expert 0: equal numbers), its siblings reuse it.
-    names = [f"layers.{layer}.mlp.experts.{e}.{p}.weight" for layer in (0, 7, 12) for e in (0, 12, 3) for p in ("w1", "w4", "up_proj")]
-    names += [f"h.{layer}.ln_{i}.weight" for layer in (0, 5) for i in (1, 2)] + ["layers.2.mlp.0.weight", "layers.9.mlp.3.weight"]
+    names = [
+        f"layers.{layer}.mlp.experts.{e}.{p}.weight"
+        for layer in (0, 7, 12)
+        for e in (0, 12, 3)
+        for p in ("w1", "w4", "up_proj")
+    ]
+    names += [f"h.{layer}.ln_{i}.weight" for layer in (0, 5) for i in (1, 2)] + [
+        "layers.2.mlp.0.weight",
+        "layers.9.mlp.3.weight",
+    ]
     keys._TEMPLATES.clear()
     classify.cache_clear()
     assert [classify(n) for n in names] == [keys._classify(n) for n in names]
@@ -105,18 +113,34 @@ _UNSPLITTABLE = [
 
 
 def _zoo() -> list[str]:
-    names = [f"layers.{layer}.mlp.experts.{e}.{p}.weight" for layer in range(0, 13, 3) for e in (0, 5, 12, 127) for p in ("up_proj", "w1", "w4")]
-    names += [f"layers.{layer}.{m}.weight" for layer in (0, 9, 10, 47) for m in
-              ("self_attn.q_proj", "input_layernorm", "mlp.gate", "mlp.shared_expert.up_proj", "self_attn.q_norm")]
-    names += [f"h.{layer}.{m}" for layer in (0, 11) for m in ("ln_1.weight", "ln_2.bias", "attn.c_attn.weight", "mlp.c_fc.weight")]
-    names += [f"encoder.layer.{layer}.{m}" for layer in (0, 5) for m in ("attention.self.query.weight", "output.LayerNorm.weight")]
+    names = [
+        f"layers.{layer}.mlp.experts.{e}.{p}.weight"
+        for layer in range(0, 13, 3)
+        for e in (0, 5, 12, 127)
+        for p in ("up_proj", "w1", "w4")
+    ]
+    names += [
+        f"layers.{layer}.{m}.weight"
+        for layer in (0, 9, 10, 47)
+        for m in ("self_attn.q_proj", "input_layernorm", "mlp.gate", "mlp.shared_expert.up_proj", "self_attn.q_norm")
+    ]
+    names += [
+        f"h.{layer}.{m}"
+        for layer in (0, 11)
+        for m in ("ln_1.weight", "ln_2.bias", "attn.c_attn.weight", "mlp.c_fc.weight")
+    ]
+    names += [
+        f"encoder.layer.{layer}.{m}"
+        for layer in (0, 5)
+        for m in ("attention.self.query.weight", "output.LayerNorm.weight")
+    ]
     names += ["layers.2.w1.weight", "layers.2.w4.weight", "layers.3.w4.weight"]  # one shape, two components
     return names + ["embed_tokens.weight", "lm_head.weight", "norm.weight", "pooler.dense.weight"]
 
 
 @pytest.mark.parametrize("odd", [[], _ODD_NAMES, _ODD_NAMES + _UNSPLITTABLE])
 def test_bulk_classification_agrees_with_classify(odd):
-    from detectors.weights import keys
+    from provbot.detectors.weights import keys
 
     names = _zoo() + odd
     classify.cache_clear()
@@ -135,11 +159,25 @@ def test_bulk_classification_agrees_with_classify(odd):
 
 
 def test_bulk_canonical_names_agree_with_canonical_name():
-    from detectors.weights import keys
+    from provbot.detectors.weights import keys
 
-    raw = ["model.layers.0.x", "model.", "model.model.", "language_model.model.layers.1.w", "output.weight",
-           "model.output.weight", "transformer.h.0.attn.c_attn.weight", "x", "", "model.lm_head.weight",
-           "embed_out.weight", "bert.embeddings.word_embeddings.weight", "modelx.y", "model..a", "backbone."]
+    raw = [
+        "model.layers.0.x",
+        "model.",
+        "model.model.",
+        "language_model.model.layers.1.w",
+        "output.weight",
+        "model.output.weight",
+        "transformer.h.0.attn.c_attn.weight",
+        "x",
+        "",
+        "model.lm_head.weight",
+        "embed_out.weight",
+        "bert.embeddings.word_embeddings.weight",
+        "modelx.y",
+        "model..a",
+        "backbone.",
+    ]
     assert keys._canonical_names(tuple(raw)) == tuple(canonical_name(r) for r in raw)
     assert keys._canonical_names(("model.a\nb", "model.x")) == ("a\nb", "x")  # line breaks: one by one
 

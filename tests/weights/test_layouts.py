@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detectors.errors import ShapeMismatchError
-from detectors.weights.reader import canonical_models, iter_full, read_sample
-from detectors.weights.sampling import plan_sample
-from detectors.weights.sources import LocalSource, open_source
+from provbot.detectors.errors import ShapeMismatchError
+from provbot.detectors.weights.reader import canonical_models, iter_full, read_sample
+from provbot.detectors.weights.sampling import plan_sample
+from provbot.detectors.weights.sources import LocalSource, open_source
 from tests.weights.builders import dense_state, write_model, write_quantized
 
 BUDGET = 16 * 1024  # bytes per model: far below the model size, so this really samples
@@ -108,7 +108,12 @@ def test_nothing_comparable_raises(tmp_path, state):
 
 @pytest.mark.parametrize(
     ("kind", "suffix", "tol"),
-    [("fp8_row", "_scale", 0.07), ("fp8_tensor", "_scale_inv", 0.07), ("fp8_e5m2", "_scale", 0.15), ("int8", "_scale", 0.01)],
+    [
+        ("fp8_row", "_scale", 0.07),
+        ("fp8_tensor", "_scale_inv", 0.07),
+        ("fp8_e5m2", "_scale", 0.15),
+        ("int8", "_scale", 0.01),
+    ],
 )
 def test_quantized_copies_decode_to_float(tmp_path, base, state, kind, suffix, tol):
     ref = write_quantized(tmp_path / "q", state, kind, suffix)
@@ -151,7 +156,14 @@ def test_full_stream_reads_ahead_in_order_within_bounds(tmp_path, base, state):
         """A source whose reads take a while, counting how many run at once."""
 
         def __init__(self, inner: LocalSource) -> None:
-            self.inner, self.lock, self.now, self.most, self.elements, self.most_elements = inner, threading.Lock(), 0, 0, 0, 0
+            self.inner, self.lock, self.now, self.most, self.elements, self.most_elements = (
+                inner,
+                threading.Lock(),
+                0,
+                0,
+                0,
+                0,
+            )
 
         def __getattr__(self, name: str):
             return getattr(self.inner, name)
@@ -219,7 +231,9 @@ def test_fp8_without_scale_and_block_scales(tmp_path):
     q = (w / blocks.repeat_interleave(16, 0).repeat_interleave(16, 1)).to(torch.float8_e4m3fn)
     plain = torch.randn(32, 32, generator=g).to(torch.float8_e5m2)
     (tmp_path / "q").mkdir()
-    save_file({"a.weight": q, "a.weight_scale_inv": blocks, "b.weight": plain}, str(tmp_path / "q" / "model.safetensors"))
+    save_file(
+        {"a.weight": q, "a.weight_scale_inv": blocks, "b.weight": plain}, str(tmp_path / "q" / "model.safetensors")
+    )
     src = LocalSource(tmp_path / "q")
     plan = plan_sample(canonical_models([src]), 600)  # a few hundred elements of each
     assert plan.quantized[src.ref] == ["a.weight", "b.weight"]
@@ -234,6 +248,9 @@ def test_scale_that_does_not_fit_is_skipped(tmp_path):
 
     (tmp_path / "q").mkdir()
     # 5 scale rows cannot tile 8 weight rows in equal blocks (2-row blocks make 4, 3-row blocks make 3).
-    save_file({"a.weight": torch.ones(8, 8).to(torch.int8), "a.weight_scale": torch.ones(5)}, str(tmp_path / "q" / "model.safetensors"))
+    save_file(
+        {"a.weight": torch.ones(8, 8).to(torch.int8), "a.weight_scale": torch.ones(5)},
+        str(tmp_path / "q" / "model.safetensors"),
+    )
     with pytest.raises(ShapeMismatchError, match="no tensor in common.*scale shape \\[5\\]"):
         plan_sample(canonical_models([LocalSource(tmp_path / "q")]), 1000)

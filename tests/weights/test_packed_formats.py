@@ -10,13 +10,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detectors.errors import WeightFormatError
-from detectors.weights.packed import PackedMeta, decode, with_packed
-from detectors.weights.safetensors_format import TensorMeta
-from detectors.weights.sampling import packed_weights
+from provbot.detectors.errors import WeightFormatError
+from provbot.detectors.weights.packed import PackedMeta, decode, with_packed
+from provbot.detectors.weights.safetensors_format import TensorMeta
+from provbot.detectors.weights.sampling import packed_weights
 from tests.support import packing
 
-_DTYPES = {torch.uint8: "U8", torch.int32: "I32", torch.int64: "I64", torch.float16: "F16", torch.float32: "F32", torch.bfloat16: "BF16"}
+_DTYPES = {
+    torch.uint8: "U8",
+    torch.int32: "I32",
+    torch.int64: "I64",
+    torch.float16: "F16",
+    torch.float32: "F32",
+    torch.bfloat16: "BF16",
+}
 
 
 def _table(state: dict[str, torch.Tensor]) -> dict[str, TensorMeta]:
@@ -36,8 +43,13 @@ def _read(state: dict[str, torch.Tensor]):  # noqa: ANN202
 
 def _decode_all(state: dict[str, torch.Tensor], qconfig: dict) -> dict[str, torch.Tensor]:
     table = with_packed(_table(state), {"quantization_config": qconfig}, _read(state))
-    return {name: decode(m, {role: state[p.name].contiguous().view(torch.uint8).numpy().tobytes() for role, p in m.parts.items()})
-            for name, m in table.items() if isinstance(m, PackedMeta)}
+    return {
+        name: decode(
+            m, {role: state[p.name].contiguous().view(torch.uint8).numpy().tobytes() for role, p in m.parts.items()}
+        )
+        for name, m in table.items()
+        if isinstance(m, PackedMeta)
+    }
 
 
 def _weight(out: int = 64, inp: int = 96, seed: int = 0) -> torch.Tensor:
@@ -84,15 +96,20 @@ def test_awq_decodes_as_autoawq_does() -> None:
     w = _weight()
     state, qconfig = packing.awq_state({"layers.0.mlp.up_proj.weight": w})
     got = _decode_all(state, qconfig)["layers.0.mlp.up_proj.weight"]
-    want = packing.awq_dequantized(state["layers.0.mlp.up_proj.qweight"], state["layers.0.mlp.up_proj.qzeros"],
-                                   state["layers.0.mlp.up_proj.scales"])
+    want = packing.awq_dequantized(
+        state["layers.0.mlp.up_proj.qweight"],
+        state["layers.0.mlp.up_proj.qzeros"],
+        state["layers.0.mlp.up_proj.scales"],
+    )
     assert torch.allclose(got, want, rtol=2e-3, atol=1e-5)  # AutoAWQ multiplies in fp16, provbot in fp32
     assert ((got - w).norm() / w.norm()).item() < 0.15
 
 
-@pytest.mark.parametrize(("bits", "symmetric", "group"),
-                         [(4, True, 32), (4, False, 32), (8, True, None), (3, False, 32), (2, False, 32), (1, False, 32)],
-                         ids=["w4-sym-group", "w4-asym-group", "w8-channel", "w3-asym-straddling-words", "w2-asym", "w1-asym"])
+@pytest.mark.parametrize(
+    ("bits", "symmetric", "group"),
+    [(4, True, 32), (4, False, 32), (8, True, None), (3, False, 32), (2, False, 32), (1, False, 32)],
+    ids=["w4-sym-group", "w4-asym-group", "w8-channel", "w3-asym-straddling-words", "w2-asym", "w1-asym"],
+)
 def test_compressed_tensors_decodes_as_decompress_does(bits: int, symmetric: bool, group: int | None) -> None:
     w = _weight()
     state, qconfig = packing.compressed_state({"layers.0.mlp.up_proj.weight": w}, bits, symmetric, group)
@@ -114,7 +131,10 @@ def test_formats_are_told_apart_and_undecodable_layouts_stay_listed() -> None:
     assert "layers.0.c_proj.weight_packed" in packed_weights(table)
     assert "layers.0.a_proj.qweight" not in table and "layers.0.b_proj.scales" not in table
     # a config naming another format, or a repacked layout (Marlin), decodes nothing
-    assert not any(isinstance(m, PackedMeta) for m in with_packed(_table(gptq), {"quantization_config": {"quant_method": "awq"}}).values())
+    assert not any(
+        isinstance(m, PackedMeta)
+        for m in with_packed(_table(gptq), {"quantization_config": {"quant_method": "awq"}}).values()
+    )
     marlin = {"quantization_config": {"quant_method": "gptq", "checkpoint_format": "marlin"}}
     assert not any(isinstance(m, PackedMeta) for m in with_packed(_table(gptq), marlin).values())
     # and a bits count the shapes deny
@@ -126,8 +146,12 @@ def test_formats_are_told_apart_and_undecodable_layouts_stay_listed() -> None:
 def test_hostile_parts_are_format_errors() -> None:
     w = _weight()
     ql = packing.gptq_linear(w)
-    state = {"m.qweight": ql.qweight, "m.qzeros": ql.qzeros, "m.scales": ql.scales,
-             "m.g_idx": torch.full((96,), 7, dtype=torch.int32)}  # 3 groups: 7 is none of them
+    state = {
+        "m.qweight": ql.qweight,
+        "m.qzeros": ql.qzeros,
+        "m.scales": ql.scales,
+        "m.g_idx": torch.full((96,), 7, dtype=torch.int32),
+    }  # 3 groups: 7 is none of them
     with pytest.raises(WeightFormatError, match="group index outside 0..2"):
         _decode_all(state, {})
     ct, config = packing.compressed_state({"layers.0.c_proj.weight": w})

@@ -5,20 +5,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from detectors.weights.reader import canonical_models, iter_full_batches
-from detectors.weights.rescale_stats import RescaleCollector
-from detectors.weights.sampling import plan_sample
-from detectors.weights.scale_fit import grid
-from detectors.weights.sources import LocalSource
+from provbot.detectors.weights.reader import canonical_models, iter_full_batches
+from provbot.detectors.weights.rescale_stats import RescaleCollector
+from provbot.detectors.weights.sampling import plan_sample
+from provbot.detectors.weights.scale_fit import grid
+from provbot.detectors.weights.sources import LocalSource
 from tests.weights.builders import write_model, write_quantized
 
 
 def _state(seed: int) -> dict[str, torch.Tensor]:
     # 2,100 inputs: a grid stride of 2, and rows that chunks of 1,000 elements cut anywhere.
     g = torch.Generator().manual_seed(seed)
-    return {"layers.0.mlp.up_proj.weight": torch.randn(24, 2100, generator=g),
-            "layers.0.mlp.down_proj.weight": torch.randn(2100, 24, generator=g),
-            "layers.0.post_attention_layernorm.weight": 1 + 0.1 * torch.randn(2100, generator=g)}
+    return {
+        "layers.0.mlp.up_proj.weight": torch.randn(24, 2100, generator=g),
+        "layers.0.mlp.down_proj.weight": torch.randn(2100, 24, generator=g),
+        "layers.0.post_attention_layernorm.weight": 1 + 0.1 * torch.randn(2100, generator=g),
+    }
 
 
 def _collect(sources: list[LocalSource], chunk: int) -> RescaleCollector:
@@ -34,7 +36,9 @@ def test_a_quantized_child_read_in_chunks_is_fitted_as_if_whole(tmp_path) -> Non
     ref = write_quantized(tmp_path / "child", parent, "fp8_row")  # fp8 matrices: decoded, so fitted
     sources = [LocalSource(tmp_path / "child"), LocalSource(write_model(tmp_path / "a", parent))]
     chunked, whole = _collect(sources, chunk=1000).result(), _collect(sources, chunk=10**6).result()
-    assert sorted(chunked.fits) == sorted(whole.fits) == ["layers.0.mlp.down_proj.weight", "layers.0.mlp.up_proj.weight"]
+    assert (
+        sorted(chunked.fits) == sorted(whole.fits) == ["layers.0.mlp.down_proj.weight", "layers.0.mlp.up_proj.weight"]
+    )
     for name, fits in chunked.fits.items():
         a, b = fits[0], whole.fits[name][0]
         assert (a.rows, a.cols) == (b.rows, b.cols) and a.n == grid(ref[name]).numel()

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from detectors.weights.keys import classify
-from detectors.weights.reader import canonical_models, iter_full, read_sample
-from detectors.weights.safetensors_format import TensorMeta
-from detectors.weights.sampling import MAX_RUNS, element_ranges, plan_sample
-from detectors.weights.sources import LocalSource
+from provbot.detectors.weights.keys import classify
+from provbot.detectors.weights.reader import canonical_models, iter_full, read_sample
+from provbot.detectors.weights.safetensors_format import TensorMeta
+from provbot.detectors.weights.sampling import MAX_RUNS, element_ranges, plan_sample
+from provbot.detectors.weights.sources import LocalSource
 from tests.weights.builders import dense_state, moe_state, write_model
 
 
@@ -24,7 +24,9 @@ def _metas(state: dict[str, torch.Tensor], dtype: str = "BF16") -> dict[str, Ten
     return {k: _meta(k, tuple(v.shape), dtype) for k, v in state.items()}
 
 
-@pytest.mark.parametrize(("shape", "n"), [((4096, 4096), 5000), ((151936, 2048), 100_000), ((7,), 3), ((300, 300), 89_999)])
+@pytest.mark.parametrize(
+    ("shape", "n"), [((4096, 4096), 5000), ((151936, 2048), 100_000), ((7,), 3), ((300, 300), 89_999)]
+)
 def test_element_ranges_are_sorted_disjoint_in_bounds_and_sized(shape, n):
     ranges = element_ranges(shape, n)
     total = math.prod(shape)
@@ -103,7 +105,7 @@ def test_moe_sample_reads_same_positions_from_both_models(tmp_path):
 
 
 def test_merge_ranges_bridges_smallest_gaps_within_allowance():
-    from detectors.weights.byte_ranges import merge_ranges
+    from provbot.detectors.weights.byte_ranges import merge_ranges
 
     ranges = [("a", 0, 10), ("a", 10, 20), ("a", 23, 30), ("a", 40, 50), ("b", 50, 60), ("a", 5, 12)]
     assert merge_ranges(ranges) == [("a", 0, 20), ("a", 23, 30), ("a", 40, 50), ("b", 50, 60)]

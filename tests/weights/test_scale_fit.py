@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from detectors.weights.scale_fit import GRID_MIN, fit_scales, grid, grid_stride
+from provbot.detectors.weights.scale_fit import GRID_MIN, fit_scales, grid, grid_stride
 
 
 def _matrix(rows: int, cols: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:

@@ -1,4 +1,4 @@
-"""Alembic environment: run programmatically by :func:`bot.db.migrate` (no alembic.ini needed).
+"""Alembic environment: run programmatically by :func:`provbot.bot.db.migrate` (no alembic.ini needed).
 
 The caller passes an open connection in ``config.attributes["connection"]``. On PostgreSQL a
 transaction-scoped advisory lock serialises concurrent migrators.
@@ -9,11 +9,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-import bot.db.models_index  # noqa: F401  (register the index tables on Base.metadata)
-from bot.db import Base
+import provbot.bot.db.models_index  # noqa: F401  (register the index tables on Base.metadata)
+from provbot.bot.db import Base
 
 try:  # the service's tables arrive with revision 0002_bot
-    import bot.db.models_bot  # noqa: F401
+    import provbot.bot.db.models_bot  # noqa: F401
 except ModuleNotFoundError:
     pass
 
@@ -24,7 +24,7 @@ _PG_MIGRATION_LOCK = 0x70726F76
 def run_migrations_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
-        from bot.db import make_engine
+        from provbot.bot.db import make_engine
 
         url = context.config.get_main_option("sqlalchemy.url")
         with make_engine(url).begin() as connection:
@@ -36,7 +36,9 @@ def run_migrations_online() -> None:
 def _run(connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
-    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=connection.dialect.name == "sqlite")
+    context.configure(
+        connection=connection, target_metadata=Base.metadata, render_as_batch=connection.dialect.name == "sqlite"
+    )
     with context.begin_transaction():
         context.run_migrations()
 

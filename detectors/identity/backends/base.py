@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from detectors.identity.prompts import SamplingSettings
+from provbot.detectors.identity.prompts import SamplingSettings
 
 Message = dict[str, str]
 
@@ -27,7 +27,8 @@ class BackendInfo(BaseModel):
     dtype: str | None = None
     endpoint: str | None = None
     forced_template_default: bool = Field(
-        False, description="Local only: the chat template inserts its own system prompt when none is given.")
+        False, description="Local only: the chat template inserts its own system prompt when none is given."
+    )
 
 
 @runtime_checkable
@@ -36,7 +37,9 @@ class Backend(Protocol):
 
     def info(self) -> BackendInfo: ...
 
-    def generate(self, conversations: list[list[Message]], sampling: SamplingSettings, seed: int) -> list[str | None]: ...
+    def generate(
+        self, conversations: list[list[Message]], sampling: SamplingSettings, seed: int
+    ) -> list[str | None]: ...
 
 
 class EchoBackend:

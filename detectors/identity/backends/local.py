@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from detectors.identity.backends.base import BackendInfo, Message
-from detectors.identity.declared import DeclaredPrompt, declared_system_prompt
-from detectors.identity.errors import ModelLoadError
-from detectors.identity.prompts import SamplingSettings
-from detectors.identity.resolve import ResolvedModel, resolve_model
+from provbot.detectors.identity.backends.base import BackendInfo, Message
+from provbot.detectors.identity.declared import DeclaredPrompt, declared_system_prompt
+from provbot.detectors.identity.errors import ModelLoadError
+from provbot.detectors.identity.prompts import SamplingSettings
+from provbot.detectors.identity.resolve import ResolvedModel, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,9 @@ def pick_device(device: str = "auto") -> str:
 class LocalBackend:
     """A causal LM loaded in this process."""
 
-    def __init__(self, resolved: ResolvedModel, *, device: str = "auto", batch_size: int = 16,
-                 cpu_threads: int | None = None) -> None:
+    def __init__(
+        self, resolved: ResolvedModel, *, device: str = "auto", batch_size: int = 16, cpu_threads: int | None = None
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -47,9 +48,17 @@ class LocalBackend:
         path = resolved.path
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=self.dtype, use_safetensors=True, local_files_only=True, trust_remote_code=False,
-            ).to(self.device).eval()
+            self.model = (
+                AutoModelForCausalLM.from_pretrained(
+                    path,
+                    dtype=self.dtype,
+                    use_safetensors=True,
+                    local_files_only=True,
+                    trust_remote_code=False,
+                )
+                .to(self.device)
+                .eval()
+            )
         except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(f"{resolved.ref}: cannot load model: {first}") from None
@@ -57,18 +66,34 @@ class LocalBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.declared: DeclaredPrompt | None = declared_system_prompt(
-            path, self.render if self.tokenizer.chat_template else None)
+            path, self.render if self.tokenizer.chat_template else None
+        )
 
     @classmethod
-    def open(cls, ref: str, *, endpoint: str | None = None, token: str | None = None, device: str = "auto",
-             batch_size: int = 16, cpu_threads: int | None = None) -> "LocalBackend":
+    def open(
+        cls,
+        ref: str,
+        *,
+        endpoint: str | None = None,
+        token: str | None = None,
+        device: str = "auto",
+        batch_size: int = 16,
+        cpu_threads: int | None = None,
+    ) -> LocalBackend:
         """Resolve ``ref`` (folder or Hub repo) and load it."""
-        return cls(resolve_model(ref, endpoint=endpoint, token=token), device=device, batch_size=batch_size,
-                   cpu_threads=cpu_threads)
+        return cls(
+            resolve_model(ref, endpoint=endpoint, token=token),
+            device=device,
+            batch_size=batch_size,
+            cpu_threads=cpu_threads,
+        )
 
     def info(self) -> BackendInfo:
         return BackendInfo(
-            kind="local", model=self.resolved.ref, revision=self.resolved.revision, device=self.device,
+            kind="local",
+            model=self.resolved.ref,
+            revision=self.resolved.revision,
+            device=self.device,
             dtype=str(self.dtype).removeprefix("torch."),
             forced_template_default=self.declared is not None and self.declared.source == "chat_template",
         )
@@ -115,7 +140,7 @@ class LocalBackend:
             kwargs["eos_token_id"] = eos
         with torch.inference_mode():
             gen = self.model.generate(**enc, **kwargs)
-        new = gen[:, enc["input_ids"].shape[1]:]
+        new = gen[:, enc["input_ids"].shape[1] :]
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     def _eos_ids(self) -> list[int]:

@@ -22,10 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from pydantic import SecretStr
 
-from detectors.errors import AccessDeniedError, NotFoundError
-from detectors.identity.backends.base import BackendInfo, Message
-from detectors.identity.errors import RequestBudgetError
-from detectors.identity.prompts import SamplingSettings
+from provbot.detectors.errors import AccessDeniedError, NotFoundError
+from provbot.detectors.identity.backends.base import BackendInfo, Message
+from provbot.detectors.identity.errors import RequestBudgetError
+from provbot.detectors.identity.prompts import SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,9 @@ class OpenAIBackend:
         self.max_backoff_s = max_backoff_s
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         headers = {"authorization": f"Bearer {key}"} if key else {}
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), headers=headers, transport=transport,
-                                    follow_redirects=False)
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout_s), headers=headers, transport=transport, follow_redirects=False
+        )
         self._lock = threading.Lock()
         self.requests = 0
         self.failures: list[str] = []
@@ -82,7 +83,7 @@ class OpenAIBackend:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "OpenAIBackend":
+    def __enter__(self) -> OpenAIBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -117,10 +118,17 @@ class OpenAIBackend:
 
     def _one(self, messages: list[Message], sampling: SamplingSettings, seed: int) -> str | None:
         body = {
-            "model": self.model, "messages": messages, "temperature": sampling.temperature, "top_p": sampling.top_p,
-            "max_tokens": sampling.max_tokens, "seed": seed, "stream": False, "n": 1,
+            "model": self.model,
+            "messages": messages,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+            "seed": seed,
+            "stream": False,
+            "n": 1,
         }
         last = "no attempt"
+        last_retry_after: float | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self._delay(attempt, last_retry_after))

@@ -9,9 +9,9 @@ with :func:`register` (one file each, like mergekit's merge methods).
 own name (``<module>.weight``), so planning and reading treat it like any other weight of that
 shape. The layouts are transposed against the float weight (GPTQ, AWQ) or need their group whole,
 so a packed weight is read and decoded whole: the full mode does it; sampled scans leave packed
-weights out (see :func:`detectors.weights.sampling.packed_weights`).
+weights out (see :func:`provbot.detectors.weights.sampling.packed_weights`).
 
->>> from detectors.weights.safetensors_format import TensorMeta
+>>> from provbot.detectors.weights.safetensors_format import TensorMeta
 >>> t = {"l.qweight": TensorMeta("l.qweight", "I32", (4, 16), "f", 0, 256),
 ...      "l.qzeros": TensorMeta("l.qzeros", "I32", (1, 2), "f", 256, 264),
 ...      "l.scales": TensorMeta("l.scales", "F16", (1, 16), "f", 264, 296)}
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from detectors.errors import WeightFormatError
-from detectors.weights.safetensors_format import TensorMeta, view
+from provbot.detectors.errors import WeightFormatError
+from provbot.detectors.weights.safetensors_format import TensorMeta, view
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,8 +111,9 @@ def quantization_config(config: Mapping[str, object]) -> dict[str, object]:
 SmallReader = Callable[[list[TensorMeta]], list[bytes]]
 
 
-def with_packed(tensors: Mapping[str, TensorMeta], config: Mapping[str, object],
-                read: SmallReader | None = None) -> dict[str, TensorMeta | PackedMeta]:
+def with_packed(
+    tensors: Mapping[str, TensorMeta], config: Mapping[str, object], read: SmallReader | None = None
+) -> dict[str, TensorMeta | PackedMeta]:
     """``tensors`` with each decodable packed group replaced by a :class:`PackedMeta` named
     ``<module>.weight``. A model without packed weights comes back as it is (a new dict).
     ``read`` fetches the small state tensors some formats keep their shapes in; without it those
@@ -190,8 +191,14 @@ def group_size(n_in: int, groups: int, configured: int | None) -> int | None:
     return size if math.ceil(n_in / size) == groups else None
 
 
-def dequantize_rows(q: torch.Tensor, zeros: torch.Tensor, scales: torch.Tensor, first: int, size: int,
-                    groups_of: torch.Tensor | None = None) -> torch.Tensor:
+def dequantize_rows(
+    q: torch.Tensor,
+    zeros: torch.Tensor,
+    scales: torch.Tensor,
+    first: int,
+    size: int,
+    groups_of: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``(q - zero) * scale`` for input rows ``first .. first + len(q)`` of a ``[in, out]`` layout
     whose zeros and scales are ``[groups, out]``: ``groups_of`` gives each row's group (act-order);
     None means rows in group order, where whole groups broadcast against their zero and scale rows
@@ -204,9 +211,9 @@ def dequantize_rows(q: torch.Tensor, zeros: torch.Tensor, scales: torch.Tensor, 
     """
     if groups_of is None:
         g0, n = first // size, q.shape[0] // size
-        v = (q.view(n, size, -1) - zeros[g0:g0 + n, None]).to(torch.float32).mul_(scales[g0:g0 + n, None])
+        v = (q.view(n, size, -1) - zeros[g0 : g0 + n, None]).to(torch.float32).mul_(scales[g0 : g0 + n, None])
         return v.view(q.shape)
-    gi = groups_of[first:first + q.shape[0]]
+    gi = groups_of[first : first + q.shape[0]]
     return (q - zeros[gi]).to(torch.float32) * scales[gi]
 
 
@@ -217,4 +224,4 @@ def check_shape(meta: TensorMeta, expected: tuple[int, ...], what: str) -> None:
 
 
 # The formats register themselves on import.
-from detectors.weights.packed import awq, bnb, compressed, gptq  # noqa: E402,F401
+from provbot.detectors.weights.packed import awq, bnb, compressed, gptq  # noqa: E402,F401

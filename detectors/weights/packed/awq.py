@@ -15,8 +15,16 @@ from collections.abc import Mapping
 
 import torch
 
-from detectors.weights.packed import PackedFormat, PackedMeta, check_shape, config_int, dequantize_rows, group_size, register
-from detectors.weights.safetensors_format import FLOAT_DTYPES, TensorMeta
+from provbot.detectors.weights.packed import (
+    PackedFormat,
+    PackedMeta,
+    check_shape,
+    config_int,
+    dequantize_rows,
+    group_size,
+    register,
+)
+from provbot.detectors.weights.safetensors_format import FLOAT_DTYPES, TensorMeta
 
 # Bit offset of output k (0..7 in its word): its field is the inverse of AWQ's order, 4 bits each.
 _SHIFT_OF_OUTPUT = 4 * torch.tensor([0, 4, 1, 5, 2, 6, 3, 7], dtype=torch.int32)
@@ -35,7 +43,12 @@ def find(tensors: Mapping[str, TensorMeta], q: Mapping[str, object], values: Map
         zeros, scales = tensors.get(module + ".qzeros"), tensors.get(module + ".scales")
         if not (isinstance(zeros, TensorMeta) and isinstance(scales, TensorMeta)):
             continue
-        if qw.dtype != "I32" or zeros.dtype != "I32" or scales.dtype not in FLOAT_DTYPES or module + ".g_idx" in tensors:
+        if (
+            qw.dtype != "I32"
+            or zeros.dtype != "I32"
+            or scales.dtype not in FLOAT_DTYPES
+            or module + ".g_idx" in tensors
+        ):
             continue
         if len(qw.shape) != 2 or len(zeros.shape) != 2 or len(scales.shape) != 2:
             continue
@@ -48,8 +61,17 @@ def find(tensors: Mapping[str, TensorMeta], q: Mapping[str, object], values: Map
         size = group_size(n_in, groups, config_int(q, "group_size"))
         if size is None:
             continue
-        out.append(PackedMeta(module + ".weight", "awq", (n_out, n_in), 4, size,
-                              {"qweight": qw, "qzeros": zeros, "scales": scales}, "qweight"))
+        out.append(
+            PackedMeta(
+                module + ".weight",
+                "awq",
+                (n_out, n_in),
+                4,
+                size,
+                {"qweight": qw, "qzeros": zeros, "scales": scales},
+                "qweight",
+            )
+        )
     return out
 
 
@@ -69,8 +91,8 @@ def decode(meta: PackedMeta, parts: dict[str, torch.Tensor]) -> torch.Tensor:
     g = torch.arange(n_in) // size if n_in % size or _ROWS % size else None  # None: blocks of whole groups
     w = torch.empty(n_out, n_in, dtype=torch.float32)
     for r0 in range(0, n_in, _ROWS):
-        q = _unpack(parts["qweight"][r0:r0 + _ROWS])
-        w[:, r0:r0 + q.shape[0]] = dequantize_rows(q, zeros, scales, r0, size, g).T
+        q = _unpack(parts["qweight"][r0 : r0 + _ROWS])
+        w[:, r0 : r0 + q.shape[0]] = dequantize_rows(q, zeros, scales, r0, size, g).T
     return w
 
 

@@ -19,9 +19,9 @@ from collections.abc import Mapping
 
 import torch
 
-from detectors.errors import WeightFormatError
-from detectors.weights.packed import PackedFormat, PackedMeta, check_shape, register, unpack_low_first
-from detectors.weights.safetensors_format import FLOAT_DTYPES, TensorMeta
+from provbot.detectors.errors import WeightFormatError
+from provbot.detectors.weights.packed import PackedFormat, PackedMeta, check_shape, register, unpack_low_first
+from provbot.detectors.weights.safetensors_format import FLOAT_DTYPES, TensorMeta
 
 _ROWS = 2048
 
@@ -32,7 +32,7 @@ def _scheme(q: Mapping[str, object]) -> tuple[int, int | None] | None:
         return None
     groups = q.get("config_groups")
     found = set()
-    for g in (groups.values() if isinstance(groups, dict) else ()):
+    for g in groups.values() if isinstance(groups, dict) else ():
         w = g.get("weights") if isinstance(g, dict) else None
         if isinstance(w, dict) and w.get("type", "int") == "int" and isinstance(w.get("num_bits"), int):
             size = w.get("group_size")
@@ -93,8 +93,10 @@ def decode(meta: PackedMeta, parts: dict[str, torch.Tensor]) -> torch.Tensor:
     if "weight_shape" in parts:
         stated = [int(v) for v in parts["weight_shape"].flatten().tolist()]
         if stated != [n_out, n_in]:
-            raise WeightFormatError(f"{meta.parts['weight_shape'].name}: says {stated}, the packed data "
-                                    f"holds {[n_out, n_in]} at {bits} bits")
+            raise WeightFormatError(
+                f"{meta.parts['weight_shape'].name}: says {stated}, the packed data "
+                f"holds {[n_out, n_in]} at {bits} bits"
+            )
     scale = parts["weight_scale"].to(torch.float32).reshape(n_out if parts["weight_scale"].numel() > 1 else 1, -1)
     groups = scale.shape[1]
     if "weight_zero_point" in parts:

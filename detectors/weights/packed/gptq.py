@@ -18,8 +18,8 @@ from collections.abc import Mapping
 
 import torch
 
-from detectors.errors import WeightFormatError
-from detectors.weights.packed import (
+from provbot.detectors.errors import WeightFormatError
+from provbot.detectors.weights.packed import (
     PackedFormat,
     PackedMeta,
     check_shape,
@@ -29,7 +29,7 @@ from detectors.weights.packed import (
     register,
     unpack_low_first,
 )
-from detectors.weights.safetensors_format import FLOAT_DTYPES, TensorMeta
+from provbot.detectors.weights.safetensors_format import FLOAT_DTYPES, TensorMeta
 
 # Input rows decoded at a time: bounds the int32/float32 working copies of a big matrix.
 _ROWS = 2048
@@ -65,8 +65,9 @@ def find(tensors: Mapping[str, TensorMeta], q: Mapping[str, object], values: Map
         parts = {"qweight": qw, "qzeros": zeros, "scales": scales}
         if isinstance(g_idx, TensorMeta) and g_idx.dtype in ("I32", "I64") and g_idx.shape == (n_in,):
             parts["g_idx"] = g_idx
-        out.append(PackedMeta(module + ".weight", "gptq", (n_out, n_in), bits, size, parts, "qweight",
-                              {"zero_offset": offset}))
+        out.append(
+            PackedMeta(module + ".weight", "gptq", (n_out, n_in), bits, size, parts, "qweight", {"zero_offset": offset})
+        )
     return out
 
 
@@ -91,8 +92,8 @@ def decode(meta: PackedMeta, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         g = torch.arange(n_in) // size
     w = torch.empty(n_out, n_in, dtype=torch.float32)
     for r0 in range(0, n_in // per, _ROWS // per):
-        q = unpack_low_first(parts["qweight"][r0:r0 + _ROWS // per], bits, dim=0)  # [inputs of these rows, out]
-        w[:, r0 * per:r0 * per + q.shape[0]] = dequantize_rows(q, zeros, scales, r0 * per, size, g).T
+        q = unpack_low_first(parts["qweight"][r0 : r0 + _ROWS // per], bits, dim=0)  # [inputs of these rows, out]
+        w[:, r0 * per : r0 * per + q.shape[0]] = dequantize_rows(q, zeros, scales, r0 * per, size, g).T
     return w
 
 

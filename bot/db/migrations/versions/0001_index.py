@@ -55,7 +55,9 @@ def upgrade() -> None:
         sa.Column("screen", sa.LargeBinary, nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=False),
         sa.PrimaryKeyConstraint("model_id", name="pk_index_sketches"),
-        sa.ForeignKeyConstraint(["model_id"], ["index_models.id"], ondelete="CASCADE", name="fk_index_sketches_model_id_index_models"),
+        sa.ForeignKeyConstraint(
+            ["model_id"], ["index_models.id"], ondelete="CASCADE", name="fk_index_sketches_model_id_index_models"
+        ),
     )
 
     op.create_table(

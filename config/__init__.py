@@ -1,0 +1,1 @@
+"""Default settings, known base models, identity prompt sets and alias tables (package data)."""
