@@ -162,9 +162,9 @@ def run_demo(keep: str | None = None) -> None:
                 backoff_max_seconds=5,
             ),
         )
-        from provbot.bot.service.app import BotService
         from provbot.bot.service.context import BotContext
-        from provbot.bot.service.review import Review
+        from provbot.bot.service.review.decisions import Review
+        from provbot.bot.service.runner import BotService
 
         ctx = BotContext.build(settings)
         svc = BotService(ctx, port=0).start()

@@ -63,7 +63,7 @@ def run(
     database: str | None = typer.Option(None, "--database", help="Database URL (default: PROVBOT_DATABASE_URL)."),
 ) -> None:
     """Run the bot: scheduled polls, the webhook endpoint (/webhook, /healthz, /metrics) and workers."""
-    from provbot.bot.service.app import BotService
+    from provbot.bot.service.runner import BotService
 
     ctx = _context(database, mode)
     if once:
@@ -94,7 +94,7 @@ def review_list(
     database: str | None = typer.Option(None, "--database"),
 ) -> None:
     """Findings by status (default: those waiting for a moderator)."""
-    from provbot.bot.service.review import Review
+    from provbot.bot.service.review.decisions import Review
 
     items = Review(_context(database)).list(status)
     if as_json:
@@ -113,7 +113,7 @@ def review_show(
     database: str | None = typer.Option(None, "--database"),
 ) -> None:
     """One finding: its evidence and the exact text that would be posted."""
-    from provbot.bot.service.review import Review
+    from provbot.bot.service.review.decisions import Review
 
     review = Review(_context(database))
     view = review.get(finding_id)
@@ -137,7 +137,7 @@ def review_approve(
     database: str | None = typer.Option(None, "--database"),
 ) -> None:
     """Approve a pending finding: the running service posts it."""
-    from provbot.bot.service.review import Review
+    from provbot.bot.service.review.decisions import Review
 
     view = Review(_context(database)).approve(finding_id, reviewer or _default_reviewer())
     typer.echo(f"approved finding #{view.id} ({view.repo}); a post job is queued")
@@ -151,7 +151,7 @@ def review_reject(
     database: str | None = typer.Option(None, "--database"),
 ) -> None:
     """Reject a pending finding with a reason; nothing is posted."""
-    from provbot.bot.service.review import Review
+    from provbot.bot.service.review.decisions import Review
 
     view = Review(_context(database)).reject(finding_id, reviewer or _default_reviewer(), reason)
     typer.echo(f"rejected finding #{view.id} ({view.repo})")
@@ -189,8 +189,8 @@ def audit(
     database: str | None = typer.Option(None, "--database"),
 ) -> None:
     """The audit log, oldest first, filtered."""
+    from provbot.bot.db.database import Database
     from provbot.bot.service.audit import AuditLog
-    from provbot.bot.service.database import Database
     from provbot.bot.settings import get_settings
 
     db = Database(database or get_settings().database_url)

@@ -11,6 +11,7 @@ models at once neither lose rows nor trip over each other's unique keys.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Any, Literal
 
@@ -87,6 +88,8 @@ class IndexStore:
         self.engine = make_engine(target) if isinstance(target, str) else target
         migrate(self.engine)
         self._screen_cache: dict[str, tuple[tuple, list[Member], np.ndarray]] = {}
+        # One store serves every worker thread of a process (the service keeps one per context).
+        self._cache_lock = threading.Lock()
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -224,7 +227,8 @@ class IndexStore:
         )
         with session_scope(self.engine) as session:
             stamp = tuple(session.execute(stamp_query).one())
-            cached = self._screen_cache.get(family_key)
+            with self._cache_lock:
+                cached = self._screen_cache.get(family_key)
             if cached is not None and cached[0] == stamp:
                 return cached[1], cached[2]
             query = (
@@ -241,9 +245,10 @@ class IndexStore:
         for i, r in enumerate(rows):
             matrix[i] = np.frombuffer(r.screen, dtype="<f2", count=length)
         members = [Member(ref=r.ref, is_base=r.is_base, revision=r.revision) for r in rows]
-        if len(self._screen_cache) >= 64:  # a few families at a time are plenty
-            self._screen_cache.pop(next(iter(self._screen_cache)))
-        self._screen_cache[family_key] = (stamp, members, matrix)
+        with self._cache_lock:
+            if len(self._screen_cache) >= 64:  # a few families at a time are plenty
+                self._screen_cache.pop(next(iter(self._screen_cache)))
+            self._screen_cache[family_key] = (stamp, members, matrix)
         return members, matrix
 
     def sketches(self, refs: list[str]) -> dict[str, Sketch]:

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from provbot.bot.db.cursors import CursorStore
+from provbot.bot.db.database import Database
+from provbot.bot.db.findings import FindingStore
+from provbot.bot.db.jobs import JobQueue
+from provbot.bot.db.mentions import MentionStore
 from provbot.bot.service.audit import AuditLog
-from provbot.bot.service.database import Database
 from provbot.bot.service.hub import HubClient
-from provbot.bot.service.jobs import JobQueue
-from provbot.bot.service.mentions import MentionPolicy
+from provbot.bot.service.mentions.policy import MentionPolicy
 from provbot.bot.service.metrics import BotMetrics
-from provbot.bot.service.publish import Publisher
+from provbot.bot.service.publish.publisher import Publisher
+from provbot.bot.service.publish.render import Renderer
 from provbot.bot.service.redact import Redactor
-from provbot.bot.service.reporting import Renderer
-from provbot.bot.service.scanner import Scanner, hub_scanner
+from provbot.bot.service.scan.scanner import Scanner, hub_scanner
 from provbot.bot.settings import Settings
+
+if TYPE_CHECKING:
+    from provbot.bot.index.store import IndexStore
 
 
 @dataclass
@@ -39,6 +45,20 @@ class BotContext:
     policy: MentionPolicy
     metrics: BotMetrics
     redactor: Redactor
+    findings: FindingStore
+    mentions: MentionStore
+    cursors: CursorStore
+    _index_store: IndexStore | None = field(default=None, repr=False)
+
+    @property
+    def index_store(self) -> IndexStore:
+        """The candidate index, opened once per context (one per worker process): its family caches
+        then serve every scan job of the worker instead of being rebuilt per job."""
+        if self._index_store is None:
+            from provbot.bot.index.store import IndexStore
+
+            self._index_store = IndexStore(self.settings.database_url)
+        return self._index_store
 
     @classmethod
     def build(
@@ -73,7 +93,7 @@ class BotContext:
             renderer=Renderer(),
             scanner=scanner or hub_scanner(settings.hub_endpoint, token, settings.scan.budget_mb),
             policy=MentionPolicy(
-                database,
+                MentionStore(database),
                 bot_username=b.username,
                 moderators=b.moderators,
                 per_user_per_day=b.mentions_per_user_per_day,
@@ -81,6 +101,9 @@ class BotContext:
             ),
             metrics=metrics,
             redactor=redactor,
+            findings=FindingStore(database),
+            mentions=MentionStore(database),
+            cursors=CursorStore(database),
         )
 
     def enqueue(

@@ -54,7 +54,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = request.getfixturevalue("_pg_database")
     if url is None:
         pytest.skip("PROVBOT_TEST_POSTGRES_URL is not set")
-    from provbot.bot.service.database import Database
+    from provbot.bot.db.database import Database
 
     db = Database(url)
     db.migrate()
@@ -89,7 +89,7 @@ def scanner() -> ScriptedScanner:
 @pytest.fixture
 def service(hub, db_url, scanner):  # noqa: ANN001, ANN201
     """A started service (review mode, scripted scanner) with the local Hub's webhook pointing at it."""
-    from provbot.bot.service.app import BotService
+    from provbot.bot.service.runner import BotService
 
     hub.add_repo("lab/base", model_files(seed=1))
     hub.add_repo("lab/tuned", model_files(seed=2, base_model=["lab/base"], relation="finetune"))

@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from provbot.bot.service.app import BotService
 from provbot.bot.service.context import BotContext
-from provbot.bot.service.scanner import ScanRequest
+from provbot.bot.service.runner import BotService
+from provbot.bot.service.scan.scanner import ScanRequest
 from provbot.detectors.weights.result import ScanResult
 from tests.bot.helpers import bot_settings, merge_result
 

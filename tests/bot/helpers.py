@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from provbot.bot.service.context import BotContext
-from provbot.bot.service.scanner import ScanRequest
+from provbot.bot.service.scan.scanner import ScanRequest
 from provbot.bot.settings import BotSettings, Settings
 from provbot.detectors.weights.result import LayerFit, ParentWeight, ScanResult
 
@@ -131,7 +131,7 @@ def user_api(hub: object, user: str) -> object:
 
 def upload_and_find(service: object, hub: object, repo: str, files: dict) -> object:
     """Upload ``repo``, let the bot poll and scan it, and return its (pending) finding."""
-    from provbot.bot.service.review import Review
+    from provbot.bot.service.review.decisions import Review
 
     hub.add_repo(repo, files)  # type: ignore[attr-defined]
     service.poller.poll()  # type: ignore[attr-defined]
@@ -142,7 +142,7 @@ def upload_and_find(service: object, hub: object, repo: str, files: dict) -> obj
 
 def approve_and_drain(service: object, finding_id: int, moderator: str = "mod") -> None:
     """Approve a finding as ``moderator`` and wait until the bot has posted it."""
-    from provbot.bot.service.review import Review
+    from provbot.bot.service.review.decisions import Review
 
     Review(service.ctx).approve(finding_id, moderator)  # type: ignore[attr-defined]
     service.workers.wake()  # type: ignore[attr-defined]

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from provbot.bot.db.database import Database
 from provbot.bot.db.models_bot import AuditRecord, utcnow
 from provbot.bot.service.audit import AuditLog
-from provbot.bot.service.database import Database
 from provbot.bot.service.redact import RedactingFilter, Redactor
 
 TOKEN = "hf_SuperSecretValue123456"

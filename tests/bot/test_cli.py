@@ -16,9 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from provbot.bot.cli import app
+from provbot.bot.db.database import Database
 from provbot.bot.db.models_bot import Finding, utcnow
 from provbot.bot.service.audit import AuditLog
-from provbot.bot.service.database import Database
 from tests.bot.helpers import merge_result
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
+from provbot.bot.db.database import Database
+from provbot.bot.db.jobs import JobQueue
 from provbot.bot.db.models_bot import Finding
-from provbot.bot.service.database import Database
-from provbot.bot.service.jobs import JobQueue
 from tests.bot.helpers import model_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -30,9 +30,9 @@ def test_polled_scan_without_configured_candidates_asks_the_index(localhub, tmp_
     from provbot.bot.demo import BASE, OTHER, TUNED, generate_models
     from provbot.bot.index.ingest import add_models
     from provbot.bot.index.store import IndexStore
-    from provbot.bot.service.app import BotService
     from provbot.bot.service.context import BotContext
-    from provbot.bot.service.review import Review
+    from provbot.bot.service.review.decisions import Review
+    from provbot.bot.service.runner import BotService
     from tests.bot.helpers import BOT_TOKEN, bot_settings
 
     folders = generate_models(tmp_path / "models", steps=6)

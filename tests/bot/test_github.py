@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from provbot.bot.service.app import BotService
+from provbot.bot.service.runner import BotService
 from tests.bot.helpers import approve_and_drain, model_files, upload_and_find
 
 GH_TOKEN = "ghp_FakeGithubToken000000000000"

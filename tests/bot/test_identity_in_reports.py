@@ -14,11 +14,12 @@ import pytest
 from huggingface_hub import HfApi
 
 from provbot.bot.db.models_bot import Finding
-from provbot.bot.service.findings import render_finding
-from provbot.bot.service.handlers import HANDLERS, load_identity
-from provbot.bot.service.mentions import MentionEvent
-from provbot.bot.service.review import Review
-from provbot.bot.service.workers import WorkerPool
+from provbot.bot.service.events import MentionEvent
+from provbot.bot.service.handlers import HANDLERS
+from provbot.bot.service.queue.workers import WorkerPool
+from provbot.bot.service.review.decisions import Review
+from provbot.bot.service.review.findings import render_finding
+from provbot.bot.service.scan.identity_check import load_identity
 from provbot.bot.settings import IdentitySettings, Settings
 from tests.bot.helpers import ScriptedScanner, bot_settings, build_ctx, user_api
 from tests.support.personas import PERSONA_DIRS

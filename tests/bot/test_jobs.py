@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from provbot.bot.service.database import Database
-from provbot.bot.service.jobs import JobQueue
+from provbot.bot.db.database import Database
+from provbot.bot.db.jobs import JobQueue
 
 
 class Clock:
@@ -119,3 +119,21 @@ def test_job_whose_worker_always_dies_stops_after_max_attempts(queue: JobQueue, 
         clock.advance(61)  # the worker died: lease expires
     assert queue.claim("w") is None
     assert queue.get(job_id).state == "failed"
+
+
+def test_scan_jobs_share_one_index_store_per_context(tmp_path, model_zoo) -> None:
+    """The candidate index is opened once per context: its family cache serves the next job."""
+    from provbot.bot.index.ingest import add_models
+    from provbot.bot.service.context import BotContext
+    from provbot.bot.service.scan.handler import _index_candidates
+    from provbot.bot.settings import Settings
+
+    ctx = BotContext.build(Settings(database_url=f"sqlite:///{tmp_path / 'bot.db'}", hub_endpoint="http://127.0.0.1:9"))
+    store = ctx.index_store
+    assert ctx.index_store is store
+    add_models([str(model_zoo.path(n)) for n in ("llama_base", "llama_a", "llama_b")], store)
+    first = _index_candidates(ctx, str(model_zoo.path("llama_linear")), None)
+    cached = dict(store._screen_cache)
+    second = _index_candidates(ctx, str(model_zoo.path("llama_linear")), None)
+    assert first == second and first[0] and len(cached) == 1
+    assert ctx.index_store is store and store._screen_cache.keys() == cached.keys()

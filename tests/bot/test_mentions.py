@@ -6,8 +6,11 @@ import json
 
 import pytest
 
-from provbot.bot.service.database import Database
-from provbot.bot.service.mentions import MentionPolicy, WebhookRejected, check_secret, parse_mention, parse_webhook
+from provbot.bot.db.database import Database
+from provbot.bot.db.mentions import MentionStore
+from provbot.bot.service.mentions.parse import parse_mention
+from provbot.bot.service.mentions.policy import MentionPolicy
+from provbot.bot.service.web.webhook import WebhookRejected, check_secret, parse_webhook
 
 
 @pytest.mark.parametrize(
@@ -53,7 +56,9 @@ def test_policy_owner_moderator_refusal_once_and_rate_limit(sqlite_url: str) -> 
 
     db = Database(sqlite_url)
     db.migrate()
-    policy = MentionPolicy(db, bot_username="provbot", moderators=["mod"], per_user_per_day=2, per_repo_per_hour=5)
+    policy = MentionPolicy(
+        MentionStore(db), bot_username="provbot", moderators=["mod"], per_user_per_day=2, per_repo_per_hour=5
+    )
     assert policy.decide("alice", "alice/model").decision == "accept"  # owner
     assert policy.decide("mod", "someone/model").decision == "accept"  # moderator
     assert policy.decide("mallory", "alice/model").decision == "refuse"
@@ -125,7 +130,7 @@ def test_secret_check() -> None:
 
 
 def test_repo_content_webhook_becomes_an_upload_event() -> None:
-    from provbot.bot.service.mentions import UploadEvent
+    from provbot.bot.service.events import UploadEvent
 
     sha = "ab" * 20
     body = json.loads(_payload(event={"action": "update", "scope": "repo.content"}))

@@ -17,14 +17,15 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'provbot[ray]')")
 
+from provbot.bot.db.jobs import JobView  # noqa: E402
 from provbot.bot.db.models_bot import Finding  # noqa: E402
 from provbot.bot.demo import BASE, MERGE, OTHER, TUNED, generate_models  # noqa: E402
-from provbot.bot.service.app import BotService  # noqa: E402
 from provbot.bot.service.context import BotContext  # noqa: E402
-from provbot.bot.service.handlers import ScanPayload  # noqa: E402
-from provbot.bot.service.jobs import JobView  # noqa: E402
-from provbot.bot.service.ray_executor import RayExecutor, RayExecutorError  # noqa: E402
-from provbot.bot.service.workers import ThreadExecutor, WorkerPool, build_executor  # noqa: E402
+from provbot.bot.service.queue.executors import ThreadExecutor, build_executor  # noqa: E402
+from provbot.bot.service.queue.ray_executor import RayExecutor, RayExecutorError  # noqa: E402
+from provbot.bot.service.queue.workers import WorkerPool  # noqa: E402
+from provbot.bot.service.runner import BotService  # noqa: E402
+from provbot.bot.service.scan.handler import ScanPayload  # noqa: E402
 from provbot.bot.settings import Settings  # noqa: E402
 from provbot.detectors.errors import NotFoundError  # noqa: E402
 from tests.bot.helpers import bot_settings  # noqa: E402
@@ -198,7 +199,7 @@ def test_a_refused_submit_hands_the_job_back(sqlite_url: str) -> None:
 def test_a_dead_cluster_address_is_one_clear_error() -> None:
     import socket
 
-    from provbot.bot.service.ray_executor import _cluster_endpoint, _probe
+    from provbot.bot.service.queue.ray_executor import _cluster_endpoint, _probe
 
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))

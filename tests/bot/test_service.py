@@ -10,8 +10,8 @@ import pytest
 from huggingface_hub import HfApi
 
 from provbot.bot.db.models_bot import Finding
-from provbot.bot.service.app import BotService
-from provbot.bot.service.review import Review
+from provbot.bot.service.review.decisions import Review
+from provbot.bot.service.runner import BotService
 from tests.bot.helpers import (
     BOT_TOKEN,
     WEBHOOK_SECRET,
@@ -238,7 +238,7 @@ def test_token_never_reaches_logs_or_audit(service: BotService, hub, caplog: pyt
 
 def test_post_made_before_a_crash_is_found_by_marker_not_repeated(service: BotService, hub) -> None:  # noqa: ANN001
     """The bot posted, then died before recording it: the retry finds its post by marker and edits it."""
-    from provbot.bot.service.findings import finding_marker
+    from provbot.bot.service.review.findings import finding_marker
 
     ctx = service.ctx
     finding = upload_and_find(service, hub, "sneaky/m", model_files(seed=7))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from provbot.bot.service.findings import finding_marker, render_finding
-from provbot.bot.service.reporting import Renderer, Trusted, marker_comment, md_escape
+from provbot.bot.service.publish.render import Renderer, Trusted, marker_comment, md_escape
+from provbot.bot.service.review.findings import finding_marker, render_finding
 from provbot.detectors.weights.result import ParentWeight, ScanResult
 from tests.bot.helpers import merge_result
 
@@ -87,7 +87,7 @@ def test_mention_reply_escapes_requester_and_marks_itself_automated() -> None:
 
 
 def test_a_sibling_finding_names_the_base_and_lists_the_sibling_apart() -> None:
-    from provbot.bot.service.findings import finding_title, needs_post
+    from provbot.bot.service.review.findings import finding_title, needs_post
     from provbot.detectors.weights.result import DescentTest, LayerShare, RelatedModel
 
     test = DescentTest(

@@ -19,7 +19,7 @@ MODULES = [
     "provbot.detectors.identity.prompts",
     "provbot.detectors.identity.declared",
     "provbot.detectors.identity.resolve",
-    "provbot.bot.service.reporting",
+    "provbot.bot.service.publish.render",
 ]
 
 

@@ -13,11 +13,10 @@ import logging
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import select
 
-from provbot.bot.db.models_bot import Post, utcnow
+from provbot.bot.db.database import Database
+from provbot.bot.db.posts import PostStore, PostView
 from provbot.bot.service.audit import AuditLog
-from provbot.bot.service.database import Database
 from provbot.bot.service.hub import HubClient
 from provbot.bot.service.metrics import BotMetrics
 
@@ -42,16 +41,15 @@ class Publisher:
         self, hub: HubClient, db: Database, audit: AuditLog, metrics: BotMetrics, *, bot_username: str, dry_run: bool
     ) -> None:
         self.hub = hub
-        self.db = db
+        self.posts = PostStore(db)
         self.audit = audit
         self.metrics = metrics
         self.bot = bot_username
         self.dry_run = dry_run
 
     # -- lookups ---------------------------------------------------------------------------------
-    def _recorded(self, marker: str) -> Post | None:
-        with self.db.session() as s:
-            return s.scalars(select(Post).where(Post.marker == marker)).first()
+    def _recorded(self, marker: str) -> PostView | None:
+        return self.posts.by_marker(marker)
 
     def _by_bot(self, comment: Any) -> bool:
         return (getattr(comment, "author", "") or "").lower() == self.bot.lower()
@@ -86,26 +84,18 @@ class Publisher:
         approved_by: str | None,
         edited: bool,
     ) -> None:
-        with self.db.session(write=True) as s:
-            row = s.scalars(select(Post).where(Post.marker == marker)).first()
-            if row is None:
-                s.add(
-                    Post(
-                        marker=marker,
-                        target=target,
-                        repo=repo,
-                        discussion_num=num,
-                        comment_id=comment_id,
-                        url=self.hub.discussion_url(repo, num) if num is not None else None,
-                        finding_id=finding_id,
-                        approved_by=approved_by,
-                        posted_at=utcnow(),
-                        edits=0,
-                    )
-                )
-            elif edited:
-                row.edits += 1
-                row.finding_id = finding_id or row.finding_id
+        url = self.hub.discussion_url(repo, num) if num is not None else None
+        self.posts.record(
+            marker=marker,
+            target=target,
+            repo=repo,
+            num=num,
+            comment_id=comment_id,
+            url=url,
+            finding_id=finding_id,
+            approved_by=approved_by,
+            edited=edited,
+        )
 
     # -- posting ---------------------------------------------------------------------------------
     def ensure_discussion(
@@ -228,24 +218,17 @@ class Publisher:
         else:
             issue, action = found, "unchanged"
         url = issue.get("html_url") or f"{gh.issues_url}/{issue['number']}"
-        with self.db.session(write=True) as s:
-            row = s.scalars(select(Post).where(Post.marker == marker)).first()
-            if row is None:
-                s.add(
-                    Post(
-                        marker=marker,
-                        target="moderation",
-                        repo=repo_label,
-                        discussion_num=issue["number"],
-                        url=url,
-                        finding_id=finding_id,
-                        approved_by=approved_by,
-                        posted_at=utcnow(),
-                        edits=0,
-                    )
-                )
-            elif action == "edited":
-                row.edits += 1
+        self.posts.record(
+            marker=marker,
+            target="moderation",
+            repo=repo_label,
+            num=issue["number"],
+            comment_id=None,
+            url=url,
+            finding_id=finding_id,
+            approved_by=approved_by,
+            edited=action == "edited",
+        )
         self.metrics.posts.labels(target="github", action=action).inc()
         if action != "unchanged":
             self.audit.record(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from provbot.bot.service.reporting import Renderer, is_repo_id, marker_for, report_context, significant_parents
+from provbot.bot.service.publish.render import Renderer, is_repo_id, marker_for, report_context, significant_parents
 from provbot.detectors.weights.result import ScanResult
 
 

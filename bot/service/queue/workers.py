@@ -5,113 +5,25 @@ while it runs, and records the outcome: done, retry with backoff (Hub faults, un
 failed for good (a ProvbotError the user caused, such as a missing repo).
 
 An executor is anything with ``submit(fn) -> Future`` and ``shutdown(wait)``: the default
-:class:`ThreadExecutor` runs jobs in this process. To spread scans over many machines,
-``bot.executor = "ray"`` picks :class:`provbot.bot.service.ray_executor.RayExecutor`: each Ray task opens its
+:class:`~provbot.bot.service.queue.executors.ThreadExecutor` runs jobs in this process. To spread scans over many machines,
+``bot.executor = "ray"`` picks :class:`~provbot.bot.service.queue.ray_executor.RayExecutor`: each Ray task opens its
 own ``BotContext`` from the same settings and calls :func:`run_claimed`; the queue in the shared
 database already arbitrates between processes.
 
->>> ex = ThreadExecutor(1); ex.submit(lambda: 2).result(); ex.shutdown(True)
-2
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import uuid
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Protocol
+from concurrent.futures import Future
+from typing import Any
 
-from provbot.bot.db import DatabaseError
 from provbot.bot.service.context import BotContext
-from provbot.bot.service.hub import is_transient
-from provbot.bot.service.jobs import JobView
-from provbot.bot.settings import Settings
-from provbot.detectors.errors import ProvbotError, RemoteError
+from provbot.bot.service.queue.executors import build_executor
+from provbot.bot.service.queue.runs import ClaimedRun, Executor, Handler, run_claimed, worker_id
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[BotContext, JobView], dict[str, Any] | None]
-
-
-class Executor(Protocol):
-    def submit(self, fn: Callable[[], Any]) -> Future[Any]: ...
-    def shutdown(self, wait: bool) -> None: ...
-
-
-class ThreadExecutor:
-    """In-process thread pool (the default)."""
-
-    def __init__(self, workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provbot-worker")
-
-    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
-        return self._pool.submit(fn)
-
-    def shutdown(self, wait: bool) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
-
-
-def worker_id() -> str:
-    """Unique per process and pool: host, pid and a random suffix (a restarted process is a new owner)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def run_claimed(ctx: BotContext, handlers: dict[str, Handler], job: JobView, owner: str) -> str:
-    """Run one claimed job and record its outcome; returns the job's new state (or 'lost')."""
-    handler = handlers.get(job.kind)
-    try:
-        if handler is None:
-            raise ProvbotError(f"no handler for job kind {job.kind!r}")
-        result = handler(ctx, job) or {}
-    except Exception as exc:  # every failure is recorded; none may kill the worker
-        message = ctx.redactor.text(f"{type(exc).__name__}: {exc}".splitlines()[0])
-        # Hub faults and database hiccups come back later; a ProvbotError the input caused does not.
-        retry = is_transient(exc) or isinstance(exc, RemoteError | DatabaseError) or not isinstance(exc, ProvbotError)
-        state = ctx.queue.fail(job.id, owner, message, retry=retry)
-        ctx.metrics.jobs.labels(kind=job.kind, outcome=state or "lost").inc()
-        ctx.audit.record(
-            "error",
-            repo=job.payload.get("repo"),
-            message=f"{job.kind} job {job.id}: {message}",
-            data={"job_id": job.id, "attempt": job.attempts, "state": state, "retry": retry},
-        )
-        log.warning("job %s (%s) attempt %s failed: %s -> %s", job.id, job.kind, job.attempts, message, state)
-        return state or "lost"
-    ok = ctx.queue.complete(job.id, owner, result)
-    ctx.metrics.jobs.labels(kind=job.kind, outcome="done" if ok else "lost").inc()
-    return "done" if ok else "lost"
-
-
-@dataclass(frozen=True)
-class ClaimedRun:
-    """One claimed job as the pool hands it to its executor: call it to run the job here.
-
-    A plain callable for in-process executors; an executor that runs jobs elsewhere (Ray) reads the
-    parts instead, since a context (engines, threads) cannot travel: it ships ``job`` and ``owner``
-    and rebuilds a context from ``ctx.settings`` on the other side.
-    """
-
-    ctx: BotContext
-    handlers: dict[str, Handler]
-    job: JobView
-    owner: str
-
-    def __call__(self) -> str:
-        return run_claimed(self.ctx, self.handlers, self.job, self.owner)
-
-
-def build_executor(settings: Settings, workers: int) -> Executor:
-    """The executor ``bot.executor`` names: threads (default) or Ray (imported only when chosen)."""
-    if settings.bot.executor == "ray":
-        from provbot.bot.service.ray_executor import RayExecutor
-
-        return RayExecutor(address=settings.bot.ray_address, num_cpus=workers)
-    return ThreadExecutor(workers)
 
 
 class WorkerPool:

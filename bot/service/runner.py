@@ -1,4 +1,4 @@
-"""The running service: scheduler (polls), webhook endpoint, health and metrics, workers.
+"""The running service: the scheduler (polls), the workers and the HTTP app (web/app.py), started and stopped together.
 
 >>> from provbot.bot.settings import Settings
 >>> svc = BotService(BotContext.build(Settings(database_url="sqlite://")), port=0)
@@ -16,17 +16,14 @@ import time
 import uvicorn
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.handlers import HANDLERS
-from provbot.bot.service.mentions import MentionEvent, UploadEvent, WebhookRejected, check_secret, parse_webhook
-from provbot.bot.service.poller import Poller
+from provbot.bot.service.poll.poller import Poller
+from provbot.bot.service.queue.runs import Executor
+from provbot.bot.service.queue.workers import WorkerPool
 from provbot.bot.service.redact import install_log_redaction
-from provbot.bot.service.workers import Executor, WorkerPool
+from provbot.bot.service.web.app import make_app
 
 log = logging.getLogger(__name__)
 
@@ -63,58 +60,7 @@ class BotService:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
-        self.asgi = Starlette(
-            routes=[
-                Route("/webhook", self.webhook, methods=["POST"]),
-                Route("/healthz", self.healthz, methods=["GET"]),
-                Route("/metrics", self.metrics, methods=["GET"]),
-            ]
-        )
-
-    # -- HTTP ------------------------------------------------------------------------------------
-    async def webhook(self, request: Request) -> Response:
-        m = self.ctx.metrics
-        secret = self.ctx.settings.bot.webhook_secret
-        try:
-            check_secret(request.headers.get("x-webhook-secret"), secret.get_secret_value() if secret else None)
-            event = parse_webhook(await request.body())
-        except WebhookRejected as exc:
-            m.webhooks.labels(outcome=f"rejected_{exc.status}").inc()
-            self.ctx.audit.record("error", message=f"webhook rejected: {exc}", data={"status": exc.status})
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        b = self.ctx.settings.bot
-        if isinstance(event, UploadEvent) and b.scan_uploads_from_webhooks:
-            kind, key = "upload", f"upload:{event.repo}@{event.revision}"
-        elif isinstance(event, MentionEvent) and event.may_mention(b.username):
-            kind, key = "mention", f"mention:{event.repo}:{event.comment_id or f'{event.discussion_num}:first'}"
-        else:
-            m.webhooks.labels(outcome="ignored").inc()
-            return JSONResponse({"status": "ignored"})
-        job_id = self.ctx.enqueue(kind, key, event.model_dump(), repo=event.repo)
-        m.webhooks.labels(outcome="queued" if job_id else "replay").inc()
-        self.workers.wake()
-        return JSONResponse(
-            {"status": "queued" if job_id else "duplicate", "job": job_id}, status_code=202 if job_id else 200
-        )
-
-    async def healthz(self, request: Request) -> Response:
-        try:
-            counts = self.ctx.queue.counts()
-        except Exception as exc:
-            return JSONResponse({"status": "error", "error": type(exc).__name__}, status_code=503)
-        return JSONResponse(
-            {
-                "status": "ok",
-                "mode": self.ctx.settings.bot.mode,
-                "jobs": counts,
-                "uptime_s": round(time.time() - self.started_at, 1),
-            }
-        )
-
-    async def metrics(self, request: Request) -> Response:
-        for state, n in self.ctx.queue.counts().items():
-            self.ctx.metrics.queue.labels(state=state).set(n)
-        return Response(self.ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+        self.asgi = make_app(ctx, wake=self.workers.wake, started_at=self.started_at)
 
     # -- tasks -----------------------------------------------------------------------------------
     def run_task(self, task: str) -> None:
@@ -158,7 +104,7 @@ class BotService:
         )
         sched.start()
         sched.add_job(
-            "provbot.bot.service.app:scheduled",
+            "provbot.bot.service.runner:scheduled",
             "interval",
             args=["poll"],
             id="provbot-poll",
@@ -167,7 +113,7 @@ class BotService:
         )
         if b.watch_discussions:
             sched.add_job(
-                "provbot.bot.service.app:scheduled",
+                "provbot.bot.service.runner:scheduled",
                 "interval",
                 args=["discussions"],
                 id="provbot-discussions",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from provbot.bot.settings import Settings
 from provbot.detectors.errors import ProvbotError
@@ -107,3 +107,18 @@ def run_identity_check(settings: Settings, *, repo: str, revision: str, candidat
     if skipped:
         result.notes.append("not compared (too large to run here): " + ", ".join(skipped))
     return IdentityCheck(status="ran", reason=feasible.reason, params_b=feasible.params_b, result=result)
+
+
+def load_identity(raw: dict[str, Any] | None) -> IdentityCheck | None:
+    """The stored behaviour check of a finding (None for findings without one).
+
+    A row that no longer validates (written by another provbot version) must not block posting the
+    weight finding: it renders as a check that could not be completed.
+    """
+    if not raw:
+        return None
+    try:
+        return IdentityCheck.model_validate(raw)
+    except ValidationError:
+        log.warning("stored identity check does not validate; rendered as not completed")
+        return IdentityCheck(status="failed", reason="the stored identity result could not be read")

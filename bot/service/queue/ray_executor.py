@@ -3,7 +3,7 @@
 The service process keeps everything that arbitrates: the pool claims jobs from the database queue
 and its heartbeat renews their leases. Only the job body moves. For each claimed job a Ray task
 rebuilds a :class:`~provbot.bot.service.context.BotContext` from the service's settings (cached per worker
-process) and calls :func:`~provbot.bot.service.workers.run_claimed` with the pool's owner id, so completing
+process) and calls :func:`~provbot.bot.service.queue.runs.run_claimed` with the pool's owner id, so completing
 or failing the job stays conditional on the lease the service holds. The database must therefore be
 shared: a SQLite file on one machine, PostgreSQL across machines.
 
@@ -32,9 +32,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from provbot.bot.db.jobs import JobView
 from provbot.bot.service.context import BotContext
-from provbot.bot.service.jobs import JobView
-from provbot.bot.service.workers import ClaimedRun, Handler, run_claimed
+from provbot.bot.service.queue.runs import ClaimedRun, Handler, run_claimed
 from provbot.bot.settings import Settings
 from provbot.detectors.errors import ConfigError, ProvbotError
 

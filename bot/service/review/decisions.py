@@ -6,42 +6,20 @@ reason. Both are audited with the moderator's name.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
-
-from provbot.bot.db.models_bot import Finding, FindingStatus, utcnow
+from provbot.bot.db.findings import FindingView
+from provbot.bot.db.models_bot import FindingStatus, utcnow
 from provbot.bot.service.context import BotContext
-from provbot.bot.service.findings import finding_marker, finding_title, render_finding, reply_marker
-from provbot.bot.service.handlers import load_identity, parse_origin
+from provbot.bot.service.mentions.origin import parse_origin
+from provbot.bot.service.review.findings import finding_marker, finding_title, render_finding, reply_marker
+from provbot.bot.service.scan.identity_check import load_identity
 from provbot.detectors.errors import ProvbotError
 from provbot.detectors.weights.result import ScanResult
+
+__all__ = ["FindingView", "Review", "ReviewError"]
 
 
 class ReviewError(ProvbotError):
     """A review command cannot be applied (unknown finding, wrong state, missing reason)."""
-
-
-class FindingView(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    repo: str
-    revision: str
-    origin: str
-    relation: str
-    status: str
-    summary: str
-    reason: str | None
-    reviewer: str | None
-    created_at: datetime
-    decided_at: datetime | None
-    declared: dict[str, Any]
-    identity: dict[str, Any] | None = (
-        None  # the behaviour check run with the scan (IdentityCheck JSON), reason included
-    )
 
 
 class Review:
@@ -49,28 +27,20 @@ class Review:
         self.ctx = ctx
 
     def list(self, status: str | None = "pending", limit: int = 100) -> list[FindingView]:
-        with self.ctx.db.session() as s:
-            q = select(Finding).order_by(Finding.id)
-            if status and status != "all":
-                q = q.where(Finding.status == status)
-            return [FindingView.model_validate(f) for f in s.scalars(q.limit(limit))]
+        return self.ctx.findings.list(status, limit)
 
     def get(self, finding_id: int) -> FindingView:
-        with self.ctx.db.session() as s:
-            f = s.get(Finding, finding_id)
-            if f is None:
-                raise ReviewError(f"no finding with id {finding_id}")
-            return FindingView.model_validate(f)
+        f = self.ctx.findings.get(finding_id)
+        if f is None:
+            raise ReviewError(f"no finding with id {finding_id}")
+        return f
 
     def preview(self, finding_id: int) -> str:
         """The text that would be posted for this finding."""
-        with self.ctx.db.session() as s:
-            f = s.get(Finding, finding_id)
-            if f is None:
-                raise ReviewError(f"no finding with id {finding_id}")
-            result = ScanResult.model_validate(f.result)
-            repo, revision, origin, declared = f.repo, f.revision, f.origin, dict(f.declared)
-            identity = load_identity(f.identity)
+        f = self.get(finding_id)
+        result = ScanResult.model_validate(f.result)
+        repo, revision, origin, declared = f.repo, f.revision, f.origin, dict(f.declared)
+        identity = load_identity(f.identity)
         mention = parse_origin(origin)
         bot = self.ctx.settings.bot.username
         if mention is None:
@@ -104,14 +74,17 @@ class Review:
     def _decide(self, finding_id: int, reviewer: str, status: FindingStatus, reason: str | None) -> FindingView:
         if not reviewer.strip():
             raise ReviewError("a reviewer name is required")
-        with self.ctx.db.session(write=True) as s:
-            f = s.get(Finding, finding_id)
-            if f is None:
-                raise ReviewError(f"no finding with id {finding_id}")
-            if f.status != FindingStatus.PENDING.value:
-                raise ReviewError(f"finding {finding_id} is {f.status}, not pending")
-            f.status, f.reviewer, f.reason, f.decided_at = status.value, reviewer, reason, utcnow()
-            view = FindingView.model_validate(f)
+        view, current = self.ctx.findings.transition(
+            finding_id,
+            FindingStatus.PENDING.value,
+            {"status": status.value, "reviewer": reviewer, "reason": reason, "decided_at": utcnow()},
+        )
+        if view is None:
+            raise ReviewError(
+                f"no finding with id {finding_id}"
+                if current is None
+                else f"finding {finding_id} is {current}, not pending"
+            )
         self.ctx.audit.record(
             "review",
             actor=reviewer,

@@ -5,7 +5,7 @@ SQLite or PostgreSQL) can share one queue: exactly one wins each job. A worker t
 lease to expire; the job is then claimed again (its ``attempts`` count goes up). Completion is
 conditional on still holding the lease, so a job is completed at most once.
 
->>> from provbot.bot.service.database import Database
+>>> from provbot.bot.db.database import Database
 >>> db = Database("sqlite://"); db.migrate()
 >>> q = JobQueue(db)
 >>> q.enqueue("scan", "scan:org/m@abc", {"repo": "org/m"}) is not None
@@ -25,11 +25,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from provbot.bot.db.database import Database
 from provbot.bot.db.models_bot import Job, JobState, utcnow
-from provbot.bot.service.database import Database
 
 Clock = Callable[[], datetime]
 
@@ -99,8 +97,7 @@ class JobQueue:
             "updated_at": now,
             "completions": 0,
         }
-        insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
-        stmt = insert(Job).values(**values).on_conflict_do_nothing(index_elements=["key"]).returning(Job.id)
+        stmt = self.db.insert_ignoring(Job, values, ["key"]).returning(Job.id)
         with self.db.session(write=True) as s:
             return s.execute(stmt).scalar_one_or_none()
 

@@ -14,10 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from provbot.bot.db.models_bot import PollCursor, utcnow
+from provbot.bot.db.models_bot import utcnow
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.hub import parse_time
-from provbot.bot.service.mentions import MentionEvent, strip_non_prose
+from provbot.bot.service.mentions.parse import strip_non_prose
+from provbot.bot.service.web.webhook import MentionEvent
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,7 @@ class Poller:
         field = _TIME_FIELD.get(sort)
         if field is None:
             raise ValueError(f"unsupported listing sort {sort!r}")
-        with ctx.db.session() as s:
-            row = s.get(PollCursor, sort)
-            position = row.position if row else None
-            boundary = set(row.boundary_ids) if row else set()
+        position, boundary = ctx.cursors.get(sort)
         floor = position or utcnow() - timedelta(hours=b.initial_lookback_hours)
 
         def when(m: Any) -> datetime | None:
@@ -107,12 +105,7 @@ class Poller:
             ids = {m.id for m in models if when(m) == newest}
             if newest == position:
                 ids |= boundary
-            with ctx.db.session(write=True) as s:
-                row = s.get(PollCursor, sort)
-                if row is None:
-                    s.add(PollCursor(name=sort, position=newest, boundary_ids=sorted(ids), updated_at=utcnow()))
-                else:
-                    row.position, row.boundary_ids, row.updated_at = newest, sorted(ids), utcnow()
+            ctx.cursors.set(sort, newest, ids)
         ctx.metrics.polls.labels(outcome="ok").inc()
         report = WalkReport(sort=sort, seen=len(models), new=len(fresh), enqueued=enqueued, skipped=skipped)
         ctx.audit.record(

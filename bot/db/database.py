@@ -11,11 +11,14 @@ and every module takes it as a parameter.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Engine, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from provbot.bot.db import make_engine
 from provbot.bot.db import migrate as _migrate
@@ -42,6 +45,16 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    # -- where SQLite and PostgreSQL differ (kept here, and in make_engine's connection setup) ------
+    def insert_ignoring(self, table: Any, values: dict[str, Any], unique: Sequence[str]) -> Insert:
+        """``INSERT ... ON CONFLICT (unique) DO NOTHING`` in this database's dialect.
+
+        Both backends speak it, through different SQLAlchemy constructs: this is the one place that
+        chooses between them.
+        """
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return insert(table).values(**values).on_conflict_do_nothing(index_elements=list(unique))
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:

@@ -1,0 +1,85 @@
+"""The bot's HTTP app: ``POST /webhook`` (Hub webhooks), ``GET /healthz`` and ``GET /metrics``.
+
+Database work runs in a worker thread, never on the event loop, so a slow database cannot stall
+other requests.
+
+>>> from provbot.bot.service.context import BotContext
+>>> from provbot.bot.settings import Settings
+>>> app = make_app(BotContext.build(Settings(database_url="sqlite://")), wake=lambda: None)
+>>> [r.path for r in app.routes]
+['/webhook', '/healthz', '/metrics']
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from provbot.bot.service.context import BotContext
+from provbot.bot.service.events import MentionEvent, UploadEvent
+from provbot.bot.service.web.webhook import WebhookRejected, check_secret, parse_webhook
+
+
+def make_app(ctx: BotContext, *, wake: Callable[[], None], started_at: float | None = None) -> Starlette:
+    """The Starlette app; ``wake`` tells the workers that a job was queued."""
+    started = started_at if started_at is not None else time.time()
+
+    async def webhook(request: Request) -> Response:
+        m = ctx.metrics
+        secret = ctx.settings.bot.webhook_secret
+        try:
+            check_secret(request.headers.get("x-webhook-secret"), secret.get_secret_value() if secret else None)
+            event = parse_webhook(await request.body())
+        except WebhookRejected as exc:
+            m.webhooks.labels(outcome=f"rejected_{exc.status}").inc()
+            await run_in_threadpool(
+                ctx.audit.record, "error", message=f"webhook rejected: {exc}", data={"status": exc.status}
+            )
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        b = ctx.settings.bot
+        if isinstance(event, UploadEvent) and b.scan_uploads_from_webhooks:
+            kind, key = "upload", f"upload:{event.repo}@{event.revision}"
+        elif isinstance(event, MentionEvent) and event.may_mention(b.username):
+            kind, key = "mention", f"mention:{event.repo}:{event.comment_id or f'{event.discussion_num}:first'}"
+        else:
+            m.webhooks.labels(outcome="ignored").inc()
+            return JSONResponse({"status": "ignored"})
+        job_id = await run_in_threadpool(ctx.enqueue, kind, key, event.model_dump(), repo=event.repo)
+        m.webhooks.labels(outcome="queued" if job_id else "replay").inc()
+        wake()
+        return JSONResponse(
+            {"status": "queued" if job_id else "duplicate", "job": job_id}, status_code=202 if job_id else 200
+        )
+
+    async def healthz(request: Request) -> Response:
+        try:
+            counts = await run_in_threadpool(ctx.queue.counts)
+        except Exception as exc:  # the database is down: unhealthy, not a crash
+            return JSONResponse({"status": "error", "error": type(exc).__name__}, status_code=503)
+        return JSONResponse(
+            {
+                "status": "ok",
+                "mode": ctx.settings.bot.mode,
+                "jobs": counts,
+                "uptime_s": round(time.time() - started, 1),
+            }
+        )
+
+    async def metrics(request: Request) -> Response:
+        for state, n in (await run_in_threadpool(ctx.queue.counts)).items():
+            ctx.metrics.queue.labels(state=state).set(n)
+        return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return Starlette(
+        routes=[
+            Route("/webhook", webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ]
+    )
