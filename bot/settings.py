@@ -88,6 +88,11 @@ class BotSettings(BaseModel):
     webhook_secret: SecretStr | None = Field(
         None, description="X-Webhook-Secret; from the environment only (PROVBOT_BOT__WEBHOOK_SECRET)."
     )
+    marker_key: SecretStr | None = Field(
+        None,
+        description="Key of the hidden markers by which the bot finds its own posts; from the environment only "
+        "(PROVBOT_BOT__MARKER_KEY). Unset: derived from the Hub token.",
+    )
     workers: int = Field(2, ge=1, description="In-process worker threads.")
     executor: Literal["threads", "ray"] = Field(
         "threads", description="Where job bodies run: 'threads' (in-process) or 'ray' (Ray tasks; needs the ray extra)."

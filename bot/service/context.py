@@ -22,6 +22,7 @@ from provbot.bot.service.audit import AuditLog
 from provbot.bot.service.hub import HubClient
 from provbot.bot.service.mentions.policy import MentionPolicy
 from provbot.bot.service.metrics import BotMetrics
+from provbot.bot.service.publish.markers import Markers
 from provbot.bot.service.publish.publisher import Publisher
 from provbot.bot.service.publish.render import Renderer
 from provbot.bot.service.redact import Redactor
@@ -48,6 +49,7 @@ class BotContext:
     findings: FindingStore
     mentions: MentionStore
     cursors: CursorStore
+    markers: Markers
     _index_store: IndexStore | None = field(default=None, repr=False)
 
     @property
@@ -104,6 +106,7 @@ class BotContext:
             findings=FindingStore(database),
             mentions=MentionStore(database),
             cursors=CursorStore(database),
+            markers=Markers.from_secrets(b.marker_key.get_secret_value() if b.marker_key else None, token),
         )
 
     def enqueue(

@@ -238,11 +238,10 @@ def test_token_never_reaches_logs_or_audit(service: BotService, hub, caplog: pyt
 
 def test_post_made_before_a_crash_is_found_by_marker_not_repeated(service: BotService, hub) -> None:  # noqa: ANN001
     """The bot posted, then died before recording it: the retry finds its post by marker and edits it."""
-    from provbot.bot.service.review.findings import finding_marker
 
     ctx = service.ctx
     finding = upload_and_find(service, hub, "sneaky/m", model_files(seed=7))
-    marker = finding_marker(finding.repo, finding.revision)
+    marker = ctx.markers.finding(finding.repo, finding.revision)
     HfApi(endpoint=hub.url, token=BOT_TOKEN).create_discussion(
         "sneaky/m", "Automated lineage check", description=f"old text\n<!-- {marker} -->"
     )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 
-from provbot.bot.service.publish.render import Renderer, Trusted, marker_comment, md_escape
-from provbot.bot.service.review.findings import finding_marker, render_finding
+from provbot.bot.service.publish.markers import Markers, marker_comment
+from provbot.bot.service.publish.render import Renderer, Trusted, md_escape
+from provbot.bot.service.review.findings import render_finding
 from provbot.detectors.weights.result import ParentWeight, ScanResult
 from tests.bot.helpers import merge_result
+
+MARKERS = Markers(b"test-key")
 
 HOSTILE = "evil/x](https://phish.example) @everyone <img src=x onerror=alert(1)> **bold** | col\n# Heading"
 
@@ -35,7 +38,7 @@ def test_finding_discussion_is_complete_and_hedged() -> None:
         result=result,
         declared={"base_model": ["org/qwen"], "base_model_relation": "finetune"},
         bot_username="provbot",
-        marker=finding_marker("org/child", "abc123"),
+        marker=MARKERS.finding("org/child", "abc123"),
         reviewed_by="mod",
     )
     assert "appear to be a weighted merge" in text  # hedged, not an accusation
@@ -47,7 +50,7 @@ def test_finding_discussion_is_complete_and_hedged() -> None:
     assert "provbot scan org/child@abc123 --parent org/nex --parent org/qwen --base org/qwen" in text
     assert "automated tool" in text and "reviewed by a moderator" in text
     assert "provbot-opt-out" in text and "contest" in text
-    assert marker_comment(finding_marker("org/child", "abc123")) in text
+    assert marker_comment(MARKERS.finding("org/child", "abc123")) in text
 
 
 def test_hostile_names_in_results_and_cards_are_escaped() -> None:

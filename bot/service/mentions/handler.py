@@ -12,8 +12,8 @@ from provbot.bot.service.context import BotContext
 from provbot.bot.service.events import MentionEvent
 from provbot.bot.service.mentions.origin import MentionRef, mention_origin
 from provbot.bot.service.mentions.parse import parse_mention
-from provbot.bot.service.publish.render import Trusted, marker_comment
-from provbot.bot.service.review.findings import reply_marker
+from provbot.bot.service.publish.markers import marker_comment
+from provbot.bot.service.publish.render import Trusted
 from provbot.bot.service.scan.handler import ScanPayload
 
 
@@ -38,14 +38,15 @@ def handle_mention(ctx: BotContext, job: JobView) -> dict[str, Any]:
     # Record the mention once; a re-run (crash, replay) reuses the first decision.
     outcome = ctx.mentions.outcome_of(comment.id)
     if outcome is None:
-        if cmd.problems:
+        # Who may ask, and how often, is settled before anything else: a stranger's malformed
+        # requests get the one refusal a day every stranger gets, never a reply each.
+        decision = ctx.policy.decide(author, ev.repo)
+        outcome = {"accept": "accepted", "refuse": "refused", "silent": "silent"}[decision.decision]
+        reason = decision.reason
+        if decision.decision == "refuse" and decision.cause == "rate_limited":
+            outcome = "limited"
+        elif decision.decision == "accept" and cmd.problems:
             outcome, reason = "invalid", "I could not read that request: " + "; ".join(cmd.problems) + "."
-        else:
-            decision = ctx.policy.decide(author, ev.repo)
-            outcome = {"accept": "accepted", "refuse": "refused", "silent": "silent"}[decision.decision]
-            reason = decision.reason
-            if decision.decision == "refuse" and decision.cause == "rate_limited":
-                outcome = "limited"
         ctx.mentions.record(
             {
                 "comment_id": comment.id,
@@ -82,7 +83,7 @@ def handle_mention(ctx: BotContext, job: JobView) -> dict[str, Any]:
         )
 
     if outcome in ("refused", "limited", "invalid"):
-        marker = reply_marker(comment.id, "refusal")
+        marker = ctx.markers.reply(comment.id, "refusal")
         body = ctx.renderer.render(
             "mention_refusal.md.j2",
             requester=author,
@@ -109,7 +110,7 @@ def handle_mention(ctx: BotContext, job: JobView) -> dict[str, Any]:
         repo=ev.repo,
         revision=revision,
     )
-    marker = reply_marker(comment.id, "ack")
+    marker = ctx.markers.reply(comment.id, "ack")
     held = b.mode == "review" and b.mention_replies_need_review
     body = ctx.renderer.render(
         "mention_ack.md.j2",

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from provbot.bot.service.publish.markers import carries
 from provbot.detectors.errors import AccessDeniedError, NotFoundError, RemoteError
 
 LABEL = "provbot"
@@ -47,7 +48,7 @@ class GitHubIssues:
                 "GET", self.issues_url, params={"state": "all", "labels": LABEL, "per_page": 100, "page": page}
             )
             for item in items:
-                if marker in (item.get("body") or ""):
+                if carries(item.get("body"), marker):
                     return item
             if len(items) < 100:
                 return None

@@ -12,14 +12,8 @@ from provbot.bot.db.models_bot import FindingStatus
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.mentions.origin import parse_origin
 from provbot.bot.service.publish.github import GitHubIssues
-from provbot.bot.service.publish.render import Trusted, is_repo_id, marker_for
-from provbot.bot.service.review.findings import (
-    finding_marker,
-    finding_title,
-    moderation_marker,
-    render_finding,
-    reply_marker,
-)
+from provbot.bot.service.publish.render import Trusted, is_repo_id
+from provbot.bot.service.review.findings import finding_title, render_finding
 from provbot.bot.service.scan.identity_check import load_identity
 from provbot.detectors.weights.result import ScanResult
 
@@ -41,7 +35,7 @@ def handle_post(ctx: BotContext, job: JobView) -> dict[str, Any]:
     urls: dict[str, str | None] = {}
     mention = parse_origin(origin)
     if mention is None:
-        marker = finding_marker(repo, revision)
+        marker = ctx.markers.finding(repo, revision)
         body = render_finding(
             ctx.renderer,
             template="finding_discussion.md.j2",
@@ -65,7 +59,7 @@ def handle_post(ctx: BotContext, job: JobView) -> dict[str, Any]:
         )
         urls["discussion"] = ref.url
         if b.moderation_repo:
-            mmarker = moderation_marker(repo, revision)
+            mmarker = ctx.markers.moderation(repo, revision)
             mbody = render_finding(
                 ctx.renderer,
                 template="moderation_issue.md.j2",
@@ -90,7 +84,7 @@ def handle_post(ctx: BotContext, job: JobView) -> dict[str, Any]:
             )
             urls["moderation"] = mref.url
         if b.github_repo:
-            gmarker = marker_for("github", repo, revision)
+            gmarker = ctx.markers.github(repo, revision)
             gbody = render_finding(
                 ctx.renderer,
                 template="moderation_issue.md.j2",
@@ -121,7 +115,7 @@ def handle_post(ctx: BotContext, job: JobView) -> dict[str, Any]:
                 gh.close()
             urls["github"] = gref.url
     else:
-        marker = reply_marker(mention.comment_id, "result")
+        marker = ctx.markers.reply(mention.comment_id, "result")
         body = render_finding(
             ctx.renderer,
             template="mention_result.md.j2",

@@ -19,6 +19,7 @@ from provbot.bot.db.posts import PostStore, PostView
 from provbot.bot.service.audit import AuditLog
 from provbot.bot.service.hub import HubClient
 from provbot.bot.service.metrics import BotMetrics
+from provbot.bot.service.publish.markers import carries
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,14 @@ class Publisher:
                 continue  # servers that ignore the author filter
             details = self.hub.discussion_details(repo, disc.num)
             for event in details.events:
-                if getattr(event, "type", "") == "comment" and self._by_bot(event) and marker in (event.content or ""):
+                if getattr(event, "type", "") == "comment" and self._by_bot(event) and carries(event.content, marker):
                     return disc.num, event.id, event.content
         return None
 
     def _find_reply(self, repo: str, num: int, marker: str) -> tuple[str, str] | None:
         details = self.hub.discussion_details(repo, num)
         for event in details.events:
-            if getattr(event, "type", "") == "comment" and self._by_bot(event) and marker in (event.content or ""):
+            if getattr(event, "type", "") == "comment" and self._by_bot(event) and carries(event.content, marker):
                 return event.id, event.content
         return None
 

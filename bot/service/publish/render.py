@@ -8,20 +8,20 @@ links, HTML or @mentions into what the bot posts.
 '\\\\[click\\\\]\\\\(http&#58;//x.y\\\\) &#64;alice \\\\*b\\\\*'
 >>> r = Renderer()
 >>> text = r.render("mention_ack.md.j2", repo="org/m", requester="@bob", against=[], base=None,
-...                  held=False, bot="provbot", marker=Trusted(marker_comment("provbot:ack:1")))
+...                  held=False, bot="provbot", marker=Trusted("<!-- provbot:ack:1 -->"))
 >>> "automated" in text and "&#64;bob" in text
 True
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from provbot.bot.paths import TEMPLATES_DIR
+from provbot.bot.service.publish.markers import marker_comment
 from provbot.detectors.weights.result import ScanResult
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
@@ -43,20 +43,67 @@ class Trusted(str):
     """A string the bot produced itself (formatted numbers, fixed phrases): printed as is."""
 
 
-def md_escape(value: Any) -> str:
-    """Make ``value`` inert inside Hub markdown: no emphasis, links, HTML, tables, mentions, autolinks.
+#: Longest text taken from one value (a name, a card field, a claim, a note) into a post.
+FIELD_MAX = 1000
+#: Longest post: the Hub refuses comments much above 65,000 characters; room is left for edits.
+POST_MAX = 60_000
+TRUNCATED = " … (truncated)"
+# Bidi controls, zero-width and other invisible format characters (Trojan-Source spoofing), and
+# control characters: shown as visible code points instead of acting on the text around them.
+_INVISIBLE = re.compile(
+    "[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u061c\u180e"
+    "\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]"
+)
+
+
+def visible(text: str) -> str:
+    r"""``text`` with invisible and direction-changing characters written out as ``[U+XXXX]``.
+
+    >>> visible("abc\u202edcba")
+    'abc[U+202E]dcba'
+    """
+    return _INVISIBLE.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+
+
+def md_escape(value: Any, limit: int = FIELD_MAX) -> str:
+    """Make ``value`` inert inside Hub markdown: no emphasis, links, HTML, tables, mentions, autolinks,
+    no invisible or direction-changing characters, and at most ``limit`` characters of it.
 
     Newlines become spaces so a value cannot start a heading, list, quote or table row.
     """
     if value is None:
         return ""
     text = str(value).replace("\r", " ").replace("\n", " ")
+    # Lone surrogates (from JSON escapes) cannot be encoded: replaced, never a crash.
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    if len(text) > limit:
+        text = text[:limit] + TRUNCATED
+    text = visible(text)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
     text = text.replace("@", "&#64;")  # the Hub notifies @names in raw markdown; an entity is not a mention
     text = re.sub(r"(?i)://", "&#58;//", text)  # no bare-URL autolinks
     text = re.sub(r"(?i)\bwww\.", "www&#46;", text)
     return text
+
+
+def cap_post(text: str, limit: int = POST_MAX) -> str:
+    r"""``text`` cut to ``limit`` characters, keeping its last lines (the footer and hidden marker).
+
+    >>> out = cap_post("head\n" + "x" * 500 + "\n<!-- provbot:finding:1 -->\n", limit=200)
+    >>> len(out) <= 200, out.endswith("<!-- provbot:finding:1 -->\n"), "(truncated" in out
+    (True, True, True)
+    """
+    if len(text) <= limit:
+        return text
+    cut = text.rfind("<!-- provbot:")
+    tail = text[cut:] if cut >= 0 and len(text) - cut < limit // 2 else ""
+    note = "\n\n(truncated: this text was too long for one comment)\n\n"
+    head = text[: max(limit - len(tail) - len(note), 0)]
+    line = head.rfind("\n")
+    if line >= len(head) - 2_000:  # end on a whole line unless one line is the whole problem
+        head = head[:line]
+    return head + note + tail
 
 
 def _finalize(value: Any) -> Any:
@@ -85,22 +132,6 @@ def sigma(value: float | None) -> Trusted:
     return Trusted(f"{value:.1f}")
 
 
-def marker_for(kind: str, *parts: str) -> str:
-    """A stable hidden tag for one post (``<!-- provbot:... -->``): finds earlier posts to edit.
-
-    Hashed so that user-chosen names never appear inside the HTML comment.
-
-    >>> marker_for("finding", "org/m", "abc") == marker_for("finding", "org/m", "abc")
-    True
-    """
-    digest = hashlib.sha256("\x1f".join((kind, *parts)).encode()).hexdigest()[:20]
-    return f"provbot:{kind}:{digest}"
-
-
-def marker_comment(marker: str) -> str:
-    return f"<!-- {marker} -->"
-
-
 class Renderer:
     """Jinja2 environment over ``templates/`` with markdown escaping by default."""
 
@@ -120,7 +151,7 @@ class Renderer:
         self.env.globals["Trusted"] = Trusted
 
     def render(self, name: str, **context: Any) -> str:
-        return self.env.get_template(name).render(**context).strip() + "\n"
+        return cap_post(self.env.get_template(name).render(**context).strip() + "\n")
 
 
 # -- what the texts say ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from provbot.bot.db.findings import FindingView
 from provbot.bot.db.models_bot import FindingStatus, utcnow
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.mentions.origin import parse_origin
-from provbot.bot.service.review.findings import finding_marker, finding_title, render_finding, reply_marker
+from provbot.bot.service.review.findings import finding_title, render_finding
 from provbot.bot.service.scan.identity_check import load_identity
 from provbot.detectors.errors import ProvbotError
 from provbot.detectors.weights.result import ScanResult
@@ -52,7 +52,7 @@ class Review:
                 result=result,
                 declared=declared,
                 bot_username=bot,
-                marker=finding_marker(repo, revision),
+                marker=self.ctx.markers.finding(repo, revision),
                 reviewed_by="(you)",
                 identity=identity,
             )
@@ -65,7 +65,7 @@ class Review:
             result=result,
             declared=declared,
             bot_username=bot,
-            marker=reply_marker(mention.comment_id, "result"),
+            marker=self.ctx.markers.reply(mention.comment_id, "result"),
             reviewed_by="(you)",
             identity=identity,
         )

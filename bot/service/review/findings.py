@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from provbot.bot.service.publish.render import Renderer, is_repo_id, marker_for, report_context, significant_parents
+from provbot.bot.service.publish.render import Renderer, is_repo_id, report_context, significant_parents
 from provbot.detectors.weights.result import ScanResult
 
 
@@ -37,19 +37,6 @@ def needs_post(result: ScanResult, declared: dict[str, Any]) -> bool:
     found = significant_parents(result)
     declared_bases = set(declared.get("base_model") or [])
     return bool(found) and not set(found) <= declared_bases
-
-
-def finding_marker(repo: str, revision: str) -> str:
-    """One public discussion per repo@revision: later findings for it edit the same post."""
-    return marker_for("finding", repo, revision)
-
-
-def moderation_marker(repo: str, revision: str) -> str:
-    return marker_for("moderation", repo, revision)
-
-
-def reply_marker(comment_id: str, kind: str) -> str:
-    return marker_for(f"reply-{kind}", comment_id)
 
 
 def finding_title(repo: str, result: ScanResult) -> str:

@@ -12,18 +12,37 @@ other requests.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.events import MentionEvent, UploadEvent
-from provbot.bot.service.web.webhook import WebhookRejected, check_secret, parse_webhook
+from provbot.bot.service.web.webhook import MAX_BODY_BYTES, WebhookRejected, check_secret, parse_webhook
+
+log = logging.getLogger(__name__)
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused with 413 before reading when its declared length is too large, and
+    as soon as more than ``limit`` bytes arrive when it declares none (chunked)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise WebhookRejected(
+            "payload too large" if declared.isdigit() else "bad Content-Length", 413 if declared.isdigit() else 400
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise WebhookRejected("payload too large", 413)
+    return bytes(body)
 
 
 def make_app(ctx: BotContext, *, wake: Callable[[], None], started_at: float | None = None) -> Starlette:
@@ -35,7 +54,11 @@ def make_app(ctx: BotContext, *, wake: Callable[[], None], started_at: float | N
         secret = ctx.settings.bot.webhook_secret
         try:
             check_secret(request.headers.get("x-webhook-secret"), secret.get_secret_value() if secret else None)
-            event = parse_webhook(await request.body())
+            event = parse_webhook(await read_body(request))
+        except ClientDisconnect:  # the caller hung up mid-body: nothing to answer, nothing went wrong here
+            m.webhooks.labels(outcome="disconnected").inc()
+            log.info("webhook caller disconnected before sending its whole body")
+            return Response(status_code=400)
         except WebhookRejected as exc:
             m.webhooks.labels(outcome=f"rejected_{exc.status}").inc()
             await run_in_threadpool(

@@ -33,9 +33,14 @@ def check_secret(given: str | None, expected: str | None) -> None:
         raise WebhookRejected("bad webhook secret", 403)
 
 
+#: Largest webhook body accepted. The Hub's payloads are a few KB; a comment's text rides along, and
+#: a comment is at most about 65,000 characters.
+MAX_BODY_BYTES = 256 * 1024
+
+
 def parse_webhook(body: bytes) -> MentionEvent | UploadEvent | None:
     """Validate a webhook body; None for events the bot does not act on."""
-    if len(body) > 1_000_000:
+    if len(body) > MAX_BODY_BYTES:
         raise WebhookRejected("payload too large", 413)
     try:
         payload = WebhookPayload.model_validate_json(body)
