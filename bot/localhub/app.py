@@ -230,7 +230,7 @@ class LocalHubApp:
         try:
             index = json.loads(entry.path.read_bytes())
             shards = sorted(set(index["weight_map"].values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise HubError(400, None, f"{filename} is not a valid safetensors index") from None
         headers: dict[str, Any] = {}
         for shard in shards:

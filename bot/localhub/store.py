@@ -171,7 +171,7 @@ def safetensors_header(path: Path) -> dict[str, Any] | None:
                 return None
             data = fh.read(n)
         header = json.loads(data)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # hostile files: not safetensors, never a crash
         return None
     return header if isinstance(header, dict) else None
 
@@ -182,10 +182,14 @@ def count_parameters(header: dict[str, Any]) -> dict[str, int]:
     for name, info in header.items():
         if name == "__metadata__" or not isinstance(info, dict):
             continue
+        shape = info.get("shape", [])
+        # Hostile headers: shapes that are not lists of small non-negative ints are not counted.
+        if not isinstance(shape, list) or not all(isinstance(d, int) and 0 <= d < 2**48 for d in shape):
+            continue
         n = 1
-        for dim in info.get("shape", []):
-            n *= int(dim)
-        dtype = str(info.get("dtype", "?"))
+        for dim in shape:
+            n *= dim
+        dtype = str(info.get("dtype", "?"))[:16]
         counts[dtype] = counts.get(dtype, 0) + n
     return counts
 
@@ -220,6 +224,9 @@ class RepoStore:
         if len(parts) != 2 or not all(NAME_RE.match(p) for p in parts) or any(".." in p for p in parts):
             raise repo_not_found(repo_id)
         base = self.root / parts[0] / parts[1]
+        if base.is_symlink() or base.parent.is_symlink():
+            if not self.inside_root(base):  # a link out of the root: no such repo here
+                raise repo_not_found(repo_id)
         if len(self._repo_dirs) < 100_000:  # bound memory on long-running servers
             self._repo_dirs[repo_id] = base
         return base
@@ -266,19 +273,26 @@ class RepoStore:
         if not self.root.is_dir():
             return out
         for org in sorted(self.root.iterdir()):
-            if not org.is_dir() or not NAME_RE.match(org.name):
+            if not org.is_dir() or not NAME_RE.match(org.name) or not self.inside_root(org):
                 continue
             for repo in sorted(org.iterdir()):
-                if repo.is_dir() and NAME_RE.match(repo.name):
+                if repo.is_dir() and NAME_RE.match(repo.name) and self.inside_root(repo):
                     out.append(f"{org.name}/{repo.name}")
         return out
+
+    def inside_root(self, path: Path) -> bool:
+        """Does ``path``, links followed, stay under the server's root? (Links out are never served.)"""
+        try:
+            return path.resolve().is_relative_to(self.root.resolve())
+        except (OSError, RuntimeError):  # a loop of links
+            return False
 
     def revision_names(self, repo_id: str) -> list[str]:
         base = self.repo_dir(repo_id)
         names = [DEFAULT_REVISION]
         for p in sorted(base.parent.glob(f"{base.name}@*")):
             rev = p.name.split("@", 1)[1]
-            if p.is_dir() and REV_RE.match(rev):
+            if p.is_dir() and REV_RE.match(rev) and self.inside_root(p):
                 names.append(rev)
         return names
 
@@ -316,7 +330,7 @@ class RepoStore:
             return self._load(repo_id, rev, base, walk)
         if REV_RE.match(rev):
             folder = base.parent / f"{base.name}@{rev}"
-            if folder.is_dir():
+            if folder.is_dir() and (not folder.is_symlink() or self.inside_root(folder)):
                 return self._load(repo_id, rev, folder, walk)
         if SHA_RE.match(rev):
             with self._lock:
@@ -378,10 +392,12 @@ class RepoStore:
                 if fn.startswith(RESERVED_PREFIX):
                     continue
                 full = Path(dirpath) / fn
+                if full.is_symlink() and not self.inside_root(full):
+                    continue  # never serve a file outside the root through a link
                 try:
                     st = full.stat()
                 except OSError:
-                    continue  # vanished while listing
+                    continue  # vanished while listing (or a dangling link)
                 rel = full.relative_to(folder).as_posix()
                 files[rel] = FileEntry(rel, full, st.st_size, st.st_mtime_ns, st.st_ino)
         files = dict(sorted(files.items()))
@@ -480,7 +496,7 @@ class RepoStore:
             try:
                 loaded = json.loads(rev.files["config.json"].path.read_bytes())
                 config = loaded if isinstance(loaded, dict) else None
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 config = None
         params: dict[str, int] = {}
         for entry in rev.files.values():

@@ -209,3 +209,16 @@ def test_a_dead_cluster_address_is_one_clear_error() -> None:
     with pytest.raises(RayExecutorError, match="bad bot.ray_address"):
         _cluster_endpoint("head-without-port")
     assert _cluster_endpoint("10.0.0.5:6379") == ("10.0.0.5", 6379)
+
+
+def test_rays_token_file_is_private(tmp_path) -> None:  # noqa: ANN001
+    from provbot.bot.service.queue.ray_executor import private_token_file
+
+    made = private_token_file(tmp_path / ".ray" / "auth_token")
+    assert made.stat().st_mode & 0o777 == 0o600 and (tmp_path / ".ray").stat().st_mode & 0o777 == 0o700
+    assert len(made.read_text()) == 64
+    loose = tmp_path / "loose" / "auth_token"
+    loose.parent.mkdir()
+    loose.write_text("x" * 64)
+    loose.chmod(0o644)
+    assert private_token_file(loose).stat().st_mode & 0o777 == 0o600 and loose.read_text() == "x" * 64

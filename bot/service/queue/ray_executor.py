@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 import uuid
@@ -79,6 +80,27 @@ def _probe(address: str, timeout: float = 5.0) -> None:
         raise RayExecutorError(
             f"cannot reach the Ray cluster at {address}: {exc.strerror or type(exc).__name__}"
         ) from None
+
+
+def private_token_file(path: Path | None = None) -> Path:
+    """Ray's cluster token file, readable by its owner only.
+
+    Ray 2.60 keeps the token that guards a cluster in ``~/.ray/auth_token`` and, when it creates the
+    file itself, leaves it readable by every user of the machine. The executor creates it first
+    (mode 0600, in a 0700 folder) and tightens an existing one, so Ray finds and uses a private file.
+    """
+    path = path or Path.home() / ".ray" / "auth_token"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+            log.warning("Ray's token file %s was readable by other users; now it is readable by its owner only", path)
+        return path
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))  # the format Ray generates: 256 random bits as hex
+    return path
 
 
 def _ray() -> Any:
@@ -192,6 +214,8 @@ class RayExecutor:
             if self._ray is not None:
                 return self
             ray = _ray()
+            if not ray.is_initialized() and self.address is None:
+                private_token_file()
             if not ray.is_initialized():
                 kwargs: dict[str, Any] = {
                     "include_dashboard": False,
