@@ -153,6 +153,11 @@ class LocalHubApp:
                 return await self.tree_routes(request, repo_id, rest)
             if rest and rest[0] == "discussions" and self.discussions is not None:
                 return await self.discussions.handle(request, repo_id, rest[1:])
+        elif len(seg) == 4 and seg[:2] == ["api", "organizations"] and seg[3] == "members" and method == "GET":
+            members = self.options.orgs.get(seg[2])
+            if members is None:
+                raise HubError(404, None, "Organization not found")
+            return JSONResponse([{"user": m, "fullname": m, "type": "user", "avatarUrl": ""} for m in members])
         elif seg[:2] == ["api", "whoami-v2"] and method == "GET":
             user = self.user(request)
             if user is None:

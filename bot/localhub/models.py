@@ -71,3 +71,4 @@ class ServerOptions(BaseModel):
     redirect_resolve: bool = Field(False, description="answer resolve with 302 to /cdn/... like the Hub")
     page_size: int = Field(1000, ge=1, description="largest page list_models gets")
     webhooks: list[WebhookTarget] = Field(default_factory=list)
+    orgs: dict[str, list[str]] = Field(default_factory=dict, description="organisation -> member user names")

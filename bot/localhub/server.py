@@ -346,6 +346,10 @@ class LocalHub:
     def add_token(self, token: str, user: str) -> None:
         self.options.tokens[token] = user
 
+    def add_org(self, name: str, members: list[str]) -> None:
+        """An organisation and its members (``GET /api/organizations/{name}/members``)."""
+        self.options.orgs[name] = list(members)
+
     def add_webhook(self, url: str, secret: str | None = None) -> WebhookTarget:
         target = WebhookTarget(url=url, secret=secret, id=f"localhub-{len(self.options.webhooks) + 1}")
         self.options.webhooks.append(target)

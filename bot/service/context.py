@@ -100,6 +100,7 @@ class BotContext:
                 moderators=b.moderators,
                 per_user_per_day=b.mentions_per_user_per_day,
                 per_repo_per_hour=b.mentions_per_repo_per_hour,
+                members=hub.org_members,
             ),
             metrics=metrics,
             redactor=redactor,

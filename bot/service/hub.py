@@ -152,6 +152,19 @@ class HubClient:
             f"discussions of {repo}", lambda: list(self.api.get_repo_discussions(repo, author=author))
         )
 
+    def org_members(self, org: str) -> set[str]:
+        """User names of ``org``'s members (lower case); empty when ``org`` is a user, not an organisation."""
+
+        def members() -> set[str]:
+            try:
+                return {u.username.lower() for u in self.api.list_organization_members(org) if u.username}
+            except HfHubHTTPError as exc:
+                if _status(exc) == 404:
+                    return set()
+                raise
+
+        return self._retrying(f"members of {org}", members)
+
     def discussion_details(self, repo: str, num: int) -> Any:
         return self._retrying(f"discussion {repo}#{num}", lambda: self.api.get_discussion_details(repo, num))
 

@@ -95,3 +95,16 @@ def test_replayed_comment_payload_is_still_a_duplicate(service: BotService, hub)
     first = httpx.post(url, content=body, headers={"X-Webhook-Secret": WEBHOOK_SECRET})
     again = httpx.post(url, content=body, headers={"X-Webhook-Secret": WEBHOOK_SECRET})
     assert first.status_code == 202 and again.json()["status"] == "duplicate"
+
+
+def test_members_of_the_repos_organisation_may_ask_and_strangers_may_not(service: BotService, hub, scanner) -> None:  # noqa: ANN001
+    hub.add_org("labcorp", ["alice"])
+    hub.add_repo("labcorp/model", model_files(seed=14))
+    num = _start_thread(hub, "alice", "labcorp/model", "@provbot scan against lab/base base lab/base")
+    wait_for(lambda: bot_comments(hub, "labcorp/model", num), what="acknowledgement")
+    assert "queued" in bot_comments(hub, "labcorp/model", num)[0]
+    other = _start_thread(hub, "mallory", "labcorp/model", "@provbot scan against lab/base")
+    wait_for(lambda: bot_comments(hub, "labcorp/model", other), what="refusal")
+    assert "Sorry" in bot_comments(hub, "labcorp/model", other)[0]
+    outcomes = {e.actor: e.data.get("outcome") for e in service.ctx.audit.query(kind="mention")}
+    assert outcomes == {"alice": "accepted", "mallory": "refused"}

@@ -76,7 +76,7 @@ def handle_mention(ctx: BotContext, job: JobView) -> dict[str, Any]:
             "I could not read that request."
             if outcome == "invalid"
             else (
-                "only the repo's owners and the bot's moderators can ask me to scan this repo."
+                "only the repo's owners (or its organisation's members) and the bot's moderators can ask me to scan this repo."
                 if outcome == "refused"
                 else "too many scans were requested recently; please try again later."
             )
