@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import re
 import signal
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,11 +82,19 @@ def run(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    svc.run_task("poll")  # do not wait a whole interval for the first walk
+    first = threading.Thread(target=svc.run_task, args=("poll",), daemon=True)  # not a whole interval's wait
+    first.start()
     try:
         stop.wait()
     finally:
         svc.stop()
+        if svc.workers.busy:
+            # Jobs still running keep their leases and run again after the next start: exit now
+            # rather than wait for them (a scan can take minutes; SIGTERM gets 5 seconds).
+            typer.echo(f"stopped; {svc.workers.busy} running job(s) will be retried", err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
 
 @review_app.command("list")

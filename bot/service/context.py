@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,9 +29,14 @@ from provbot.bot.service.publish.render import Renderer
 from provbot.bot.service.redact import Redactor
 from provbot.bot.service.scan.scanner import Scanner, hub_scanner
 from provbot.bot.settings import Settings
+from provbot.detectors.errors import RemoteError
 
 if TYPE_CHECKING:
     from provbot.bot.index.store import IndexStore
+
+
+class ServiceStopping(RemoteError):
+    """A job was interrupted because the service stops; the queue runs it again later."""
 
 
 @dataclass
@@ -50,6 +56,8 @@ class BotContext:
     mentions: MentionStore
     cursors: CursorStore
     markers: Markers
+    #: Set when the service stops: waits between retries end at once and the job goes back to the queue.
+    stopping: threading.Event = field(default_factory=threading.Event)
     _index_store: IndexStore | None = field(default=None, repr=False)
 
     @property
@@ -73,6 +81,15 @@ class BotContext:
         migrate: bool = True,
     ) -> BotContext:
         b = settings.bot
+        stopping = threading.Event()
+
+        def pause(seconds: float) -> None:
+            """Wait before a retry, unless the service is stopping (then the job is handed back)."""
+            if stopping.is_set() or (sleep is time.sleep and stopping.wait(seconds)):
+                raise ServiceStopping("the service is stopping; the job goes back to the queue")
+            if sleep is not time.sleep:
+                sleep(seconds)
+
         token = settings.hub_token.get_secret_value() if settings.hub_token else None
         secret = b.webhook_secret.get_secret_value() if b.webhook_secret else None
         github = b.github_token.get_secret_value() if b.github_token else None
@@ -83,7 +100,7 @@ class BotContext:
         metrics = BotMetrics()
         audit = AuditLog(database, redactor)
         hub = HubClient(
-            settings.hub_endpoint, token, retries=b.http_retries, backoff_max=b.backoff_max_seconds, sleep=sleep
+            settings.hub_endpoint, token, retries=b.http_retries, backoff_max=b.backoff_max_seconds, sleep=pause
         )
         return cls(
             settings=settings,
@@ -107,6 +124,7 @@ class BotContext:
             findings=FindingStore(database),
             mentions=MentionStore(database),
             cursors=CursorStore(database),
+            stopping=stopping,
             markers=Markers.from_secrets(b.marker_key.get_secret_value() if b.marker_key else None, token),
         )
 

@@ -137,17 +137,21 @@ class BotService:
         while not self._server.started and time.time() < deadline:
             time.sleep(0.02)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 4.0) -> None:
+        """Stop within ``timeout_s``: no new jobs, waits between retries cut short, running jobs left
+        to their leases (another worker, or the next start, runs them again: nothing is lost)."""
+        deadline = time.monotonic() + timeout_s
+        self.ctx.stopping.set()
         if self._server is not None:
             self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
-        self.workers.stop()
+        self.workers.stop(wait=False, timeout_s=max(deadline - time.monotonic() - 1.0, 0.1))
+        if self._thread is not None:
+            self._thread.join(timeout=max(deadline - time.monotonic(), 0.1))
         if _ACTIVE.get("service") is self:
             _ACTIVE.pop("service", None)
-        self.ctx.audit.record("service", message="stopped")
+        self.ctx.audit.record("service", message="stopped", data={"jobs_left_running": self.workers.busy})
 
     def __enter__(self) -> BotService:
         return self.start()

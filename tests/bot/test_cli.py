@@ -131,6 +131,43 @@ def test_provbot_run_serves_health_and_metrics_and_stops_on_sigterm(hub, tmp_pat
     assert "hf_RunTokenShouldNotLeak12345" not in output and "s3cret-hook" not in output
 
 
+def test_provbot_run_stops_within_five_seconds_of_sigterm_while_retrying(hub, tmp_path: Path) -> None:  # noqa: ANN001
+    """The Hub answers every listing with 503: the first poll is backing off between retries."""
+    port = _free_port()
+    hub.inject("/api/models", status=503, count=1000)
+    env = {
+        **os.environ,
+        "PROVBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+        "PROVBOT_HUB_ENDPOINT": hub.url,
+        "PROVBOT_BOT__WEBHOOK_SECRET": "s3cret-hook",
+        "PROVBOT_BOT__WEBHOOK_PORT": str(port),
+        "PROVBOT_BOT__BACKOFF_MAX_SECONDS": "120",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provbot.bot.cli", "run"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and hub.faults.fired < 4:  # a few retries in
+            time.sleep(0.1)
+        assert proc.poll() is None
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        output = proc.communicate(timeout=30)[0].decode()
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert took < 5.0, f"stopped after {took:.1f} s"
+    assert "Traceback" not in output
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -70,11 +71,13 @@ class WorkerPool:
             self._threads.append(t)
         return self
 
-    def stop(self, wait: bool = True) -> None:
+    def stop(self, wait: bool = True, timeout_s: float = 10.0) -> None:
+        """Claim nothing more; ``wait``: also wait for running jobs (else they keep their leases)."""
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + timeout_s
         for t in self._threads:
-            t.join(timeout=10)
+            t.join(timeout=max(deadline - time.monotonic(), 0.0))
         self.executor.shutdown(wait)
 
     def _dispatch(self) -> None:
