@@ -149,8 +149,10 @@ def parse_header(
             return fast
     try:
         obj = json.loads(header.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or a number too long to convert
         raise WeightFormatError(f"{label}: header is not valid JSON ({exc.__class__.__name__})") from None
+    except RecursionError:  # the parser's depth limit: no real header nests more than three deep
+        raise WeightFormatError(f"{label}: header JSON is nested too deep") from None
     if not isinstance(obj, dict):
         raise WeightFormatError(f"{label}: header is a JSON {type(obj).__name__}, expected an object")
     out: dict[str, TensorMeta] = {}
@@ -258,7 +260,7 @@ def _parse_valid(header: bytes, file: str, data_start: int, data_size: int | Non
     with gc_paused():
         try:
             entries = _DECODER.decode(header)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             return None
         return _valid_entries(entries, file, data_start, data_size)
 

@@ -217,8 +217,10 @@ def load_json(raw: bytes, where: str) -> object:
     """Decode a UTF-8 JSON file a source read; WeightFormatError naming ``where`` if it is not."""
     try:
         return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or a number too long to convert
         raise WeightFormatError(f"{where}: not valid JSON ({exc.__class__.__name__})") from None
+    except RecursionError:  # the parser's depth limit; configs and indexes nest a few levels
+        raise WeightFormatError(f"{where}: JSON nested too deep") from None
 
 
 def load_json_object(raw: bytes, where: str) -> dict:

@@ -44,7 +44,7 @@ def state_tensors(tensors: Mapping[str, TensorMeta]) -> list[str]:
 def _state(name: str, raw: bytes) -> dict:
     try:
         state = json.loads(bytes(raw).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise WeightFormatError(f"{name}: not a bitsandbytes quant_state (no JSON object)") from None
     fields = state if isinstance(state, dict) else {}
     shape, block = fields.get("shape"), fields.get("blocksize")
