@@ -144,7 +144,6 @@ def run_fit_alone(root: Path, hold_bytes: int = 2 * 2**30, passes: int = 3) -> N
     """
     from provbot.detectors.weights.fit import batch_sums
     from provbot.detectors.weights.full_stats import FullStatsAccumulator
-    from provbot.detectors.weights.gc_pause import gc_paused
     from provbot.detectors.weights.reader import canonical_models, iter_full_batches
     from provbot.detectors.weights.sampling import plan_sample
     from provbot.detectors.weights.sources import LocalSource
@@ -171,15 +170,14 @@ def run_fit_alone(root: Path, hold_bytes: int = 2 * 2**30, passes: int = 3) -> N
             fit["batches"] += len(held)
             held.clear()
 
-        with gc_paused():  # as scan() does
-            # No read-ahead: nothing is being read while the held batches are timed.
-            for batch in iter_full_batches(sources, plan, device="cpu", read_ahead_elements=1):
-                held.append(batch)
-                size += sum(v.numel() * v.element_size() for v in batch.values.values())
-                if size >= hold_bytes:
-                    flush()
-                    size = 0
-            flush(last=True)
+        # No read-ahead: nothing is being read while the held batches are timed.
+        for batch in iter_full_batches(sources, plan, device="cpu", read_ahead_elements=1):
+            held.append(batch)
+            size += sum(v.numel() * v.element_size() for v in batch.values.values())
+            if size >= hold_bytes:
+                flush()
+                size = 0
+        flush(last=True)
         held.clear()
         acc = None  # freed before the bandwidth is measured
         fit["bandwidth_gbs"] = memory_bandwidth_gbs()

@@ -45,8 +45,10 @@ def identity(
     answers: bool = typer.Option(False, "--answers", help="Keep every answer in the JSON (large)."),
 ) -> None:
     """Ask CHILD who it is (dozens of prompts, several languages), with and without its system prompt."""
+    from provbot.bot.settings import get_settings
     from provbot.detectors.identity import DECLARED, render_identity_markdown, run_identity
 
+    settings = get_settings()
     if system_prompt is not None and no_system_prompt:
         raise IdentityError("--system-prompt and --no-system-prompt exclude each other")
     if backend is not None and backend not in ("local", "openai"):
@@ -67,6 +69,9 @@ def identity(
         device=device,
         cpu_threads=cpu_threads,
         progress=progress,
+        options=settings.identity,
+        hub_endpoint=settings.hub_endpoint,
+        hub_token=settings.hub_token.get_secret_value() if settings.hub_token else None,
     )
     if as_json:
         exclude = None if answers else {"conditions": {"__all__": {"answers"}}}

@@ -47,6 +47,7 @@ def scan_command(
     (``provbot index``): the child is fingerprinted and sketched, its family's models ranked, and the
     top few scanned; the notes say which were considered.
     """
+    from provbot.bot.settings import get_settings
     from provbot.detectors.weights.scan import scan
 
     def run(progress=None) -> ScanResult:  # noqa: ANN001
@@ -56,6 +57,7 @@ def scan_command(
             return scan_with_index(
                 child, budget_mb=budget_mb, full=full, endpoint=endpoint, progress=progress, max_requests=max_requests
             )[1]
+        settings = get_settings()
         return scan(
             child,
             parent,
@@ -63,8 +65,10 @@ def scan_command(
             budget_mb=budget_mb,
             full=full,
             progress=progress,
-            endpoint=endpoint,
+            endpoint=endpoint or settings.hub_endpoint,
+            token=settings.hub_token,
             max_requests=max_requests,
+            options=settings.scan,
         )
 
     err = Console(stderr=True)

@@ -59,6 +59,7 @@ def scan_with_index(
         endpoint=endpoint,
         token=token,
         max_requests=max_requests,
+        options=settings.scan,
     )
     result.notes.append(
         f"candidates chosen by the index ({report.match} family of {report.family_size}): {', '.join(report.chosen)}"

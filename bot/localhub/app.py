@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from provbot.bot.localhub import tree
+import provbot.bot.localhub.tree as tree
 from provbot.bot.localhub.faults import FaultInjector, ratelimit_headers
 from provbot.bot.localhub.listing import list_models
 from provbot.bot.localhub.models import RepoConfig, ServerOptions

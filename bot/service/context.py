@@ -110,7 +110,7 @@ class BotContext:
             hub=hub,
             publisher=Publisher(hub, database, audit, metrics, bot_username=b.username, dry_run=b.mode == "dry_run"),
             renderer=Renderer(),
-            scanner=scanner or hub_scanner(settings.hub_endpoint, token, settings.scan.budget_mb),
+            scanner=scanner or hub_scanner(settings.hub_endpoint, token, settings.scan),
             policy=MentionPolicy(
                 MentionStore(database),
                 bot_username=b.username,

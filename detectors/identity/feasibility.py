@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from provbot.detectors.identity.resolve import split_ref
+from provbot.detectors.options import IdentityOptions
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
@@ -56,7 +57,7 @@ def has_tokenizer(ref: str, *, endpoint: str | None = None, token: str | None = 
 
 def can_run_identity(
     ref: str,
-    settings=None,
+    options: IdentityOptions | None = None,
     *,
     cuda: bool | None = None,
     endpoint_configured: bool | None = None,
@@ -65,11 +66,7 @@ def can_run_identity(
 ) -> Feasibility:
     """Whether the bot should run the identity test on ``ref``: an endpoint is configured, or the model
     fits ``identity.max_local_params_b_gpu`` (CUDA present) / ``..._cpu``."""
-    if settings is None:
-        from provbot.bot.settings import get_settings
-
-        settings = get_settings()
-    ident = settings.identity
+    ident = options or IdentityOptions()
     if endpoint_configured is None:
         endpoint_configured = ident.backend == "openai" and bool(ident.endpoint)
     if endpoint_configured:
@@ -78,13 +75,13 @@ def can_run_identity(
         import torch
 
         cuda = torch.cuda.is_available()
-    if has_tokenizer(ref, endpoint=hub_endpoint or settings.hub_endpoint, token=token) is False:
+    if has_tokenizer(ref, endpoint=hub_endpoint, token=token) is False:
         return Feasibility(
             ok=False, params_b=None, reason="the repo has no tokenizer files, so the local backend cannot run it"
         )
     limit = ident.max_local_params_b_gpu if cuda else ident.max_local_params_b_cpu
     where = "GPU" if cuda else "CPU"
-    n = parameter_count(ref, endpoint=hub_endpoint or settings.hub_endpoint, token=token)
+    n = parameter_count(ref, endpoint=hub_endpoint, token=token)
     if n is None:
         return Feasibility(ok=False, params_b=None, reason="parameter count unknown (no readable safetensors headers)")
     b = n / 1e9

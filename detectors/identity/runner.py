@@ -37,6 +37,7 @@ from provbot.detectors.identity.result import (
     Strength,
 )
 from provbot.detectors.identity.scoring import CLAIM_MIN_LOWER, evidence, score_condition
+from provbot.detectors.options import IdentityOptions
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class _Opener:
     def __init__(
         self,
         kind: BackendKind,
-        settings,
+        options: IdentityOptions,
         hub_endpoint: str | None,
         hub_token: str | None,
         api_key: SecretStr | str | None,
@@ -107,11 +108,11 @@ class _Opener:
         batch_size: int | None,
         cpu_threads: int | None = None,
     ) -> None:
-        self.kind, self.settings = kind, settings
+        self.kind, self.options = kind, options
         self.hub_endpoint, self.hub_token, self.api_key = hub_endpoint, hub_token, api_key
-        self.device = device or settings.device
-        self.batch_size = batch_size or settings.batch_size
-        self.cpu_threads = cpu_threads or settings.cpu_threads
+        self.device = device or options.device
+        self.batch_size = batch_size or options.batch_size
+        self.cpu_threads = cpu_threads or options.cpu_threads
 
     def resolve(self, ref: str):
         from provbot.detectors.identity.resolve import resolve_model
@@ -122,7 +123,7 @@ class _Opener:
         if endpoint:
             from provbot.detectors.identity.backends.openai import OpenAIBackend
 
-            s = self.settings
+            s = self.options
             return OpenAIBackend(
                 endpoint,
                 model_name or ref,
@@ -215,7 +216,7 @@ def run_identity(
     cpu_threads: int | None = None,
     cache_dir: str | Path | None = None,
     aliases: str | Path | AliasTable | None = None,
-    settings=None,
+    options: IdentityOptions | None = None,
     progress: Progress | None = None,
 ) -> IdentityResult:
     """Run the identity test on ``child`` and compare it with ``candidates``.
@@ -225,13 +226,18 @@ def run_identity(
     with-system-prompt condition. ``backend="openai"`` needs ``endpoint`` (the child served there);
     candidates are ``REF`` (local backend) or ``REF=URL`` (their own endpoint). ``baselines`` are
     unrelated models whose answers set the chance level of verbatim overlap (default: the prompt set's
-    baseline texts).
-    """
-    if settings is None:
-        from provbot.bot.settings import get_settings
+    baseline texts). ``options`` (:class:`~provbot.detectors.options.IdentityOptions`) give the
+    defaults of the backend, prompt set, device and answer cache; ``hub_endpoint`` and ``hub_token``
+    say where models are downloaded from (default: huggingface_hub's endpoint, ``HF_ENDPOINT``).
 
-        settings = get_settings()
-    ident = settings.identity
+    Example::
+
+        >>> from provbot.detectors.identity import run_identity                           # doctest: +SKIP
+        >>> r = run_identity("org/child", candidates=["org/original"])                    # doctest: +SKIP
+        >>> r.verdict, r.condition("without_system").self_name().name                      # doctest: +SKIP
+        ('strong', 'Nex')
+    """
+    ident = options or IdentityOptions()
     say = progress or (lambda msg: log.info("%s", msg))
     t0 = time.monotonic()
     kind: BackendKind = backend or ident.backend  # type: ignore[assignment]
@@ -245,9 +251,6 @@ def run_identity(
         ps = ps.subset(limit=prompt_limit)
     sampling = ps.sampling.model_copy(update={"samples": samples or ident.samples or ps.sampling.samples})
     table = aliases if isinstance(aliases, AliasTable) else load_aliases(aliases)
-    hub_endpoint = hub_endpoint or settings.hub_endpoint
-    if hub_token is None and settings.hub_token is not None:
-        hub_token = settings.hub_token.get_secret_value()
     opener = _Opener(kind, ident, hub_endpoint, hub_token, api_key, device, batch_size, cpu_threads)
     cache = AnswerCache(cache_dir if cache_dir is not None else ident.cache_dir)
     notes: list[str] = []

@@ -20,9 +20,9 @@ import torch
 from pydantic import SecretStr
 
 from provbot.detectors.errors import ProvbotError, ShapeMismatchError
+from provbot.detectors.options import ScanOptions
 from provbot.detectors.weights.fit import STATS_CHUNK, Lineage, StatsTable, batch_sums, storage_dtype
 from provbot.detectors.weights.full_stats import full_stats
-from provbot.detectors.weights.gc_pause import gc_paused
 from provbot.detectors.weights.layers import layer_count, layer_plans, match_layers
 from provbot.detectors.weights.packed import with_packed
 from provbot.detectors.weights.reader import canonical_models, read_sample, resolve_device
@@ -37,50 +37,59 @@ from provbot.detectors.weights.verdict import Verdict
 Progress = Callable[[int, int, str], None]  # (done, total, what)
 
 
-@gc_paused()  # see gc_pause: a scan builds ~10^5 small records in bursts
 def scan(
     child: str,
     parents: Sequence[str] = (),
+    *,
     base: str | None = None,
-    budget_mb: float | None = None,
     full: bool = False,
-    progress: Progress | None = None,
+    budget_mb: float | None = None,
+    max_requests: int | None = None,
+    options: ScanOptions | None = None,
     endpoint: str | None = None,
     token: str | SecretStr | None = None,
     device: str | None = None,
-    max_requests: int | None = None,
+    progress: Progress | None = None,
 ) -> ScanResult:
-    """Scan ``child`` against the candidates ``parents`` (+ ``base``, the declared shared ancestor).
+    """Scan ``child`` against the candidate parents and say what it is to them.
 
-    References are Hub ids ``org/name[@rev]`` or local directories and are echoed as given.
-    Defaults (budget, endpoint, token, device, the ceiling on range requests per model) come from
-    :mod:`provbot.bot.settings`; ``max_requests=0`` plans without a ceiling.
-    Raises :class:`~provbot.detectors.errors.ProvbotError` subclasses for anything a user can cause.
+    References are Hub ids ``org/name[@revision]`` or local model folders, echoed as given.
+    ``base`` names the candidates' shared ancestor when known. ``full`` reads every element (and
+    decodes packed int4 weights); otherwise a sample of ``budget_mb`` MiB per model is read in at
+    most ``max_requests`` range requests per model (0: no ceiling). Both default to ``options``
+    (:class:`~provbot.detectors.options.ScanOptions`), which also sets the concurrency, the device
+    and kernel compilation. ``endpoint`` is the Hub to read from (default: huggingface_hub's,
+    ``HF_ENDPOINT``); ``token`` is sent to it only. ``progress(done, total, what)`` is called as
+    models are read. Raises :class:`~provbot.detectors.errors.ProvbotError` subclasses for anything
+    a user can cause (missing repos, malformed files, access denied, network faults).
+
+    Example::
+
+        >>> from provbot.detectors import scan                                            # doctest: +SKIP
+        >>> r = scan("org/child", ["org/finetune", "org/base"], base="org/base")          # doctest: +SKIP
+        >>> r.relation, [(p.ref, p.weight) for p in r.parents]                            # doctest: +SKIP
+        ('merge', [('org/finetune', 0.6), ('org/base', 0.4)])
     """
-    from provbot.bot.settings import get_settings
-
-    settings = get_settings()
+    opts = options or ScanOptions()
     started = time.monotonic()
     candidates = list(dict.fromkeys([*parents, *([base] if base else [])]))
     if not candidates:
         raise ProvbotError("give at least one candidate parent (--parent or --base)")
     if child in candidates:
         raise ProvbotError(f"{child} is both the child and a candidate")
-    ceiling = settings.scan.max_requests if max_requests is None else max_requests
+    ceiling = opts.max_requests if max_requests is None else max_requests
     if ceiling < 0:
         raise ProvbotError(f"max_requests must be 0 (no ceiling) or more, not {ceiling}")
     if budget_mb is not None and not budget_mb > 0:  # NaN too
         raise ProvbotError(f"budget_mb must be more than 0, not {budget_mb}")
-    endpoint = endpoint or settings.hub_endpoint
-    token = token if token is not None else settings.hub_token
-    budget = (budget_mb if budget_mb is not None else settings.scan.budget_mb) * 2**20
-    dev = resolve_device(device or settings.scan.device)
+    budget = (budget_mb if budget_mb is not None else opts.budget_mb) * 2**20
+    dev = resolve_device(device or opts.device)
 
-    sources = _open_all([child, *candidates], endpoint, token, settings.scan.concurrency)
+    sources = _open_all([child, *candidates], endpoint, token, opts.concurrency)
     added_note = None
     try:
         if base is None:
-            sources, added_note = _with_declared_base(sources, endpoint, token, settings.scan.concurrency)
+            sources, added_note = _with_declared_base(sources, endpoint, token, opts.concurrency)
             candidates = [s.ref for s in sources[1:]]
         models = _with_packed(sources, canonical_models(sources))
         plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full, max_requests=ceiling or None)
@@ -92,7 +101,7 @@ def scan(
             else None
         )
         stats = (
-            full_stats(sources, plan, dev, progress, settings.scan.compile, rescale)
+            full_stats(sources, plan, dev, progress, opts.compile, rescale)
             if full
             else _sampled_stats(sources, plan, dev, progress)
         )

@@ -118,11 +118,9 @@ def test_run_identity_over_the_endpoint(srv, personas, tmp_path):
 
 
 def test_budget_exhaustion_keeps_the_answers_so_far(srv, personas, tmp_path):
-    from provbot.bot.settings import Settings
+    from provbot.detectors.options import IdentityOptions
 
-    settings = Settings()
-    settings.identity.request_budget = 3
-    settings.identity.concurrency = 1
+    options = IdentityOptions(request_budget=3, concurrency=1)
     result = run_identity(
         str(personas["nex-ft"]),
         backend="openai",
@@ -132,7 +130,7 @@ def test_budget_exhaustion_keeps_the_answers_so_far(srv, personas, tmp_path):
         prompt_limit=2,
         system_prompt=None,
         cache_dir=tmp_path,
-        settings=settings,
+        options=options,
     )
     without = result.condition("without_system")
     assert without.answered == 3  # both chats of sample 0 and the first of sample 1, then the budget ran out

@@ -166,13 +166,12 @@ def test_feasibility_from_safetensors_headers(tmp_path: Path):
     import torch
     from safetensors.torch import save_file
 
-    from provbot.bot.settings import Settings
     from provbot.detectors.identity.feasibility import can_run_identity, parameter_count
+    from provbot.detectors.options import IdentityOptions
 
     save_file({"a": torch.zeros(10, 20), "b": torch.zeros(5)}, tmp_path / "model.safetensors")
     assert parameter_count(str(tmp_path)) == 205
-    s = Settings()
-    s.identity.max_local_params_b_cpu = 1e-7  # 100 parameters
+    s = IdentityOptions(max_local_params_b_cpu=1e-7)  # 100 parameters
     verdict = can_run_identity(str(tmp_path), s, cuda=True)
     assert not verdict.ok and "no tokenizer" in verdict.reason  # weights alone: the local backend cannot talk
     (tmp_path / "tokenizer_config.json").write_text("{}")

@@ -19,7 +19,6 @@ MODULES = [
     "reader",
     "sources",
     "buffers",
-    "gc_pause",
     "packed",
     "packed.compressed",
     "scale_fit",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-import threading
 from collections import defaultdict
 
 import numpy as np
@@ -11,7 +9,6 @@ import torch
 
 from provbot.detectors.weights.fit import tensor_stats
 from provbot.detectors.weights.full_stats import FullStatsAccumulator
-from provbot.detectors.weights.gc_pause import gc_paused
 from provbot.detectors.weights.keys import classify
 from provbot.detectors.weights.reader import canonical_models, iter_full_batches
 from provbot.detectors.weights.safetensors_format import TensorMeta
@@ -221,30 +218,3 @@ def _laid_out(state: dict[str, torch.Tensor]) -> dict[str, TensorMeta]:
         metas[name] = TensorMeta(name, "BF16", tuple(v.shape), "m.safetensors", pos, pos + 2 * v.numel())
         pos += 2 * v.numel()
     return metas
-
-
-def test_gc_pause_nests_across_threads_and_respects_a_disabled_collector():
-    assert gc.isenabled()
-    started, release = threading.Event(), threading.Event()
-
-    def other() -> None:
-        with gc_paused():
-            started.set()
-            release.wait(5)
-
-    t = threading.Thread(target=other)
-    with gc_paused():
-        t.start()
-        started.wait(5)
-        assert not gc.isenabled()
-    assert not gc.isenabled()  # the other thread still pauses it
-    release.set()
-    t.join(5)
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with gc_paused():
-            pass
-        assert not gc.isenabled()  # a caller's own switch-off is left alone
-    finally:
-        gc.enable()

@@ -284,25 +284,28 @@ def test_big_reads_land_in_aligned_buffers_locally_and_over_http(localhub_sessio
         assert got.data_ptr() % buffers.ALIGNMENT == 0 and want.data_ptr() % buffers.ALIGNMENT == 0
 
 
-def test_the_library_asks_no_host_but_its_endpoint(localhub_session, model_dir, tmp_path):
-    """huggingface_hub would fetch an agent registry from huggingface.co before its first request;
-    importing ``detectors`` turns that off (unless the caller set the variable), CLI or not."""
+def test_the_cli_asks_no_host_but_its_endpoint(localhub_session, model_dir, tmp_path):
+    """huggingface_hub would fetch an agent registry from huggingface.co before its first request; the
+    provbot CLI turns that off for its own process (the library leaves the process as it is)."""
     import os
     import subprocess
     import sys
 
     localhub_session.add_repo("acme/quiet", model_dir)
+    localhub_session.add_repo("acme/quiet-parent", model_dir)
     code = (
-        "import detectors, sys\n"
-        "from detectors.weights.sources import open_source\n"
-        f"open_source('acme/quiet', endpoint={localhub_session.url!r}).tensors()\n"
+        "import sys\n"
+        "from provbot.bot import cli\n"
+        f"sys.argv = ['provbot', 'scan', 'acme/quiet', '--parent', 'acme/quiet-parent', '--json', "
+        f"'--endpoint', {localhub_session.url!r}]\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
         "import huggingface_hub.constants as c, huggingface_hub.utils._detect_agent as d\n"
-        "print(c.HF_HUB_DISABLE_TELEMETRY, d._registry is None)\n"
+        "print(c.HF_HUB_DISABLE_TELEMETRY, d._registry is None, file=sys.stderr)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_DISABLE_TELEMETRY", "DISABLE_TELEMETRY")}
     env["HF_HOME"] = str(tmp_path / "hf-home")  # no cached registry either
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=os.getcwd(), timeout=120
-    )
+    env["PROVBOT_DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "True"]
+    assert '"relation": "copy"' in out.stdout.replace('":"', '": "')
+    assert out.stderr.split()[-2:] == ["True", "True"]

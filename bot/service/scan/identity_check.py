@@ -72,7 +72,7 @@ def run_identity_check(settings: Settings, *, repo: str, revision: str, candidat
 
     ref = f"{repo}@{revision}"
     token = _token(settings)
-    feasible = can_run_identity(ref, settings, hub_endpoint=settings.hub_endpoint, token=token)
+    feasible = can_run_identity(ref, settings.identity, hub_endpoint=settings.hub_endpoint, token=token)
     if not feasible.ok:
         return IdentityCheck(status="not_run", reason=feasible.reason, params_b=feasible.params_b)
     # Candidates always run on the local backend (an endpoint serves only the child), so each must fit too.
@@ -80,7 +80,7 @@ def run_identity_check(settings: Settings, *, repo: str, revision: str, candidat
     skipped: list[str] = []
     for cand in dict.fromkeys(c for c in candidates if c != repo):
         fit = can_run_identity(
-            cand, settings, endpoint_configured=False, hub_endpoint=settings.hub_endpoint, token=token
+            cand, settings.identity, endpoint_configured=False, hub_endpoint=settings.hub_endpoint, token=token
         )
         if fit.ok:
             usable.append(cand)
@@ -95,7 +95,7 @@ def run_identity_check(settings: Settings, *, repo: str, revision: str, candidat
             prompt_limit=settings.bot.identity_prompt_limit,
             hub_endpoint=settings.hub_endpoint,
             hub_token=token,
-            settings=settings,
+            options=settings.identity,
         )
     except ProvbotError as exc:
         return IdentityCheck(status="failed", reason=str(exc), params_b=feasible.params_b)

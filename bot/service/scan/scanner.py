@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 
 from pydantic import BaseModel, Field
 
+from provbot.detectors.options import ScanOptions
 from provbot.detectors.weights.result import ScanResult
 
 
@@ -29,21 +29,14 @@ class ScanRequest(BaseModel):
 Scanner = Callable[[ScanRequest], ScanResult]
 
 
-def hub_scanner(endpoint: str, token: str | None, budget_mb: float | None = None) -> Scanner:
-    """The real scan (``provbot.detectors.scan``) against ``endpoint``, passing only the options it accepts."""
+def hub_scanner(endpoint: str, token: str | None, options: ScanOptions | None = None) -> Scanner:
+    """The real scan (``provbot.detectors.scan``) against ``endpoint``, with the service's scan options."""
 
     def run(request: ScanRequest) -> ScanResult:
         from provbot.detectors import scan
-        from provbot.detectors.weights.scan import scan as real_scan
 
-        params = inspect.signature(real_scan).parameters
-        kwargs: dict[str, object] = {"parents": list(request.parents), "base": request.base}
-        if budget_mb is not None:
-            kwargs["budget_mb"] = budget_mb
-        if "endpoint" in params:
-            kwargs["endpoint"] = endpoint
-        if "token" in params:
-            kwargs["token"] = token
-        return scan(request.ref, **kwargs)
+        return scan(
+            request.ref, list(request.parents), base=request.base, options=options, endpoint=endpoint, token=token
+        )
 
     return run

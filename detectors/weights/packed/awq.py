@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import torch
 
-from provbot.detectors.weights.packed import (
+from provbot.detectors.weights.packed.base import (
     PackedFormat,
     PackedMeta,
     check_shape,

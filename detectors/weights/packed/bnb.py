@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import torch
 
 from provbot.detectors.errors import WeightFormatError
-from provbot.detectors.weights.packed import PackedFormat, PackedMeta, register
+from provbot.detectors.weights.packed.base import PackedFormat, PackedMeta, register
 from provbot.detectors.weights.safetensors_format import TensorMeta
 
 _STATE = ".weight.quant_state.bitsandbytes__"

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import torch
 
 from provbot.detectors.errors import WeightFormatError
-from provbot.detectors.weights.packed import PackedFormat, PackedMeta, check_shape, register, unpack_low_first
+from provbot.detectors.weights.packed.base import PackedFormat, PackedMeta, check_shape, register, unpack_low_first
 from provbot.detectors.weights.safetensors_format import FLOAT_DTYPES, TensorMeta
 
 _ROWS = 2048
