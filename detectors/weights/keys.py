@@ -14,7 +14,7 @@ TensorKind(layer=3, component='expert', expert=17)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from functools import lru_cache, partial
 from typing import NamedTuple, TypeVar
 
@@ -84,7 +84,7 @@ def canonical_name(raw: str) -> str:
     return name
 
 
-def is_scale_companion(name: str, names: set[str] | dict[str, object]) -> bool:
+def is_scale_companion(name: str, names: Set[str] | Mapping[str, object]) -> bool:
     """True for a quantization scale next to its weight (``x.weight_scale`` beside ``x.weight``)
     and for activation scales (``input_scale``), which have no counterpart in a float model.
 
@@ -101,7 +101,7 @@ def is_scale_companion(name: str, names: set[str] | dict[str, object]) -> bool:
     return False
 
 
-def scale_companion(weight: str, names: set[str] | dict[str, object]) -> str | None:
+def scale_companion(weight: str, names: Set[str] | Mapping[str, object]) -> str | None:
     """The scale tensor of a quantized ``weight``, if the model has one.
 
     >>> scale_companion("a.weight", {"a.weight", "a.weight_scale_inv"})

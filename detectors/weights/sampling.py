@@ -260,7 +260,7 @@ def plan_sample(
         decodable = [n for n in names if isinstance(models[ref][n], PackedMeta)]
         raw = [n for n in names if not isinstance(models[ref][n], PackedMeta)]
         if decodable and not full:  # a packed weight is read whole or not at all (see detectors.weights.packed)
-            formats = sorted({models[ref][n].format for n in decodable})
+            formats = sorted({meta.format for n in decodable if isinstance(meta := models[ref][n], PackedMeta)})
             models = {**models, ref: {n: m for n, m in models[ref].items() if not isinstance(m, PackedMeta)}}
             notes.append(
                 f"{ref} stores {len(decodable)} weight(s) as packed integers ({', '.join(formats)}), which "
@@ -301,6 +301,7 @@ def plan_sample(
             quantized[ref] = sorted(held)
             quantized_bits[ref] = min(m.bits if isinstance(m, PackedMeta) else 8 for m in held.values())
 
+    chosen: list[tuple[_Candidate, str | None]]
     if full or budget_bytes is None:
         chosen, k, share = [(c, None) for c in every], None, None
     else:
@@ -312,7 +313,8 @@ def plan_sample(
         notes.append(f"budget of {budget_bytes} bytes is too small for {len(chosen)} tensors: nothing sampled")
     common_names = {c[0] for c in candidates}
     runs = MAX_RUNS if max_requests is None or share is None else _runs(max_requests, len(chosen))
-    tensors, extra = [], []
+    tensors: list[TensorPlan] = []
+    extra: list[TensorPlan] = []
     # In bulk: a full plan holds every tensor, and classify() one by one is cold here (planning
     # classified the names in bulk, which does not fill its cache).
     kinds = classify_many([c[0] for c, _edge in chosen])
@@ -538,7 +540,7 @@ def _extras(models: dict[str, dict[str, TensorMeta]], common: list[_Candidate], 
             out.append((name, next(iter(metas.values())).shape, metas, scales))
     if out:
         holders = sorted({r for _n, _s, metas, _sc in out for r in metas})
-        layers = sorted({classify(n).layer for n, *_ in out})
+        layers = sorted({layer for n, *_ in out if (layer := classify(n).layer) is not None})
         notes.append(f"also read layers {layers} held only by {', '.join(holders)} (for layer matching)")
     return out
 
@@ -609,7 +611,7 @@ def _choose_within_budget(
         > max_requests
     )
     if thin_tight or crowded:
-        requests = SEAM_REQUESTS if tight else max_requests
+        requests = SEAM_REQUESTS if tight or max_requests is None else max_requests
         if max_requests is not None:
             requests = min(requests, max_requests)
         outside = sum(kinds[i].layer is None for i in np.flatnonzero(keep))  # embeddings, head...: a request each
@@ -694,10 +696,10 @@ def _seams(
         matrices = [any(len(candidates[i][1]) > 1 for i in m) for m in members]
         components = {kinds[i].component for i in idx}
 
-        def least_role(w: int) -> tuple:
+        def least_role(w: int) -> tuple[bool, int, int]:
             return matrices[w], -min(read_roles[r] for r in roles[w]), -((w - layer) % len(windows))
 
-        def rarest(w: int, missing: set[str]) -> tuple:
+        def rarest(w: int, missing: set[str]) -> tuple[bool, int, tuple[bool, int, int]]:
             new = missing & covers[w]
             return bool(new), -min((read_components[c] for c in new), default=0), least_role(w)
 
@@ -729,10 +731,11 @@ def _seams(
             for r in roles[w]:
                 read_roles[r] += 1
             left, small, right = windows[w]
-            for i, side in [(left, "tail"), *((i, "both") for i in small), (right, "head")]:
-                if i is not None:
-                    out[i] = True
-                    edges[i] = side if edges.get(i, side) == side else "both"
+            sided: list[tuple[int | None, str]] = [(left, "tail"), *((i, "both") for i in small), (right, "head")]
+            for j, side in sided:
+                if j is not None:
+                    out[j] = True
+                    edges[j] = side if edges.get(j, side) == side else "both"
     return out, edges
 
 
