@@ -5,7 +5,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 STAMP  := $(VENV)/.provbot-installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install lint clean
 
 install: $(STAMP)
 
@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q torch==2.13.0 -e '.[test]'
+	$(VENV)/bin/pip install -q torch==2.13.0 -e '.[test,lint]'
 	$(VENV)/bin/pip install -q --no-deps auto-gptq==0.7.1 autoawq==0.2.9
 	touch $(STAMP)
 
@@ -24,6 +24,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_DISABLE_TELEMETRY=1 $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# ruff on the whole tree; mypy --strict on the library, seen through a folder of links laid out as
+# installed (provbot/detectors), which is how users import it.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	rm -rf build/mypy && mkdir -p build/mypy/provbot
+	ln -s $(CURDIR)/detectors build/mypy/provbot/detectors
+	cd build/mypy && MYPYPATH=$(CURDIR)/build/mypy $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p provbot.detectors
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/scan_bench.py
