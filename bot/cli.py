@@ -51,6 +51,11 @@ _register_all()
 def main() -> None:
     """Console-script entry point: run the app, turning ProvbotError into one clear line."""
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # Text from outside that still holds an unencodable character is printed as its escape, never a
+    # crash mid-report (the library escapes what it reads; this covers every other path).
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     logging.basicConfig(
         level=os.environ.get("PROVBOT_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from provbot.detectors.errors import ConfigError
 
@@ -18,7 +19,7 @@ from provbot.detectors.errors import ConfigError
 CONFIG_DIR = Path(str(files("provbot.config")))
 
 
-def load_toml(path: Path, what: str) -> dict:
+def load_toml(path: Path, what: str) -> dict[str, Any]:
     """Read a TOML file of settings; ConfigError naming ``what`` when it is missing or malformed."""
     import tomllib
 

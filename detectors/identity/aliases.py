@@ -103,7 +103,8 @@ class AliasTable(BaseModel):
     def _by_key(self) -> dict[str, KeyHit]:
         out: dict[str, KeyHit] = {}
         for fam_key, fam in self.families.items():
-            for kind, aliases in (("name", fam.names), ("org", fam.orgs)):
+            pairs: tuple[tuple[ClaimKind, list[str]], ...] = (("name", fam.names), ("org", fam.orgs))
+            for kind, aliases in pairs:
                 for alias in aliases:
                     out.setdefault(
                         name_key(alias), KeyHit(family=fam_key, kind=kind, generic=fam.generic, learned=fam.learned)
@@ -135,7 +136,8 @@ class AliasTable(BaseModel):
         out: list[tuple[re.Pattern[str], Claim]] = []
         for key, fam in self.families.items():
             flags = 0 if fam.case_sensitive else re.IGNORECASE
-            for kind, aliases in (("name", fam.names), ("org", fam.orgs)):
+            pairs: tuple[tuple[ClaimKind, list[str]], ...] = (("name", fam.names), ("org", fam.orgs))
+            for kind, aliases in pairs:
                 if not aliases:
                     continue
                 claim = Claim(family=key, kind=kind, label=aliases[0], generic=fam.generic)

@@ -19,6 +19,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -33,7 +34,9 @@ class AnswerCache:
         self.root = Path(root) if root else None
 
     @staticmethod
-    def key(ref: str, revision: str, backend: str, prompt_set: str, prompt_ids: list[str], sampling: dict) -> str:
+    def key(
+        ref: str, revision: str, backend: str, prompt_set: str, prompt_ids: list[str], sampling: dict[str, Any]
+    ) -> str:
         blob = json.dumps([ref, revision, backend, prompt_set, prompt_ids, sampling], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 

@@ -50,12 +50,12 @@ def overlap(left: list[str], right: list[str]) -> OverlapScore:
     if not left_words or not right_unique:
         return OverlapScore(containment=0.0, lcs_median=0.0, lcs_max=0, answers=len(left_words))
     pool: set[tuple[str, ...]] = set()
-    for seq in right_unique:
-        pool |= _ngrams(list(seq))
+    for right_seq in right_unique:
+        pool |= _ngrams(list(right_seq))
     # One long sequence with a distinct separator between answers, so no match spans two answers.
     joined: list[str] = []
-    for i, seq in enumerate(right_unique):
-        joined.extend(seq)
+    for i, right_seq in enumerate(right_unique):
+        joined.extend(right_seq)
         joined.append(f"\x00{i}")
     matcher = SequenceMatcher(None, autojunk=False)
     matcher.set_seq2(joined)

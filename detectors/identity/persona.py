@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from provbot.detectors.identity.aliases import SELF_FAMILY, AliasTable, Family
 from provbot.detectors.identity.names import key_prefixes, name_key
@@ -64,7 +65,7 @@ def tally(claims: list[SelfClaims], kind: NameKind) -> list[NameTally]:
     return sorted(out.values(), key=lambda t: (-t.count, t.key))
 
 
-def name_rate(t: NameTally, n: int, kind: NameKind, table: AliasTable) -> dict:
+def name_rate(t: NameTally, n: int, kind: NameKind, table: AliasTable) -> dict[str, Any]:
     """The fields of a :class:`NameRate` for one tally among ``n`` answers."""
     hit = table.lookup(t.label)
     return {

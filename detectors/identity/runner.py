@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from pydantic import SecretStr
 
@@ -29,15 +29,20 @@ from provbot.detectors.identity.prompts import Prompt, PromptSet, SamplingSettin
 from provbot.detectors.identity.result import (
     STRENGTH_ORDER,
     AnswerRecord,
+    CandidateEvidence,
     Condition,
     ConditionResult,
     DeclaredName,
     IdentityResult,
     LearnedPersona,
+    SelfClaimRate,
     Strength,
 )
 from provbot.detectors.identity.scoring import CLAIM_MIN_LOWER, evidence, score_condition
 from provbot.detectors.options import IdentityOptions
+
+if TYPE_CHECKING:
+    from provbot.detectors.identity.resolve import ResolvedModel
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +119,18 @@ class _Opener:
         self.batch_size = batch_size or options.batch_size
         self.cpu_threads = cpu_threads or options.cpu_threads
 
-    def resolve(self, ref: str):
+    def resolve(self, ref: str) -> ResolvedModel:
         from provbot.detectors.identity.resolve import resolve_model
 
         return resolve_model(ref, endpoint=self.hub_endpoint, token=self.hub_token)
 
-    def open(self, ref: str, endpoint: str | None = None, model_name: str | None = None, resolved=None) -> Backend:
+    def open(
+        self,
+        ref: str,
+        endpoint: str | None = None,
+        model_name: str | None = None,
+        resolved: ResolvedModel | None = None,
+    ) -> Backend:
         if endpoint:
             from provbot.detectors.identity.backends.openai import OpenAIBackend
 
@@ -144,7 +155,7 @@ class _Opener:
         Hub or a local folder, no weights. ``unknown`` opens the note written when it cannot be found."""
         resolved = getattr(backend, "resolved", None)
         if resolved is not None:
-            return resolved.path
+            return cast(Path, resolved.path)
         try:
             from provbot.detectors.identity.resolve import resolve_model
 
@@ -156,7 +167,7 @@ class _Opener:
     def declared(self, backend: Backend, model_dir: Path | None) -> DeclaredPrompt | None:
         local = getattr(backend, "declared", "absent")
         if local != "absent":
-            return local
+            return cast(DeclaredPrompt | None, local)
         if model_dir is None:
             return None
         # An endpoint: read the declaration from the model's files (configs and templates only, no weights).
@@ -168,7 +179,7 @@ class _Opener:
             if tok.chat_template:
 
                 def render(msgs: list[dict[str, str]]) -> str:
-                    return tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+                    return str(tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
         except (OSError, ValueError, KeyError):
             pass  # no tokenizer files: only system_prompt.txt / generation_config can declare
         return declared_system_prompt(model_dir, render)
@@ -382,7 +393,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def _verdict(child: str, conditions: list[ConditionResult], evidences: list) -> tuple[Strength, str]:
+def _verdict(child: str, conditions: list[ConditionResult], evidences: list[CandidateEvidence]) -> tuple[Strength, str]:
     """Overall strength and a one-sentence summary."""
     without = conditions[-1]
     with_sys = conditions[0] if len(conditions) == 2 else None
@@ -430,12 +441,12 @@ def _verdict(child: str, conditions: list[ConditionResult], evidences: list) -> 
     return strength, summary[0].upper() + summary[1:] + "."
 
 
-def _foreign(name) -> bool:
+def _foreign(name: SelfClaimRate) -> bool:
     """A self-claimed name that is not the child's own, not generic and no candidate's persona."""
     return not name.declared and not name.generic and not name.candidates
 
 
-def _calls(name) -> str:
+def _calls(name: SelfClaimRate) -> str:
     """``Nex in 79% of answers (95% interval 70-86%; the persona of org/nex)``."""
     what = []
     if name.declared:

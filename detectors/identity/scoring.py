@@ -13,8 +13,9 @@ Weighing, in short (thresholds below are the constants of this module):
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
-from provbot.detectors.identity.aliases import GENERIC_FAMILY, SELF_FAMILY, AliasTable
+from provbot.detectors.identity.aliases import GENERIC_FAMILY, SELF_FAMILY, AliasTable, ClaimKind
 from provbot.detectors.identity.overlap import OverlapScore
 from provbot.detectors.identity.persona import NameContext, tally
 from provbot.detectors.identity.result import (
@@ -38,7 +39,7 @@ VERBATIM_MARGIN = 0.15
 VERBATIM_MIN_RUN = 8
 
 
-def _rate(count: int, n: int) -> dict:
+def _rate(count: int, n: int) -> dict[str, Any]:
     return {"count": count, "n": n, "rate": count / n if n else 0.0, "ci": wilson_interval(count, n)}
 
 
@@ -57,7 +58,7 @@ def score_condition(
     names = names or NameContext([], {})
     answered = [a for a in answers if a.text is not None]
     n = len(answered)
-    label_counts: Counter[tuple[str, str, str, bool]] = Counter()
+    label_counts: Counter[tuple[str, str, ClaimKind, bool]] = Counter()
     family_counts: Counter[str] = Counter()
     generic_family: dict[str, bool] = {}
     self_claims: list[SelfClaims] = []
@@ -185,6 +186,7 @@ def evidence(
     """
     from provbot.detectors.identity.overlap import overlap
 
+    family: str | None
     if persona is not None and persona.family is not None:
         family = persona.family
         head = persona.name if persona.name is not None else persona.maker

@@ -23,6 +23,7 @@ import numpy as np
 
 from provbot.detectors.declared import Declared
 from provbot.detectors.weights.fit import Lineage
+from provbot.detectors.weights.result import BaseSource
 
 #: Median Pearson r of two candidates' 2-D tensors above which a declared base is believed
 #: (fine-tunes of one base: 0.8-0.99; independent initialisations: ~0).
@@ -32,7 +33,7 @@ DECLARED_MIN_R = 0.3
 @dataclass(frozen=True)
 class BaseChoice:
     index: int | None
-    source: str | None  # given | declared | inferred | None
+    source: BaseSource | None
     note: str | None = None
 
 

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 from provbot.detectors.weights.fit import GroupFit, Lineage
 from provbot.detectors.weights.result import ComponentFit, LayerFit
-from provbot.detectors.weights.verdict import Verdict, ci_pair, rounded
+from provbot.detectors.weights.verdict import Verdict, ci_pair, finite, rounded
 
 
 def group_weights(g: GroupFit | None, refs: Sequence[str]) -> dict[str, float]:
-    return {} if g is None else {r: rounded(g.weights[i]) for i, r in enumerate(refs)}
+    return {} if g is None else {r: finite(g.weights[i]) for i, r in enumerate(refs)}
 
 
 def breakdown(lin: Lineage, ref: int, refs: Sequence[str], subset: str, verdict: Verdict) -> None:
@@ -20,8 +20,8 @@ def breakdown(lin: Lineage, ref: int, refs: Sequence[str], subset: str, verdict:
     by_layer: dict[int, list[int]] = defaultdict(list)
     by_component: dict[str, list[int]] = defaultdict(list)
     for i in mats:
-        if lin.layer[i] is not None:
-            by_layer[lin.layer[i]].append(i)
+        if (at := lin.layer[i]) is not None:
+            by_layer[at].append(i)
         by_component[lin.component[i]].append(i)
     for layer in sorted(by_layer):
         g = lin.group(ref, by_layer[layer], subset)
@@ -42,7 +42,7 @@ def breakdown(lin: Lineage, ref: int, refs: Sequence[str], subset: str, verdict:
             )
     g = lin.group(ref, mats, subset)
     if g is not None:
-        verdict.weight_spread = {r: rounded(g.spread[i]) for i, r in enumerate(refs)}
+        verdict.weight_spread = {r: finite(g.spread[i]) for i, r in enumerate(refs)}
     vec = lin.group(ref, lin.vector_idx(), subset)
     if vec is not None:
         verdict.norms = group_weights(vec, refs)

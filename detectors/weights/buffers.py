@@ -30,7 +30,7 @@ def aligned_buffer(n: int) -> memoryview:
     """A writable, uninitialised ``n``-byte buffer whose first byte is ``ALIGNMENT``-aligned."""
     raw = np.empty(n + ALIGNMENT, dtype=np.uint8)
     skip = -raw.ctypes.data % ALIGNMENT
-    return memoryview(raw[skip : skip + n])
+    return memoryview(raw[skip : skip + n].data)
 
 
 def read_buffer(n: int) -> bytearray | memoryview:

@@ -21,6 +21,7 @@ it is known (given, declared or inferred: see ancestry.py), else the candidate c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -42,7 +43,7 @@ MIN_Z = 5.0  # a contributor must be this significant (Stouffer z)
 def ancestor_z(lin: Lineage, j: int) -> float:
     """Stouffer combination of the Fisher-transformed Pearson r of child and candidate ``j``."""
     mats = lin.stats.take(lin.matrix_idx())
-    return stouffer(fisher_z(pearson(mats)[:, j], mats.n))
+    return stouffer(np.asarray(fisher_z(pearson(mats)[:, j], mats.n)))
 
 
 def _consistent(g: GroupFit, i: int, scale: float) -> bool:
@@ -136,7 +137,7 @@ def _related(
     return v
 
 
-def _related_model(ref: str, role: str, test: DescentTest | None) -> RelatedModel:
+def _related_model(ref: str, role: Literal["sibling", "candidate"], test: DescentTest | None) -> RelatedModel:
     return RelatedModel(ref=ref, role=role, share=test.share if test else None, ci=test.ci if test else None)
 
 

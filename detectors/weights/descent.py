@@ -39,8 +39,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from provbot.detectors.weights.fit import Lineage
-from provbot.detectors.weights.result import DescentTest, LayerShare
-from provbot.detectors.weights.verdict import ci_pair, rounded
+from provbot.detectors.weights.result import DescentTest, LayerShare, Outcome
+from provbot.detectors.weights.verdict import ci_pair, finite, rounded
 
 #: A descendant carries at least this share of its parent's delta (median over tensors, 95% CI).
 DESCENT_SHARE = 0.9
@@ -48,7 +48,7 @@ DESCENT_SHARE = 0.9
 LAYER_SHARE = 0.8
 
 
-def descent_outcome(ci: tuple[float, float], layer_cis: Sequence[tuple[float, float]]) -> str:
+def descent_outcome(ci: tuple[float, float], layer_cis: Sequence[tuple[float, float]]) -> Outcome:
     """``descends``, ``sibling`` or ``undetermined`` from the median weight's CI and the layers' CIs."""
     if ci[0] >= DESCENT_SHARE and not any(hi < LAYER_SHARE for _lo, hi in layer_cis):
         return "descends"
@@ -70,13 +70,13 @@ def descent_test(lin: Lineage, refs: Sequence[str], i: int, base: int, also: Seq
     assert g is not None
     by_layer: dict[int, list[int]] = defaultdict(list)
     for t in mats:
-        if lin.layer[t] is not None:
-            by_layer[lin.layer[t]].append(t)
+        if (at := lin.layer[t]) is not None:
+            by_layer[at].append(t)
     layers: list[LayerShare] = []
     for layer in sorted(by_layer):
         lg = lin.group(base, by_layer[layer])
         if lg is not None:
-            layers.append(LayerShare(layer=layer, share=rounded(lg.weights[i]), ci=ci_pair(lg.ci[i])))
+            layers.append(LayerShare(layer=layer, share=finite(lg.weights[i]), ci=ci_pair(lg.ci[i])))
     ci = ci_pair(g.ci[i])
     outcome = descent_outcome(ci, [layer.ci for layer in layers])
     share = float(g.weights[i])
@@ -95,7 +95,7 @@ def descent_test(lin: Lineage, refs: Sequence[str], i: int, base: int, also: Seq
     return DescentTest(
         ref=x,
         base=b,
-        share=rounded(share),
+        share=finite(share),
         ci=ci,
         spread=rounded(g.spread[i]) or 0.0,
         layers=layers,

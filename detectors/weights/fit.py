@@ -147,7 +147,7 @@ class StatsTable:
 
     @property
     def k(self) -> int:
-        return self.eq.shape[1]
+        return int(self.eq.shape[1])
 
     def __len__(self) -> int:
         return len(self.n)
@@ -177,11 +177,13 @@ class StatsTable:
 
     def eq_shares(self) -> np.ndarray:
         """(T, k): share of each tensor's elements on which the child equals each candidate."""
-        return self.eq / np.maximum(self.n, 1)[:, None]
+        shares: np.ndarray = self.eq / np.maximum(self.n, 1)[:, None]
+        return shares
 
     def sparse_shares(self) -> np.ndarray:
         """(T, k): :meth:`TensorStats.sparse_share` of every tensor and candidate."""
-        return self.eq_big / np.maximum(self.n_big, 1.0)
+        shares: np.ndarray = self.eq_big / np.maximum(self.n_big, 1.0)
+        return shares
 
     @staticmethod
     def concat(parts: Sequence[StatsTable]) -> StatsTable:
@@ -219,16 +221,17 @@ class StatsTable:
             return s.eq_big, s.n_big
 
         bigs = [big(s) for s in records]
+        stacked = {
+            f: np.stack([getattr(s, f) for s in records])
+            for f in ("gram", "sums", "eq", "absdiff_eq", "absdiff_ne", "gram_new")
+        }
         return StatsTable(
-            np.array([s.n for s in records], dtype=np.int64),
-            *(
-                np.stack([getattr(s, f) for s in records])
-                for f in ("gram", "sums", "eq", "absdiff_eq", "absdiff_ne", "gram_new")
-            ),
-            np.array([s.n_new for s in records], dtype=np.int64),
-            np.array([s.eps for s in records], dtype=float),
-            np.stack([b[0] for b in bigs]),
-            np.stack([b[1] for b in bigs]),
+            n=np.array([s.n for s in records], dtype=np.int64),
+            **stacked,
+            n_new=np.array([s.n_new for s in records], dtype=np.int64),
+            eps=np.array([s.eps for s in records], dtype=float),
+            eq_big=np.stack([b[0] for b in bigs]),
+            n_big=np.stack([b[1] for b in bigs]),
         )
 
 
@@ -468,9 +471,13 @@ class FitTable:
     @staticmethod
     def of(fits: Sequence[TensorFit], k: int) -> FitTable:
         if not fits:
-            return FitTable(*(np.zeros((0, k)),) * 3, *(np.zeros(0),) * 3, np.zeros(0, dtype=np.int64))
+            empty, none = np.zeros((0, k)), np.zeros(0)
+            return FitTable(empty, empty, empty, none, none, none, np.zeros(0, dtype=np.int64))
+        weights, se, t = (np.stack([getattr(f, name) for f in fits]) for name in ("weights", "se", "t"))
         return FitTable(
-            *(np.stack([getattr(f, name) for f in fits]) for name in ("weights", "se", "t")),
+            weights,
+            se,
+            t,
             np.array([np.nan if f.r2 is None else f.r2 for f in fits]),
             np.array([f.rss for f in fits]),
             np.array([f.delta_ss for f in fits]),
@@ -549,7 +556,8 @@ def pearson(stats: TensorStats | StatsTable) -> np.ndarray:
     mean = stats.sums / n
     cov = stats.gram / n[..., None] - mean[..., :, None] * mean[..., None, :]
     var = np.maximum(np.diagonal(cov, axis1=-2, axis2=-1), 1e-300)
-    return cov[..., 0, 1:] / np.sqrt(var[..., :1] * var[..., 1:])
+    corr: np.ndarray = cov[..., 0, 1:] / np.sqrt(var[..., :1] * var[..., 1:])
+    return corr
 
 
 def rel_distance(stats: TensorStats | StatsTable) -> np.ndarray:
@@ -557,7 +565,8 @@ def rel_distance(stats: TensorStats | StatsTable) -> np.ndarray:
     g = stats.gram
     diag = np.diagonal(g, axis1=-2, axis2=-1)
     d = diag[..., :1] - 2 * g[..., 0, 1:] + diag[..., 1:]
-    return np.maximum(d, 0.0) / np.maximum(diag[..., 1:], 1e-300)
+    rel: np.ndarray = np.maximum(d, 0.0) / np.maximum(diag[..., 1:], 1e-300)
+    return rel
 
 
 def fisher_z(r: float | np.ndarray, n: int | np.ndarray) -> float | np.ndarray:

@@ -37,6 +37,10 @@ COMPILE_MIN_ELEMENTS = 2**28
 Progress = Callable[[int, int, str], None]
 
 
+#: Small whole batches pool by (elements, storage dtype, the models' value dtypes).
+_PoolKey = tuple[int, "torch.dtype | None", tuple["torch.dtype", ...]]
+
+
 @dataclass
 class _Pool:
     names: list[str] = field(default_factory=list)
@@ -58,7 +62,7 @@ class FullStatsAccumulator:
         # Per computed batch its tensor names and sums, joined into one table in finish().
         self._names: list[str] = []
         self._sums: list[BatchSums] = []
-        self._pools: dict[tuple, _Pool] = {}
+        self._pools: dict[_PoolKey, _Pool] = {}
         # Pools are joined into buffers kept for the next pool: fresh ones would be page-faulted
         # in every time, which cost more than the join itself.
         self._scratch: dict[tuple[int, torch.dtype], torch.Tensor] = {}
@@ -96,7 +100,7 @@ class FullStatsAccumulator:
         self._names, self._sums = [], []
         return sums.table()
 
-    def _flush(self, key: tuple) -> None:
+    def _flush(self, key: _PoolKey) -> None:
         pool = self._pools.pop(key)
         rows = [self._join(i, [v[i] for v in pool.values]) for i in range(len(self.refs))]
         self._compute(pool.names, rows, key[1])

@@ -35,6 +35,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from functools import cache
+from typing import Any, cast
 
 import torch
 
@@ -48,7 +49,8 @@ EQUAL_ULPS = 4
 #: rounding steps of the child's dtype: a dense merge with weight >= 1/32 must then move it.
 RESOLVE_ULPS = 16
 
-_compiled_fns: dict[Callable, Callable] = {}
+Kernel = Callable[..., torch.Tensor]
+_compiled_fns: dict[Kernel, Kernel] = {}
 _compile_failed = False
 _lock = threading.Lock()
 
@@ -64,7 +66,7 @@ def _same_rows(xs: list[torch.Tensor]) -> None:
     have checked the shapes already (and torch._check would import sympy, a second of start-up)."""
     if torch.compiler.is_compiling():
         for x in xs[1:]:
-            torch._check(x.shape[0] == xs[0].shape[0])
+            torch._check(x.shape[0] == xs[0].shape[0])  # type: ignore[no-untyped-call]
 
 
 def _rows_gram(xs: list[torch.Tensor]) -> torch.Tensor:
@@ -112,17 +114,19 @@ def _sparse_rows(
 # add; inductor's default is off): up to a tenth faster in interleaved runs here, and the float32
 # block sums get no less exact.
 # The sparse kernel stays off: its equality and threshold tests must round as eager torch does.
-_OPTIONS: dict[str, dict] = {"_rows_gram": {"cpp.enable_floating_point_contract_flag": "fast"}}
+_OPTIONS: dict[str, dict[str, str | int | bool | Callable[..., Any]]] = {
+    "_rows_gram": {"cpp.enable_floating_point_contract_flag": "fast"}
+}
 
 
-def _compiled(fn: Callable) -> Callable:
+def _compiled(fn: Kernel) -> Kernel:
     with _lock:
         if fn not in _compiled_fns:
-            _compiled_fns[fn] = torch.compile(fn, dynamic=True, options=_OPTIONS.get(fn.__name__))
+            _compiled_fns[fn] = cast(Kernel, torch.compile(fn, dynamic=True, options=_OPTIONS.get(fn.__name__)))
         return _compiled_fns[fn]
 
 
-def _per_block(fn: Callable, xs: list[torch.Tensor], width: int, compiled: bool, *args: object) -> torch.Tensor:
+def _per_block(fn: Kernel, xs: list[torch.Tensor], width: int, compiled: bool, *args: object) -> torch.Tensor:
     """Sums per tensor, float64: ``fn`` on (T, n) inputs cut into rows of ``width`` (n % width == 0).
 
     The compiled kernel thus sees one shape family only, (R, width) with R >= 2 rows: torch
@@ -134,14 +138,16 @@ def _per_block(fn: Callable, xs: list[torch.Tensor], width: int, compiled: bool,
     blocks = [x.reshape(-1, width) for x in xs]
     if compiled and xs[0].device.type == "cpu" and not _compile_failed and blocks[0].shape[0] >= 2:
         try:
-            return _compiled(fn)(blocks, *args).view(t, n // width, -1).sum(dim=1, dtype=torch.float64)
+            out: torch.Tensor = _compiled(fn)(blocks, *args).view(t, n // width, -1).sum(dim=1, dtype=torch.float64)
+            return out
         except Exception as exc:  # noqa: BLE001 - any compiler failure: warn once, stay correct
             _compile_failed = True
             first = str(exc).splitlines()[0][:200] if str(exc) else ""
             log.warning(
                 "torch.compile of the statistics kernels failed (%s: %s); using eager torch", type(exc).__name__, first
             )
-    return fn(blocks, *args).view(t, n // width, -1).sum(dim=1, dtype=torch.float64)
+    eager: torch.Tensor = fn(blocks, *args).view(t, n // width, -1).sum(dim=1, dtype=torch.float64)
+    return eager
 
 
 @cache

@@ -153,7 +153,7 @@ def _canonical_names(raw: tuple[str, ...]) -> tuple[str, ...]:
 _PREFIX_RUN_LINES = re.compile("\n(?:(?:" + "|".join(map(re.escape, _PREFIXES)) + ")(?=.))+")
 
 
-def embedding_name(names: set[str] | dict[str, object]) -> str | None:
+def embedding_name(names: Set[str] | Mapping[str, object]) -> str | None:
     """The canonical name of the input embedding among ``names``, if any."""
     return next((n for n in EMBEDDING_NAMES if n in names), None)
 
@@ -249,7 +249,7 @@ def _template_spec(name: str, kind: TensorKind) -> tuple[str, int | None, int | 
     layer_at, expert_at = at(_LAYER, kind.layer), at(_EXPERT, kind.expert)
     if layer_at is False or expert_at is False:
         return None
-    return kind.component, layer_at, expert_at  # type: ignore[return-value]
+    return kind.component, layer_at, expert_at
 
 
 def _classify(name: str) -> TensorKind:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
 from provbot.detectors.weights.keys import classify, kind_columns
 from provbot.detectors.weights.safetensors_format import TensorMeta
-from provbot.detectors.weights.sampling import SamplePlan, TensorPlan, element_ranges
+from provbot.detectors.weights.sampling import Meta, SamplePlan, TensorPlan, element_ranges
 
 _LAYER = re.compile(r"^(.*?(?:layers|layer|h|blocks|block))\.(\d+)\.(.+)$")
 # A copied layer matches to float rounding; a fine-tuned one is ~1e-3 or more away in relative L2.
@@ -35,7 +36,7 @@ def suffix_of(name: str) -> tuple[int, str] | None:
     return (int(m.group(2)), m.group(3)) if m else None
 
 
-def layer_count(metas: dict[str, TensorMeta]) -> int:
+def layer_count(metas: Mapping[str, object]) -> int:
     """Number of layer blocks (highest layer index + 1) among canonical tensor names.
 
     >>> layer_count({"layers.0.mlp.up_proj.weight": None, "layers.11.input_layernorm.weight": None, "norm.weight": None})
@@ -47,7 +48,7 @@ def layer_count(metas: dict[str, TensorMeta]) -> int:
 
 
 def layer_plans(
-    models: dict[str, dict[str, TensorMeta]], per_tensor: int = PER_TENSOR_ELEMENTS
+    models: Mapping[str, Mapping[str, Meta]], per_tensor: int = PER_TENSOR_ELEMENTS
 ) -> dict[str, SamplePlan]:
     """One plan per model over its per-layer 2-D float tensors (routed experts excluded: cost)."""
     plans: dict[str, SamplePlan] = {}
@@ -57,8 +58,8 @@ def layer_plans(
             kind = classify(name)
             if suffix_of(name) is None or len(meta.shape) < 2 or kind.expert is not None:
                 continue
-            if meta.dtype not in ("F32", "F16", "BF16", "F64"):
-                continue
+            if not isinstance(meta, TensorMeta) or meta.dtype not in ("F32", "F16", "BF16", "F64"):
+                continue  # packed weights are not matched layer by layer
             n = min(per_tensor, math.prod(meta.shape))
             tensors.append(TensorPlan(name, kind, tuple(meta.shape), tuple(element_ranges(meta.shape, n)), {ref: meta}))
         plans[ref] = SamplePlan(tensors, [ref], None)
@@ -116,6 +117,7 @@ def is_passthrough(matches: list[LayerSource], parent_layers: dict[str, int]) ->
     identity = (
         len(refs) == 1
         and all(m.source_layer == m.layer for m in matches)
+        and matches[0].ref is not None
         and parent_layers.get(matches[0].ref) == len(matches)
     )
     return not identity

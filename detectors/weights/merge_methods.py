@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from provbot.detectors.weights.fit import GroupFit, Lineage
+from provbot.detectors.weights.result import Method
 
 CONTRIBUTOR = 0.05  # |weight| of the base below -CONTRIBUTOR: task weights summing above 1
 
@@ -69,7 +70,7 @@ def dense_method(
     contributors: list[int],
     anc: int | None,
     mats: Sequence[int],
-) -> tuple[str, str]:
+) -> tuple[Method, str]:
     """``slerp``, ``task_arithmetic`` or ``linear``, and why."""
     why = ""
     if len(contributors) == 2:

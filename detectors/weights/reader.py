@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 import torch
 
 from provbot.detectors.errors import WeightFormatError
-from provbot.detectors.weights.buffers import join
+from provbot.detectors.weights.buffers import Buffer, join
 from provbot.detectors.weights.byte_ranges import ByteRange
 from provbot.detectors.weights.keys import canonical_tensors
 from provbot.detectors.weights.packed import PackedMeta
 from provbot.detectors.weights.packed import decode as decode_packed
 from provbot.detectors.weights.safetensors_format import TensorMeta, decode, view
-from provbot.detectors.weights.sampling import SamplePlan, TensorPlan
+from provbot.detectors.weights.sampling import SamplePlan, TensorPlan, stored
 from provbot.detectors.weights.sources import WeightSource
 
 #: Full reads stream big tensors in chunks of at most this many elements (32 MiB as bf16).
@@ -141,7 +141,8 @@ def dequantize(
 
 
 def _jobs(source_ref: str, t: TensorPlan, ranges: Sequence[tuple[int, int]]) -> list[_Job]:
-    return [_Job(t.metas[source_ref], t.scales.get(source_ref), a, b) for a, b in ranges]
+    scale = t.scales.get(source_ref)
+    return [_Job(t.metas[source_ref], None if scale is None else stored(scale), a, b) for a, b in ranges]
 
 
 def _check_ref(source: WeightSource, plan: SamplePlan) -> None:
@@ -249,7 +250,7 @@ def _batch_specs(
     specs: list[_BatchSpec] = []
     group: list[TensorPlan] = []
 
-    def signature(t: TensorPlan) -> tuple:
+    def signature(t: TensorPlan) -> tuple[object, ...]:
         return t.n_elements, tuple((r, m.dtype) for r, m in t.metas.items())
 
     def flush() -> None:
@@ -280,11 +281,11 @@ def _read_batch(source: WeightSource, spec: _BatchSpec) -> torch.Tensor:
     ts, a, b = spec.tensors, spec.start, spec.stop
     if any(t.decoded_in(source.ref) for t in ts):  # quantized: decoded per tensor to float32
         return torch.stack(_run(source, [j for t in ts for j in _jobs(source.ref, t, [(a, b)])]))
-    metas = [t.metas[source.ref] for t in ts]
+    metas = [stored(t.metas[source.ref]) for t in ts]
     isz = metas[0].itemsize
     ranges = [(m.file, m.start + a * isz, m.start + b * isz) for m in metas]
     if all(r[0] == q[0] and r[1] == q[2] for q, r in zip(ranges, ranges[1:])):
-        blob = source.read_ranges([(ranges[0][0], ranges[0][1], ranges[-1][2])])[0]
+        blob: Buffer = source.read_ranges([(ranges[0][0], ranges[0][1], ranges[-1][2])])[0]
     else:  # another layout than the first model's: gather (the bytes still arrive merged by span)
         blob = join(source.read_ranges(ranges))
     try:

@@ -144,10 +144,10 @@ def classify(
     anc = choice.index
     sparse_b = anc if anc is not None else int(np.argmax(np.median(sparse_share, axis=0)))
     if lin.k >= 2 and is_sparse(sparse_share, sparse_b):
-        v = sparse_verdict(lin, refs, sparse_b, sparse_share, choice.source if anc is not None else None)
-        if v is not None:
-            v.notes = notes + v.notes
-            return v
+        sv = sparse_verdict(lin, refs, sparse_b, sparse_share, choice.source if anc is not None else None)
+        if sv is not None:
+            sv.notes = notes + sv.notes
+            return sv
 
     # 6. dense fit: merge, or the whole-delta tests name the parent
     v = dense_verdict(lin, refs, choice, related_candidates(med_r, UNRELATED_R))
@@ -157,8 +157,9 @@ def classify(
 
 def _passthrough(lin: Lineage, refs: Sequence[str], matches: list[LayerSource]) -> Verdict:
     counts: dict[str, int] = {}
-    for m in matches:
-        counts[m.ref] = counts.get(m.ref, 0) + 1
+    named = [(m, m.ref) for m in matches if m.ref is not None]  # the caller checked: every layer has a source
+    for _m, ref in named:
+        counts[ref] = counts.get(ref, 0) + 1
     total = len(matches)
     v = Verdict("merge", method="passthrough", fit_r2=1.0)
     v.parents = [
@@ -166,7 +167,7 @@ def _passthrough(lin: Lineage, refs: Sequence[str], matches: list[LayerSource]) 
         for r, c in counts.items()
     ]
     v.layers = [
-        LayerFit(layer=m.layer, weights={m.ref: 1.0}, r2=1.0, source=f"{m.ref}:{m.source_layer}") for m in matches
+        LayerFit(layer=m.layer, weights={ref: 1.0}, r2=1.0, source=f"{ref}:{m.source_layer}") for m, ref in named
     ]
     v.z = rounded(max(ancestor_z(lin, refs.index(r)) for r in counts), 1)
     v.notes.append(

@@ -24,13 +24,14 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Annotated, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
 
 import msgspec
 import numpy as np
 import torch
 
 from provbot.detectors.errors import WeightFormatError
+from provbot.detectors.text import as_name
 
 #: The safetensors library refuses headers longer than this; so do we (a hostile file could claim 1 TB).
 MAX_HEADER_BYTES = 25_000_000
@@ -158,6 +159,7 @@ def parse_header(
     for name, entry in obj.items():
         if name == "__metadata__":
             continue
+        name = as_name(name)
         out[name] = _tensor_entry(name, entry, file, label, data_start, data_size)
     _check_overlaps(out.values(), label)
     return out
@@ -173,12 +175,12 @@ class _ParsedHeaders:
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self._items: OrderedDict[tuple, dict[str, TensorMeta]] = OrderedDict()
+        self._items: OrderedDict[tuple[object, ...], dict[str, TensorMeta]] = OrderedDict()
         self._entries = 0
         self._lock = threading.Lock()
-        self._pending: dict[tuple, tuple[threading.Lock, int]] = {}
+        self._pending: dict[tuple[object, ...], tuple[threading.Lock, int]] = {}
 
-    def get(self, key: tuple) -> dict[str, TensorMeta] | None:
+    def get(self, key: tuple[object, ...]) -> dict[str, TensorMeta] | None:
         with self._lock:
             found = self._items.get(key)
             if found is None:
@@ -187,7 +189,7 @@ class _ParsedHeaders:
         return dict(found)
 
     @contextmanager
-    def claim(self, key: tuple) -> Iterator[None]:
+    def claim(self, key: tuple[object, ...]) -> Iterator[None]:
         """Held while ``key`` is parsed: models opened side by side often share a header, and the
         second one waits for the first's parse rather than parsing it again."""
         with self._lock:
@@ -205,7 +207,7 @@ class _ParsedHeaders:
                 else:
                     del self._pending[key]
 
-    def put(self, key: tuple, metas: dict[str, TensorMeta]) -> None:
+    def put(self, key: tuple[object, ...], metas: dict[str, TensorMeta]) -> None:
         if len(metas) > self.max_entries:
             return
         with self._lock:
@@ -229,7 +231,10 @@ _PARSED = _ParsedHeaders(PARSED_CACHE_ENTRIES)
 
 
 #: The dtype names a header may use, checked by the decoder itself.
-_DtypeName = Literal[tuple(DTYPES)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    _DtypeName = str
+else:
+    _DtypeName = Literal[tuple(DTYPES)]
 _ITEMSIZE = {name: d.itemsize for name, d in DTYPES.items()}
 
 
@@ -272,6 +277,10 @@ def _valid_entries(
     for name, e in entries.items():
         if name == "__metadata__":
             continue
+        if not (
+            name.isascii() and name.isprintable()
+        ):  # the detailed parse escapes what cannot be printed (detectors.text)
+            return None
         dtype, shape, offsets = e.dtype, e.shape, e.data_offsets
         if dtype is None or shape is None or offsets is None:
             return None

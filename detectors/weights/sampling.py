@@ -25,11 +25,12 @@ import hashlib
 import math
 import random
 from collections import defaultdict
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations, compress
 from operator import attrgetter
+from typing import cast
 
 import numpy as np
 
@@ -47,6 +48,17 @@ from provbot.detectors.weights.keys import (
 )
 from provbot.detectors.weights.packed import PackedMeta
 from provbot.detectors.weights.safetensors_format import DTYPES, FLOAT_DTYPES, TensorMeta
+
+#: A tensor as plans hold it: stored as it is, or a packed weight decoded whole (see packed/).
+Meta = TensorMeta | PackedMeta
+
+
+def stored(m: Meta) -> TensorMeta:
+    """``m`` as a stored tensor, for code that reads windows of raw values: packed weights never get
+    there (a plan reads them whole or not at all), so one arriving is a bug, not bad input."""
+    assert isinstance(m, TensorMeta), f"{m.name}: a packed weight cannot be read in windows"
+    return m
+
 
 #: Runs shorter than this are not worth a request of their own: small samples are one contiguous run.
 MIN_RUN = 4096
@@ -148,8 +160,8 @@ class TensorPlan:
     kind: TensorKind
     shape: tuple[int, ...]
     ranges: tuple[tuple[int, int], ...]
-    metas: dict[str, TensorMeta]
-    scales: dict[str, TensorMeta] = field(default_factory=dict)
+    metas: dict[str, Meta]
+    scales: dict[str, Meta] = field(default_factory=dict)
 
     @property
     def n_elements(self) -> int:
@@ -206,7 +218,11 @@ class SamplePlan:
 
     def planned_bytes(self, ref: str) -> int:
         """Data bytes this plan reads from model ``ref`` (headers and scale companions excluded)."""
-        return sum(t.n_elements * t.metas[ref].itemsize for t in self.tensors + self.extra if ref in t.metas)
+        return sum(
+            m.nbytes if isinstance(m, PackedMeta) else t.n_elements * m.itemsize
+            for t in self.tensors + self.extra
+            if (m := t.metas.get(ref)) is not None
+        )
 
     @property
     def elements(self) -> int:
@@ -219,7 +235,7 @@ class SamplePlan:
 
 
 def plan_sample(
-    models: dict[str, dict[str, TensorMeta]],
+    models: dict[str, dict[str, Meta]],
     budget_bytes: int | None = 4 * 2**20,
     full: bool = False,
     extra_layers: bool = True,
@@ -260,7 +276,7 @@ def plan_sample(
         decodable = [n for n in names if isinstance(models[ref][n], PackedMeta)]
         raw = [n for n in names if not isinstance(models[ref][n], PackedMeta)]
         if decodable and not full:  # a packed weight is read whole or not at all (see detectors.weights.packed)
-            formats = sorted({meta.format for n in decodable if isinstance(meta := models[ref][n], PackedMeta)})
+            formats = sorted({cast(PackedMeta, models[ref][n]).format for n in decodable})
             models = {**models, ref: {n: m for n, m in models[ref].items() if not isinstance(m, PackedMeta)}}
             notes.append(
                 f"{ref} stores {len(decodable)} weight(s) as packed integers ({', '.join(formats)}), which "
@@ -341,13 +357,13 @@ def plan_sample(
     )
 
 
-_Candidate = tuple[str, tuple[int, ...], dict[str, TensorMeta], dict[str, TensorMeta]]
+_Candidate = tuple[str, tuple[int, ...], dict[str, Meta], dict[str, Meta]]
 
 
 _DTYPE = attrgetter("dtype")
 
 
-def packed_weights(tensors: dict[str, TensorMeta]) -> list[str]:
+def packed_weights(tensors: Mapping[str, Meta]) -> list[str]:
     """Weights stored as packed integers, sorted: the ones :func:`provbot.detectors.weights.packed.with_packed`
     made decodable (a ``PackedMeta``) and the raw ones it could not.
 
@@ -385,7 +401,7 @@ def packed_weights(tensors: dict[str, TensorMeta]) -> list[str]:
 _PACKED_COMPANIONS = (".scales", ".absmax", ".weight_scale")
 
 
-def _float_matrices(tensors: dict[str, TensorMeta]) -> int:
+def _float_matrices(tensors: dict[str, Meta]) -> int:
     """Float weights of two or more dimensions, companions of quantized weights left out."""
     return sum(
         m.dtype in FLOAT_DTYPES
@@ -396,7 +412,7 @@ def _float_matrices(tensors: dict[str, TensorMeta]) -> int:
     )
 
 
-def _usable(name: str, ref: str, tensors: dict[str, TensorMeta], notes: list[str]) -> tuple[bool, TensorMeta | None]:
+def _usable(name: str, ref: str, tensors: dict[str, Meta], notes: list[str]) -> tuple[bool, Meta | None]:
     """(readable as float?, its scale companion) for one model's tensor; notes say why not."""
     meta = tensors[name]
     if meta.dtype in FLOAT_DTYPES and meta.dtype not in _QUANT_DTYPES:
@@ -415,7 +431,7 @@ def _usable(name: str, ref: str, tensors: dict[str, TensorMeta], notes: list[str
     return True, None
 
 
-def _comparable(models: dict[str, dict[str, TensorMeta]], notes: list[str]) -> list[_Candidate]:
+def _comparable(models: dict[str, dict[str, Meta]], notes: list[str]) -> list[_Candidate]:
     """Tensors present in every model, with a common shape and a float (or decodable) dtype."""
     weights = {ref: {n for n in t if not is_scale_companion(n, t)} for ref, t in models.items()}
     common = set.intersection(*weights.values())
@@ -457,7 +473,7 @@ def _comparable(models: dict[str, dict[str, TensorMeta]], notes: list[str]) -> l
     return out
 
 
-def _all_names(models: dict[str, dict[str, TensorMeta]], common: bool) -> Set[str]:
+def _all_names(models: dict[str, dict[str, Meta]], common: bool) -> Set[str]:
     """Names in every model (``common``) or in any; one model's keys when all have the same
     (a child and its candidates usually do), which saves set work over 100k names."""
     tables = list(models.values())
@@ -467,7 +483,7 @@ def _all_names(models: dict[str, dict[str, TensorMeta]], common: bool) -> Set[st
     return set.intersection(*sets) if common else set().union(*sets)
 
 
-def _routed_experts(models: dict[str, dict[str, TensorMeta]]) -> dict[int | None, set[int]]:
+def _routed_experts(models: dict[str, dict[str, Meta]]) -> dict[int | None, set[int]]:
     """Routed expert ids per layer among the tensors every model has."""
     kinds = kind_columns(tuple(_all_names(models, common=True)))
     routed = kinds.expert >= 0
@@ -479,8 +495,8 @@ def _routed_experts(models: dict[str, dict[str, TensorMeta]]) -> dict[int | None
 
 
 def _without_unsampled_experts(
-    models: dict[str, dict[str, TensorMeta]], experts: dict[int | None, set[int]]
-) -> dict[str, dict[str, TensorMeta]]:
+    models: dict[str, dict[str, Meta]], experts: dict[int | None, set[int]]
+) -> dict[str, dict[str, Meta]]:
     """Drop the routed experts no budget can choose: at most ``MAX_EXPERTS_PER_LAYER`` per layer
     are ever sampled (see :func:`_with_experts`), so a 128-expert MoE's other experts need no checks.
     """
@@ -509,7 +525,7 @@ def _expert_ids(ids: set[int], k: int) -> set[int]:
     return {ordered[i * len(ordered) // k] for i in range(k)}
 
 
-def _extras(models: dict[str, dict[str, TensorMeta]], common: list[_Candidate], notes: list[str]) -> list[_Candidate]:
+def _extras(models: dict[str, dict[str, Meta]], common: list[_Candidate], notes: list[str]) -> list[_Candidate]:
     """Layer tensors missing from some models whose template and shape match a common tensor."""
     names = {c[0] for c in common}
     if all(len(t) == len(names) for t in models.values()) and all(names.issuperset(t) for t in models.values()):
@@ -519,7 +535,7 @@ def _extras(models: dict[str, dict[str, TensorMeta]], common: list[_Candidate], 
         tpl = layer_template(name)
         if tpl is not None:
             shapes[tpl].add(shape)
-    found: dict[str, tuple[dict[str, TensorMeta], dict[str, TensorMeta]]] = {}
+    found: dict[str, tuple[dict[str, Meta], dict[str, Meta]]] = {}
     for ref, tensors in models.items():
         for name, meta in tensors.items():
             if name in names or is_scale_companion(name, tensors):
@@ -649,8 +665,9 @@ def _requests(
     ranges = []
     for i in np.flatnonzero(keep):
         _name, shape, metas, _scales = candidates[i]
-        m = metas.get(ref)
-        if m is not None:
+        meta = metas.get(ref)
+        if meta is not None:
+            m = stored(meta)
             w = m.itemsize
             ranges += [
                 (m.file, m.start + a * w, m.start + b * w)
@@ -781,7 +798,7 @@ def _layer_windows(candidates: list[_Candidate], idx: list[int], layout: str) ->
 
     def meta(i: int) -> TensorMeta:
         metas = candidates[i][2]  # a layer only some models hold: the first holder's layout
-        return metas[layout] if layout in metas else next(iter(metas.values()))
+        return stored(metas[layout] if layout in metas else next(iter(metas.values())))
 
     order = sorted(idx, key=lambda i: (meta(i).file, meta(i).start))
     chains: list[list[int]] = []

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +24,14 @@ from provbot.detectors.errors import ProvbotError, ShapeMismatchError
 from provbot.detectors.options import ScanOptions
 from provbot.detectors.weights.fit import STATS_CHUNK, Lineage, StatsTable, batch_sums, storage_dtype
 from provbot.detectors.weights.full_stats import full_stats
-from provbot.detectors.weights.layers import layer_count, layer_plans, match_layers
-from provbot.detectors.weights.packed import with_packed
+from provbot.detectors.weights.layers import LayerSource, layer_count, layer_plans, match_layers
+from provbot.detectors.weights.packed import PackedMeta, with_packed
 from provbot.detectors.weights.reader import canonical_models, read_sample, resolve_device
 from provbot.detectors.weights.relation import COPY_EQUAL_SHARE, classify, quantized_max_rel
 from provbot.detectors.weights.rescale_stats import RescaleCollector
 from provbot.detectors.weights.result import ScanResult
 from provbot.detectors.weights.safetensors_format import TensorMeta
-from provbot.detectors.weights.sampling import SamplePlan, packed_weights, plan_sample
+from provbot.detectors.weights.sampling import Meta, SamplePlan, packed_weights, plan_sample
 from provbot.detectors.weights.sources import WeightSource, open_source
 from provbot.detectors.weights.verdict import Verdict
 
@@ -198,18 +199,18 @@ def _within_what_was_compared(verdict: Verdict, plan: SamplePlan, compared: int)
     return replace(verdict, relation="inconclusive", method=None, parents=[], notes=[note, *verdict.notes])
 
 
-def _with_packed(sources: list[WeightSource], models: dict[str, dict[str, TensorMeta]]) -> dict[str, dict]:
+def _with_packed(
+    sources: list[WeightSource], models: dict[str, dict[str, TensorMeta]]
+) -> dict[str, dict[str, TensorMeta | PackedMeta]]:
     """Each model's table with its decodable packed weights as one ``PackedMeta`` each; config.json
     and the small state tensors some formats need are read only for models that hold packed weights."""
-    out = {}
+    out: dict[str, dict[str, TensorMeta | PackedMeta]] = {}
     for s in sources:
         t = models[s.ref]
         if packed_weights(t):
-            out[s.ref] = with_packed(
-                t, s.config(), lambda metas, s=s: s.read_ranges([(m.file, m.start, m.end) for m in metas])
-            )
+            out[s.ref] = with_packed(t, s.config(), partial(_read_small, s))
         else:
-            out[s.ref] = t
+            out[s.ref] = dict(t)
     return out
 
 
@@ -332,7 +333,13 @@ def _maybe_passthrough(lin: Lineage, child_layers: int, parent_layers: dict[str,
     return bool(np.any(copied.any(axis=1)) and np.all(share < 0.95) and copied.any(axis=1).mean() > 0.5)
 
 
-def _layer_matches(sources: list[WeightSource], models: dict, dev: torch.device):  # noqa: ANN001
+def _read_small(source: WeightSource, metas: list[TensorMeta]) -> list[bytes]:
+    return [bytes(b) for b in source.read_ranges([(m.file, m.start, m.end) for m in metas])]
+
+
+def _layer_matches(
+    sources: list[WeightSource], models: Mapping[str, Mapping[str, Meta]], dev: torch.device
+) -> list[LayerSource]:
     plans = layer_plans(models)
     with ThreadPoolExecutor(max_workers=len(sources)) as pool:
         got = list(pool.map(lambda s: read_sample(s, plans[s.ref], device="cpu"), sources))

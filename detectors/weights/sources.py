@@ -20,15 +20,25 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import SecretStr
 
 from provbot.detectors.declared import Declared, declared_from_folder, declared_from_info
-from provbot.detectors.errors import AccessDeniedError, NotFoundError, ProvbotError, RemoteError, WeightFormatError
+from provbot.detectors.errors import (
+    AccessDeniedError,
+    NotFoundError,
+    ProvbotError,
+    RemoteError,
+    SourceError,
+    WeightFormatError,
+)
+from provbot.detectors.text import as_data
 from provbot.detectors.weights.buffers import join, read_buffer
 from provbot.detectors.weights.byte_ranges import ByteRange, containing, merge_ranges
 from provbot.detectors.weights.safetensors_format import MAX_HEADER_BYTES, TensorMeta, header_length, parse_header
@@ -41,6 +51,8 @@ HEADER_PREFIX_BYTES = 100_000
 MAX_JSON_BYTES = 50_000_000
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
+#: Most shard files a local source keeps open at once (a normal `ulimit -n` is 1024).
+MAX_OPEN_FILES = 64
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -216,7 +228,7 @@ def complete_shard_series(names: Iterable[str]) -> list[str] | None:
 def load_json(raw: bytes, where: str) -> object:
     """Decode a UTF-8 JSON file a source read; WeightFormatError naming ``where`` if it is not."""
     try:
-        return json.loads(raw.decode("utf-8"))
+        return as_data(json.loads(raw.decode("utf-8")))
     except ValueError as exc:  # not UTF-8, not JSON, or a number too long to convert
         raise WeightFormatError(f"{where}: not valid JSON ({exc.__class__.__name__})") from None
     except RecursionError:  # the parser's depth limit; configs and indexes nest a few levels
@@ -271,7 +283,10 @@ class LocalSource(WeightSource):
         self.path = Path(path).expanduser()
         if not self.path.is_dir():
             raise NotFoundError(f"local model directory {path} not found")
-        self._fds: dict[str, int] = {}
+        # Open shards, least recently used first: at most MAX_OPEN_FILES stay open (a checkpoint in
+        # thousands of shards must not exhaust the process's descriptors); ``_busy`` counts readers.
+        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._busy: Counter[str] = Counter()
         self._files: tuple[list[str], dict[str, str] | None] | None = None
 
     def config(self) -> dict:
@@ -301,31 +316,53 @@ class LocalSource(WeightSource):
                 self._files = (found, None)
         return self._files
 
-    def _fd(self, file: str) -> int:
+    @contextmanager
+    def _fd(self, file: str) -> Iterator[int]:
+        """The open descriptor of ``file``, kept open for the next read unless too many are open."""
         with self._lock:
-            if file not in self._fds:
+            fd = self._fds.get(file)
+            if fd is None:
                 try:
-                    self._fds[file] = os.open(self.path / file, os.O_RDONLY)
+                    fd = os.open(self.path / file, os.O_RDONLY)
                 except FileNotFoundError:
                     raise NotFoundError(f"{self.path / file}: file not found") from None
-            return self._fds[file]
+                except PermissionError:
+                    raise AccessDeniedError(f"{self.path / file}: permission denied") from None
+                except OSError as exc:  # a folder where a file should be, too many open files...
+                    raise SourceError(f"{self.path / file}: cannot open ({exc.strerror or exc})") from None
+                self._fds[file] = fd
+            self._fds.move_to_end(file)
+            self._busy[file] += 1
+        try:
+            yield fd
+        finally:
+            with self._lock:
+                self._busy[file] -= 1
+                idle = [f for f in self._fds if not self._busy[f]]
+                for f in idle[: max(0, len(self._fds) - MAX_OPEN_FILES)]:
+                    os.close(self._fds.pop(f))
+
+    def open_files(self) -> int:
+        """Descriptors this source holds open now (at most ``MAX_OPEN_FILES`` between reads)."""
+        with self._lock:
+            return len(self._fds)
 
     def _read_prefix(self, file: str, n: int) -> tuple[bytes, int | None]:
         # Locally there is no round trip to save: read the length, then exactly the header, so that
         # bytes_read counts only what a scan needs (a bogus length is capped here, rejected later).
-        fd = self._fd(file)
-        size = os.fstat(fd).st_size
-        first8 = os.pread(fd, 8, 0)
-        want = 8 + min(int.from_bytes(first8, "little"), MAX_HEADER_BYTES) if len(first8) == 8 else 0
-        rest = os.pread(fd, min(want, size) - len(first8), len(first8)) if want > len(first8) else b""
+        with self._fd(file) as fd:
+            size = os.fstat(fd).st_size
+            first8 = os.pread(fd, 8, 0)
+            want = 8 + min(int.from_bytes(first8, "little"), MAX_HEADER_BYTES) if len(first8) == 8 else 0
+            rest = os.pread(fd, min(want, size) - len(first8), len(first8)) if want > len(first8) else b""
         self._count(len(first8) + len(rest), requests=2 if rest else 1)
         return first8 + rest, size
 
     def _read_one(self, file: str, start: int, end: int) -> bytes:
-        fd = self._fd(file)
         # Into a writable (and, when big, aligned) buffer: decoding views it without another copy.
         data = read_buffer(end - start)
-        got = os.preadv(fd, [data], start) if len(data) else 0
+        with self._fd(file) as fd:
+            got = os.preadv(fd, [data], start) if len(data) else 0
         self._count(got)
         if got != end - start:
             raise WeightFormatError(f"{self.path / file}: file ends before byte {end} (truncated?)")

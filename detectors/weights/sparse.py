@@ -28,8 +28,8 @@ import numpy as np
 
 from provbot.detectors.weights.breakdown import breakdown
 from provbot.detectors.weights.fit import Lineage
-from provbot.detectors.weights.result import ParentWeight
-from provbot.detectors.weights.verdict import Verdict, parent_weight, rounded
+from provbot.detectors.weights.result import BaseSource, Method, ParentWeight
+from provbot.detectors.weights.verdict import Verdict, finite, parent_weight, rounded
 
 SPARSE_EQ_SHARE = 0.05  # share of resolvable elements where child == base exactly: a sparse merge
 DARE_RATIO = 0.85  # mean |delta| dropped / kept at or above this: dropped at random (DARE)
@@ -44,7 +44,7 @@ def is_sparse(sparse_share: np.ndarray, b: int) -> bool:
 
 
 def sparse_verdict(
-    lin: Lineage, refs: Sequence[str], b: int, sparse_share: np.ndarray, base_source: str | None
+    lin: Lineage, refs: Sequence[str], b: int, sparse_share: np.ndarray, base_source: BaseSource | None
 ) -> Verdict | None:
     """The sparse-merge verdict relative to base ``b``; None when the statistics do not show one."""
     mats = lin.matrix_idx()
@@ -56,7 +56,7 @@ def sparse_verdict(
     if not others or not np.all(np.median(on_eq, axis=0) > 0):
         return None
     ratio = float(np.median(on_eq / np.maximum(on_ne, 1e-30)))
-    method = "dare" if ratio >= DARE_RATIO else "ties" if ratio <= TIES_RATIO else "unknown"
+    method: Method = "dare" if ratio >= DARE_RATIO else "ties" if ratio <= TIES_RATIO else "unknown"
     g = lin.group(b, mats, "all")
     kept_fit = lin.group(b, mats, "new")
     if g is None:
@@ -75,7 +75,7 @@ def sparse_verdict(
         density=rounded(density),
     )
     v.parents = [parent_weight(refs[i], g, i) for i in contributors]
-    bw = rounded(1.0 - float(sum(g.weights[i] for i in others)))
+    bw = finite(1.0 - float(sum(g.weights[i] for i in others)))
     v.parents.append(ParentWeight(ref=refs[b], weight=bw, ci=(bw, bw)))  # the merge is relative to it
     v.z = rounded(min(g.z[i] for i in contributors), 1)
     breakdown(lin, b, refs, "all", v)

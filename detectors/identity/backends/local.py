@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from provbot.detectors.identity.backends.base import BackendInfo, Message
 from provbot.detectors.identity.declared import DeclaredPrompt, declared_system_prompt
@@ -48,17 +49,15 @@ class LocalBackend:
         path = resolved.path
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
-            self.model = (
-                AutoModelForCausalLM.from_pretrained(
-                    path,
-                    dtype=self.dtype,
-                    use_safetensors=True,
-                    local_files_only=True,
-                    trust_remote_code=False,
-                )
-                .to(self.device)
-                .eval()
+            model = AutoModelForCausalLM.from_pretrained(
+                path,
+                dtype=self.dtype,
+                use_safetensors=True,
+                local_files_only=True,
+                trust_remote_code=False,
             )
+            # transformers annotates `to` through a decorator that mypy reads as taking the model.
+            self.model = model.to(self.device).eval()  # type: ignore[arg-type]
         except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(f"{resolved.ref}: cannot load model: {first}") from None
@@ -101,7 +100,7 @@ class LocalBackend:
     def render(self, messages: list[Message]) -> str:
         """The prompt text for ``messages``: the chat template when there is one, a plain transcript otherwise."""
         if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return str(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
         lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
         return "\n".join(lines) + "\nAssistant:"
 
@@ -154,6 +153,6 @@ class LocalBackend:
         return list(dict.fromkeys(ids))
 
 
-def load_local(path: str | Path, **kwargs) -> LocalBackend:
+def load_local(path: str | Path, **kwargs: Any) -> LocalBackend:
     """Shorthand for ``LocalBackend.open(str(path), **kwargs)``."""
     return LocalBackend.open(str(path), **kwargs)

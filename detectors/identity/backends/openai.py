@@ -163,8 +163,8 @@ class OpenAIBackend:
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(retry_after, MAX_RETRY_AFTER_S)
-        return min(self.backoff_s * (2 ** (attempt - 1)), self.max_backoff_s)
+            return float(min(retry_after, MAX_RETRY_AFTER_S))
+        return float(min(self.backoff_s * (2 ** (attempt - 1)), self.max_backoff_s))
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

@@ -11,6 +11,9 @@ import torch
 from provbot.detectors.errors import WeightFormatError
 from provbot.detectors.weights.safetensors_format import TensorMeta, view
 
+#: A packed format's own settings (block sizes, offsets, quant type), as read from the checkpoint.
+OptionValue = int | float | str | bool
+
 
 @dataclass(frozen=True, eq=False)
 class PackedMeta:
@@ -28,7 +31,7 @@ class PackedMeta:
     group_size: int
     parts: Mapping[str, TensorMeta]
     main: str
-    options: Mapping[str, object] = field(default_factory=dict)
+    options: Mapping[str, OptionValue] = field(default_factory=dict)
 
     @property
     def dtype(self) -> str:

@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from provbot.detectors.errors import WeightFormatError
-from provbot.detectors.weights.packed.base import PackedFormat, PackedMeta, register
+from provbot.detectors.weights.packed.base import OptionValue, PackedFormat, PackedMeta, register
 from provbot.detectors.weights.safetensors_format import TensorMeta
 
 _STATE = ".weight.quant_state.bitsandbytes__"
@@ -41,7 +42,7 @@ def state_tensors(tensors: Mapping[str, TensorMeta]) -> list[str]:
     ]
 
 
-def _state(name: str, raw: bytes) -> dict:
+def _state(name: str, raw: bytes) -> dict[str, Any]:
     try:
         state = json.loads(bytes(raw).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -56,7 +57,7 @@ def _state(name: str, raw: bytes) -> dict:
         and block > 0
     ):
         raise WeightFormatError(f"{name}: quant_state without a 2-D shape and a block size: {str(state)[:120]}")
-    return state
+    return fields
 
 
 def find(tensors: Mapping[str, TensorMeta], q: Mapping[str, object], values: Mapping[str, bytes]) -> list[PackedMeta]:
@@ -67,7 +68,9 @@ def find(tensors: Mapping[str, TensorMeta], q: Mapping[str, object], values: Map
             continue
         stem = key[: key.index(_STATE)] + ".weight"
         weight, absmax, qmap = (tensors.get(stem + s) for s in ("", ".absmax", ".quant_map"))
-        if not all(isinstance(m, TensorMeta) for m in (weight, absmax, qmap)) or weight.dtype != "U8":
+        if not (isinstance(weight, TensorMeta) and isinstance(absmax, TensorMeta) and isinstance(qmap, TensorMeta)):
+            continue
+        if weight.dtype != "U8":
             continue
         state = _state(tensors[key].name, raw)
         n_out, n_in = state["shape"]
@@ -77,8 +80,13 @@ def find(tensors: Mapping[str, TensorMeta], q: Mapping[str, object], values: Map
                 f"{weight.name}: {weight.numel} bytes, {absmax.numel} block scales and "
                 f"{qmap.numel} code values do not hold a {n_out}x{n_in} weight in blocks of {block}"
             )
-        parts = {"weight": weight, "absmax": absmax, "quant_map": qmap, "quant_state": tensors[key]}
-        options: dict[str, object] = {"blocksize": block}
+        parts: dict[str, TensorMeta] = {
+            "weight": weight,
+            "absmax": absmax,
+            "quant_map": qmap,
+            "quant_state": tensors[key],
+        }
+        options: dict[str, OptionValue] = {"blocksize": block}
         if absmax.dtype == "U8":  # double quantisation: the scales are codes themselves
             nested, nmap = tensors.get(stem + ".nested_absmax"), tensors.get(stem + ".nested_quant_map")
             nblock, offset = state.get("nested_blocksize"), state.get("nested_offset")

@@ -78,7 +78,7 @@ def decode(meta: PackedMeta, parts: dict[str, torch.Tensor]) -> torch.Tensor:
     check_shape(meta.parts["qweight"], (n_in // per, n_out), "packed weight")
     groups = meta.parts["scales"].shape[0]
     zeros = unpack_low_first(parts["qzeros"], bits, dim=1)
-    zeros = (zeros + meta.options.get("zero_offset", 1)) & ((1 << bits) - 1)  # v1: stored minus one, wrapping
+    zeros = (zeros + int(meta.options.get("zero_offset", 1))) & ((1 << bits) - 1)  # v1: stored minus one, wrapping
     scales = parts["scales"].to(torch.float32)
     size = meta.group_size
     g = None
