@@ -140,3 +140,32 @@ def test_no_import_cycles() -> None:
         if v not in index:
             visit(v)
     assert cycles == []
+
+
+def test_the_hub_client_sits_below_the_rest_of_detectors() -> None:
+    """provbot.detectors.hub imports only itself and provbot.detectors.errors (plus pydantic, huggingface_hub, httpx)."""
+    allowed = ("provbot.detectors.hub", "provbot.detectors.errors")
+    bad = {
+        (m, t)
+        for m, targets in EDGES.items()
+        if _prefix(m, ("provbot.detectors.hub",))
+        for t in targets
+        if not _prefix(t, allowed)
+    }
+    assert bad == set()
+    third_party = {
+        node.module.split(".")[0] if isinstance(node, ast.ImportFrom) and node.module else a.name.split(".")[0]
+        for m, p in MODULES.items()
+        if _prefix(m, ("provbot.detectors.hub",))
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.Import | ast.ImportFrom) and getattr(node, "level", 0) == 0
+        for a in (node.names if isinstance(node, ast.Import) else [node])  # type: ignore[attr-defined]
+    }
+    import sys
+
+    assert third_party - set(sys.stdlib_module_names) - {"__future__"} <= {
+        "provbot",
+        "pydantic",
+        "huggingface_hub",
+        "httpx",
+    }
