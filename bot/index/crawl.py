@@ -7,7 +7,8 @@ same commit costs nothing at all.
 
 Resumable: each listing's pass records the ids it has handled; a crawl that stops (crash, Ctrl-C,
 rate limit) resumes the same pass next time, and a finished pass lets the next run start afresh.
-Rate-limit aware: a 429 waits for the window the Hub names, then the walk resumes.
+Rate limits are the Hub client's: a short window is waited out, a long one stops the crawl with
+"rate limited until HH:MM" (run it again after that: it resumes).
 
 >>> report = crawl(IndexStore("sqlite://"), endpoint="http://127.0.0.1:1", sorts=["downloads"], limit=5)  # doctest: +SKIP
 """
@@ -15,21 +16,20 @@ Rate-limit aware: a 429 waits for the window the Hub names, then the walk resume
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import BaseModel, Field
 
-from provbot.bot.index.hubcalls import MAX_RATE_LIMITED, rate_limit_wait
-from provbot.bot.index.ingest import AddOutcome, add_one, declared_from_info
+from provbot.bot.index.ingest import AddOutcome, add_one
 from provbot.bot.index.store import IndexStore
-from provbot.detectors.errors import ProvbotError, RemoteError
+from provbot.detectors.errors import ProvbotError
+from provbot.detectors.hub import HubClient, ModelInfo, RetryPolicy
 
 log = logging.getLogger(__name__)
 
-EXPAND = ["sha", "safetensors", "config", "baseModels", "tags", "cardData", "createdAt", "lastModified"]
+#: Everything indexing needs comes with the listing (siblings too): a model costs no model_info call.
+EXPAND = ["sha", "siblings", "safetensors", "config", "baseModels", "tags", "cardData", "createdAt", "lastModified"]
 SORTS = ("downloads", "created_at", "last_modified", "likes", "trending_score")
 
 
@@ -41,7 +41,8 @@ class CrawlReport(BaseModel):
     skipped: int = 0
     failed: int = 0
     resumed: int = Field(0, description="Models skipped because an interrupted pass had handled them.")
-    rate_limit_waits: int = 0
+    rate_limit_waits: int = Field(0, description="Rate-limit windows waited out.")
+    requests: int = Field(0, description="Hub requests made (API and file reads).")
     failures: list[AddOutcome] = Field(default_factory=list)
     passes_complete: dict[str, bool] = Field(default_factory=dict)
 
@@ -55,31 +56,40 @@ def crawl(
     limit: int = 100,
     num_parameters: str | None = None,
     name: str = "default",
-    sleep: Callable[[float], None] = time.sleep,
+    retry: RetryPolicy | None = None,
     progress: Callable[[AddOutcome], None] | None = None,
 ) -> CrawlReport:
     """Walk each listing in ``sorts`` (top ``limit`` models) and index what is new or changed."""
     report = CrawlReport()
+    client = HubClient(endpoint, token, retry=retry)
     for sort in sorts:
         if sort not in SORTS:
             raise ProvbotError(f"unknown listing sort {sort!r} (choose from {', '.join(SORTS)})")
         report.passes_complete[sort] = _crawl_listing(
             store,
             sort,
-            endpoint=endpoint,
-            token=token,
+            client=client,
             limit=limit,
             num_parameters=num_parameters,
             name=name,
-            sleep=sleep,
             progress=progress,
             report=report,
         )
+    stats = client.stats.snapshot()
+    report.requests, report.rate_limit_waits = stats["requests"], stats["rate_limited"]
     return report
 
 
 def _crawl_listing(
-    store: IndexStore, sort: str, *, endpoint, token, limit, num_parameters, name, sleep, progress, report: CrawlReport
+    store: IndexStore,
+    sort: str,
+    *,
+    client: HubClient,
+    limit: int,
+    num_parameters: str | None,
+    name: str,
+    progress: Callable[[AddOutcome], None] | None,
+    report: CrawlReport,
 ) -> bool:
     key = f"{name}:{sort}:{limit}:{num_parameters or ''}"
     state = store.crawl_state(key)
@@ -87,74 +97,34 @@ def _crawl_listing(
         state = {"started": _now(), "complete": False, "handled": []}
     handled: set[str] = set(state.get("handled", []))
     resumed_from = set(handled)
-    waits = 0
-    while True:
-        try:
-            for info in _listing(sort, endpoint=endpoint, token=token, limit=limit, num_parameters=num_parameters):
-                repo_id = getattr(info, "id", None)
-                if not isinstance(repo_id, str) or repo_id in handled:
-                    if repo_id in resumed_from:
-                        report.resumed += 1
-                        resumed_from.discard(repo_id)
-                    continue
-                report.listed += 1
-                outcome = _index_listed(store, info, endpoint=endpoint, token=token)
-                _count(report, outcome)
-                if progress is not None:
-                    progress(outcome)
-                handled.add(repo_id)
-                state["handled"] = sorted(handled)
-                store.save_crawl_state(key, state)
-            break
-        except _RateLimited as limited:
-            waits += 1
-            report.rate_limit_waits += 1
-            if waits > MAX_RATE_LIMITED:
-                store.save_crawl_state(key, state)
-                raise RemoteError(
-                    f"listing {sort}: still rate limited after {MAX_RATE_LIMITED} waits; run the crawl again to resume"
-                ) from None
-            log.info("listing %s rate limited: waiting %.0f s", sort, limited.wait)
-            sleep(limited.wait)
+    try:
+        for info in client.list_models(sort=sort, expand=EXPAND, limit=limit, num_parameters=num_parameters):
+            if info.id in handled:
+                if info.id in resumed_from:
+                    report.resumed += 1
+                    resumed_from.discard(info.id)
+                continue
+            report.listed += 1
+            outcome = _index_listed(store, info, client)
+            _count(report, outcome)
+            if progress is not None:
+                progress(outcome)
+            handled.add(info.id)
+            state["handled"] = sorted(handled)
+            store.save_crawl_state(key, state)
+    except ProvbotError:
+        store.save_crawl_state(key, state)  # the next run resumes here
+        raise
     state["complete"] = True
     state["finished"] = _now()
     store.save_crawl_state(key, state)
     return True
 
 
-class _RateLimited(Exception):
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"rate limited ({wait:.0f} s)")
-        self.wait = wait
-
-
-def _listing(sort: str, *, endpoint, token, limit, num_parameters) -> Iterator[Any]:
-    """``list_models`` pages as one iterator; a 429 surfaces as :class:`_RateLimited`."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-    from huggingface_hub.utils import httpx
-
-    api = HfApi(endpoint=endpoint, token=token or False)
-    kwargs: dict[str, Any] = {"sort": sort, "limit": limit, "expand": EXPAND}
-    if num_parameters:
-        kwargs["num_parameters"] = num_parameters
-    try:
-        yield from api.list_models(**kwargs)
-    except HfHubHTTPError as exc:
-        status = getattr(exc.response, "status_code", None)
-        if status == 429:
-            raise _RateLimited(rate_limit_wait(exc.response)) from None
-        raise RemoteError(f"listing {sort}: Hub error (HTTP {status})") from None
-    except (httpx.HTTPError, OSError) as exc:
-        raise RemoteError(f"listing {sort}: network error ({type(exc).__name__})") from None
-
-
-def _index_listed(store: IndexStore, info: Any, *, endpoint, token) -> AddOutcome:
-    repo_id = info.id
-    if getattr(info, "safetensors", None) is None:
-        return AddOutcome(ref=repo_id, status="failed", message=f"{repo_id}: no safetensors weights (skipped)")
-    known = (getattr(info, "sha", None), declared_from_info(info))
-    return add_one(repo_id, store, endpoint=endpoint, token=token, known=known)
+def _index_listed(store: IndexStore, info: ModelInfo, client: HubClient) -> AddOutcome:
+    if info.safetensors is None:
+        return AddOutcome(ref=info.id, status="failed", message=f"{info.id}: no safetensors weights (skipped)")
+    return add_one(info.id, store, client=client, info=info)
 
 
 def _count(report: CrawlReport, outcome: AddOutcome) -> None:

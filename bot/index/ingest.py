@@ -20,8 +20,9 @@ from provbot.bot.index.errors import IndexError_
 from provbot.bot.index.fingerprint import Fingerprint, fingerprint
 from provbot.bot.index.sketch import Sketch, read_sketch
 from provbot.bot.index.store import IndexEntry, IndexStore
-from provbot.detectors.declared import Declared, declared_from_folder, declared_from_info
-from provbot.detectors.errors import ProvbotError
+from provbot.detectors.declared import Declared, declared_from_folder
+from provbot.detectors.errors import ProvbotError, RateLimitedError, UnreachableError
+from provbot.detectors.hub import HubClient, ModelInfo, parse_ref
 
 log = logging.getLogger(__name__)
 
@@ -62,27 +63,14 @@ def split_ref(ref: str) -> tuple[str, str | None]:
     >>> split_ref("acme/m@v1"), split_ref("acme/m")
     (('acme/m', 'v1'), ('acme/m', None))
     """
-    repo, _, rev = ref.partition("@")
-    return repo, (rev or None)
+    return parse_ref(ref)
 
 
 def index_key(ref: str) -> str:
     """The key a model is stored under: the absolute folder, or the repo id without revision."""
     if is_local(ref):
         return str(Path(ref).expanduser().resolve())
-    return split_ref(ref)[0]
-
-
-def hub_revision(ref: str, *, endpoint: str | None, token: str | None) -> tuple[str | None, Declared]:
-    """The commit a Hub ref resolves to, and its declared lineage (one API call)."""
-    from huggingface_hub import HfApi
-
-    from provbot.bot.index.hubcalls import hub_call
-
-    repo, rev = split_ref(ref)
-    api = HfApi(endpoint=endpoint, token=token or False)
-    info = hub_call(lambda: api.model_info(repo, revision=rev), what=ref)
-    return getattr(info, "sha", None), declared_from_info(info)
+    return ref.partition("@")[0]
 
 
 def read_model(
@@ -90,18 +78,24 @@ def read_model(
     *,
     endpoint: str | None = None,
     token: str | None = None,
-    revision: str | None = None,
-    declared: Declared | None = None,
+    client: HubClient | None = None,
+    info: ModelInfo | None = None,
 ) -> Indexed:
-    """Open ``ref``, fingerprint it and read its sketch (headers plus a few hundred KB)."""
-    from provbot.detectors.weights.sources import open_source
+    """Open ``ref``, fingerprint it and read its sketch (headers plus a few hundred KB).
+
+    For a Hub repo, ``info`` (its ``model_info`` with sha and files) saves the one API call.
+    """
+    from provbot.detectors.weights.sources import HubSource, WeightSource, open_source
 
     local = is_local(ref)
-    if not local and (revision is None or declared is None):
-        sha, meta = hub_revision(ref, endpoint=endpoint, token=token)
-        revision, declared = revision or sha, declared or meta
-    open_ref = ref if local or revision is None or "@" in ref else f"{ref}@{revision}"
-    with open_source(open_ref, endpoint=endpoint, token=token) as source:
+    source: WeightSource
+    if local:
+        source = open_source(ref)
+    else:
+        repo, rev = split_ref(ref)
+        client = client or HubClient(endpoint, token)
+        source = HubSource(repo, rev, client=client, info=info, ref=ref)
+    with source:
         tensors = source.tensors()
         if not tensors:
             raise IndexError_(f"{ref}: no safetensors weights found")
@@ -110,9 +104,11 @@ def read_model(
         sketch = read_sketch(source, tensors) if not fp.quantized else None
     if sketch is not None and not sketch.entries:
         sketch = None
-    if local:
-        folder = Path(ref).expanduser().resolve()
-        declared = declared_from_folder(folder)
+    if isinstance(source, HubSource):
+        revision: str | None = source.sha
+        declared = source.declared()
+    else:
+        declared = declared_from_folder(Path(ref).expanduser())
         # A local folder has no commit: its revision is a digest of what the index saw of it.
         digest = hashlib.sha256(fp.family_key.encode() + (sketch.to_bytes() if sketch else b"")).hexdigest()[:16]
         revision = f"local-{digest}"
@@ -121,7 +117,7 @@ def read_model(
         source="local" if local else "hub",
         revision=revision,
         fingerprint=fp,
-        declared=declared or Declared(),
+        declared=declared,
         sketch=sketch,
     )
 
@@ -135,15 +131,12 @@ def add_models(
     force: bool = False,
     is_base: bool = False,
     family_name: str | None = None,
-    known: dict[str, tuple[str | None, Declared]] | None = None,
     progress: Callable[[AddOutcome], None] | None = None,
+    client: HubClient | None = None,
 ) -> list[AddOutcome]:
-    """Index each ref; a Hub model already indexed at the same commit is skipped unless ``force``.
-
-    ``known`` maps refs to (commit, declared lineage) already fetched (the crawl gets them from the
-    listing), saving one API call per model.
-    """
+    """Index each ref; a Hub model already indexed at the same commit is skipped unless ``force``."""
     outcomes = []
+    client = client or HubClient(endpoint, token)
     for ref in refs:
         outcome = add_one(
             ref,
@@ -153,7 +146,7 @@ def add_models(
             force=force,
             is_base=is_base,
             family_name=family_name,
-            known=(known or {}).get(ref),
+            client=client,
         )
         outcomes.append(outcome)
         if progress is not None:
@@ -170,17 +163,23 @@ def add_one(
     force: bool = False,
     is_base: bool = False,
     family_name: str | None = None,
-    known: tuple[str | None, Declared] | None = None,
+    client: HubClient | None = None,
+    info: ModelInfo | None = None,
 ) -> AddOutcome:
+    """Index one ref. ``info``: the repo's ``model_info`` when already known (the crawl has it from
+    the listing), saving the API call."""
     key = index_key(ref)
     revision: str | None = None
     try:
-        declared = None
         if not is_local(ref):
-            revision, declared = known if known is not None else hub_revision(ref, endpoint=endpoint, token=token)
+            client = client or HubClient(endpoint, token)
+            if info is None:
+                repo, rev = split_ref(ref)
+                info = client.model_info(repo, rev)
+            revision = info.sha
             if not force and revision is not None and store.revision_of(key) == revision:
                 return AddOutcome(ref=key, status="unchanged", revision=revision)
-        model = read_model(ref, endpoint=endpoint, token=token, revision=revision, declared=declared)
+        model = read_model(ref, endpoint=endpoint, token=token, client=client, info=info)
         revision = model.revision
         status = store.upsert(
             IndexEntry(
@@ -195,6 +194,8 @@ def add_one(
             )
         )
         return AddOutcome(ref=key, status=status, revision=revision, family_key=model.fingerprint.family_key)
+    except (UnreachableError, RateLimitedError):
+        raise  # the rest of the batch would fail the same way: stop now, say it once
     except ProvbotError as exc:
         message = _one_line(exc, ref)
     except Exception as exc:  # a bug or an unforeseen fault must not cost the rest of the batch

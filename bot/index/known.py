@@ -14,8 +14,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from provbot.bot.index.errors import KnownBasesError
 from provbot.bot.paths import CONFIG_DIR
-
-_REPO_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+from provbot.detectors.hub import is_repo_id
 
 
 class KnownFamily(BaseModel):
@@ -26,8 +25,7 @@ class KnownFamily(BaseModel):
     @classmethod
     def _repo_ids(cls, models: list[str]) -> list[str]:
         for m in models:
-            org, _, name = m.partition("/")
-            if not org or not name or "/" in name or not set(org + name) <= _REPO_CHARS:
+            if not is_repo_id(m):
                 raise ValueError(f"{m!r} is not a Hub repo id (org/name)")
         return models
 

@@ -117,7 +117,7 @@ class HubClient:
         provbot.detectors.errors.NotFoundError: 'org/../x' is not a Hub repo id (namespace/name)
         """
         validate_repo_id(repo)
-        call = Call("model info", repo if revision is None else f"{repo}@{revision}")
+        call = Call("model info", repo, revision)
         if revision is not None and not is_revision(revision):
             raise NotFoundError(f"{call}: {revision[:100]!r} is not a revision")
         path = f"api/models/{repo}" + (f"/revision/{quote(revision, safe='')}" if revision else "")

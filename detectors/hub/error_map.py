@@ -42,25 +42,39 @@ class Call:
 
     what: str
     repo: str | None = None
+    revision: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.what} of {self.repo}" if self.repo else self.what
+        if not self.repo:
+            return self.what
+        return f"{self.what} of {self.repo}" + (f"@{self.revision[:12]}" if self.revision else "")
 
 
 def is_retry_status(status: int) -> bool:
     return status in RETRY_STATUSES or status >= 500
 
 
-def describe_status(status: int, call: Call, endpoint: str, hint: str = "") -> ProvbotError:
-    """The error for a final, non-retryable answer."""
+def describe_status(status: int, call: Call, endpoint: str, headers: Mapping[str, str] | None = None) -> ProvbotError:
+    """The error for a final, non-retryable answer; the Hub's ``X-Error-Code`` tells repo, revision and file apart."""
+    headers = headers or {}
+    code = headers.get("x-error-code", "")
+    hint = _hint(headers.get("x-error-message", ""))
     where = f"{call} on {endpoint}"
-    if status == 404:
-        return NotFoundError(f"{where}: not found (HTTP 404){_hint(hint)}")
+    if code == "GatedRepo":
+        return AccessDeniedError(f"{where}: access to the gated repo denied (accept its terms, or check the token)")
     if status in (401, 403):
+        # Without a token the Hub answers 401 for private and for missing repos alike.
+        maybe = ", or no such repo" if code == "RepoNotFound" else ""
         return AccessDeniedError(
-            f"{where}: access denied (HTTP {status}): private or gated, or the token is wrong{_hint(hint)}"
+            f"{where}: access denied (HTTP {status}): private or gated, or the token is wrong{maybe}{hint}"
         )
-    return RemoteError(f"{where}: the Hub answered HTTP {status}{_hint(hint)}")
+    if status == 404:
+        if code == "RepoNotFound" and call.repo:
+            return NotFoundError(f"{call}: repo {call.repo} not found on {endpoint}")
+        if code == "RevisionNotFound" and call.repo:
+            return NotFoundError(f"{call}: revision {call.revision} not found in repo {call.repo} on {endpoint}")
+        return NotFoundError(f"{where}: not found (HTTP 404){hint}")
+    return RemoteError(f"{where}: the Hub answered HTTP {status}{hint}")
 
 
 def _hint(hint: str) -> str:

@@ -134,11 +134,13 @@ class Transport:
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
         write: bool = False,
+        on_attempt: Callable[[], None] | None = None,
     ) -> T:
         """Send until an answer in ``accept`` comes and ``handle`` returns; errors as in :mod:`.error_map`.
 
         ``write=True``: the request changes something on the Hub. It is sent again only after a 429
         (the Hub did not process it); a 5xx or a timeout is reported as "may have been applied".
+        ``on_attempt`` is called for every request sent (a caller's own counters).
         """
         from huggingface_hub.errors import OfflineModeIsEnabled
         from huggingface_hub.utils import get_session, httpx
@@ -149,6 +151,8 @@ class Transport:
         while True:
             self._wait_for_gate(call)
             self.stats.add("requests")
+            if on_attempt is not None:
+                on_attempt()
             wait_429: float | None = None
             try:
                 with get_session().stream(
@@ -170,7 +174,7 @@ class Transport:
                     elif is_retry_status(status):
                         raise Retry(f"HTTP {status}")
                     else:
-                        raise describe_status(status, call, self.endpoint, response.headers.get("x-error-message", ""))
+                        raise describe_status(status, call, self.endpoint, response.headers)
             except ProvbotError:
                 raise
             except Retry as retry:

@@ -44,12 +44,10 @@ def has_tokenizer(ref: str, *, endpoint: str | None = None, token: str | None = 
     try:
         if local.is_dir():
             return any((local / f).is_file() for f in TOKENIZER_FILES)
-        from huggingface_hub import HfApi
+        from provbot.detectors.hub import HubClient
 
         repo, rev = split_ref(ref)
-        names = {
-            s.rfilename for s in HfApi(endpoint=endpoint, token=token).model_info(repo, revision=rev).siblings or []
-        }
+        names = HubClient(endpoint, token).model_info(repo, rev, expand=["siblings"]).filenames
         return any(f in names for f in TOKENIZER_FILES)
     except Exception:  # Hub errors: let the run itself report them
         return None

@@ -1,7 +1,8 @@
-"""Find a model's files: a local folder, or a Hub repo fetched through huggingface_hub (safetensors only).
+"""Find a model's files: a local folder, or a Hub repo fetched through the Hub client (safetensors only).
 
-``org/name`` or ``org/name@revision`` goes through ``snapshot_download`` against the configured endpoint
-(the local Hub server in tests); pickled weights (``*.bin``, ``*.pt``) are never fetched nor loaded.
+``org/name`` or ``org/name@revision`` is resolved to its commit, then its files are downloaded
+(pinned to that commit) into the Hugging Face cache folder; pickled weights (``*.bin``, ``*.pt``) are
+never fetched nor loaded, and a repo that has only those is refused before anything is downloaded.
 
 >>> split_ref("org/model@main")
 ('org/model', 'main')
@@ -12,15 +13,14 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from provbot.detectors.errors import AccessDeniedError, NotFoundError, RemoteError
+from provbot.detectors.errors import NotFoundError
+from provbot.detectors.hub import PICKLE_SUFFIXES, HubClient, parse_ref
 from provbot.detectors.identity.errors import ModelLoadError
 
-_REPO = re.compile(r"^[\w.\-]+/[\w.\-]+$")
 # Everything a chat model needs to load and declare its system prompt and names (the card); never pickles.
 WEIGHT_PATTERNS = ["*.safetensors", "*.safetensors.index.json"]
 META_PATTERNS = ["*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken", "README.md"]
@@ -33,9 +33,8 @@ class ResolvedModel(BaseModel):
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
-    """``org/name@rev`` -> ``("org/name", "rev")``."""
-    repo, _, rev = ref.partition("@")
-    return repo, (rev or None)
+    """``org/name@rev`` -> ``("org/name", "rev")`` (NotFoundError when it is not a Hub ref)."""
+    return parse_ref(ref)
 
 
 def fingerprint(path: Path) -> str:
@@ -65,28 +64,29 @@ def resolve_model(
     if local.is_dir():
         _require_safetensors(local, ref, weights)
         return ResolvedModel(ref=ref, path=local.resolve(), revision=fingerprint(local))
-    repo, rev = split_ref(ref)
-    if not _REPO.match(repo):
-        raise NotFoundError(f"{ref}: neither a local folder nor an org/name Hub repo")
-    from huggingface_hub import errors as hf_errors
-    from huggingface_hub import snapshot_download
-
-    patterns = META_PATTERNS + (WEIGHT_PATTERNS if weights else [])
     try:
-        path = Path(snapshot_download(repo, revision=rev, endpoint=endpoint, token=token, allow_patterns=patterns))
-    except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError, hf_errors.EntryNotFoundError):
-        raise NotFoundError(f"{ref}: repo or revision not found on {endpoint or 'the Hub'}") from None
-    except hf_errors.GatedRepoError:
-        raise AccessDeniedError(f"{ref}: access denied (gated or private; check the token)") from None
-    except hf_errors.HfHubHTTPError as exc:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if status in (401, 403):
-            raise AccessDeniedError(f"{ref}: access denied (HTTP {status})") from None
-        raise RemoteError(f"{ref}: Hub request failed (HTTP {status})") from None
-    except (OSError, ValueError) as exc:  # connection refused, offline cache miss, bad repo id
-        raise RemoteError(f"{ref}: could not download from {endpoint or 'the Hub'}: {type(exc).__name__}") from None
+        repo, rev = parse_ref(ref)
+    except NotFoundError:
+        raise NotFoundError(f"{ref}: neither a local folder nor an org/name Hub repo") from None
+    client = HubClient(endpoint, token)
+    # Not found, access denied, unreachable and rate limited stay distinct errors from here on.
+    info = client.model_info(repo, rev)
+    names = info.filenames
+    if weights and not any(n.endswith(".safetensors") for n in names):
+        if any(n.lower().endswith(PICKLE_SUFFIXES) for n in names):
+            raise ModelLoadError(f"{ref}: only pickled weights (.bin/.pt); provbot loads safetensors only")
+        raise ModelLoadError(f"{ref}: no .safetensors weights found")
+    patterns = META_PATTERNS + (WEIGHT_PATTERNS if weights else [])
+    path = client.snapshot(repo, snapshots_dir(repo), revision=info.sha, allow=patterns, info=info)
     _require_safetensors(path, ref, weights)
-    return ResolvedModel(ref=ref, path=path, revision=path.name)
+    return ResolvedModel(ref=ref, path=path, revision=info.sha or path.name)
+
+
+def snapshots_dir(repo: str) -> Path:
+    """Where a Hub repo's files are kept: one folder per commit under the Hugging Face cache."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / "provbot" / ("models--" + repo.replace("/", "--"))
 
 
 def _require_safetensors(path: Path, ref: str, weights: bool) -> None:

@@ -217,8 +217,9 @@ def _with_packed(
 def _declared_base_ref(src: WeightSource, known: set[str]) -> str | None:
     """The base_model ``src``'s card names, when it is not among ``known`` and can be opened safely:
     a Hub id for a Hub candidate (same endpoint), an existing folder for a local one."""
+    from provbot.detectors.hub import is_repo_id
     from provbot.detectors.weights.ancestry import ref_keys
-    from provbot.detectors.weights.sources import LocalSource, is_repo_id
+    from provbot.detectors.weights.sources import LocalSource
 
     for name in src.declared().base_models:
         if not {name.lower(), *ref_keys(name)} & known:

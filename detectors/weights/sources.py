@@ -13,35 +13,33 @@ redirects followed) and retry 429/5xx/timeouts a bounded number of times.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import SecretStr
 
-from provbot.detectors.declared import Declared, declared_from_folder, declared_from_info
-from provbot.detectors.errors import (
-    AccessDeniedError,
-    NotFoundError,
-    ProvbotError,
-    RemoteError,
-    SourceError,
-    WeightFormatError,
-)
+from provbot.detectors.declared import Declared, declared_from_folder
+from provbot.detectors.errors import AccessDeniedError, BadAnswerError, NotFoundError, SourceError, WeightFormatError
+from provbot.detectors.hub import Call, HubClient, ModelInfo, RetryPolicy, is_repo_id, parse_ref
+
+__all__ = ["HubSource", "LocalSource", "WeightSource", "is_repo_id", "open_source"]
+from provbot.detectors.hub.transport import Retry, load_json_limited
 from provbot.detectors.text import as_data
 from provbot.detectors.weights.buffers import join, read_buffer
 from provbot.detectors.weights.byte_ranges import ByteRange, containing, merge_ranges
 from provbot.detectors.weights.safetensors_format import MAX_HEADER_BYTES, TensorMeta, header_length, parse_header
+
+if TYPE_CHECKING:
+    from huggingface_hub.utils import httpx
 
 log = logging.getLogger(__name__)
 
@@ -228,11 +226,9 @@ def complete_shard_series(names: Iterable[str]) -> list[str] | None:
 def load_json(raw: bytes, where: str) -> object:
     """Decode a UTF-8 JSON file a source read; WeightFormatError naming ``where`` if it is not."""
     try:
-        return as_data(json.loads(raw.decode("utf-8")))
-    except ValueError as exc:  # not UTF-8, not JSON, or a number too long to convert
-        raise WeightFormatError(f"{where}: not valid JSON ({exc.__class__.__name__})") from None
-    except RecursionError:  # the parser's depth limit; configs and indexes nest a few levels
-        raise WeightFormatError(f"{where}: JSON nested too deep") from None
+        return as_data(load_json_limited(raw))  # the Hub client's loader: nesting capped
+    except ValueError as exc:  # not UTF-8, not JSON, nested too deep
+        raise WeightFormatError(f"{where}: not valid JSON ({exc})") from None
 
 
 def load_json_object(raw: bytes, where: str) -> dict:
@@ -387,16 +383,13 @@ class LocalSource(WeightSource):
 # Hub repos
 
 
-def _secret(token: str | SecretStr | None) -> str | None:
-    return token.get_secret_value() if isinstance(token, SecretStr) else token
-
-
 class HubSource(WeightSource):
-    """A Hub model repo, read with HTTP range requests through huggingface_hub's session.
+    """A Hub model repo, read with HTTP range requests through the Hub client.
 
-    ``model_info`` gives the commit sha (every later read is pinned to it) and the file list.
-    Errors: 404 -> NotFoundError, 401/403 -> AccessDeniedError, persistent 429/5xx/timeouts ->
-    RemoteError. The token is sent as a header and appears in no message or log.
+    ``model_info`` gives the commit sha (every later read is pinned to it, and an answer from
+    another commit is refused) and the file list; pass ``info=`` when it is already known to save
+    that call. Faults, retries and rate limits are the client's (:mod:`provbot.detectors.hub`).
+    The token is sent as a header and appears in no message or log.
     """
 
     # Full reads already keep several batches in flight per model; splitting is for bigger spans.
@@ -411,99 +404,30 @@ class HubSource(WeightSource):
         token: str | SecretStr | None = None,
         concurrency: int = 16,
         ref: str | None = None,
-        max_retries: int = 4,
-        backoff_s: float = 0.5,
-        max_wait_s: float = 300.0,
+        retry: RetryPolicy | None = None,
         timeout_s: float = 60.0,
+        client: HubClient | None = None,
+        info: ModelInfo | None = None,
     ) -> None:
-        from huggingface_hub import HfApi, constants
-        from huggingface_hub.utils import build_hf_headers
-
         super().__init__(ref or (repo_id if revision is None else f"{repo_id}@{revision}"), concurrency)
+        self.client = client or HubClient(endpoint, token, retry=retry, timeout_s=timeout_s)
         self.repo_id = repo_id
-        self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
-        self.max_retries, self.backoff_s, self.max_wait_s, self.timeout_s = (
-            max_retries,
-            backoff_s,
-            max_wait_s,
-            timeout_s,
-        )
-        # token=False, not None: never fall back to a token cached on this machine; the bot's token
-        # comes from its settings only.
-        self._token: str | bool = _secret(token) or False
-        self._api = HfApi(endpoint=self.endpoint, token=self._token)
-        self._base_headers = build_hf_headers(token=self._token)
-        info = self._retrying(
-            lambda: self._api.model_info(repo_id, revision=revision, timeout=self.timeout_s),
-            what=f"model info of {repo_id}",
-            revision=revision,
-        )
-        self._count(0)
+        self.endpoint = self.client.endpoint
+        if info is None or info.sha is None or info.siblings is None:
+            info = self.client.model_info(repo_id, revision)
+            self._count(0)
         self.revision = revision
         self.sha: str = info.sha or revision or "main"
-        self.siblings: set[str] = {s.rfilename for s in (info.siblings or [])}
-        self._declared = declared_from_info(info)
+        self.siblings: set[str] = info.filenames
+        self._declared = info.declared
         self._files: tuple[list[str], dict[str, str] | None] | None = None
         self._urls: dict[str, str] = {}
-
-    # -- errors and retries ---------------------------------------------------------------------
-    def _retrying(self, call: Callable[[], T], what: str, revision: str | None = None) -> T:
-        """Run a huggingface_hub call with bounded retries, mapping its errors to provbot's."""
-        from huggingface_hub.errors import (
-            GatedRepoError,
-            HfHubHTTPError,
-            OfflineModeIsEnabled,
-            RepositoryNotFoundError,
-            RevisionNotFoundError,
-        )
-        from huggingface_hub.utils import httpx
-
-        where = f"repo {self.repo_id} on {self.endpoint}"
-        for attempt in range(self.max_retries + 1):
-            try:
-                return call()
-            except RevisionNotFoundError:
-                raise NotFoundError(f"revision {revision} not found in {where}") from None
-            except GatedRepoError:
-                raise AccessDeniedError(
-                    f"access to gated {where} denied (accept its terms, or check the token)"
-                ) from None
-            except HfHubHTTPError as exc:
-                status = exc.response.status_code if exc.response is not None else 0
-                if status in (401, 403):
-                    raise AccessDeniedError(
-                        f"access to {where} denied (HTTP {status}): private or gated, a wrong token, or no such repo"
-                    ) from None
-                if status == 404 or isinstance(exc, RepositoryNotFoundError):
-                    raise NotFoundError(f"repo {self.repo_id} not found on {self.endpoint}") from None
-                if status not in (408, 429) and status < 500:
-                    raise RemoteError(f"{self.endpoint} answered HTTP {status} for {what}") from None
-                last = f"HTTP {status}"
-                wait = _retry_after(exc.response.headers if exc.response is not None else {})
-            except OfflineModeIsEnabled:
-                raise RemoteError(f"cannot reach {self.endpoint}: HF_HUB_OFFLINE is set") from None
-            except (httpx.TransportError, OSError) as exc:
-                last, wait = type(exc).__name__, None
-            self._sleep(attempt, wait)
-        raise RemoteError(f"{what} failed on {self.endpoint} after {self.max_retries + 1} tries ({last})")
-
-    def _sleep(self, attempt: int, retry_after: float | None) -> None:
-        # A 429's reset time is honoured up to max_wait_s (the Hub's windows are 5 minutes);
-        # other failures back off exponentially from backoff_s.
-        if attempt >= self.max_retries:
-            return
-        wait = min(self.max_wait_s, retry_after if retry_after is not None else self.backoff_s * 2**attempt)
-        if wait >= 5:
-            log.warning("%s: rate limited or failing, waiting %.0f s before retrying", self.endpoint, wait)
-        time.sleep(wait)
 
     # -- HTTP -------------------------------------------------------------------------------------
     def _url(self, file: str) -> str:
         url = self._urls.get(file)
         if url is None:  # made once per file: a scan reads each shard in tens of requests
-            from huggingface_hub import hf_hub_url
-
-            url = self._urls[file] = hf_hub_url(self.repo_id, file, revision=self.sha, endpoint=self.endpoint)
+            url = self._urls[file] = self.client.file_url(self.repo_id, file, revision=self.sha)
         return url
 
     def _get(
@@ -514,75 +438,64 @@ class HubSource(WeightSource):
         A 200 answer to a range request (server ignoring Range) is read only up to ``end`` and
         sliced. ``exact=False`` accepts a short answer (the file ends before ``end``).
         """
-        from huggingface_hub.errors import OfflineModeIsEnabled
-        from huggingface_hub.utils import get_session, httpx
-
-        headers = dict(self._base_headers)
-        if start is not None:
+        headers = {}
+        if start is not None and end is not None:
             headers["Range"] = f"bytes={start}-{end - 1}"  # HTTP ranges are inclusive
-        url = self._url(file)
         where = f"{file} in repo {self.repo_id}@{self.sha[:12]} on {self.endpoint}"
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            wait = None
-            try:
-                got, size, transferred = self._get_once(get_session(), url, headers, start, end, where)
-            except ProvbotError:
-                self._count(0)
-                raise
-            except _Retry as r:
-                self._count(0)
-                last, wait = r.reason, r.wait
-            except OfflineModeIsEnabled:
-                raise RemoteError(f"cannot reach {self.endpoint}: HF_HUB_OFFLINE is set") from None
-            except httpx.TransportError as exc:
-                self._count(0)
-                last = type(exc).__name__
-            else:
-                self._count(transferred)
-                if got is not None:
-                    if start is not None and exact and len(got) != end - start:
-                        raise WeightFormatError(f"{self.ref}/{file}: file ends before byte {end} (truncated?)")
-                    return got, size
-                last = "answer for the wrong range"
-            log.debug("retrying %s (%s), attempt %d", url, last, attempt + 1)
-            self._sleep(attempt, wait)
-        raise RemoteError(f"reading {where} failed after {self.max_retries + 1} tries ({last})")
+        call = Call(f"reading {file}", self.repo_id, self.sha)
 
-    def _get_once(self, session, url, headers, start, end, where) -> tuple[bytes | None, int | None, int]:  # noqa: ANN001
-        with session.stream("GET", url, headers=headers, timeout=self.timeout_s, follow_redirects=True) as r:
-            status = r.status_code
-            if status == 206:
-                first, size = _content_range(r.headers.get("content-range", ""))
-                if start is None or (first is not None and first != start):
-                    return None, size, 0
-                body = _read_upto(r, end - start)  # a server sending more than asked is cut off
-                return body, size, len(body)
-            if status == 200:
-                limit = MAX_JSON_BYTES + 1 if start is None else end
-                # The rest of a whole-file answer to a range request is not needed: drop the connection.
-                buf = _read_upto(r, limit)
-                if start is None:
-                    if len(buf) > MAX_JSON_BYTES:
-                        raise WeightFormatError(f"{where}: larger than {MAX_JSON_BYTES} bytes, refusing to read it")
-                    return bytes(buf), len(buf), len(buf)
-                size = len(buf) if len(buf) < limit else None
-                return bytes(buf[start:end]), size, len(buf)
-            if status == 404:
-                raise NotFoundError(f"{where}: not found (HTTP 404)")
-            if status in (401, 403):
-                raise AccessDeniedError(f"{where}: access denied (HTTP {status}): private, gated or bad token")
-            if status == 416:
-                raise WeightFormatError(f"{where}: bytes {start}-{end - 1} are past the end of the file")
-            if status in (408, 429) or status >= 500:
-                raise _Retry(f"HTTP {status}", _retry_after(r.headers))
-            raise RemoteError(f"{where}: unexpected HTTP {status}")
+        def handle(response: httpx.Response) -> tuple[bytes, int | None]:
+            got, size, transferred = self._answer(response, start, end, where)
+            self._count(transferred, requests=0)
+            if got is None:
+                raise Retry("answer for the wrong range")
+            if start is not None and end is not None and exact and len(got) != end - start:
+                raise WeightFormatError(f"{self.ref}/{file}: file ends before byte {end} (truncated?)")
+            return got, size
+
+        return self.client.transport.send(
+            call,
+            "GET",
+            self._url(file),
+            handle,
+            accept=frozenset({200, 206, 416}),
+            headers=headers,
+            on_attempt=lambda: self._count(0),
+        )
+
+    def _answer(
+        self, r: httpx.Response, start: int | None, end: int | None, where: str
+    ) -> tuple[bytes | None, int | None, int]:
+        """(bytes, file size if known, bytes transferred) of one answer; bytes None for the wrong range."""
+        commits = {c for h in (*r.history, r) if (c := h.headers.get("x-repo-commit"))}
+        if commits - {self.sha}:
+            # The repo moved on between model_info and this read: mixing commits would compare
+            # tensors of two different models.
+            raise BadAnswerError(f"{where}: the Hub answered from commit {sorted(commits)[0][:12]}, not the pinned one")
+        status = r.status_code
+        if status == 416:
+            raise WeightFormatError(f"{where}: bytes {start}-{(end or 0) - 1} are past the end of the file")
+        if status == 206:
+            first, size = _content_range(r.headers.get("content-range", ""))
+            if start is None or end is None or (first is not None and first != start):
+                return None, size, 0
+            body = _read_upto(r, end - start)  # a server sending more than asked is cut off
+            return body, size, len(body)  # type: ignore[return-value]  # a buffer, not copied into bytes
+        limit = MAX_JSON_BYTES + 1 if start is None or end is None else end
+        # The rest of a whole-file answer to a range request is not needed: drop the connection.
+        buf = _read_upto(r, limit)
+        if start is None or end is None:
+            if len(buf) > MAX_JSON_BYTES:
+                raise WeightFormatError(f"{where}: larger than {MAX_JSON_BYTES} bytes, refusing to read it")
+            return bytes(buf), len(buf), len(buf)
+        size = len(buf) if len(buf) < limit else None
+        return bytes(buf[start:end]), size, len(buf)
 
     # -- WeightSource -----------------------------------------------------------------------------
     def declared(self) -> Declared:
         return self._declared
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         if "config.json" not in self.siblings:
             return {}
         raw, _ = self._get("config.json")
@@ -658,26 +571,6 @@ def _read_upto(response, limit: int) -> bytearray | memoryview:  # noqa: ANN001
     return buf
 
 
-class _Retry(Exception):
-    def __init__(self, reason: str, wait: float | None) -> None:
-        super().__init__(reason)
-        self.reason, self.wait = reason, wait
-
-
-def _retry_after(headers: object) -> float | None:
-    """Seconds to wait before retrying: the Hub's ``RateLimit`` reset when exhausted, else ``Retry-After``."""
-    from huggingface_hub.utils import parse_ratelimit_headers
-
-    try:
-        info = parse_ratelimit_headers(headers)  # type: ignore[arg-type]
-        if info is not None and info.remaining == 0:
-            return float(info.reset_in_seconds)
-        value = headers.get("retry-after")  # type: ignore[attr-defined]
-        return float(value) if value is not None else None
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
@@ -690,17 +583,6 @@ def _content_range(value: str) -> tuple[int | None, int | None]:
 
 
 # --------------------------------------------------------------------------------------------
-
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
-
-
-def is_repo_id(name: str) -> bool:
-    """``org/name`` as the Hub spells repo ids (no revision, no path).
-
-    >>> is_repo_id("Qwen/Qwen3-8B"), is_repo_id("../etc/passwd"), is_repo_id("a/b/c")
-    (True, False, False)
-    """
-    return bool(_REPO_ID.fullmatch(name)) and ".." not in name and len(name) <= 200
 
 
 def open_source(
@@ -722,7 +604,10 @@ def open_source(
         raise NotFoundError(f"{ref} is a file: give the model directory that holds it")
     if ref.startswith(("/", ".", "~")):
         raise NotFoundError(f"local model directory {ref} not found")
-    repo, _, revision = ref.partition("@")
-    if not _REPO_ID.fullmatch(repo) or (_ and not revision):
-        raise NotFoundError(f"{ref!r} is neither a local model directory nor a Hub repo id (org/name[@revision])")
-    return HubSource(repo, revision or None, endpoint=endpoint, token=token, concurrency=concurrency, ref=ref)
+    try:
+        repo, revision = parse_ref(ref)
+    except NotFoundError:
+        raise NotFoundError(
+            f"{ref!r} is neither a local model directory nor a Hub repo id (org/name[@revision])"
+        ) from None
+    return HubSource(repo, revision, endpoint=endpoint, token=token, concurrency=concurrency, ref=ref)

@@ -10,6 +10,8 @@ from provbot.bot.index.candidates import select_candidates
 from provbot.bot.index.crawl import crawl
 from provbot.bot.index.ingest import add_models
 from provbot.bot.index.store import IndexStore
+from provbot.detectors.errors import RateLimitedError
+from provbot.detectors.hub import RetryPolicy
 
 
 @pytest.fixture
@@ -74,14 +76,32 @@ def test_crawl_follows_link_pages_and_respects_limit_and_size_filter(hub, sqlite
     assert big_only.listed == 0
 
 
-def test_crawl_waits_out_a_rate_limit(hub, sqlite_store: IndexStore) -> None:
-    # huggingface_hub retries a 429 itself (5 times, honouring the RateLimit header); past that the
-    # crawl waits for the window the Hub names and resumes the walk, without failing.
-    hub.rate_limit("/api/models", count=6, reset_s=1)
+def test_crawl_waits_out_a_short_rate_limit(hub, sqlite_store: IndexStore) -> None:
+    # A window within the deadline is waited out and the walk goes on, without failing.
+    hub.rate_limit("/api/models", count=2, reset_s=1)
     waits: list[float] = []
-    report = crawl(sqlite_store, endpoint=hub.url, sorts=["downloads"], limit=10, sleep=waits.append)
-    assert waits == [1.0] and report.rate_limit_waits == 1
+    retry = RetryPolicy(sleep=waits.append)
+    report = crawl(sqlite_store, endpoint=hub.url, sorts=["downloads"], limit=10, retry=retry)
+    assert len(waits) >= 2 and all(0 < w <= 1.0 for w in waits) and report.rate_limit_waits == 2
     assert report.added == 4 and report.failed == 0 and report.passes_complete == {"downloads": True}
+
+
+def test_crawl_stops_at_a_far_rate_limit_and_resumes_later(hub, sqlite_store: IndexStore) -> None:
+    hub.rate_limit("/acme/llama-b/resolve/", count=1, reset_s=3600)
+    waits: list[float] = []
+    with pytest.raises(RateLimitedError, match="rate limited until"):
+        crawl(sqlite_store, endpoint=hub.url, sorts=["downloads"], limit=10, retry=RetryPolicy(sleep=waits.append))
+    assert waits == []
+    report = crawl(sqlite_store, endpoint=hub.url, sorts=["downloads"], limit=10)
+    assert report.resumed >= 1 and report.passes_complete == {"downloads": True}
+
+
+def test_crawl_reads_no_model_info_per_model(hub, sqlite_store: IndexStore) -> None:
+    hub.inject("/api/models/acme/", 500, count=100)  # a tripwire: any model_info call would hit it
+    before = hub.request_count
+    report = crawl(sqlite_store, endpoint=hub.url, sorts=["downloads"], limit=10)
+    assert report.added == 4 and hub.faults.pending() == 100
+    assert hub.request_count - before == report.requests
 
 
 def test_crawl_reports_hostile_repos_and_indexes_the_rest(hub, sqlite_store: IndexStore) -> None:

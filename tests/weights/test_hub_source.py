@@ -12,7 +12,8 @@ import pytest
 import torch
 from pydantic import SecretStr
 
-from provbot.detectors.errors import AccessDeniedError, NotFoundError, RemoteError, WeightFormatError
+from provbot.detectors.errors import AccessDeniedError, NotFoundError, RemoteError, UnreachableError, WeightFormatError
+from provbot.detectors.hub import RetryPolicy
 from provbot.detectors.weights.reader import canonical_models, read_sample, read_samples
 from provbot.detectors.weights.sampling import plan_sample
 from provbot.detectors.weights.sources import HubSource, LocalSource, open_source
@@ -28,7 +29,8 @@ def model_dir(tmp_path_factory):
 
 def _fast(repo: str, hub, **kw) -> HubSource:
     # Short backoff so retry tests stay quick; the bounds are what is under test.
-    return HubSource(repo, endpoint=hub.url, backoff_s=0.01, max_wait_s=0.05, **kw)
+    retry = RetryPolicy(backoff_s=0.01, max_wait_s=0.05, max_retries=kw.pop("max_retries", 4))
+    return HubSource(repo, endpoint=hub.url, retry=retry, **kw)
 
 
 def test_hub_reads_match_local_reads(localhub_session, model_dir):
@@ -168,12 +170,12 @@ def test_persistent_errors_give_up_after_bounded_retries(localhub_session, model
     localhub_session.clear_faults()
 
 
-def test_unreachable_endpoint_is_a_remote_error():
+def test_unreachable_endpoint_fails_at_once():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: connections are refused
-    with pytest.raises(RemoteError, match=f"127.0.0.1:{port}"):
-        HubSource("acme/x", endpoint=f"http://127.0.0.1:{port}", max_retries=1, backoff_s=0.01)
+    with pytest.raises(UnreachableError, match=f"cannot reach http://127.0.0.1:{port}"):
+        HubSource("acme/x", endpoint=f"http://127.0.0.1:{port}", retry=RetryPolicy(max_retries=3, backoff_s=10))
 
 
 class _NoRangeHandler(BaseHTTPRequestHandler):
