@@ -188,8 +188,10 @@ class JobQueue:
             )
             return res.rowcount == 1
 
-    def fail(self, job_id: int, owner: str, error: str, *, retry: bool = True) -> str | None:
-        """Record an error: requeue with exponential backoff, or fail for good.
+    def fail(
+        self, job_id: int, owner: str, error: str, *, retry: bool = True, not_before: datetime | None = None
+    ) -> str | None:
+        """Record an error: requeue with exponential backoff (and not before ``not_before``), or fail for good.
 
         Returns the new state, or None when the lease had been lost.
         """
@@ -202,7 +204,10 @@ class JobQueue:
             exhausted = attempts >= job.max_attempts
             if retry and not exhausted:
                 delay = min(self.backoff_base * 2 ** max(attempts - 1, 0), self.backoff_max)
-                values: dict[str, Any] = {"state": JobState.QUEUED.value, "run_after": now + timedelta(seconds=delay)}
+                run_after = now + timedelta(seconds=delay)
+                if not_before is not None:
+                    run_after = max(run_after, not_before)
+                values: dict[str, Any] = {"state": JobState.QUEUED.value, "run_after": run_after}
             else:
                 values = {"state": JobState.FAILED.value, "finished_at": now}
             res = s.execute(

@@ -20,7 +20,6 @@ from provbot.bot.db.findings import FindingStore
 from provbot.bot.db.jobs import JobQueue
 from provbot.bot.db.mentions import MentionStore
 from provbot.bot.service.audit import AuditLog
-from provbot.bot.service.hub import HubClient
 from provbot.bot.service.mentions.policy import MentionPolicy
 from provbot.bot.service.metrics import BotMetrics
 from provbot.bot.service.publish.markers import Markers
@@ -30,9 +29,15 @@ from provbot.bot.service.redact import Redactor
 from provbot.bot.service.scan.scanner import Scanner, hub_scanner
 from provbot.bot.settings import Settings
 from provbot.detectors.errors import RemoteError
+from provbot.detectors.hub import HubClient, RetryPolicy
 
 if TYPE_CHECKING:
     from provbot.bot.index.store import IndexStore
+
+
+#: Longest rate-limit window a worker waits out; a later reset reschedules the job instead of
+#: holding a worker (and its lease) idle.
+SERVICE_MAX_WAIT_S = 30.0
 
 
 class ServiceStopping(RemoteError):
@@ -99,9 +104,13 @@ class BotContext:
             database.migrate()
         metrics = BotMetrics()
         audit = AuditLog(database, redactor)
-        hub = HubClient(
-            settings.hub_endpoint, token, retries=b.http_retries, backoff_max=b.backoff_max_seconds, sleep=pause
+        retry = RetryPolicy(
+            max_retries=b.http_retries,
+            max_backoff_s=b.backoff_max_seconds,
+            max_wait_s=min(SERVICE_MAX_WAIT_S, b.backoff_max_seconds),
+            sleep=pause,
         )
+        hub = HubClient(settings.hub_endpoint, token, retry=retry)
         return cls(
             settings=settings,
             db=database,

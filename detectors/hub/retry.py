@@ -43,7 +43,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before retry ``attempt + 1`` after a fault (not a 429)."""
-        base = min(self.backoff_s * 2**attempt, self.max_backoff_s)
+        base = min(self.backoff_s * 2.0**attempt, self.max_backoff_s)
         return base * (1 + self.jitter * (2 * random.random() - 1)) if self.jitter else base  # noqa: S311
 
 

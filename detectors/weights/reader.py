@@ -90,7 +90,7 @@ class _Job:
             )
         return out
 
-    def values(self, blobs: list[bytes]) -> torch.Tensor:
+    def values(self, blobs: list[Buffer]) -> torch.Tensor:
         if isinstance(self.meta, PackedMeta):
             w = decode_packed(self.meta, dict(zip(self.meta.parts, blobs)))
             return w.reshape(-1)[self.a : self.b]

@@ -34,7 +34,7 @@ from provbot.detectors.hub import Call, HubClient, ModelInfo, RetryPolicy, is_re
 __all__ = ["HubSource", "LocalSource", "WeightSource", "is_repo_id", "open_source"]
 from provbot.detectors.hub.transport import Retry, load_json_limited
 from provbot.detectors.text import as_data
-from provbot.detectors.weights.buffers import join, read_buffer
+from provbot.detectors.weights.buffers import Buffer, join, read_buffer
 from provbot.detectors.weights.byte_ranges import ByteRange, containing, merge_ranges
 from provbot.detectors.weights.safetensors_format import MAX_HEADER_BYTES, TensorMeta, header_length, parse_header
 
@@ -77,7 +77,7 @@ class WeightSource(ABC):
 
     # -- to implement -------------------------------------------------------------------------
     @abstractmethod
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         """The model's config.json as a dict ({} when the model has none)."""
 
     @abstractmethod
@@ -93,8 +93,8 @@ class WeightSource(ABC):
         """The first ``n`` bytes of ``file`` (fewer if it is shorter) and the file size if known."""
 
     @abstractmethod
-    def _read_one(self, file: str, start: int, end: int) -> bytes:
-        """Exactly the bytes ``[start, end)`` of ``file``."""
+    def _read_one(self, file: str, start: int, end: int) -> Buffer:
+        """Exactly the bytes ``[start, end)`` of ``file`` (a writable buffer where the source can)."""
 
     # -- shared logic -------------------------------------------------------------------------
     def _count(self, nbytes: int, requests: int = 1) -> None:
@@ -155,7 +155,7 @@ class WeightSource(ABC):
             prefix = prefix + self._read_one(file, len(prefix), 8 + n)
         return parse_header(prefix[8 : 8 + n], file, size, label=f"{self.ref}/{file}")
 
-    def read_ranges(self, ranges: Sequence[ByteRange], gap_bytes: int = 0) -> list[bytes]:
+    def read_ranges(self, ranges: Sequence[ByteRange], gap_bytes: int = 0) -> list[Buffer]:
         """Read ``(file, start, end_exclusive)`` ranges, concurrently; results in input order.
 
         Touching or overlapping ranges of one file are merged into one read first. ``gap_bytes``
@@ -169,7 +169,7 @@ class WeightSource(ABC):
         # Big spans (full reads) are split so that they too download over parallel connections.
         pieces = [p for span in merged for p in _split(span, self.split_bytes)]
         got = self._map(lambda r: self._read_one(*r) if r[2] > r[1] else b"", pieces)
-        parts: dict[ByteRange, list[bytes]] = {}
+        parts: dict[ByteRange, list[Buffer]] = {}
         for piece, blob in zip(pieces, got):
             parts.setdefault(containing(merged, *piece), []).append(blob)
         blobs = [join(parts.get(span, [b""])) for span in merged]
@@ -223,15 +223,15 @@ def complete_shard_series(names: Iterable[str]) -> list[str] | None:
     return sorted(found)
 
 
-def load_json(raw: bytes, where: str) -> object:
+def load_json(raw: Buffer, where: str) -> object:
     """Decode a UTF-8 JSON file a source read; WeightFormatError naming ``where`` if it is not."""
     try:
-        return as_data(load_json_limited(raw))  # the Hub client's loader: nesting capped
+        return as_data(load_json_limited(bytes(raw)))  # the Hub client's loader: nesting capped
     except ValueError as exc:  # not UTF-8, not JSON, nested too deep
         raise WeightFormatError(f"{where}: not valid JSON ({exc})") from None
 
 
-def load_json_object(raw: bytes, where: str) -> dict:
+def load_json_object(raw: Buffer, where: str) -> dict[str, Any]:
     """:func:`load_json`, and the value must be an object (config.json)."""
     obj = load_json(raw, where)
     if not isinstance(obj, dict):
@@ -239,7 +239,7 @@ def load_json_object(raw: bytes, where: str) -> dict:
     return obj
 
 
-def parse_index(raw: bytes, where: str) -> tuple[list[str], dict[str, str]]:
+def parse_index(raw: Buffer, where: str) -> tuple[list[str], dict[str, str]]:
     """Validate ``model.safetensors.index.json``: return (shard files in order, weight_map).
 
     Shard names must be plain relative paths (no ``..``, no absolute paths): a hostile index must
@@ -285,7 +285,7 @@ class LocalSource(WeightSource):
         self._busy: Counter[str] = Counter()
         self._files: tuple[list[str], dict[str, str] | None] | None = None
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         p = self.path / "config.json"
         if not p.is_file():
             return {}
@@ -354,7 +354,7 @@ class LocalSource(WeightSource):
         self._count(len(first8) + len(rest), requests=2 if rest else 1)
         return first8 + rest, size
 
-    def _read_one(self, file: str, start: int, end: int) -> bytes:
+    def _read_one(self, file: str, start: int, end: int) -> Buffer:
         # Into a writable (and, when big, aligned) buffer: decoding views it without another copy.
         data = read_buffer(end - start)
         with self._fd(file) as fd:
@@ -432,7 +432,7 @@ class HubSource(WeightSource):
 
     def _get(
         self, file: str, start: int | None = None, end: int | None = None, exact: bool = True
-    ) -> tuple[bytes, int | None]:
+    ) -> tuple[Buffer, int | None]:
         """GET a file or the range ``[start, end)`` of it; returns (bytes, file size if known).
 
         A 200 answer to a range request (server ignoring Range) is read only up to ``end`` and
@@ -444,7 +444,7 @@ class HubSource(WeightSource):
         where = f"{file} in repo {self.repo_id}@{self.sha[:12]} on {self.endpoint}"
         call = Call(f"reading {file}", self.repo_id, self.sha)
 
-        def handle(response: httpx.Response) -> tuple[bytes, int | None]:
+        def handle(response: httpx.Response) -> tuple[Buffer, int | None]:
             got, size, transferred = self._answer(response, start, end, where)
             self._count(transferred, requests=0)
             if got is None:
@@ -465,7 +465,7 @@ class HubSource(WeightSource):
 
     def _answer(
         self, r: httpx.Response, start: int | None, end: int | None, where: str
-    ) -> tuple[bytes | None, int | None, int]:
+    ) -> tuple[Buffer | None, int | None, int]:
         """(bytes, file size if known, bytes transferred) of one answer; bytes None for the wrong range."""
         commits = {c for h in (*r.history, r) if (c := h.headers.get("x-repo-commit"))}
         if commits - {self.sha}:
@@ -480,7 +480,7 @@ class HubSource(WeightSource):
             if start is None or end is None or (first is not None and first != start):
                 return None, size, 0
             body = _read_upto(r, end - start)  # a server sending more than asked is cut off
-            return body, size, len(body)  # type: ignore[return-value]  # a buffer, not copied into bytes
+            return body, size, len(body)  # the buffer itself: full reads move gigabytes
         limit = MAX_JSON_BYTES + 1 if start is None or end is None else end
         # The rest of a whole-file answer to a range request is not needed: drop the connection.
         buf = _read_upto(r, limit)
@@ -528,16 +528,17 @@ class HubSource(WeightSource):
 
     def _read_prefix(self, file: str, n: int) -> tuple[bytes, int | None]:
         try:
-            return self._get(file, 0, n, exact=False)
+            got, size = self._get(file, 0, n, exact=False)
+            return bytes(got), size  # a header prefix: at most HEADER_PREFIX_BYTES
         except WeightFormatError:
             # 416 on bytes=0-...: the file is empty.
             raise WeightFormatError(f"{self.ref}/{file}: empty file, not a safetensors file") from None
 
-    def _read_one(self, file: str, start: int, end: int) -> bytes:
+    def _read_one(self, file: str, start: int, end: int) -> Buffer:
         return self._get(file, start, end)[0]
 
 
-def _read_upto(response, limit: int) -> bytearray | memoryview:  # noqa: ANN001
+def _read_upto(response: httpx.Response, limit: int) -> bytearray | memoryview:
     """The body, at most ``limit`` bytes, in a writable buffer (decoding views it without another copy).
 
     With a Content-Length within the limit (and no content encoding) the buffer is allocated once and
@@ -610,4 +611,20 @@ def open_source(
         raise NotFoundError(
             f"{ref!r} is neither a local model directory nor a Hub repo id (org/name[@revision])"
         ) from None
-    return HubSource(repo, revision, endpoint=endpoint, token=token, concurrency=concurrency, ref=ref)
+    client = _shared_client(endpoint, token)
+    return HubSource(repo, revision, client=client, concurrency=concurrency, ref=ref)
+
+
+_clients: dict[tuple[str | None, str | None], HubClient] = {}
+_clients_lock = threading.Lock()
+
+
+def _shared_client(endpoint: str | None, token: str | SecretStr | None) -> HubClient:
+    """One client per endpoint and token in a process: the sources of one scan then share its
+    rate-limit gate (a 429 seen by one holds them all) and its counters."""
+    secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+    with _clients_lock:
+        client = _clients.get((endpoint, secret))
+        if client is None:
+            client = _clients[(endpoint, secret)] = HubClient(endpoint, token)
+        return client

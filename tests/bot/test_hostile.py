@@ -43,7 +43,8 @@ def test_a_caller_hanging_up_mid_body_is_a_normal_event(service: BotService, cap
 
 def test_invisible_characters_and_huge_card_fields_are_escaped_and_capped(service: BotService, hub) -> None:  # noqa: ANN001
     spoof = "lab/\u202eevil\u200b"
-    # 60 names of 1,000 characters: under the card reader's 64 KiB, far over one comment once listed.
+    # 60 names of 1,000 characters: under the card reader's 64 KiB; no Hub id is that long, so the one
+    # lineage parser drops them (the comment's length cap: test_an_overlong_post_is_cut_keeping_its_marker).
     files = model_files(seed=11, base_model=[spoof] + [f"lab/{i}" + "x" * 1_000 for i in range(60)])
     finding = upload_and_find(service, hub, "sneaky/bidi", files)
     approve_and_drain(service, finding.id)
@@ -51,8 +52,15 @@ def test_invisible_characters_and_huge_card_fields_are_escaped_and_capped(servic
     assert len(discussions) == 1
     text = bot_comments(hub, "sneaky/bidi", discussions[0].num)[0]
     assert "\u202e" not in text and "\u200b" not in text and "U\\+202E" in text and "U\\+200B" in text
-    assert len(text) <= 60_000 and "(truncated" in text
+    assert len(text) <= 60_000 and "x" * 1_000 not in text
     assert text.rstrip().endswith("-->")  # the hidden marker survives the cut
+
+
+def test_an_overlong_post_is_cut_keeping_its_marker() -> None:
+    from provbot.bot.service.publish.render import POST_MAX, cap_post
+
+    text = cap_post("head\n" + "x" * (2 * POST_MAX) + "\n<!-- provbot:finding:1 -->\n")
+    assert len(text) <= POST_MAX and "(truncated" in text and text.rstrip().endswith("-->")
 
 
 def test_a_stranger_cannot_make_the_bot_echo_its_marker(service: BotService, hub) -> None:  # noqa: ANN001

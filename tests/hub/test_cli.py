@@ -67,3 +67,11 @@ def test_a_rate_limit_an_hour_away_stops_scan_with_the_time() -> None:
         assert took < PROMPT_S and sum(r.path.startswith("/api/models/org/x") for r in hub.requests) == 1
     shown = {f"{t:%H:%M}" for t in (before + timedelta(seconds=3600 + d) for d in (0, 60, 120))}
     assert "rate limited until" in line and any(f"until {hhmm} UTC" in line for hhmm in shown), line
+
+
+def test_run_once_with_the_hub_unreachable_ends_fast_saying_it_once() -> None:
+    proc, took = run_cli(f"http://127.0.0.1:{closed_port()}", "run", "--once")
+    line = one_error_line(proc)
+    assert "cannot reach" in line and took < PROMPT_S
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert len(lines) == len(set(lines)), proc.stderr  # no failure logged twice

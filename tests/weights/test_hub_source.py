@@ -311,3 +311,30 @@ def test_the_cli_asks_no_host_but_its_endpoint(localhub_session, model_dir, tmp_
     assert out.returncode == 0, out.stderr
     assert '"relation": "copy"' in out.stdout.replace('":"', '": "')
     assert out.stderr.split()[-2:] == ["True", "True"]
+
+
+def test_an_answer_from_another_commit_is_refused(tmp_path):
+    from provbot.detectors.errors import BadAnswerError
+    from tests.hub.scripted import Answer, ScriptedServer
+
+    blob = (write_model(tmp_path / "m", dense_state(seed=6)) / "model.safetensors").read_bytes()
+    info = {"id": "acme/moving", "sha": "a" * 40, "siblings": [{"rfilename": "model.safetensors"}]}
+    with ScriptedServer() as hub:
+        hub.script("/api/models/acme/moving", Answer(200, json.dumps(info).encode()))
+        # The repo moved on: its files now answer from another commit than model_info pinned.
+        hub.script("/acme/moving/resolve/", Answer(200, blob, {"X-Repo-Commit": "b" * 40}))
+        with pytest.raises(BadAnswerError, match="from commit bbbbbbbbbbbb, not the pinned one"):
+            HubSource("acme/moving", endpoint=hub.url).tensors()
+        hub.script("/acme/moving/resolve/", Answer(200, blob, {"X-Repo-Commit": "a" * 40}))
+        assert HubSource("acme/moving", endpoint=hub.url).tensors()
+
+
+def test_known_model_info_saves_the_api_call(localhub_session, model_dir):
+    from provbot.detectors.hub import HubClient
+
+    localhub_session.add_repo("acme/known", model_dir)
+    client = HubClient(localhub_session.url)
+    info = client.model_info("acme/known")
+    before = client.stats.requests
+    src = HubSource("acme/known", client=client, info=info)
+    assert client.stats.requests == before and src.sha == info.sha and src.tensors()

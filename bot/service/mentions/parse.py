@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from provbot.bot.service.publish.render import is_repo_id
+from provbot.detectors.hub import is_repo_id
 
 
 class MentionCommand(BaseModel):

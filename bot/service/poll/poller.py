@@ -16,9 +16,9 @@ from pydantic import BaseModel
 
 from provbot.bot.db.models_bot import utcnow
 from provbot.bot.service.context import BotContext
-from provbot.bot.service.hub import parse_time
 from provbot.bot.service.mentions.parse import strip_non_prose
 from provbot.bot.service.web.webhook import MentionEvent
+from provbot.detectors.hub import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,11 @@ class Poller:
         position, boundary = ctx.cursors.get(sort)
         floor = position or utcnow() - timedelta(hours=b.initial_lookback_hours)
 
-        def when(m: Any) -> datetime | None:
-            return parse_time(getattr(m, field, None))
+        def when(m: ModelInfo) -> datetime | None:
+            t: datetime | None = getattr(m, field)
+            return t
 
-        def stop(m: Any) -> bool:
+        def stop(m: ModelInfo) -> bool:
             t = when(m)
             return t is not None and t < floor
 
@@ -119,7 +120,7 @@ class Poller:
         queued = 0
         needle = f"@{b.username}".lower()
         for repo in b.watch_discussions:
-            for disc in ctx.hub.discussions(repo):
+            for disc in ctx.hub.list_discussions(repo):
                 if getattr(disc, "status", "open") != "open":
                     continue
                 details = ctx.hub.discussion_details(repo, disc.num)

@@ -12,9 +12,10 @@ from provbot.bot.db.models_bot import FindingStatus
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.mentions.origin import parse_origin
 from provbot.bot.service.publish.github import GitHubIssues
-from provbot.bot.service.publish.render import Trusted, is_repo_id
+from provbot.bot.service.publish.render import Trusted
 from provbot.bot.service.review.findings import finding_title, render_finding
 from provbot.bot.service.scan.identity_check import load_identity
+from provbot.detectors.hub import is_repo_id
 from provbot.detectors.weights.result import ScanResult
 
 

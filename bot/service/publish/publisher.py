@@ -17,9 +17,9 @@ from pydantic import BaseModel
 from provbot.bot.db.database import Database
 from provbot.bot.db.posts import PostStore, PostView
 from provbot.bot.service.audit import AuditLog
-from provbot.bot.service.hub import HubClient
 from provbot.bot.service.metrics import BotMetrics
 from provbot.bot.service.publish.markers import carries
+from provbot.detectors.hub import HubClient
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Publisher:
 
     def _find_discussion(self, repo: str, marker: str) -> tuple[int, str, str] | None:
         """(num, first comment id, its text) of the bot's discussion on ``repo`` carrying ``marker``."""
-        for disc in self.hub.discussions(repo, author=self.bot):
+        for disc in self.hub.list_discussions(repo, author=self.bot):
             if (getattr(disc, "author", "") or "").lower() != self.bot.lower():
                 continue  # servers that ignore the author filter
             details = self.hub.discussion_details(repo, disc.num)

@@ -22,19 +22,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from provbot.bot.paths import TEMPLATES_DIR
 from provbot.bot.service.publish.markers import marker_comment
+from provbot.detectors.hub import is_repo_id, is_revision
 from provbot.detectors.weights.result import ScanResult
-
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
-
-
-def is_repo_id(value: str) -> bool:
-    """True for a plausible Hub model id ``namespace/name`` (no spaces, markup or path tricks).
-
-    >>> is_repo_id("org/model-1.5"), is_repo_id("org/../x"), is_repo_id("a/b)[x](y")
-    (True, False, False)
-    """
-    return bool(REPO_ID_RE.match(value)) and ".." not in value
-
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~$=])")
 
@@ -326,7 +315,7 @@ def _identity_command(r: Any) -> str | None:
     printed inside a code span, where escapes would show)."""
     repo, _, revision = r.child.partition("@")
     refs = [c.ref for c in r.candidates]
-    if not all(is_repo_id(n) for n in [repo, *refs]) or (revision and not re.fullmatch(r"[\w.-]+", revision)):
+    if not all(is_repo_id(n) for n in [repo, *refs]) or (revision and not is_revision(revision)):
         return None
     cmd = [
         "provbot",

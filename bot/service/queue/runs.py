@@ -17,8 +17,7 @@ from typing import Any, Protocol
 from provbot.bot.db import DatabaseError
 from provbot.bot.db.jobs import JobView
 from provbot.bot.service.context import BotContext
-from provbot.bot.service.hub import is_transient
-from provbot.detectors.errors import ProvbotError, RemoteError
+from provbot.detectors.errors import ProvbotError, RateLimitedError, RemoteError
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +44,10 @@ def run_claimed(ctx: BotContext, handlers: dict[str, Handler], job: JobView, own
     except Exception as exc:  # every failure is recorded; none may kill the worker
         message = ctx.redactor.text(f"{type(exc).__name__}: {exc}".splitlines()[0])
         # Hub faults and database hiccups come back later; a ProvbotError the input caused does not.
-        retry = is_transient(exc) or isinstance(exc, RemoteError | DatabaseError) or not isinstance(exc, ProvbotError)
-        state = ctx.queue.fail(job.id, owner, message, retry=retry)
+        retry = isinstance(exc, RemoteError | DatabaseError) or not isinstance(exc, ProvbotError)
+        # A long rate limit: the job waits in the queue until the Hub's window resets, not in a worker.
+        not_before = exc.reset_at if isinstance(exc, RateLimitedError) else None
+        state = ctx.queue.fail(job.id, owner, message, retry=retry, not_before=not_before)
         ctx.metrics.jobs.labels(kind=job.kind, outcome=state or "lost").inc()
         ctx.audit.record(
             "error",

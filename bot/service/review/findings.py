@@ -14,21 +14,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from provbot.bot.service.publish.render import Renderer, is_repo_id, report_context, significant_parents
+from provbot.bot.service.publish.render import Renderer, report_context, significant_parents
+from provbot.detectors.hub import declared_from_card, is_repo_id
 from provbot.detectors.weights.result import ScanResult
 
 
 def declared_lineage(card_data: Any, tags: list[str] | None) -> dict[str, Any]:
-    """``base_model`` (as a list) and ``base_model_relation`` from a model card, plus opt-out."""
-    get = (lambda k: card_data.get(k)) if card_data is not None and hasattr(card_data, "get") else (lambda k: None)
-    bases = get("base_model") or []
-    if isinstance(bases, str):
-        bases = [bases]
-    tag_list = [str(t) for t in (tags or [])] + [str(t) for t in (get("tags") or [])]
+    """``base_model`` (as a list) and ``base_model_relation`` from a model card, plus opt-out
+    (the one lineage parser, :mod:`provbot.detectors.hub.card`, as a dict for templates and records)."""
+    declared = declared_from_card(card_data, tags)
     return {
-        "base_model": [str(b) for b in bases],
-        "base_model_relation": get("base_model_relation"),
-        "opt_out": "provbot-opt-out" in tag_list,
+        "base_model": declared.base_models,
+        "base_model_relation": declared.relation,
+        "opt_out": declared.opt_out,
     }
 
 

@@ -13,8 +13,8 @@ from huggingface_hub import WebhookPayload
 from pydantic import ValidationError
 
 from provbot.bot.service.events import MentionEvent, UploadEvent
-from provbot.bot.service.publish.render import is_repo_id
 from provbot.detectors.errors import ProvbotError
+from provbot.detectors.hub import is_repo_id
 
 
 class WebhookRejected(ProvbotError):

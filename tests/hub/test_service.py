@@ -1,0 +1,42 @@
+"""The service and Hub faults: a long rate limit reschedules the job instead of holding a worker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from provbot.bot.db.models_bot import utcnow
+from provbot.bot.service.context import BotContext
+from provbot.bot.service.runner import BotService
+from tests.bot.helpers import BOT_TOKEN, ScriptedScanner, bot_settings, model_files
+
+
+def _context(hub, tmp_path: Path, sleeps: list[float]) -> BotContext:  # noqa: ANN001
+    hub.add_token(BOT_TOKEN, "provbot")
+    settings = bot_settings(hub.url, f"sqlite:///{tmp_path / 'bot.db'}")
+    return BotContext.build(settings, scanner=ScriptedScanner(), sleep=sleeps.append)
+
+
+def test_a_job_hitting_a_far_rate_limit_is_rescheduled_for_the_reset(localhub, tmp_path: Path) -> None:  # noqa: ANN001
+    hub = localhub
+    hub.add_repo("lab/x", model_files(n_params=8192))
+    sleeps: list[float] = []
+    ctx = _context(hub, tmp_path, sleeps)
+    ctx.enqueue("scan", "scan:lab/x@main", {"repo": "lab/x", "revision": "main", "origin": "poll"})
+    hub.rate_limit("/api/models/lab/x", count=1, reset_s=3600)
+    before = utcnow()
+    assert BotService(ctx, port=0, schedule=False).workers.run_once() == "queued"
+    job = ctx.queue.list(kind="scan")[0]
+    assert sleeps == [] and hub.faults.pending() == 0
+    assert job.run_after >= before + timedelta(seconds=3590)  # the Hub's reset, not the queue's short backoff
+    assert "rate limited until" in (job.last_error or "")
+
+
+def test_a_short_rate_limit_is_waited_out_in_the_worker(localhub, tmp_path: Path) -> None:  # noqa: ANN001
+    hub = localhub
+    hub.add_repo("lab/x", model_files())
+    sleeps: list[float] = []
+    ctx = _context(hub, tmp_path, sleeps)
+    hub.rate_limit("/api/models/lab/x", count=1, reset_s=1)
+    assert ctx.hub.model_info("lab/x").id == "lab/x"
+    assert len(sleeps) == 1 and 0 < sleeps[0] <= 1.0
