@@ -49,7 +49,9 @@ def _emit_outcomes(outcomes, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps([o.model_dump(mode="json") for o in outcomes], indent=2))
     if any(o.status == "failed" for o in outcomes):
-        raise typer.Exit(1)
+        # sys.exit, not typer.Exit: the entry point runs the app with standalone_mode=False, where
+        # click turns typer.Exit into a return value and the process exited 0.
+        sys.exit(1)
 
 
 def _progress(as_json: bool):
@@ -157,7 +159,7 @@ def crawl_cmd(
             f"rate-limit waits {report.rate_limit_waits}"
         )
     if report.failed:
-        raise typer.Exit(1)
+        sys.exit(1)  # see _emit_outcomes
 
 
 @index_app.command("list")

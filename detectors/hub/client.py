@@ -16,6 +16,7 @@ ModelInfo(id='org/x', sha='1f0c...', ...)
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +43,8 @@ from provbot.detectors.hub.transport import MAX_ANSWER_BYTES, Transport
 
 if TYPE_CHECKING:
     from huggingface_hub.utils import httpx
+
+log = logging.getLogger(__name__)
 
 #: File suffixes of pickled weights: never downloaded (loading them can run code).
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -122,10 +125,15 @@ class HubClient:
             raise NotFoundError(f"{call}: {revision[:100]!r} is not a revision")
         path = f"api/models/{repo}" + (f"/revision/{quote(revision, safe='')}" if revision else "")
         params = [("expand", e) for e in expand] if expand else None
-        info = self.transport.json(call, "GET", path, ModelInfo, params=params)
-        if info.id.lower() != repo.lower():  # renamed repos answer with their new id; anything else is wrong
-            raise bad_answer(call, self.endpoint, f"answer is about {info.id!r}")
-        return info
+
+        def handle(r: httpx.Response) -> ModelInfo:
+            info = self.transport.parse(self.transport.read_body(r, call), call, ModelInfo)
+            # A renamed repo redirects to its new id; a direct answer about another repo is wrong.
+            if info.id.lower() != repo.lower() and not r.history:
+                raise bad_answer(call, self.endpoint, f"answer is about {info.id!r}")
+            return info
+
+        return self.transport.send(call, "GET", self.transport.url(path), handle, params=params)
 
     def list_models(
         self,
@@ -158,11 +166,15 @@ class HubClient:
         while url is not None:
             page, url = self.transport.json_page(call, url, _LIST, params=query)
             query = None  # the next-page URL carries the query
+            valid = []
             for raw in page:
                 try:
-                    yield ModelInfo.model_validate(raw)
+                    valid.append(ModelInfo.model_validate(raw))
                 except ValidationError:
                     self.stats.add("skipped_entries")
+            if len(valid) < len(page):
+                log.warning("%s: skipped %d malformed entries of a page", call, len(page) - len(valid))
+            yield from valid
 
     def walk_models(
         self,

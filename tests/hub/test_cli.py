@@ -58,6 +58,12 @@ def test_an_unreachable_hub_fails_fast_and_says_so(command: list[str]) -> None:
     assert took < PROMPT_S
 
 
+def test_an_unknown_hub_host_is_not_retried() -> None:
+    proc, took = run_cli("http://no-such-hub.invalid", "scan", "org/x", "--parent", "org/y")
+    line = one_error_line(proc)
+    assert "cannot reach http://no-such-hub.invalid" in line and took < PROMPT_S
+
+
 def test_a_rate_limit_an_hour_away_stops_scan_with_the_time() -> None:
     with ScriptedServer() as hub:
         hub.script("/api/models/org/x", Answer(429, b"{}", {"RateLimit": '"api";r=0;t=3600'}))
@@ -75,3 +81,9 @@ def test_run_once_with_the_hub_unreachable_ends_fast_saying_it_once() -> None:
     assert "cannot reach" in line and took < PROMPT_S
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert len(lines) == len(set(lines)), proc.stderr  # no failure logged twice
+
+
+def test_index_add_of_a_missing_repo_exits_non_zero(localhub) -> None:  # noqa: ANN001
+    proc, _ = run_cli(localhub.url, "index", "add", "org/missing")
+    assert proc.returncode == 1, proc.stderr  # one model of the batch failed; the Hub itself answered
+    assert "repo org/missing not found" in proc.stderr and "Traceback" not in proc.stderr

@@ -160,3 +160,19 @@ def test_writes_are_not_resent_after_a_503_but_are_after_a_429(scripted: Scripte
     )
     assert client.comment("org/x", 1, "hello").content == "hello"
     assert len(scripted.requests) == 3 and clock.sleeps == [3.0]
+
+
+def test_the_token_does_not_follow_a_redirect_to_another_host(scripted: ScriptedServer, clock: FakeClock) -> None:
+    with ScriptedServer() as cdn:
+        cdn.script("/", Answer(200, b"x" * 10))
+        cdn_url = cdn.url.replace("127.0.0.1", "localhost")
+        scripted.script("/org/x/resolve/main/f", Answer(302, b"", {"Location": f"{cdn_url}/blob/f"}))
+        assert make_client(scripted.url, clock, token=TOKEN).read_file("org/x", "f") == b"x" * 10
+        assert scripted.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+        assert "authorization" not in cdn.requests[0].headers
+
+
+def test_a_renamed_repo_is_followed(scripted: ScriptedServer, clock: FakeClock) -> None:
+    scripted.script("/api/models/old/x", Answer(307, b"", {"Location": "/api/models/org/x"}))
+    scripted.script("/api/models/org/x", Answer(200, INFO))
+    assert make_client(scripted.url, clock).model_info("old/x").id == "org/x"
