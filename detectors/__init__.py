@@ -39,6 +39,7 @@ from provbot.detectors.weights.result import (
 )
 
 if TYPE_CHECKING:
+    from provbot.detectors.hub import HubClient
     from provbot.detectors.identity.result import IdentityResult
 
 __all__ = [
@@ -69,6 +70,7 @@ def scan(
     token: str | SecretStr | None = None,
     device: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    client: HubClient | None = None,
 ) -> ScanResult:
     """Weight-lineage scan of ``child`` against candidate parents: copy, quantized, fine-tune, merge,
     related, unrelated or inconclusive, with the evidence. See :func:`provbot.detectors.weights.scan.scan`.
@@ -93,6 +95,7 @@ def scan(
         token=token,
         device=device,
         progress=progress,
+        client=client,
     )
 
 

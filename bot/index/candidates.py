@@ -26,6 +26,7 @@ from provbot.bot.index.ingest import Indexed, index_key, read_model
 from provbot.bot.index.ranking import fit_deltas, pick_base, shortlist
 from provbot.bot.index.sketch import Sketch
 from provbot.bot.index.store import IndexStore, Member
+from provbot.detectors.hub import HubClient
 
 #: A candidate is chosen when it explains at least this share of the child's delta from the base.
 #: Sibling fine-tunes of one base correlate a little (same optimiser, similar data: shares of a few
@@ -76,14 +77,16 @@ def select_candidates(
     token: str | None = None,
     top: int = 3,
     child: Indexed | None = None,
+    client: HubClient | None = None,
 ) -> CandidateReport:
-    """Select the candidate parents of ``child_ref`` (local folder or ``org/name[@rev]``)."""
+    """Select the candidate parents of ``child_ref`` (local folder or ``org/name[@rev]``); a Hub child is
+    read through ``client`` when given."""
     t0 = time.perf_counter()
     if store is None:
         from provbot.bot.settings import get_settings
 
         store = IndexStore(database_url or get_settings().database_url)
-    child = child or read_model(child_ref, endpoint=endpoint, token=token)
+    child = child or read_model(child_ref, endpoint=endpoint, token=token, client=client)
     report = _select(child, store, top)
     report.seconds = round(time.perf_counter() - t0, 4)
     return report

@@ -119,7 +119,7 @@ class BotContext:
             hub=hub,
             publisher=Publisher(hub, database, audit, metrics, bot_username=b.username, dry_run=b.mode == "dry_run"),
             renderer=Renderer(),
-            scanner=scanner or hub_scanner(settings.hub_endpoint, token, settings.scan),
+            scanner=scanner or hub_scanner(settings.hub_endpoint, token, settings.scan, client=hub),
             policy=MentionPolicy(
                 MentionStore(database),
                 bot_username=b.username,

@@ -21,6 +21,7 @@ import torch
 from pydantic import SecretStr
 
 from provbot.detectors.errors import ProvbotError, ShapeMismatchError
+from provbot.detectors.hub import HubClient
 from provbot.detectors.options import ScanOptions
 from provbot.detectors.weights.fit import STATS_CHUNK, Lineage, StatsTable, batch_sums, storage_dtype
 from provbot.detectors.weights.full_stats import full_stats
@@ -51,6 +52,7 @@ def scan(
     token: str | SecretStr | None = None,
     device: str | None = None,
     progress: Progress | None = None,
+    client: HubClient | None = None,
 ) -> ScanResult:
     """Scan ``child`` against the candidate parents and say what it is to them.
 
@@ -86,11 +88,11 @@ def scan(
     budget = (budget_mb if budget_mb is not None else opts.budget_mb) * 2**20
     dev = resolve_device(device or opts.device)
 
-    sources = _open_all([child, *candidates], endpoint, token, opts.concurrency)
+    sources = _open_all([child, *candidates], endpoint, token, opts.concurrency, client)
     added_note = None
     try:
         if base is None:
-            sources, added_note = _with_declared_base(sources, endpoint, token, opts.concurrency)
+            sources, added_note = _with_declared_base(sources, endpoint, token, opts.concurrency, client)
             candidates = [s.ref for s in sources[1:]]
         models = _with_packed(sources, canonical_models(sources))
         plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full, max_requests=ceiling or None)
@@ -233,7 +235,11 @@ def _declared_base_ref(src: WeightSource, known: set[str]) -> str | None:
 
 
 def _with_declared_base(
-    sources: list[WeightSource], endpoint: str | None, token: str | SecretStr | None, concurrency: int
+    sources: list[WeightSource],
+    endpoint: str | None,
+    token: str | SecretStr | None,
+    concurrency: int,
+    client: HubClient | None = None,
 ) -> tuple[list[WeightSource], str | None]:
     """Add the base that candidates' cards declare when no candidate is it (one model at most).
 
@@ -254,19 +260,23 @@ def _with_declared_base(
         )
     ref = wanted.pop()
     try:
-        extra = _open_all([ref], endpoint, token, concurrency)[0]
+        extra = _open_all([ref], endpoint, token, concurrency, client)[0]
     except ProvbotError as exc:
         return sources, f"the declared base {ref} of a candidate could not be read ({exc}); it was not compared"
     return [*sources, extra], f"added {ref}, the base_model a candidate's card declares, as a candidate"
 
 
 def _open_all(
-    refs: list[str], endpoint: str | None, token: str | SecretStr | None, concurrency: int
+    refs: list[str],
+    endpoint: str | None,
+    token: str | SecretStr | None,
+    concurrency: int,
+    client: HubClient | None = None,
 ) -> list[WeightSource]:
     """Open every model and parse its headers, all models at once (each is round trips and parsing)."""
 
     def open_one(ref: str) -> WeightSource:
-        src = open_source(ref, endpoint=endpoint, token=token, concurrency=concurrency)
+        src = open_source(ref, endpoint=endpoint, token=token, concurrency=concurrency, client=client)
         try:
             src.tensors()
         except BaseException:

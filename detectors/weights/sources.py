@@ -591,8 +591,12 @@ def open_source(
     endpoint: str | None = None,
     token: str | SecretStr | None = None,
     concurrency: int = 16,
+    client: HubClient | None = None,
 ) -> WeightSource:
     """Open ``ref``: an existing local directory, else a Hub repo ``org/name`` or ``org/name@revision``.
+
+    Hub repos are read through ``client`` when given (the bot passes its own, with its retry
+    policy), else through one client per endpoint and token shared in the process.
 
     >>> open_source("not a ref")
     Traceback (most recent call last):
@@ -611,7 +615,7 @@ def open_source(
         raise NotFoundError(
             f"{ref!r} is neither a local model directory nor a Hub repo id (org/name[@revision])"
         ) from None
-    client = _shared_client(endpoint, token)
+    client = client or _shared_client(endpoint, token)
     return HubSource(repo, revision, client=client, concurrency=concurrency, ref=ref)
 
 

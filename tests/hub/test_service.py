@@ -40,3 +40,21 @@ def test_a_short_rate_limit_is_waited_out_in_the_worker(localhub, tmp_path: Path
     hub.rate_limit("/api/models/lab/x", count=1, reset_s=1)
     assert ctx.hub.model_info("lab/x").id == "lab/x"
     assert len(sleeps) == 1 and 0 < sleeps[0] <= 1.0
+
+
+def test_a_scan_whose_weight_reads_hit_a_far_rate_limit_is_rescheduled(localhub, tmp_path: Path) -> None:  # noqa: ANN001
+    hub = localhub
+    hub.add_token(BOT_TOKEN, "provbot")
+    hub.add_repo("lab/base", model_files(seed=1))
+    hub.add_repo("lab/x", model_files(seed=2))
+    sleeps: list[float] = []
+    # The real scanner: its weight reads go through the service's client and policy.
+    ctx = BotContext.build(bot_settings(hub.url, f"sqlite:///{tmp_path / 'bot.db'}"), sleep=sleeps.append)
+    payload = {"repo": "lab/x", "revision": "main", "origin": "poll", "parents": ["lab/base"]}
+    ctx.enqueue("scan", "scan:lab/x@main", payload)
+    hub.rate_limit("/lab/x/resolve/", count=1, reset_s=3600)
+    before = utcnow()
+    assert BotService(ctx, port=0, schedule=False).workers.run_once() == "queued"
+    job = ctx.queue.list(kind="scan")[0]
+    assert sleeps == [] and job.run_after >= before + timedelta(seconds=3590)
+    assert "rate limited until" in (job.last_error or "")

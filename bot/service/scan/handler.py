@@ -184,7 +184,9 @@ def _index_candidates(ctx: BotContext, ref: str, base: str | None) -> tuple[list
 
     token = ctx.settings.hub_token.get_secret_value() if ctx.settings.hub_token else None
     # One IndexStore per context (one per worker process): its family caches serve job after job.
-    report = select_candidates(ref, store=ctx.index_store, endpoint=ctx.settings.hub_endpoint, token=token)
+    report = select_candidates(
+        ref, store=ctx.index_store, endpoint=ctx.settings.hub_endpoint, token=token, client=ctx.hub
+    )
     return list(report.chosen), base or report.base, report.inconclusive or "the index chose none"
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, Field
 
+from provbot.detectors.hub import HubClient
 from provbot.detectors.options import ScanOptions
 from provbot.detectors.weights.result import ScanResult
 
@@ -29,14 +30,23 @@ class ScanRequest(BaseModel):
 Scanner = Callable[[ScanRequest], ScanResult]
 
 
-def hub_scanner(endpoint: str, token: str | None, options: ScanOptions | None = None) -> Scanner:
-    """The real scan (``provbot.detectors.scan``) against ``endpoint``, with the service's scan options."""
+def hub_scanner(
+    endpoint: str, token: str | None, options: ScanOptions | None = None, client: HubClient | None = None
+) -> Scanner:
+    """The real scan (``provbot.detectors.scan``) against ``endpoint``, with the service's scan options
+    and, when given, the service's Hub client (its retry policy: long rate limits reschedule the job)."""
 
     def run(request: ScanRequest) -> ScanResult:
         from provbot.detectors import scan
 
         return scan(
-            request.ref, list(request.parents), base=request.base, options=options, endpoint=endpoint, token=token
+            request.ref,
+            list(request.parents),
+            base=request.base,
+            options=options,
+            endpoint=endpoint,
+            token=token,
+            client=client,
         )
 
     return run
