@@ -102,8 +102,9 @@ class Transport:
         self.max_answer_bytes = max_answer_bytes
         self.stats = stats or HubStats()
         self.gate = RateGate()
+        self._headers: dict[str, str] | None = None
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # the token (also inside the cached headers) never shows
         return f"Transport({self.endpoint!r}, token={'set' if self._token else None})"
 
     @property
@@ -111,12 +112,15 @@ class Transport:
         return bool(self._token and self._token.get_secret_value())
 
     def headers(self) -> dict[str, str]:
-        """huggingface_hub's headers (user agent, ...) with this client's token only."""
-        from huggingface_hub.utils import build_hf_headers
+        """huggingface_hub's headers (user agent, ...) with this client's token only (built once:
+        a scan sends thousands of requests)."""
+        if self._headers is None:
+            from huggingface_hub.utils import build_hf_headers
 
-        secret = self._token.get_secret_value() if self._token else ""
-        # token=False, not None: None would fall back to a token cached on this machine.
-        return build_hf_headers(token=secret or False)
+            secret = self._token.get_secret_value() if self._token else ""
+            # token=False, not None: None would fall back to a token cached on this machine.
+            self._headers = build_hf_headers(token=secret or False)
+        return dict(self._headers)
 
     def url(self, path: str) -> str:
         return f"{self.endpoint}/{path.lstrip('/')}"
