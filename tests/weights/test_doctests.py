@@ -16,6 +16,8 @@ MODULES = [
     "keys",
     "layers",
     "safetensors_format",
+    "gguf_format",
+    "gguf_names",
     "reader",
     "sources",
     "buffers",
