@@ -98,6 +98,11 @@ class WeightSource(ABC):
     def _read_one(self, file: str, start: int, end: int) -> bytes:
         """Exactly the bytes ``[start, end)`` of ``file``."""
 
+    def raw_prefix(self, file: str, n: int) -> tuple[bytes, int | None]:
+        """The first ``n`` bytes of any file (fewer if it is shorter) and its size when known,
+        whatever its format (``_read_prefix`` reads a safetensors header)."""
+        return self._read_prefix(file, n)
+
     # -- shared logic -------------------------------------------------------------------------
     def _count(self, nbytes: int, requests: int = 1) -> None:
         with self._lock:
@@ -357,6 +362,17 @@ class LocalSource(WeightSource):
             rest = os.pread(fd, min(want, size) - len(first8), len(first8)) if want > len(first8) else b""
         self._count(len(first8) + len(rest), requests=2 if rest else 1)
         return first8 + rest, size
+
+    def raw_prefix(self, file: str, n: int) -> tuple[bytes, int | None]:
+        with self._fd(file) as fd:
+            size = os.fstat(fd).st_size
+            data = os.pread(fd, min(n, size), 0)
+        self._count(len(data))
+        return data, size
+
+    def gguf_files(self) -> list[str]:
+        """The folder's ``.gguf`` files, by name."""
+        return sorted(p.name for p in self.path.glob("*.gguf") if p.is_file())
 
     def _read_one(self, file: str, start: int, end: int) -> bytes:
         # Into a writable (and, when big, aligned) buffer: decoding views it without another copy.
@@ -717,12 +733,47 @@ def open_source(
     """
     path = Path(ref).expanduser()
     if path.is_dir():
-        return LocalSource(path, ref=ref)
+        return _local(LocalSource(path, ref=ref))
+    if path.is_file() and path.suffix == ".gguf":
+        return _gguf_file(path, ref)
     if path.is_file():
-        raise NotFoundError(f"{ref} is a file: give the model directory that holds it")
+        raise NotFoundError(f"{ref} is a file: give the model directory that holds it (or a .gguf file)")
     if ref.startswith(("/", ".", "~")):
         raise NotFoundError(f"local model directory {ref} not found")
     repo, _, revision = ref.partition("@")
     if not _REPO_ID.fullmatch(repo) or (_ and not revision):
         raise NotFoundError(f"{ref!r} is neither a local model directory nor a Hub repo id (org/name[@revision])")
-    return HubSource(repo, revision or None, endpoint=endpoint, token=token, concurrency=concurrency, ref=ref)
+    return _hub(HubSource(repo, revision or None, endpoint=endpoint, token=token, concurrency=concurrency, ref=ref))
+
+
+def _local(src: LocalSource) -> WeightSource:
+    """A local folder: its safetensors checkpoint, or else its GGUF model (see gguf_source.pick_gguf)."""
+    if any(src.path.glob("*.safetensors")):
+        return src
+    found = src.gguf_files()
+    if not found:
+        return src  # reading it says what is missing
+    from provbot.detectors.weights.gguf_source import GgufSource, pick_gguf
+
+    chosen = pick_gguf(found)
+    if not chosen:
+        return src
+    return GgufSource(src, chosen)
+
+
+def _hub(src: HubSource) -> WeightSource:
+    """A Hub repo: its safetensors checkpoint, or else its GGUF model (a GGUF-only repo)."""
+    if any(f.endswith(".safetensors") for f in src.siblings):
+        return src
+    from provbot.detectors.weights.gguf_source import GgufSource, pick_gguf
+
+    chosen = pick_gguf(sorted(src.siblings))
+    return GgufSource(src, chosen) if chosen else src
+
+
+def _gguf_file(path: Path, ref: str) -> WeightSource:
+    """One ``.gguf`` file given by path: that file, or the split model it is a part of."""
+    from provbot.detectors.weights.gguf_source import GgufSource, series_of
+
+    src = LocalSource(path.parent, ref=ref)
+    return GgufSource(src, series_of(path.name, src.gguf_files()))

@@ -14,6 +14,8 @@ import gguf
 import numpy as np
 
 PERMUTED = {"llama"}
+# llama-quantize's per-tensor fallback when a row is not a whole number of 256-value K blocks.
+_FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
 
 
 def llama_permute(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -80,18 +82,37 @@ def write_gguf(
             x = llama_permute(x, n_head)
         elif arch in PERMUTED and hf.endswith("k_proj.weight"):
             x = llama_permute(x, n_kv)
-        if x.ndim == 1 or qtype == "F32":
+        t = qtype
+        if qtype in _FALLBACK and x.shape[-1] % 256:  # as llama-quantize does for rows that fill no K block
+            t = _FALLBACK[qtype]
+        if x.ndim == 1 or t == "F32":
             w.add_tensor(name, x)
-        elif qtype == "F16":
+        elif t == "F16":
             w.add_tensor(name, x.astype(np.float16))
-        elif qtype == "Q4_K":
+        elif t == "Q4_K":
             blocks = q4_k_blocks(x).reshape(x.shape[0], -1)
             w.add_tensor(name, blocks, raw_dtype=gguf.GGMLQuantizationType.Q4_K)
         else:
-            t = gguf.GGMLQuantizationType[qtype]
-            w.add_tensor(name, gguf.quants.quantize(x, t), raw_dtype=t)
+            q = gguf.GGMLQuantizationType[t]
+            w.add_tensor(name, gguf.quants.quantize(x, q), raw_dtype=q)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def gguf_of(model_dir: Path, out_dir: Path, qtype: str, arch: str | None = None) -> Path:
+    """A folder holding the GGUF of a safetensors model folder (``<name>-<qtype>.gguf``), as a Hub
+    GGUF repo holds it: no safetensors, no config.json."""
+    import json
+
+    from safetensors.numpy import load_file
+
+    config = json.loads((model_dir / "config.json").read_text())
+    tensors: dict[str, np.ndarray] = {}
+    for f in sorted(model_dir.glob("*.safetensors")):
+        tensors |= {k: v.astype(np.float32) for k, v in load_file(f).items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_gguf(out_dir / f"{model_dir.name}-{qtype}.gguf", tensors, config, arch or config["model_type"], qtype)
+    return out_dir
