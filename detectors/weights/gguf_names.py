@@ -27,27 +27,40 @@ PERMUTED_ARCHITECTURES = frozenset({"llama", "llama4", "deci", "granite", "grani
 _HF_STYLE = re.compile(r"^(model\.(layers\.\d+\.|embed_tokens$|norm$)|lm_head$)")
 
 
+#: Module spellings preferred where several transformers models share one GGUF architecture:
+#: llama.cpp converts Mixtral as ``llama`` with experts, and Mixtral names them ``block_sparse_moe``.
+_PREFER = {("llama", True): ("block_sparse_moe.experts.", "block_sparse_moe.gate")}
+
+
 @lru_cache(maxsize=64)
-def _inverse(arch: str, n_blocks: int) -> dict[str, str]:
+def _inverse(arch: str, n_blocks: int, moe: bool = False) -> dict[str, str]:
     import gguf
 
     by_name = {v: k for k, v in gguf.MODEL_ARCH_NAMES.items()}
     if arch not in by_name:
         return {}
     mapping = gguf.get_tensor_name_map(by_name[arch], n_blocks).mapping
+    prefer = _PREFER.get((arch, moe), ())
+
+    def preferred(key: str) -> bool:
+        return any(p in key for p in prefer)
+
     out: dict[str, str] = {}
     for key, (_, gguf_name) in mapping.items():
-        if gguf_name not in out and _HF_STYLE.match(key) and not key.endswith("_no_perm"):
+        if not _HF_STYLE.match(key) or key.endswith("_no_perm"):
+            continue
+        if gguf_name not in out or (preferred(key) and not preferred(out[gguf_name])):
             out[gguf_name] = key
     return out
 
 
-def hf_name(name: str, arch: str, n_blocks: int) -> str | None:
-    """The Hugging Face name of GGUF tensor ``name``, or None when the map has none for ``arch``."""
+def hf_name(name: str, arch: str, n_blocks: int, moe: bool = False) -> str | None:
+    """The Hugging Face name of GGUF tensor ``name``, or None when the map has none for ``arch``
+    (``moe``: the model has routed experts)."""
     base, dot, suffix = name.rpartition(".")
     if not dot or suffix not in ("weight", "bias"):
         base, suffix = name, ""
-    hf = _inverse(arch, n_blocks).get(base)
+    hf = _inverse(arch, n_blocks, moe).get(base)
     if hf is None:
         return None
     return f"{hf}.{suffix}" if suffix else hf

@@ -45,8 +45,6 @@ from provbot.detectors.weights.gguf_names import gguf_row, hf_name, rotary_heads
 from provbot.detectors.weights.safetensors_format import TensorMeta
 from provbot.detectors.weights.sources import WeightSource
 
-#: Reads of permuted rows less than this far apart are joined (a head's rows sit together).
-_ROW_GAP_BYTES = 64 * 2**10
 _SPLIT = re.compile(r"^(?P<stem>.*)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$")
 # Quant type tokens in file names, as llama.cpp's tools and the Hub's uploaders spell them.
 _QUANT_IN_NAME = re.compile(r"(?i)(?<![A-Za-z0-9])(I?Q\d_[0-9A-Z_]+|I?Q\d|F32|F16|BF16)(?![A-Za-z0-9])")
@@ -234,6 +232,7 @@ class GgufSource(WeightSource):
             n_blocks = first.get_int(f"{arch}.block_count") or 0
             n_head = first.get_int(f"{arch}.attention.head_count")
             n_kv = first.get_int(f"{arch}.attention.head_count_kv")
+            moe = bool(first.get_int(f"{arch}.expert_count"))
             out: dict[str, TensorMeta] = {}
             undecoded: dict[str, int] = {}
             unnamed: list[str] = []
@@ -244,7 +243,7 @@ class GgufSource(WeightSource):
                     if not t.decodable:
                         undecoded[t.ggml_type] = undecoded.get(t.ggml_type, 0) + 1
                         continue
-                    name = hf_name(t.name, arch, n_blocks)
+                    name = hf_name(t.name, arch, n_blocks, moe)
                     if name is None:
                         unnamed.append(t.name)
                         name = t.name
@@ -292,13 +291,13 @@ class GgufSource(WeightSource):
             if v.t.ggml_type not in FLOAT_TYPES
         }
 
-    def _read_one(self, file: str, start: int, end: int) -> bytes:
-        """Virtual bytes ``[start, end)`` of ``file``: the blocks holding them, read and decoded."""
+    def _pieces(self, file: str, start: int, end: int) -> list[tuple[_Virtual, int, int]]:
+        """The tensors virtual bytes ``[start, end)`` of ``file`` cover: (tensor, first, end element)."""
         self.tensors()
         virtual, starts = self._virtual.get(file), self._starts.get(file)
         if virtual is None or starts is None:
             raise WeightFormatError(f"{self.ref}/{file}: not a GGUF file of this model")
-        parts: list[bytes] = []
+        out: list[tuple[_Virtual, int, int]] = []
         i = max(0, bisect_right(starts, start) - 1)
         pos = start
         while pos < end:
@@ -308,38 +307,41 @@ class GgufSource(WeightSource):
             stop = min(end, v.vend)
             if (pos - v.vstart) % v.itemsize or (stop - v.vstart) % v.itemsize:
                 raise WeightFormatError(f"{self.ref}/{file}: read of {start}-{end} splits a value of {v.name}")
-            a, b = (pos - v.vstart) // v.itemsize, (stop - v.vstart) // v.itemsize
-            parts.append(v.encode(self._elements(v, a, b)))
+            out.append((v, (pos - v.vstart) // v.itemsize, (stop - v.vstart) // v.itemsize))
             pos = stop
             i += 1
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return out
 
-    def _elements(self, v: _Virtual, a: int, b: int) -> np.ndarray:
-        """Elements ``[a, b)`` of virtual tensor ``v`` (row-major, Hugging Face row order)."""
-        spans: list[tuple[int, int]] = []  # runs of GGUF elements, in the order wanted
-        if v.heads:
-            cols = math.prod(v.shape[1:])
-            head_dim = v.shape[0] // v.heads
-            pos = a
-            while pos < b:
-                row, col = divmod(pos, cols)
-                stop = min(b, (row + 1) * cols)
-                g = gguf_row(row, head_dim) * cols + col
-                spans.append((v.first + g, v.first + g + stop - pos))
-                pos = stop
-        else:
-            spans.append((v.first + a, v.first + b))
-        ranges: list[ByteRange] = []
-        skips: list[int] = []
-        for s, e in spans:
-            bs, be, skip = block_span(v.t, s, e)
-            ranges.append((v.t.file, bs, be))
-            skips.append(skip)
-        blobs = self.inner.read_ranges(ranges, gap_bytes=_ROW_GAP_BYTES if len(ranges) > 1 else 0)
-        parts = [
-            decode_blocks(blob, v.t.ggml_type)[skip : skip + e - s] for blob, skip, (s, e) in zip(blobs, skips, spans)
-        ]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    def read_ranges(self, ranges: Sequence[ByteRange], gap_bytes: int = 0) -> list[bytes]:
+        """Virtual ranges read as the quant blocks holding them, all in one batch of real ranges (so
+        the inner source joins and bridges them as it does for safetensors), then decoded."""
+        real: list[ByteRange] = []
+        # Per range, per covered tensor: (tensor, [(index into real, skip, count)]).
+        plan: list[list[tuple[_Virtual, list[tuple[int, int, int]]]]] = []
+        for file, start, end in ranges:
+            if end < start or start < 0:
+                raise ValueError(f"bad range {start}-{end} of {file}")
+            covered = []
+            for v, a, b in self._pieces(file, start, end):
+                spans = []
+                for s, e in _gguf_spans(v, a, b):
+                    bs, be, skip = block_span(v.t, s, e)
+                    spans.append((len(real), skip, e - s))
+                    real.append((v.t.file, bs, be))
+                covered.append((v, spans))
+            plan.append(covered)
+        blobs = self.inner.read_ranges(real, gap_bytes=gap_bytes) if real else []
+        out: list[bytes] = []
+        for covered in plan:
+            parts = []
+            for v, spans in covered:
+                values = [decode_blocks(blobs[k], v.t.ggml_type)[skip : skip + n] for k, skip, n in spans]
+                parts.append(v.encode(values[0] if len(values) == 1 else np.concatenate(values)))
+            out.append(parts[0] if len(parts) == 1 else b"".join(parts))
+        return out
+
+    def _read_one(self, file: str, start: int, end: int) -> bytes:
+        return bytes(self.read_ranges([(file, start, end)])[0])
 
     def close(self) -> None:
         self.inner.close()
@@ -352,3 +354,21 @@ def _split_experts(name: str, t: GgufTensor) -> list[tuple[str, int, tuple[int, 
         return [(name, 0, t.shape)]
     n, rows, cols = t.shape
     return [(f"{m['pre']}.{e}.{m['proj']}.weight", e * rows * cols, (rows, cols)) for e in range(n)]
+
+
+def _gguf_spans(v: _Virtual, a: int, b: int) -> list[tuple[int, int]]:
+    """Runs of GGUF elements holding elements ``[a, b)`` of ``v`` (Hugging Face order), in that order:
+    one run, or one per row where llama.cpp permuted the rows."""
+    if not v.heads:
+        return [(v.first + a, v.first + b)]
+    cols = math.prod(v.shape[1:])
+    head_dim = v.shape[0] // v.heads
+    spans = []
+    pos = a
+    while pos < b:
+        row, col = divmod(pos, cols)
+        stop = min(b, (row + 1) * cols)
+        g = v.first + gguf_row(row, head_dim) * cols + col
+        spans.append((g, g + stop - pos))
+        pos = stop
+    return spans

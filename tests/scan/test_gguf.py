@@ -71,7 +71,8 @@ def test_f16_gguf_of_a_model_is_a_copy(model_zoo, ggufs) -> None:  # noqa: ANN00
 
 
 @pytest.mark.parametrize(
-    ("kind", "qtype", "full"), [("llama", "Q8_0", False), ("llama", "Q8_0", True), ("qwen2", "Q8_0", False)]
+    ("kind", "qtype", "full"),
+    [("llama", "Q8_0", False), ("llama", "Q8_0", True), ("qwen2", "Q8_0", False)],
 )
 def test_gguf_of_a_merge_is_the_merge(model_zoo, ggufs, kind: str, qtype: str, full: bool) -> None:  # noqa: ANN001
     child = ggufs(f"{kind}_linear", qtype)
@@ -80,6 +81,23 @@ def test_gguf_of_a_merge_is_the_merge(model_zoo, ggufs, kind: str, qtype: str, f
     assert (r.relation, r.method) == ("merge", "linear"), (r.relation, r.notes)
     w = _weights(r)
     assert abs(w[f"{kind}_a"] - 0.6) < 0.03 and abs(w[f"{kind}_b"] - 0.4) < 0.03, w
+
+
+def test_moe_gguf_experts_are_split_per_expert(model_zoo, ggufs) -> None:  # noqa: ANN001
+    """Mixtral converted as llama.cpp does (architecture ``llama``, experts merged per layer)."""
+    parents = [str(model_zoo.path(n)) for n in ("mixtral_a", "mixtral_b", "mixtral_base")]
+    child = ggufs("mixtral_a", "Q8_0")
+    names = open_source(child).tensors()
+    assert {n for n in names if n.startswith("model.layers.0.block_sparse_moe.")} == {
+        *(f"model.layers.0.block_sparse_moe.experts.{e}.w{i}.weight" for e in range(4) for i in (1, 2, 3)),
+        "model.layers.0.block_sparse_moe.gate.weight",
+    }
+    r = scan(child, parents)
+    assert r.relation == "quantized", (r.relation, r.notes)
+    assert r.tensors == len(names)
+    assert [Path(p.ref).name for p in r.parents] == ["mixtral_a"]
+    ft = scan(ggufs("mixtral_c", "Q8_0"), [parents[0], parents[2]])
+    assert ft.relation == "finetune" and [Path(p.ref).name for p in ft.parents] == ["mixtral_base"], ft.notes
 
 
 def test_gguf_parents(model_zoo, ggufs) -> None:  # noqa: ANN001
@@ -154,3 +172,27 @@ def test_gguf_repo_through_the_hub(model_zoo, ggufs, localhub) -> None:  # noqa:
     )
     assert any("GGUF file (llama; 16 Q8_0" in n for n in r.notes), r.notes
     assert 0 < r.requests["acme/llama_linear-GGUF"] < 40
+    # The Hub's gguf summary of the repo: what the poller sizes GGUF-only uploads by.
+    from huggingface_hub import HfApi
+    from safetensors.numpy import load_file
+
+    info = HfApi(endpoint=localhub.url, token=False).model_info("acme/llama_linear-GGUF", expand=["gguf", "tags"])
+    params = sum(v.size for v in load_file(model_zoo.path("llama_linear") / "model.safetensors").values())
+    assert info.gguf == {"total": params, "architecture": "llama", "context_length": 128}
+    assert "gguf" in info.tags
+
+
+def test_the_index_takes_gguf_models_and_finds_a_gguf_childs_parents(model_zoo, ggufs, tmp_path: Path) -> None:  # noqa: ANN001
+    """GGUF parents are indexed in their original's family; a GGUF merge finds its parents."""
+    from provbot.bot.index.candidates import select_candidates
+    from provbot.bot.index.ingest import add_models
+    from provbot.bot.index.store import IndexStore
+
+    store = IndexStore(f"sqlite:///{tmp_path / 'index.db'}")
+    refs = [ggufs("llama_a", "Q8_0"), str(model_zoo.path("llama_b")), str(model_zoo.path("llama_base"))]
+    outcomes = add_models(refs, store)
+    assert [o.status for o in outcomes] == ["added"] * 3, [o.message for o in outcomes]
+    report = select_candidates(ggufs("llama_linear", "Q4_K"), store=store)
+    assert report.match == "exact", report.notes
+    chosen = {Path(r).name.split("-")[0] for r in report.chosen[:2]}
+    assert chosen == {"llama_a", "llama_b"}, report.chosen

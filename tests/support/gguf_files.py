@@ -8,6 +8,7 @@ F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 through ``gguf.quants.quantize``, Q4_K through
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import gguf
@@ -50,14 +51,33 @@ def q4_k_blocks(x: np.ndarray) -> np.ndarray:
     return np.concatenate([head, packed, qs], axis=1)
 
 
+def _merged_experts(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Routed experts stacked into one tensor per layer and projection, as llama.cpp stores them
+    (``...experts.3.w1.weight`` of every expert -> ``...experts.w1.weight`` of shape (experts, rows, cols))."""
+    import re
+
+    out: dict[str, np.ndarray] = {}
+    groups: dict[str, dict[int, np.ndarray]] = {}
+    for name, value in tensors.items():
+        m = re.match(r"^(.*\.experts)\.(\d+)\.(\w+)\.weight$", name)
+        if m is None:
+            out[name] = value
+        else:
+            groups.setdefault(f"{m[1]}.{m[3]}.weight", {})[int(m[2])] = value
+    for name, by_id in groups.items():
+        out[name] = np.stack([by_id[i] for i in sorted(by_id)])
+    return out
+
+
 def write_gguf(
     path: str | Path,
-    tensors: dict[str, np.ndarray],
+    tensors: Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]],
     config: dict[str, int],
     arch: str = "llama",
     qtype: str = "Q8_0",
 ) -> Path:
-    """Write ``tensors`` (Hugging Face names, float arrays) to one GGUF file as llama.cpp would.
+    """Write ``tensors`` (Hugging Face names, float arrays; a mapping, or pairs made one at a time so
+    that only the stored blocks stay in memory) to one GGUF file as llama.cpp would.
 
     ``config`` holds ``num_hidden_layers``, ``num_attention_heads``, ``num_key_value_heads``,
     ``hidden_size``, ``intermediate_size``.
@@ -74,7 +94,12 @@ def write_gguf(
     w.add_head_count_kv(config.get("num_key_value_heads", config["num_attention_heads"]))
     w.add_file_type(0)
     n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads", config["num_attention_heads"])
-    for hf, value in tensors.items():
+    experts = config.get("num_local_experts") or config.get("num_experts")
+    if experts:
+        w.add_expert_count(experts)
+        w.add_expert_used_count(config.get("num_experts_per_tok", 2))
+    pairs = _merged_experts(tensors).items() if isinstance(tensors, Mapping) else tensors
+    for hf, value in pairs:
         name = names.get_name(hf, try_suffixes=(".weight", ".bias"))
         assert name is not None, hf
         x = np.ascontiguousarray(value, dtype=np.float32)
@@ -114,5 +139,6 @@ def gguf_of(model_dir: Path, out_dir: Path, qtype: str, arch: str | None = None)
     for f in sorted(model_dir.glob("*.safetensors")):
         tensors |= {k: v.astype(np.float32) for k, v in load_file(f).items()}
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_gguf(out_dir / f"{model_dir.name}-{qtype}.gguf", tensors, config, arch or config["model_type"], qtype)
+    arch = arch or {"mixtral": "llama"}.get(config["model_type"], config["model_type"])  # as convert_hf_to_gguf does
+    write_gguf(out_dir / f"{model_dir.name}-{qtype}.gguf", tensors, config, arch, qtype)
     return out_dir
