@@ -315,10 +315,9 @@ def parse_header(read: Read, label: str, size: int | None, prefix: bytes = b"", 
         seen.add(name)
         if offset % alignment:
             raise c.fail(f"tensor {name!r} starts at offset {offset}, not a multiple of {alignment}")
-        t = GGML_TYPES.get(ggml)
-        if t is None:
-            # Undecodable types still take room; their extent is unknown here, so only the start is kept.
-            tensors.append(GgufTensor(name, f"type{ggml}", dims, where, data_start + offset, data_start + offset))
+        t = GGML_TYPES.get(ggml) or _other_type(ggml)
+        if t.block_size == 0:  # a type id nobody knows: kept by name, its extent unknown
+            tensors.append(GgufTensor(name, t.name, dims, where, data_start + offset, data_start + offset))
             continue
         if dims[0] % t.block_size:
             raise c.fail(f"tensor {name!r}: rows of {dims[0]} values do not fill {t.name} blocks of {t.block_size}")
@@ -332,6 +331,19 @@ def parse_header(read: Read, label: str, size: int | None, prefix: bytes = b"", 
         if s1 < e0:
             raise c.fail(f"tensors {n0!r} and {n1!r} overlap")
     return GgufHeader(version, metadata, tensors, int(alignment), data_start, c.pos)
+
+
+def _other_type(ggml: int) -> GgmlType:
+    """A type provbot does not decode, named and sized as llama.cpp's package knows it (block size
+    0 when it does not know it either)."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    try:
+        q = GGMLQuantizationType(ggml)
+        size, nbytes = GGML_QUANT_SIZES[q]
+    except (ValueError, KeyError):
+        return GgmlType(f"type{ggml}", 0, 0)
+    return GgmlType(q.name, size, nbytes)
 
 
 def block_span(t: GgufTensor, a: int, b: int) -> tuple[int, int, int]:

@@ -196,3 +196,14 @@ def test_the_index_takes_gguf_models_and_finds_a_gguf_childs_parents(model_zoo, 
     assert report.match == "exact", report.notes
     chosen = {Path(r).name.split("-")[0] for r in report.chosen[:2]}
     assert chosen == {"llama_a", "llama_b"}, report.chosen
+
+
+def test_types_not_decoded_are_named_and_left_out(model_zoo, tmp_path: Path) -> None:  # noqa: ANN001
+    raw = {"model.layers.1.mlp.down_proj.weight": "IQ4_NL", "model.layers.0.mlp.up_proj.weight": "IQ4_NL"}
+    child = gguf_of(model_zoo.path("llama_a"), tmp_path / "iq", "Q8_0", raw_types=raw)
+    r = scan(str(child), [str(model_zoo.path(n)) for n in ("llama_a", "llama_base")])
+    assert r.relation == "quantized", (r.relation, r.notes)
+    assert any("2 of ggml IQ4_NL tensor(s) are of types provbot does not decode: left out" in n for n in r.notes), (
+        r.notes
+    )
+    assert r.tensors == 19

@@ -75,12 +75,14 @@ def write_gguf(
     config: dict[str, int],
     arch: str = "llama",
     qtype: str = "Q8_0",
+    raw_types: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``tensors`` (Hugging Face names, float arrays; a mapping, or pairs made one at a time so
     that only the stored blocks stay in memory) to one GGUF file as llama.cpp would.
 
     ``config`` holds ``num_hidden_layers``, ``num_attention_heads``, ``num_key_value_heads``,
-    ``hidden_size``, ``intermediate_size``.
+    ``hidden_size``, ``intermediate_size``. ``raw_types`` stores the named tensors as zero blocks of
+    another ggml type (one this package cannot quantize to, such as IQ4_NL).
     """
     path = Path(path)
     n_layers = config["num_hidden_layers"]
@@ -110,7 +112,11 @@ def write_gguf(
         t = qtype
         if qtype in _FALLBACK and x.shape[-1] % 256:  # as llama-quantize does for rows that fill no K block
             t = _FALLBACK[qtype]
-        if x.ndim == 1 or t == "F32":
+        if raw_types and hf in raw_types:
+            q = gguf.GGMLQuantizationType[raw_types[hf]]
+            size, nbytes = gguf.GGML_QUANT_SIZES[q]
+            w.add_tensor(name, np.zeros((x.shape[0], x.shape[1] // size * nbytes), np.uint8), raw_dtype=q)
+        elif x.ndim == 1 or t == "F32":
             w.add_tensor(name, x)
         elif t == "F16":
             w.add_tensor(name, x.astype(np.float16))
@@ -127,7 +133,9 @@ def write_gguf(
     return path
 
 
-def gguf_of(model_dir: Path, out_dir: Path, qtype: str, arch: str | None = None) -> Path:
+def gguf_of(
+    model_dir: Path, out_dir: Path, qtype: str, arch: str | None = None, raw_types: Mapping[str, str] | None = None
+) -> Path:
     """A folder holding the GGUF of a safetensors model folder (``<name>-<qtype>.gguf``), as a Hub
     GGUF repo holds it: no safetensors, no config.json."""
     import json
@@ -140,5 +148,5 @@ def gguf_of(model_dir: Path, out_dir: Path, qtype: str, arch: str | None = None)
         tensors |= {k: v.astype(np.float32) for k, v in load_file(f).items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     arch = arch or {"mixtral": "llama"}.get(config["model_type"], config["model_type"])  # as convert_hf_to_gguf does
-    write_gguf(out_dir / f"{model_dir.name}-{qtype}.gguf", tensors, config, arch, qtype)
+    write_gguf(out_dir / f"{model_dir.name}-{qtype}.gguf", tensors, config, arch, qtype, raw_types)
     return out_dir
