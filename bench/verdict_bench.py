@@ -79,8 +79,8 @@ class Family:
     # -- recipes ---------------------------------------------------------------------------------
     def builders(self) -> dict[str, Callable[[Path], object]]:
         from tests.support import models as m
-        from tests.support.gguf_files import gguf_of
         from tests.support import packing
+        from tests.support.gguf_files import gguf_of
 
         t1, t2, t3, t4 = self.tasks
         wa, wb = self.w
