@@ -9,7 +9,8 @@ merges: fine-tunes, siblings that share part of a fine-tune's data and batches, 
 a model with its own base, a merge trained afterwards), sparse merges (TIES, DARE, breadcrumbs at
 densities 0.1-0.7, fp32 and bf16), copies (bf16), quantized copies (fp8; GPTQ int4 and AWQ int4
 with rescaled input channels, scanned in full), a fine-tune quantized with AWQ and scanned without
-itself among the candidates, and unrelated models. Every pair is scanned as a user would (sampled, default budget; some with the
+itself among the candidates, unrelated models, and llama.cpp GGUF files of some of them (Q8_0,
+Q4_K as llama-quantize writes it for these 64-wide rows, i.e. Q5_0, and F16). Every pair is scanned as a user would (sampled, default budget; some with the
 base given, some without) and the verdict is scored against the truth:
 
 * **correct**: the true relation and the true parents (a sparse or task-arithmetic merge may list
@@ -79,6 +80,7 @@ class Family:
     def builders(self) -> dict[str, Callable[[Path], object]]:
         from tests.support import models as m
         from tests.support import packing
+        from tests.support.gguf_files import gguf_of
 
         t1, t2, t3, t4 = self.tasks
         wa, wb = self.w
@@ -157,7 +159,19 @@ class Family:
 
             return build
 
+        def gguf(src: str, qtype: str) -> Callable[[Path], object]:
+            # As llama.cpp's converter and llama-quantize write it (names, rotary rows, blocks).
+            return lambda out: gguf_of(Path(self.path(src)), out, qtype)
+
         return {
+            "gguf_q8_a": gguf("a", "Q8_0"),
+            "gguf_q4k_a": gguf("a", "Q4_K"),
+            "gguf_f16_a": gguf("a", "F16"),
+            "gguf_q8_linear": gguf("linear", "Q8_0"),
+            "gguf_q8_rio": gguf("rio", "Q8_0"),
+            "gguf_q8_sib_other": gguf("sib_other", "Q8_0"),
+            "gguf_q8_a_long": gguf("a_long", "Q8_0"),
+            "gguf_q8_unrelated": gguf("unrelated", "Q8_0"),
             "base": fresh(100 + self.i),
             "unrelated": fresh(900 + self.i),
             "a": trained("base", [(t1, s) for s in range(STEPS)]),
@@ -242,6 +256,14 @@ class Family:
             Pair("copy or quantized copy", n("gptq"), [a, b, base], "quantized", {a}, {a, base}, full=True),
             Pair("copy or quantized copy", n("awq_scaled"), [a, b, base], "quantized", {a}, {a, base}, full=True),
             Pair("quantized fine-tune", n("b_awq_scaled"), [a], "finetune", {base}, {b, base}, base=base, full=True),
+            Pair("GGUF", n("gguf_q8_a"), [a, b, base], "quantized", {a}, {a, base}),
+            Pair("GGUF", n("gguf_q4k_a"), [a, b, base], "quantized", {a}, {a, base}),
+            Pair("GGUF", n("gguf_f16_a"), [a, base], "copy", {a}, {a, base}),
+            Pair("GGUF", n("gguf_q8_linear"), [a, b, base], "merge", {a, b}, merge_all),
+            Pair("GGUF", n("gguf_q8_rio"), [a, base], "merge", {a, base}, {a, base}),
+            Pair("GGUF", n("gguf_q8_sib_other"), [a, base], "finetune", {base}, {base}),
+            Pair("GGUF", n("gguf_q8_a_long"), [a, base], "finetune", {a}, {a, base}),
+            Pair("GGUF", n("gguf_q8_unrelated"), [a, base], "unrelated", set(), set()),
             Pair("unrelated", unrel, [a, base], "unrelated", set(), set()),
             Pair("unrelated", unrel, [a, b, base], "unrelated", set(), set()),
         ]

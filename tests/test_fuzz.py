@@ -70,7 +70,31 @@ def _webhook() -> bytes:
     ).encode()
 
 
+def _gguf() -> bytes:
+    import tempfile
+    from pathlib import Path
+
+    import gguf
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "m.gguf"
+        w = gguf.GGUFWriter(path, "llama")
+        w.add_block_count(1)
+        w.add_token_list([f"t{i}" for i in range(80)])
+        w.add_array("general.tags", ["a", "b"])
+        w.add_tensor("token_embd.weight", np.ones((2, 32), dtype=np.float16))
+        q = gguf.quants.quantize(np.ones((2, 32), dtype=np.float32), gguf.GGMLQuantizationType.Q8_0)
+        w.add_tensor("blk.0.attn_q.weight", q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        return path.read_bytes()
+
+
 SEEDS: dict[str, bytes] = {
+    "gguf_header": _gguf(),
     "safetensors_header": _safetensors_header(),
     "shard_index": json.dumps({"metadata": {"total_size": 96}, "weight_map": {"a": "s1.safetensors"}}).encode(),
     "config": json.dumps({"model_type": "llama", "hidden_size": 64, "quantization_config": {"bits": 4}}).encode(),
@@ -120,6 +144,14 @@ def _safetensors(data: bytes) -> object:
     return parse_header(data[:n], "fuzz.safetensors", file_size=8 + len(data) + 10**6)
 
 
+def _gguf_header(data: bytes) -> object:
+    from provbot.detectors.weights.gguf_format import parse_header
+
+    for size in (len(data), None):  # with the file's size known (local, Hub) and unknown
+        header = parse_header(lambda s, e: data[s:e], "fuzz.gguf", size)
+    return header
+
+
 def _index(data: bytes) -> object:
     from provbot.detectors.weights.sources import parse_index
 
@@ -159,6 +191,7 @@ def _mention(data: bytes) -> object:
 
 PARSERS: dict[str, Callable[[bytes], object]] = {
     "safetensors_header": _safetensors,
+    "gguf_header": _gguf_header,
     "shard_index": _index,
     "config": _config,
     "card": _card,

@@ -85,7 +85,8 @@ def read_model(
 
     For a Hub repo, ``info`` (its ``model_info`` with sha and files) saves the one API call.
     """
-    from provbot.detectors.weights.sources import HubSource, WeightSource, open_source
+    from provbot.detectors.weights.opening import open_source
+    from provbot.detectors.weights.sources import HubSource, WeightSource
 
     local = is_local(ref)
     source: WeightSource

@@ -122,7 +122,7 @@ def list_models(app: Any, request: Request) -> Response:
             continue
         if gated is not None and bool(info.get("gated")) != gated:
             continue
-        total = (info.get("safetensors") or {}).get("total")
+        total = (info.get("safetensors") or {}).get("total") or (info.get("gguf") or {}).get("total")
         if (low is not None or high is not None) and total is None:
             continue
         if (low is not None and total < low) or (high is not None and total > high):

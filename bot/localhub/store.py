@@ -504,6 +504,7 @@ class RepoStore:
                 header = self.header(entry)
                 for dtype, n in count_parameters(header or {}).items():
                     params[dtype] = params.get(dtype, 0) + n
+        gguf = self._gguf(rev)
         mtimes = [f.mtime_ns for f in rev.files.values()]
         last_modified = cfg.last_modified or (
             datetime.fromtimestamp(max(mtimes) / 1e9, UTC) if mtimes else datetime.now(UTC)
@@ -540,9 +541,45 @@ class RepoStore:
         }
         if params:
             info["safetensors"] = {"parameters": params, "total": sum(params.values())}
+        if gguf:
+            info["gguf"] = gguf
+            info["tags"] = list(dict.fromkeys([*info["tags"], "gguf"]))
         if base_models:
             info["baseModels"] = {"relation": relation, "models": [{"id": b} for b in base_models]}
         return info
+
+    def _gguf(self, rev: Revision) -> dict[str, Any] | None:
+        """The Hub's ``gguf`` summary (parameters, architecture, context length) of a repo's GGUF
+        model: the file (or split series) a scan would read. None when there is none or it is not valid."""
+        from provbot.detectors.errors import ProvbotError
+        from provbot.detectors.weights.gguf_format import parse_header
+        from provbot.detectors.weights.gguf_source import pick_gguf
+
+        chosen = pick_gguf(sorted(rev.files))
+        if not chosen:
+            return None
+        total, first = 0, None
+        for name in chosen:
+            path = rev.files[name].path
+            try:
+                with path.open("rb") as f:
+                    size = path.stat().st_size
+
+                    def read(start: int, end: int, f: Any = f) -> bytes:
+                        f.seek(start)
+                        return f.read(end - start)
+
+                    header = parse_header(read, name, size)
+            except (OSError, ProvbotError):  # hostile or broken files: no summary, never a crash
+                return None
+            first = first or header
+            total += sum(t.numel for t in header.tensors)
+        assert first is not None
+        arch = first.get_str("general.architecture")
+        out: dict[str, Any] = {"total": total, "architecture": arch}
+        if arch and (ctx := first.get_int(f"{arch}.context_length")) is not None:
+            out["context_length"] = ctx
+        return out
 
     @staticmethod
     def _tags(

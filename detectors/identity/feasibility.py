@@ -29,7 +29,7 @@ class Feasibility(BaseModel):
 def parameter_count(ref: str, *, endpoint: str | None = None, token: str | None = None) -> int | None:
     """Total parameters of ``ref`` from its safetensors headers (the weight reader's, local or ranged
     Hub reads); None if they cannot be read."""
-    from provbot.detectors.weights.sources import open_source
+    from provbot.detectors.weights.opening import open_source
 
     try:
         with open_source(ref, endpoint=endpoint, token=token) as src:

@@ -13,7 +13,7 @@ A scale is per tensor (one element), per row (``(rows,)`` or ``(rows, 1)``) or p
 multiplied, as their producers (compressed-tensors, DeepSeek-style fp8) define them. Only the scale
 elements covering the sampled rows are read.
 
->>> from provbot.detectors.weights.sources import open_source            # doctest: +SKIP
+>>> from provbot.detectors.weights.opening import open_source            # doctest: +SKIP
 >>> sources = [open_source("child"), open_source("parent")]      # doctest: +SKIP
 >>> plan = plan_sample(canonical_models(sources), 4 * 2**20)     # doctest: +SKIP
 >>> samples = read_samples(sources, plan)                        # doctest: +SKIP

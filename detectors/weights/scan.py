@@ -26,6 +26,7 @@ from provbot.detectors.options import ScanOptions
 from provbot.detectors.weights.fit import STATS_CHUNK, Lineage, StatsTable, batch_sums, storage_dtype
 from provbot.detectors.weights.full_stats import full_stats
 from provbot.detectors.weights.layers import LayerSource, layer_count, layer_plans, match_layers
+from provbot.detectors.weights.opening import open_source
 from provbot.detectors.weights.packed import PackedMeta, with_packed
 from provbot.detectors.weights.reader import canonical_models, read_sample, resolve_device
 from provbot.detectors.weights.relation import COPY_EQUAL_SHARE, classify, quantized_max_rel
@@ -33,7 +34,7 @@ from provbot.detectors.weights.rescale_stats import RescaleCollector
 from provbot.detectors.weights.result import ScanResult
 from provbot.detectors.weights.safetensors_format import TensorMeta
 from provbot.detectors.weights.sampling import Meta, SamplePlan, packed_weights, plan_sample
-from provbot.detectors.weights.sources import WeightSource, open_source
+from provbot.detectors.weights.sources import WeightSource
 from provbot.detectors.weights.verdict import Verdict
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
@@ -96,6 +97,7 @@ def scan(
             candidates = [s.ref for s in sources[1:]]
         models = _with_packed(sources, canonical_models(sources))
         plan = plan_sample(models, budget_bytes=None if full else int(budget), full=full, max_requests=ceiling or None)
+        _with_gguf(sources, plan)
         # A full read of a quantized child also fits its matrices' channel scales (AWQ-rescaled copies).
         bits = plan.quantized_bits.get(child, 8)
         rescale = (
@@ -216,17 +218,39 @@ def _with_packed(
     return out
 
 
+def _with_gguf(sources: list[WeightSource], plan: SamplePlan) -> None:
+    """GGUF models offer their tensors as float32: record which of the planned ones they store in
+    quant blocks (so the relation can say ``quantized``, with the tolerance of their bits), and say
+    what was read."""
+    from provbot.detectors.weights.gguf_source import GgufSource
+    from provbot.detectors.weights.keys import canonical_name
+
+    notes = []
+    for s in sources:
+        if not isinstance(s, GgufSource):
+            continue
+        notes += s.notes
+        bits = {canonical_name(n): b for n, b in s.quantized().items()}
+        held = sorted(t.name for t in plan.tensors + plan.extra if t.name in bits and s.ref in t.metas)
+        if held:
+            plan.quantized[s.ref] = held
+            plan.quantized_bits[s.ref] = min(bits[n] for n in held)
+    plan.notes[:0] = notes
+
+
 def _declared_base_ref(src: WeightSource, known: set[str]) -> str | None:
     """The base_model ``src``'s card names, when it is not among ``known`` and can be opened safely:
     a Hub id for a Hub candidate (same endpoint), an existing folder for a local one."""
     from provbot.detectors.hub import is_repo_id
     from provbot.detectors.weights.ancestry import ref_keys
+    from provbot.detectors.weights.gguf_source import GgufSource
     from provbot.detectors.weights.sources import LocalSource
 
+    local = src.inner if isinstance(src, GgufSource) else src
     for name in src.declared().base_models:
         if not {name.lower(), *ref_keys(name)} & known:
-            if isinstance(src, LocalSource):
-                folder = (src.path.parent / name) if not Path(name).is_absolute() else Path(name)
+            if isinstance(local, LocalSource):
+                folder = (local.path.parent / name) if not Path(name).is_absolute() else Path(name)
                 if folder.is_dir():
                     return str(folder)
             elif is_repo_id(name):

@@ -29,9 +29,9 @@ from pydantic import SecretStr
 
 from provbot.detectors.declared import Declared, declared_from_folder
 from provbot.detectors.errors import AccessDeniedError, BadAnswerError, NotFoundError, SourceError, WeightFormatError
-from provbot.detectors.hub import Call, HubClient, ModelInfo, RetryPolicy, is_repo_id, parse_ref
+from provbot.detectors.hub import Call, HubClient, ModelInfo, RetryPolicy, is_repo_id
 
-__all__ = ["HubSource", "LocalSource", "WeightSource", "is_repo_id", "open_source"]
+__all__ = ["HubSource", "LocalSource", "WeightSource", "is_repo_id"]
 from provbot.detectors.hub.transport import Retry, load_json_limited
 from provbot.detectors.text import as_data
 from provbot.detectors.weights.buffers import Buffer, join, read_buffer
@@ -95,6 +95,11 @@ class WeightSource(ABC):
     @abstractmethod
     def _read_one(self, file: str, start: int, end: int) -> Buffer:
         """Exactly the bytes ``[start, end)`` of ``file`` (a writable buffer where the source can)."""
+
+    def raw_prefix(self, file: str, n: int) -> tuple[bytes, int | None]:
+        """The first ``n`` bytes of any file (fewer if it is shorter) and its size when known,
+        whatever its format (``_read_prefix`` reads a safetensors header)."""
+        return self._read_prefix(file, n)
 
     # -- shared logic -------------------------------------------------------------------------
     def _count(self, nbytes: int, requests: int = 1) -> None:
@@ -354,6 +359,17 @@ class LocalSource(WeightSource):
         self._count(len(first8) + len(rest), requests=2 if rest else 1)
         return first8 + rest, size
 
+    def raw_prefix(self, file: str, n: int) -> tuple[bytes, int | None]:
+        with self._fd(file) as fd:
+            size = os.fstat(fd).st_size
+            data = os.pread(fd, min(n, size), 0)
+        self._count(len(data))
+        return data, size
+
+    def gguf_files(self) -> list[str]:
+        """The folder's ``.gguf`` files, by name."""
+        return sorted(p.name for p in self.path.glob("*.gguf") if p.is_file())
+
     def _read_one(self, file: str, start: int, end: int) -> Buffer:
         # Into a writable (and, when big, aligned) buffer: decoding views it without another copy.
         data = read_buffer(end - start)
@@ -581,54 +597,3 @@ def _content_range(value: str) -> tuple[int | None, int | None]:
     if not m:
         return None, None
     return int(m.group(1)), (None if m.group(3) == "*" else int(m.group(3)))
-
-
-# --------------------------------------------------------------------------------------------
-
-
-def open_source(
-    ref: str,
-    endpoint: str | None = None,
-    token: str | SecretStr | None = None,
-    concurrency: int = 16,
-    client: HubClient | None = None,
-) -> WeightSource:
-    """Open ``ref``: an existing local directory, else a Hub repo ``org/name`` or ``org/name@revision``.
-
-    Hub repos are read through ``client`` when given (the bot passes its own, with its retry
-    policy), else through one client per endpoint and token shared in the process.
-
-    >>> open_source("not a ref")
-    Traceback (most recent call last):
-    provbot.detectors.errors.NotFoundError: 'not a ref' is neither a local model directory nor a Hub repo id (org/name[@revision])
-    """
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        return LocalSource(path, ref=ref)
-    if path.is_file():
-        raise NotFoundError(f"{ref} is a file: give the model directory that holds it")
-    if ref.startswith(("/", ".", "~")):
-        raise NotFoundError(f"local model directory {ref} not found")
-    try:
-        repo, revision = parse_ref(ref)
-    except NotFoundError:
-        raise NotFoundError(
-            f"{ref!r} is neither a local model directory nor a Hub repo id (org/name[@revision])"
-        ) from None
-    client = client or _shared_client(endpoint, token)
-    return HubSource(repo, revision, client=client, concurrency=concurrency, ref=ref)
-
-
-_clients: dict[tuple[str | None, str | None], HubClient] = {}
-_clients_lock = threading.Lock()
-
-
-def _shared_client(endpoint: str | None, token: str | SecretStr | None) -> HubClient:
-    """One client per endpoint and token in a process: the sources of one scan then share its
-    rate-limit gate (a 429 seen by one holds them all) and its counters."""
-    secret = token.get_secret_value() if isinstance(token, SecretStr) else token
-    with _clients_lock:
-        client = _clients.get((endpoint, secret))
-        if client is None:
-            client = _clients[(endpoint, secret)] = HubClient(endpoint, token)
-        return client

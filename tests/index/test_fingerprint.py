@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from provbot.bot.index.fingerprint import fingerprint
+from provbot.detectors.weights.opening import open_source
 from provbot.detectors.weights.safetensors_format import TensorMeta
-from provbot.detectors.weights.sources import open_source
 
 
 def fp_of(path: Path | str):

@@ -11,8 +11,8 @@ from safetensors import safe_open
 from provbot.bot.index.errors import SketchFormatError
 from provbot.bot.index.sketch import MAGIC, Sketch, SketchEntry, plan_sketch, read_sketch
 from provbot.detectors.weights.keys import canonical_name
+from provbot.detectors.weights.opening import open_source
 from provbot.detectors.weights.sampling import element_ranges
-from provbot.detectors.weights.sources import open_source
 
 
 def sketch_of(path) -> Sketch:

@@ -16,9 +16,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from provbot.detectors.weights.opening import open_source
 from provbot.detectors.weights.sampling import packed_weights
 from provbot.detectors.weights.scan import scan
-from provbot.detectors.weights.sources import open_source
 from tests.weights.builders import dense_state, write_model
 
 

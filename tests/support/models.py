@@ -44,6 +44,8 @@ LLAMA = dict(
     initializer_range=0.05,
 )
 QWEN2 = dict(LLAMA)
+# Rows of 256 and 512 values: whole K-quant blocks (Q4_K and friends), for GGUF tests.
+LLAMA_WIDE = dict(LLAMA, hidden_size=256, intermediate_size=512)
 MIXTRAL = dict(LLAMA, intermediate_size=64, num_local_experts=4, num_experts_per_tok=2)
 
 TRAIN_STEPS = 30
@@ -95,6 +97,8 @@ def _arch(kind: str):
         return transformers.LlamaConfig(**LLAMA), transformers.LlamaForCausalLM
     if kind == "qwen2":
         return transformers.Qwen2Config(**QWEN2), transformers.Qwen2ForCausalLM
+    if kind == "llama_wide":
+        return transformers.LlamaConfig(**LLAMA_WIDE), transformers.LlamaForCausalLM
     if kind == "mixtral":
         return transformers.MixtralConfig(**MIXTRAL), transformers.MixtralForCausalLM
     raise ValueError(kind)
@@ -522,6 +526,8 @@ def _minilm_descendant(steps: int, lr: float):
 
 
 BUILDERS: dict[str, Callable[[ModelZoo, Path], Path]] = {}
+BUILDERS["llama_wide_base"] = _fresh("llama_wide", seed=0)
+BUILDERS["llama_wide_a"] = _finetune("llama_wide", "base", task=1, steps=10)
 for _kind in ("llama", "qwen2", "mixtral"):
     BUILDERS[f"{_kind}_base"] = _fresh(_kind, seed=0)
     BUILDERS[f"{_kind}_a"] = _finetune(_kind, "base", task=1)

@@ -11,8 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 from provbot.detectors.errors import NotFoundError, WeightFormatError
+from provbot.detectors.weights.opening import open_source
 from provbot.detectors.weights.safetensors_format import MAX_HEADER_BYTES, decode, parse_header
-from provbot.detectors.weights.sources import LocalSource, open_source
+from provbot.detectors.weights.sources import LocalSource
 from tests.weights.builders import dense_state, raw_safetensors, write_model
 
 GOOD = {"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}

@@ -14,9 +14,10 @@ from pydantic import SecretStr
 
 from provbot.detectors.errors import AccessDeniedError, NotFoundError, RemoteError, UnreachableError, WeightFormatError
 from provbot.detectors.hub import RetryPolicy
+from provbot.detectors.weights.opening import open_source
 from provbot.detectors.weights.reader import canonical_models, read_sample, read_samples
 from provbot.detectors.weights.sampling import plan_sample
-from provbot.detectors.weights.sources import HubSource, LocalSource, open_source
+from provbot.detectors.weights.sources import HubSource, LocalSource
 from tests.weights.builders import dense_state, raw_safetensors, write_model
 
 BUDGET = 16 * 1024

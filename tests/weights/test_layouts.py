@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from provbot.detectors.errors import ShapeMismatchError
+from provbot.detectors.weights.opening import open_source
 from provbot.detectors.weights.reader import canonical_models, iter_full, read_sample
 from provbot.detectors.weights.sampling import plan_sample
-from provbot.detectors.weights.sources import LocalSource, open_source
+from provbot.detectors.weights.sources import LocalSource
 from tests.weights.builders import dense_state, write_model, write_quantized
 
 BUDGET = 16 * 1024  # bytes per model: far below the model size, so this really samples

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from provbot.detectors.weights.keys import classify
+from provbot.detectors.weights.opening import open_source
 from provbot.detectors.weights.reader import canonical_models, read_samples
 from provbot.detectors.weights.sampling import plan_sample
-from provbot.detectors.weights.sources import open_source
 
 pytestmark = pytest.mark.slow
 
