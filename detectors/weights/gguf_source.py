@@ -30,6 +30,7 @@ import numpy as np
 
 from provbot.detectors.declared import Declared
 from provbot.detectors.errors import NotFoundError, WeightFormatError
+from provbot.detectors.weights.buffers import Buffer
 from provbot.detectors.weights.byte_ranges import ByteRange
 from provbot.detectors.weights.gguf_format import (
     FIRST_READ_BYTES,
@@ -312,7 +313,7 @@ class GgufSource(WeightSource):
             i += 1
         return out
 
-    def read_ranges(self, ranges: Sequence[ByteRange], gap_bytes: int = 0) -> list[bytes]:
+    def read_ranges(self, ranges: Sequence[ByteRange], gap_bytes: int = 0) -> list[Buffer]:
         """Virtual ranges read as the quant blocks holding them, all in one batch of real ranges (so
         the inner source joins and bridges them as it does for safetensors), then decoded."""
         real: list[ByteRange] = []
@@ -331,7 +332,7 @@ class GgufSource(WeightSource):
                 covered.append((v, spans))
             plan.append(covered)
         blobs = self.inner.read_ranges(real, gap_bytes=gap_bytes) if real else []
-        out: list[bytes] = []
+        out: list[Buffer] = []
         for covered in plan:
             parts = []
             for v, spans in covered:
