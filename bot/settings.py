@@ -97,6 +97,11 @@ class BotSettings(BaseModel):
     max_attempts: int = Field(5, ge=1)
     http_retries: int = Field(5, ge=0, description="Retries of a Hub call on 429/5xx/timeouts, with backoff.")
     backoff_max_seconds: float = Field(300.0, gt=0)
+    job_requests: dict[str, dict[str, int]] = Field(
+        {"scan": {"resolvers": 600, "api": 20}, "upload": {"api": 5}},
+        description="Hub requests a job of each kind is expected to need, per rate-limit bucket: a job "
+        "starts only when the token's window (as the Hub's RateLimit headers last said) has that much left.",
+    )
     identity_on_mentions: bool = Field(
         True,
         description="Run the identity (behaviour) test after a mention-triggered scan when the hardware or an endpoint allows.",

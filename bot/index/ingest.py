@@ -80,10 +80,13 @@ def read_model(
     token: str | None = None,
     client: HubClient | None = None,
     info: ModelInfo | None = None,
+    want_sketch: Callable[[Fingerprint], bool] | None = None,
 ) -> Indexed:
     """Open ``ref``, fingerprint it and read its sketch (headers plus a few hundred KB).
 
     For a Hub repo, ``info`` (its ``model_info`` with sha and files) saves the one API call.
+    ``want_sketch`` sees the fingerprint (config and headers only) first: when it says no, no
+    weight byte is read and ``sketch`` is None.
     """
     from provbot.detectors.weights.opening import open_source
     from provbot.detectors.weights.sources import HubSource, WeightSource
@@ -102,7 +105,8 @@ def read_model(
             raise IndexError_(f"{ref}: no safetensors weights found")
         config = source.config()
         fp = fingerprint(config if isinstance(config, dict) else {}, tensors, ref)
-        sketch = read_sketch(source, tensors) if not fp.quantized else None
+        wanted = not fp.quantized and (want_sketch is None or want_sketch(fp))
+        sketch = read_sketch(source, tensors) if wanted else None
     if sketch is not None and not sketch.entries:
         sketch = None
     if isinstance(source, HubSource):
