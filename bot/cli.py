@@ -48,6 +48,14 @@ def _register_all() -> None:
 _register_all()
 
 
+def _cache_headers() -> None:
+    """The CLI keeps Hub models' headers on disk by commit (the library writes nothing unless asked)."""
+    from provbot.bot.settings import get_settings
+    from provbot.detectors.weights.header_cache import configure_header_cache
+
+    configure_header_cache(get_settings().header_cache_dir)
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning ProvbotError into one clear line."""
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -60,6 +68,7 @@ def main() -> None:
         level=os.environ.get("PROVBOT_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
     )
     try:
+        _cache_headers()
         app(standalone_mode=False)
     except ProvbotError as exc:
         typer.echo(f"error: {exc}", err=True)

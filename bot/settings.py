@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     hub_endpoint: str = Field("https://huggingface.co", description="Hub API endpoint (HF_ENDPOINT style).")
     hub_token: SecretStr | None = Field(None, description="Hub token; from the environment only.")
     database_url: str = Field("sqlite:///var/provbot.db", description="SQLAlchemy URL (SQLite or PostgreSQL).")
+    header_cache_dir: str | None = Field(
+        "var/header-cache",
+        description="Safetensors headers and config.json of Hub models, by commit (a commit's never change); "
+        "None: kept in memory only.",
+    )
     scan: ScanSettings = ScanSettings()
     index: IndexSettings = IndexSettings()
     identity: IdentitySettings = IdentitySettings()

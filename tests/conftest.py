@@ -9,5 +9,7 @@ import tempfile
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="provbot-hf-home-"))
 os.environ.pop("HF_TOKEN", None)
+# The bot keeps Hub headers on disk (var/header-cache by default): not in the checkout during tests.
+os.environ.setdefault("PROVBOT_HEADER_CACHE_DIR", tempfile.mkdtemp(prefix="provbot-headers-"))
 
 pytest_plugins = ["tests.support.localhub", "tests.support.models"]

@@ -30,6 +30,7 @@ from provbot.bot.service.scan.scanner import Scanner, hub_scanner
 from provbot.bot.settings import Settings
 from provbot.detectors.errors import RemoteError
 from provbot.detectors.hub import HubClient, RetryPolicy
+from provbot.detectors.weights.header_cache import configure_header_cache
 
 if TYPE_CHECKING:
     from provbot.bot.index.store import IndexStore
@@ -111,6 +112,7 @@ class BotContext:
             sleep=pause,
         )
         hub = HubClient(settings.hub_endpoint, token, retry=retry)
+        configure_header_cache(settings.header_cache_dir)  # headers by commit, shared by every job
         return cls(
             settings=settings,
             db=database,
