@@ -262,9 +262,16 @@ class Transport:
 
             try:
                 return self.send(
-                    call, "GET", target, handle, accept=accept, headers=headers, on_attempt=on_cdn,
-                    token=False, stale=STALE_TARGET,
-                )  # fmt: skip
+                    call,
+                    "GET",
+                    target,
+                    handle,
+                    accept=accept,
+                    headers=headers,
+                    on_attempt=on_cdn,
+                    token=False,
+                    stale=STALE_TARGET,
+                )
             except _StaleTarget:
                 self.redirects.drop(url)
                 self.stats.add("cdn_expired")

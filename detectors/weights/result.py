@@ -74,6 +74,9 @@ class ComponentFit(BaseModel):
     r2: float | None
 
 
+_REFERENCE = "The fit's reference candidate: the same value as 'base', under a name that claims no ancestry."
+
+
 class ScanResult(BaseModel):
     child: str
     relation: Relation
@@ -100,9 +103,7 @@ class ScanResult(BaseModel):
     )
     base_source: BaseSource | None = Field(None, description="How base (the fit's reference) was chosen.")
 
-    @computed_field(
-        description="The fit's reference candidate: the same value as 'base', under a name that claims no ancestry."
-    )  # type: ignore[prop-decorator]
+    @computed_field(description=_REFERENCE)  # type: ignore[prop-decorator]
     @property
     def reference(self) -> str | None:
         return self.base
