@@ -160,15 +160,25 @@ class WeightSource(ABC):
         if len(prefix) < 8 + n:
             prefix = prefix + self._read_one(file, len(prefix), 8 + n)
         metas = parse_header(prefix[8 : 8 + n], file, size, label=f"{self.ref}/{file}")
-        self._keep_header(file, prefix[: 8 + n], size)
+        self.keep_prefix(file, bytes(prefix[: 8 + n]), size)
         return metas
 
     def _header_prefix(self, file: str, n: int) -> tuple[bytes, int | None]:
         """The first ``n`` bytes of a safetensors file, or its whole header when a cache holds it."""
+        known = self.known_prefix(file)
+        if known is not None:
+            data, size = known
+            # A whole header (length prefix and that many bytes), else read from the source again.
+            if len(data) >= 8 and len(data) == 8 + int.from_bytes(data[:8], "little"):
+                return data, size
         return self._read_prefix(file, n)
 
-    def _keep_header(self, file: str, header: bytes, size: int | None) -> None:  # noqa: B027 - a no-op by default
-        """A header parsed without fault (length prefix and JSON): a source with a cache keeps it."""
+    def known_prefix(self, file: str) -> tuple[bytes, int | None] | None:
+        """A prefix of ``file`` (its header) kept from an earlier read, with the file size; None by default."""
+        return None
+
+    def keep_prefix(self, file: str, data: bytes, size: int | None) -> None:  # noqa: B027 - a no-op by default
+        """Keep a header that parsed without fault (a source with a cache does)."""
 
     def read_ranges(self, ranges: Sequence[ByteRange], gap_bytes: int = 0) -> list[Buffer]:
         """Read ``(file, start, end_exclusive)`` ranges, concurrently; results in input order.
@@ -541,18 +551,11 @@ class HubSource(WeightSource):
     def _key(self, file: str) -> CacheKey:
         return CacheKey(self.endpoint, self.repo_id, self.sha, file)
 
-    def _header_prefix(self, file: str, n: int) -> tuple[bytes, int | None]:
-        hit = self.header_cache.get(self._key(file))
-        if hit is not None:
-            data, size = hit
-            # Entries are checksummed; a whole header (length prefix and that many bytes) is still
-            # checked here, and anything else is read from the Hub again.
-            if len(data) >= 8 and len(data) == 8 + int.from_bytes(data[:8], "little"):
-                return data, size
-        return self._read_prefix(file, n)
+    def known_prefix(self, file: str) -> tuple[bytes, int | None] | None:
+        return self.header_cache.get(self._key(file))
 
-    def _keep_header(self, file: str, header: bytes, size: int | None) -> None:
-        self.header_cache.put(self._key(file), header, size)
+    def keep_prefix(self, file: str, data: bytes, size: int | None) -> None:
+        self.header_cache.put(self._key(file), data, size)
 
     def _list_weight_files(self) -> tuple[list[str], dict[str, str] | None]:
         if self._files is None:

@@ -207,3 +207,20 @@ def test_types_not_decoded_are_named_and_left_out(model_zoo, tmp_path: Path) -> 
         r.notes
     )
     assert r.tensors == 19
+
+
+def test_a_gguf_header_is_read_once_per_process(model_zoo, ggufs, localhub) -> None:  # noqa: ANN001
+    from provbot.detectors.hub import HubClient
+    from provbot.detectors.weights.gguf_source import GgufSource
+    from provbot.detectors.weights.header_cache import HeaderCache
+    from provbot.detectors.weights.sources import HubSource
+
+    name = "llama_linear-Q8_0.gguf"
+    localhub.add_repo("acme/cached-GGUF", {name: Path(ggufs("llama_linear", "Q8_0")) / name})
+    cache, client = HeaderCache(), HubClient(localhub.url)
+    first = GgufSource(HubSource("acme/cached-GGUF", client=client, header_cache=cache), [name])
+    second = GgufSource(HubSource("acme/cached-GGUF", client=client, header_cache=cache), [name])
+    names = first.tensors().keys()
+    assert first.requests > 1
+    assert second.tensors().keys() == names
+    assert second.requests == 1  # its model info: the header came from the cache
