@@ -88,7 +88,7 @@ def read_model(
     ``want_sketch`` sees the fingerprint (config and headers only) first: when it says no, no
     weight byte is read and ``sketch`` is None.
     """
-    from provbot.detectors.weights.opening import open_source
+    from provbot.detectors.weights.opening import open_source, shared_client
     from provbot.detectors.weights.sources import HubSource, WeightSource
 
     local = is_local(ref)
@@ -97,7 +97,9 @@ def read_model(
         source = open_source(ref)
     else:
         repo, rev = split_ref(ref)
-        client = client or HubClient(endpoint, token)
+        # The process's client for this Hub and token: a scan that follows (scan_with_index) then
+        # reuses the CDN URLs this read resolved.
+        client = client or shared_client(endpoint, token)
         source = HubSource(repo, rev, client=client, info=info, ref=ref)
     with source:
         tensors = source.tensors()
