@@ -28,6 +28,8 @@ DEFAULT_TTL_S = 600.0
 MARGIN_S = 60.0
 #: Targets kept (one per file read; a 400B model has a few hundred shards).
 MAX_ENTRIES = 4096
+#: Locks that order the first resolve of a file (striped: files share them by hash).
+_STRIPES = 64
 
 
 def expiry(url: str, now: float) -> float:
@@ -52,6 +54,23 @@ class RedirectCache:
         self._max = max_entries
         self._lock = threading.Lock()
         self._targets: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._direct: OrderedDict[str, None] = OrderedDict()
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+
+    def lock(self, url: str) -> threading.Lock:
+        """The lock the first resolve of ``url`` is made under (other reads of the file wait for it)."""
+        return self._stripes[hash(url) % _STRIPES]
+
+    def mark_direct(self, url: str) -> None:
+        """``url`` answered without a redirect (a small file, a server without a CDN): reads need no ordering."""
+        with self._lock:
+            self._direct[url] = None
+            while len(self._direct) > self._max:
+                self._direct.popitem(last=False)
+
+    def is_direct(self, url: str) -> bool:
+        with self._lock:
+            return url in self._direct
 
     def put(self, url: str, target: str) -> None:
         now = self._clock()
@@ -59,6 +78,7 @@ class RedirectCache:
         if until <= now:
             return  # already (nearly) expired: nothing to gain
         with self._lock:
+            self._direct.pop(url, None)
             self._targets[url] = (target, until)
             self._targets.move_to_end(url)
             while len(self._targets) > self._max:
@@ -76,9 +96,12 @@ class RedirectCache:
             self._targets.move_to_end(url)
             return hit[0]
 
-    def drop(self, url: str) -> None:
+    def drop(self, url: str, target: str | None = None) -> None:
+        """Forget ``url``'s target (only if it is still ``target``: another thread may have a newer one)."""
         with self._lock:
-            self._targets.pop(url, None)
+            hit = self._targets.get(url)
+            if hit is not None and (target is None or hit[0] == target):
+                del self._targets[url]
 
     def __len__(self) -> int:
         with self._lock:

@@ -252,14 +252,38 @@ class Transport:
         resolve call. A remembered target that refuses (expired signature) is dropped and the file
         resolved again, once. The CDN gets no token.
         """
-        target = self.redirects.get(url)
-        if target is not None:
 
-            def on_cdn() -> None:
-                self.stats.add("cdn_requests")
-                if on_attempt is not None:
-                    on_attempt()
+        def on_cdn() -> None:
+            self.stats.add("cdn_requests")
+            if on_attempt is not None:
+                on_attempt()
 
+        def on_resolve() -> None:
+            self.stats.add("resolves")
+            if on_attempt is not None:
+                on_attempt()
+
+        def remember(response: httpx.Response) -> T:
+            if response.history:  # redirected: the final URL serves this file until it expires
+                self.redirects.put(url, str(response.url))
+            else:
+                self.redirects.mark_direct(url)
+            return handle(response)
+
+        def resolve() -> T:
+            return self.send(call, "GET", url, remember, accept=accept, headers=headers, on_attempt=on_resolve)
+
+        for _ in range(2):  # a target that expired is resolved again, once
+            target = self.redirects.get(url)
+            if target is None and not self.redirects.is_direct(url):
+                # The first read of a file resolves it while the file's other reads wait: a scan
+                # starts tens of reads of a shard at once, and each would resolve it otherwise.
+                with self.redirects.lock(url):
+                    target = self.redirects.get(url)
+                    if target is None and not self.redirects.is_direct(url):
+                        return resolve()
+            if target is None:
+                break
             try:
                 return self.send(
                     call,
@@ -273,21 +297,10 @@ class Transport:
                     stale=STALE_TARGET,
                 )
             except _StaleTarget:
-                self.redirects.drop(url)
+                self.redirects.drop(url, target)
                 self.stats.add("cdn_expired")
                 log.info("%s: the CDN URL expired, resolving again", call)
-
-        def on_resolve() -> None:
-            self.stats.add("resolves")
-            if on_attempt is not None:
-                on_attempt()
-
-        def remember(response: httpx.Response) -> T:
-            if response.history:  # redirected: the final URL serves this file until it expires
-                self.redirects.put(url, str(response.url))
-            return handle(response)
-
-        return self.send(call, "GET", url, remember, accept=accept, headers=headers, on_attempt=on_resolve)
+        return resolve()
 
     def _wait_for_gate(self, call: Call) -> None:
         """Hold the request while the Hub's rate-limit window (as last reported) is closed."""

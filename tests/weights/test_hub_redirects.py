@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from provbot.detectors.hub import HubClient
+from provbot.detectors.weights.header_cache import HeaderCache
 from provbot.detectors.weights.reader import canonical_models, read_sample
 from provbot.detectors.weights.sampling import plan_sample
 from provbot.detectors.weights.sources import HubSource, LocalSource
@@ -77,3 +78,22 @@ def test_token_never_reaches_the_cdn_host(localhub, model_dir):
     assert localhub.app.cdn_reads > len(src.files())
     assert localhub.app.cdn_with_token == 0
     assert client.stats.cdn_requests > 0
+
+
+def test_concurrent_first_reads_of_a_file_resolve_it_once(localhub, model_dir):
+    localhub.add_repo("acme/concurrent", model_dir)
+    localhub.options.redirect_resolve = True
+    headers = HeaderCache()
+    HubSource("acme/concurrent", client=HubClient(localhub.url), header_cache=headers).tensors()
+    client = HubClient(localhub.url)  # knows no CDN URL yet; the headers are cached: data reads come first
+    src = HubSource("acme/concurrent", client=client, header_cache=headers, concurrency=8)
+    _sample(src, model_dir)
+    assert 0 < client.stats.resolves <= len(src.files()) < client.stats.cdn_requests
+
+
+def test_a_file_served_without_redirect_is_read_as_before(localhub, model_dir):
+    localhub.add_repo("acme/direct", model_dir)
+    client = HubClient(localhub.url)
+    src = HubSource("acme/direct", client=client, concurrency=8)
+    _sample(src, model_dir)
+    assert client.stats.cdn_requests == 0 and client.stats.resolves == src.requests - 1
