@@ -156,3 +156,18 @@ def test_compose_file_names_real_settings_and_requires_its_secrets() -> None:
 def test_no_generic_top_level_name_is_packaged(name: str) -> None:
     assert all(p == "provbot" or p.startswith("provbot.") for p in TOOL["packages"])
     assert all(k.startswith("provbot.") for k in TOOL["package-dir"])
+
+
+def test_readme_and_docs_links_resolve() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target:
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, broken
+    readme = (ROOT / "README.md").read_text()
+    assert "docs/benchmarks.md" in readme and "docs/deploy.md" in readme
+    assert "PROVBOT_HUB_ENDPOINT" in readme and "HF_ENDPOINT" in readme and "PROVBOT_DATA_DIR" in readme
