@@ -37,7 +37,7 @@ lint: $(STAMP)
 	ln -s $(CURDIR)/detectors build/mypy/provbot/detectors
 	cd build/mypy && MYPYPATH=$(CURDIR)/build/mypy $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p provbot.detectors
 
-# Needs no .venv: builds with the system Python's pip (PYTHON) and installs into a throwaway venv.
+# Needs no .venv: makes a throwaway venv with PYTHON, builds the wheel with its pip and installs it there.
 wheel-check:
 	PYTHON=$(PYTHON) .ci/wheel-check
 

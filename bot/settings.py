@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _place_files(self) -> Settings:
         """Put the files nobody placed (database, identity cache) in ``data_dir``."""
-        self.data_dir = self.data_dir.expanduser()
+        self.data_dir = self.data_dir.expanduser().absolute()
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'provbot.db'}"
         if self.identity.cache_dir == "":

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -64,6 +65,17 @@ def choice_option(default: Any, option: str, values: Sequence[str], help: str, *
     else:
         metavar = joined
     return typer.Option(default, option, *decls, help=help, metavar=metavar, callback=choice(values, option))
+
+
+def _device(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise typer.BadParameter(f"{value!r} is not auto, cpu, cuda or cuda:N", param_hint="'--device'")
+    return value
+
+
+def device_option(default: str | None, help: str) -> Any:
+    """``--device auto|cpu|cuda[:N]``, others refused while parsing."""
+    return typer.Option(default, "--device", help=help, metavar="auto|cpu|cuda[:N]", callback=_device)
 
 
 def _label(annotation: Any) -> str:

@@ -14,12 +14,11 @@ import sys
 
 import typer
 
-from provbot.bot.commands.common import choice_option
+from provbot.bot.commands.common import choice_option, device_option
 from provbot.detectors.identity.errors import IdentityError
 
-#: The choices of --backend and --device (tests/bot/test_cli_help.py checks them against the library).
+#: The choices of --backend (tests/bot/test_cli_help.py checks them against the library).
 BACKENDS = ("local", "openai")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def identity(
@@ -50,7 +49,7 @@ def identity(
         None, "--prompt-set", help="Prompt set name or TOML path (default identity-v1)."
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use only the first N prompts (quick runs)."),
-    device: str | None = choice_option(None, "--device", DEVICES, "Local backend's device (default: settings)."),
+    device: str | None = device_option(None, "Local backend's device (default: settings)."),
     cpu_threads: int | None = typer.Option(None, "--cpu-threads", min=1, help="Local backend on CPU: torch threads."),
     as_json: bool = typer.Option(False, "--json", help="Print the IdentityResult as JSON."),
     answers: bool = typer.Option(False, "--answers", help="Keep every answer in the JSON (large)."),
@@ -94,7 +93,7 @@ def identity_serve(
     port: int = typer.Option(8000, "--port"),
     host: str = typer.Option("127.0.0.1", "--host", help="Keep it on loopback."),
     name: str | None = typer.Option(None, "--name", help="Model name reported by the server."),
-    device: str = choice_option("auto", "--device", DEVICES, "Where the model runs."),
+    device: str = device_option("auto", "Where the model runs."),
 ) -> None:
     """Serve one local model over OpenAI chat-completions (stream off), for demos and tests."""
     from provbot.detectors.identity.backends.local import LocalBackend

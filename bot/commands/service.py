@@ -90,6 +90,7 @@ def run(
             svc.poller.poll_discussions()
         while svc.workers.run_once() is not None:
             pass
+        typer.echo(f"database: {_masked(ctx.settings.database_url)}", err=True)
         typer.echo(json.dumps(ctx.queue.counts()))
         return
     svc = BotService(ctx, port=port).start()
