@@ -79,6 +79,9 @@ def main() -> None:
 
 def _run() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # Dependencies' own progress bars (transformers' "Loading weights", downloads) are noise next to
+    # provbot's output; HF_HUB_DISABLE_PROGRESS_BARS=0 brings them back.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     # Text from outside that still holds an unencodable character is printed as its escape, never a
     # crash mid-report (the library escapes what it reads; this covers every other path).
     for stream in (sys.stdout, sys.stderr):

@@ -168,3 +168,11 @@ def test_ordinary_commands_import_no_optional_packers(model_zoo) -> None:  # noq
     assert not imported & {"awq", "auto_gptq", "bitsandbytes", "mergekit", "compressed_tensors", "ray", "httptools"}
     noise = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
     assert noise == [], noise
+
+
+def test_identity_prints_no_dependency_noise() -> None:
+    fixture = REPO_ROOT / "tests" / "identity" / "fixtures" / "rio-merge"
+    proc = _provbot("identity", str(fixture), "--limit", "1", "--samples", "1", "--cpu-threads", "1", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == ""  # no "Loading weights" bar, no deprecation notices
+    assert proc.stdout.lstrip().startswith("{")
