@@ -42,5 +42,5 @@ WORKDIR /data
 VOLUME /data
 EXPOSE 8787
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8787/healthz', timeout=4)" || exit 1
+  CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PROVBOT_BOT__WEBHOOK_PORT', '8787'), timeout=4)" || exit 1
 CMD ["provbot", "run"]
