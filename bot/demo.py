@@ -147,6 +147,7 @@ def run_demo(keep: str | None = None) -> None:
         settings = Settings(
             hub_endpoint=hub.url,
             hub_token=BOT_TOKEN,
+            data_dir=work,
             database_url=f"sqlite:///{work / 'provbot.db'}",
             bot=BotSettings(
                 mode="review",
