@@ -1,4 +1,5 @@
-"""The bot's HTTP app: ``POST /webhook`` (Hub webhooks), ``GET /healthz`` and ``GET /metrics``.
+"""The bot's HTTP app: ``POST /webhook`` (Hub webhooks), ``GET /healthz``, ``GET /metrics`` and the
+moderator console under ``/console`` (unless ``console.enabled`` is false).
 
 Database work runs in a worker thread, never on the event loop, so a slow database cannot stall
 other requests.
@@ -7,7 +8,7 @@ other requests.
 >>> from provbot.bot.settings import Settings
 >>> app = make_app(BotContext.build(Settings(database_url="sqlite://")), wake=lambda: None)
 >>> [r.path for r in app.routes]
-['/webhook', '/healthz', '/metrics']
+['/webhook', '/healthz', '/metrics', '/console']
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.events import MentionEvent, UploadEvent
@@ -99,10 +100,13 @@ def make_app(ctx: BotContext, *, wake: Callable[[], None], started_at: float | N
             ctx.metrics.queue.labels(state=state).set(n)
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    return Starlette(
-        routes=[
-            Route("/webhook", webhook, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-        ]
-    )
+    routes = [
+        Route("/webhook", webhook, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    if ctx.settings.console.enabled:  # the moderator console (docs/console.md)
+        from provbot.bot.service.console.app import make_console
+
+        routes.append(Mount("/console", app=make_console(ctx, wake=wake)))
+    return Starlette(routes=routes)
