@@ -5,7 +5,7 @@ Every label goes through :func:`html.escape` (and invisible characters are writt
 hostile repo name cannot inject markup into the SVG.
 
 >>> from provbot.detectors.weights.result import LayerFit
->>> svg = layer_plot([LayerFit(layer=i, weights={"a/b": 0.6}, ci={"a/b": (0.55, 0.65)}) for i in range(3)])
+>>> svg = layer_plot([LayerFit(layer=i, weights={"a/b": 0.6}, r2=0.99, ci={"a/b": (0.55, 0.65)}) for i in range(3)])
 >>> svg.startswith("<svg") and "a/b" in svg and "<polygon" in svg
 True
 """

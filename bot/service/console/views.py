@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import statistics
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -27,13 +28,17 @@ DECIDED = ("approved", "posted", "rejected")
 _MD = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table").enable("strikethrough")
 
 
-def markdown_html(text: str) -> str:
-    """Hub-style markdown to HTML with raw HTML shown as text (hostile text stays inert).
+_COMMENT = re.compile(r"<!--[^<>]*?-->")
 
-    >>> markdown_html("**b** <script>x</script>")
+
+def markdown_html(text: str) -> str:
+    """Hub-style markdown to HTML with raw HTML shown as text (hostile text stays inert); the bot's
+    own hidden markers (HTML comments, invisible on the Hub) are left out.
+
+    >>> markdown_html("**b** <script>x</script> <!-- provbot:finding:1 -->")
     '<p><strong>b</strong> &lt;script&gt;x&lt;/script&gt;</p>\\n'
     """
-    return _MD.render(text)
+    return _MD.render(_COMMENT.sub("", text).rstrip())
 
 
 def queue_stats(findings: list[FindingView], now: datetime | None = None) -> dict[str, Any]:
