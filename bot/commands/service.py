@@ -79,6 +79,8 @@ def run(
         return
     svc = BotService(ctx, port=port).start()
     typer.echo(f"provbot running in {ctx.settings.bot.mode} mode on {svc.url} (webhook /webhook, /healthz, /metrics)")
+    if ctx.settings.console.enabled:
+        typer.echo(f"moderator console: {svc.url}/console/ ({len(ctx.settings.console.accounts)} account(s))")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -218,12 +220,16 @@ def audit(
 
 
 def demo(
-    keep: str | None = typer.Option(None, "--keep", help="Keep the demo's files (models, database) in this folder."),
+    keep: str | None = typer.Option(
+        None,
+        "--keep",
+        help="Keep the demo's files (models, database) in this folder, and leave the bot, its console and the local Hub running until Ctrl-C.",
+    ),
 ) -> None:
     """The whole story offline: local Hub, generated models, the bot finds a hidden merge and answers a mention."""
     from provbot.bot.demo import run_demo
 
-    run_demo(keep=keep)
+    run_demo(keep=keep, serve=keep is not None)
 
 
 def register(app: typer.Typer) -> None:

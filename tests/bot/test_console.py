@@ -53,8 +53,8 @@ def add_finding(ctx: BotContext, repo: str = "sneaky/original-7b", status: str =
     return fid
 
 
-def client(ctx: BotContext, user: str | None = None) -> TestClient:
-    c = TestClient(make_app(ctx, wake=lambda: None), base_url="http://127.0.0.1")
+def client(ctx: BotContext, user: str | None = None, *, follow: bool = True) -> TestClient:
+    c = TestClient(make_app(ctx, wake=lambda: None), base_url="http://127.0.0.1", follow_redirects=follow)
     if user is not None:
         login(c, user)
     return c
@@ -272,3 +272,34 @@ def test_jobs_page_and_retry_of_a_failed_job(ctx: BotContext) -> None:
     html = a.get("/console/jobs").text
     r = a.post(f"/console/jobs/{jid}/retry", data={"csrf": csrf_of(html)}, follow_redirects=False)
     assert r.status_code == 303 and ctx.queue.get(jid).state == "queued"
+
+
+def test_hash_password_command_makes_a_hash_that_logs_in() -> None:
+    from typer.testing import CliRunner
+
+    from provbot.bot.cli import app
+    from provbot.bot.service.console.auth import verify_password
+
+    r = CliRunner().invoke(app, ["console", "hash-password", "--stdin"], input="a-long-password\n")
+    assert r.exit_code == 0, r.output
+    stored = r.output.strip()
+    assert stored.startswith("scrypt$") and verify_password("a-long-password", stored)
+    assert "a-long-password" not in stored
+
+
+def test_the_console_client_approves_like_a_click(ctx: BotContext) -> None:
+    """What `provbot demo` uses: the console's own endpoints, login, claim, CSRF and version included."""
+    from provbot.bot.service.console.client import ConsoleClient, ConsoleClientError
+
+    fid = add_finding(ctx)
+    other = add_finding(ctx, "org9/other")
+    c = ConsoleClient("http://127.0.0.1")
+    c.http = client(ctx, follow=False)  # the same calls, in process
+    c.base = "/console"
+    with pytest.raises(ConsoleClientError):
+        c.login("mona", "wrong")
+    c.login("mona", PASSWORDS["mona"])
+    assert c.decide(fid, "approve") == "approved"
+    with pytest.raises(ConsoleClientError, match="a reason is required"):
+        c.decide(other, "reject")
+    assert ctx.findings.get(fid).status == "approved" and ctx.findings.get(other).status == "pending"
