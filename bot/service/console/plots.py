@@ -105,7 +105,7 @@ def bar_plot(rows: Sequence[tuple[str, float, tuple[float, float] | None]], *, w
     ]
     for i, (label, value, ci) in enumerate(rows):
         y = gap + i * (bar_h + gap)
-        text = _t(label if len(label) <= 40 else label[:39] + "…")
+        text = _t(label if len(label) <= 44 else label[:21] + "…" + label[-22:])  # the tail names the model
         out.append(f'<text x="{label_w - 6}" y="{y + 11}" font-size="11" text-anchor="end">{text}</text>')
         out.append(f'<rect x="{label_w}" y="{y}" width="{pw}" height="{bar_h}" fill="#f0f0f0"/>')
         out.append(
