@@ -303,3 +303,14 @@ def test_the_console_client_approves_like_a_click(ctx: BotContext) -> None:
     with pytest.raises(ConsoleClientError, match="a reason is required"):
         c.decide(other, "reject")
     assert ctx.findings.get(fid).status == "approved" and ctx.findings.get(other).status == "pending"
+
+
+def test_the_configured_role_counts_not_the_one_in_the_cookie(ctx: BotContext) -> None:
+    fid = add_finding(ctx)
+    m = client(ctx, "mona")
+    html = m.get(f"/console/finding/{fid}").text
+    ctx.settings.console.accounts["mona"].role = "viewer"  # demoted while logged in
+    r = m.post(f"/console/finding/{fid}/approve", data={"csrf": csrf_of(html), "version": version_of(html)})
+    assert r.status_code == 403 and ctx.findings.get(fid).status == "pending"
+    del ctx.settings.console.accounts["mona"]  # removed: the session ends
+    assert m.get("/console/", follow_redirects=False).status_code == 303

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -101,7 +102,10 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None) ->
                 return Response("the console answers loopback only", status_code=403, headers=HEADERS)
             session = signer.read(request.cookies.get(COOKIE))
             root = request.scope.get("root_path", "")
-            if session is None or session.name not in cfg.accounts:
+            account = cfg.accounts.get(session.name) if session is not None else None
+            if session is not None and account is not None:  # the configured role counts, not the cookie's
+                session = replace(session, role=account.role)
+            if session is None or account is None:
                 if request.method == "GET":
                     return RedirectResponse(
                         f"{root}/login?{urlencode({'next': request.url.path})}", 303, headers=HEADERS

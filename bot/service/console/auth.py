@@ -129,6 +129,9 @@ class RateLimit:
         return False
 
     def fail(self, *keys: str) -> None:
+        now = time.monotonic()
         with self._lock:
+            if len(self._fails) > 10_000:  # a spray of names or addresses: forget the windows that ended
+                self._fails = {k: q for k, q in self._fails.items() if q and now - q[-1] <= 60}
             for key in keys:
                 self._fails.setdefault(key, deque()).append(time.monotonic())
