@@ -120,6 +120,20 @@ def test_login_needs_the_form_token_and_is_rate_limited(ctx: BotContext) -> None
 def test_remote_clients_are_refused_unless_allowed(ctx: BotContext) -> None:
     c = TestClient(make_app(ctx, wake=lambda: None), client=("203.0.113.9", 5000))
     assert c.get("/console/").status_code == 403
+    assert c.get("/console/login").status_code == 403 and c.post("/console/login", data={}).status_code == 403
+    ctx.settings.console.allow_remote = True
+    assert (
+        TestClient(make_app(ctx, wake=lambda: None), client=("203.0.113.9", 5000)).get("/console/login").status_code
+        == 200
+    )
+
+
+def test_an_oversized_form_carries_no_token(ctx: BotContext) -> None:
+    fid = add_finding(ctx)
+    m = client(ctx, "mona")
+    html = m.get(f"/console/finding/{fid}").text
+    r = m.post(f"/console/finding/{fid}/approve", data={"csrf": csrf_of(html), "pad": "x" * 70_000})
+    assert r.status_code == 403 and ctx.findings.get(fid).status == "pending"
 
 
 def test_console_can_be_disabled(ctx: BotContext) -> None:

@@ -29,6 +29,8 @@ from provbot.bot.service.console.auth import _DUMMY, RateLimit, Session, Signer,
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.publish.render import visible
 from provbot.bot.service.review.decisions import Review, ReviewError
+from provbot.bot.service.web.app import read_body
+from provbot.bot.service.web.webhook import WebhookRejected
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +89,16 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None) ->
         return HTMLResponse(html, status_code=status, headers=HEADERS)
 
     async def form(request: Request) -> dict[str, str]:
-        body = await request.body()
-        if len(body) > MAX_FORM:
+        try:
+            body = await read_body(request, MAX_FORM)
+        except WebhookRejected:  # over the limit: read no further, and no field is there
             return {}
         return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+
+    def remote_refused(request: Request) -> Response | None:
+        if not cfg.allow_remote and (request.client is None or request.client.host not in LOOPBACK):
+            return Response("the console answers loopback only", status_code=403, headers=HEADERS)
+        return None
 
     Handler = Callable[[Request, Session, dict[str, str]], Awaitable[Response]]
 
@@ -98,8 +106,8 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None) ->
         """Loopback (unless allowed), a valid session of ``role`` or above, and on POST a valid CSRF token."""
 
         async def endpoint(request: Request) -> Response:
-            if not cfg.allow_remote and (request.client is None or request.client.host not in LOOPBACK):
-                return Response("the console answers loopback only", status_code=403, headers=HEADERS)
+            if (refused := remote_refused(request)) is not None:
+                return refused
             session = signer.read(request.cookies.get(COOKIE))
             root = request.scope.get("root_path", "")
             account = cfg.accounts.get(session.name) if session is not None else None
@@ -136,6 +144,8 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None) ->
 
     # -- login ---------------------------------------------------------------------------------
     async def login_page(request: Request) -> Response:
+        if (refused := remote_refused(request)) is not None:
+            return refused
         nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_hex(16)
         resp = page(
             request,
@@ -150,6 +160,8 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None) ->
         return resp
 
     async def login(request: Request) -> Response:
+        if (refused := remote_refused(request)) is not None:
+            return refused
         fields = await form(request)
         nonce = request.cookies.get(LOGIN_COOKIE) or ""
         token = fields.get("csrf", "")
