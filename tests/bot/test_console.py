@@ -328,3 +328,43 @@ def test_the_configured_role_counts_not_the_one_in_the_cookie(ctx: BotContext) -
     assert r.status_code == 403 and ctx.findings.get(fid).status == "pending"
     del ctx.settings.console.accounts["mona"]  # removed: the session ends
     assert m.get("/console/", follow_redirects=False).status_code == 303
+
+
+def test_migration_0004_keeps_existing_findings_and_goes_down_again(db_url: str) -> None:
+    """0003 -> 0004 on a database with a finding (SQLite and PostgreSQL), then back down."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect, text
+
+    from provbot.bot.db import MIGRATIONS_DIR, make_engine
+
+    engine = make_engine(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
+
+    def run(step: str, target: str) -> None:
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            getattr(command, step)(cfg, target)
+
+    run("upgrade", "head")
+    try:
+        run("downgrade", "0003_identity")
+        assert "claimed_by" not in {c["name"] for c in inspect(engine).get_columns("bot_findings")}
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "insert into bot_findings (repo, revision, origin, relation, status, summary, result, declared,"
+                    " created_at) values ('o/m', 'r', 'poll', 'merge', 'pending', '', '{}', '{}', '2026-01-01')"
+                )
+            )
+        run("upgrade", "head")
+        with engine.begin() as conn:
+            row = conn.execute(text("select repo, claimed_by from bot_findings")).one()
+        assert tuple(row) == ("o/m", None)
+    finally:
+        run("upgrade", "head")
+        with engine.begin() as conn:
+            conn.execute(text("delete from bot_findings"))
+        engine.dispose()
