@@ -368,3 +368,24 @@ def test_migration_0004_keeps_existing_findings_and_goes_down_again(db_url: str)
         with engine.begin() as conn:
             conn.execute(text("delete from bot_findings"))
         engine.dispose()
+
+
+def test_jobs_page_shows_workers_and_lapsed_leases(ctx: BotContext) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from provbot.bot.service.console.views import worker_rows
+
+    ctx.queue.enqueue("scan", "scan:a@1", {}, max_attempts=3)
+    ctx.queue.claim("host-a:123")
+    running = ctx.queue.list(state="running")
+    assert worker_rows(running)[0] == {"owner": "host-a:123", "running": 1, "kinds": "scan", "stale": False}
+    assert worker_rows(running, now=datetime.now(UTC) + timedelta(hours=1))[0]["stale"] is True
+
+    class Pool:
+        owner, concurrency, busy = "this-host:1", 2, 0
+
+    app = make_app(ctx, wake=lambda: None, workers=Pool())
+    c = TestClient(app, base_url="http://127.0.0.1")
+    login(c, "vera")
+    html = c.get("/console/jobs").text
+    assert "host-a:123" in html and "this-host:1" in html and "0 of 2 slots busy" in html

@@ -65,7 +65,7 @@ def _hub_text(value: Any) -> str:
     return visible("" if value is None else str(value))
 
 
-def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None) -> Starlette:
+def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None, workers: Any | None = None) -> Starlette:
     """The console app; ``wake`` tells the workers that a job was queued (an approval's post, a rescan)."""
     cfg = ctx.settings.console
     key = cfg.session_secret.get_secret_value().encode() if cfg.session_secret else secrets.token_bytes(32)
@@ -319,10 +319,15 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None) ->
     async def jobs(request: Request, session: Session, fields: dict[str, str]) -> Response:
         def load() -> dict[str, Any]:
             lists = {state: ctx.queue.list(state=state, limit=300) for state in ("queued", "running", "failed")}
-            workers: dict[str, int] = {}
-            for j in lists["running"]:
-                workers[j.lease_owner or "?"] = workers.get(j.lease_owner or "?", 0) + 1
-            return {"lists": lists, "counts": ctx.queue.counts(), "workers": workers}
+            local = None
+            if workers is not None:
+                local = {"owner": workers.owner, "concurrency": workers.concurrency, "busy": workers.busy}
+            return {
+                "lists": lists,
+                "counts": ctx.queue.counts(),
+                "workers": views.worker_rows(lists["running"]),
+                "local": local,
+            }
 
         return page(request, "jobs.html.j2", session, **(await run_in_threadpool(load)))
 

@@ -15,6 +15,7 @@ from markdown_it import MarkdownIt
 
 from provbot.bot.db.audit import AuditEntry
 from provbot.bot.db.findings import FindingView
+from provbot.bot.db.jobs import JobView
 from provbot.bot.service.console.plots import bar_plot, layer_plot
 from provbot.bot.service.publish.render import report_context, significant_parents
 from provbot.bot.service.scan.identity_check import load_identity
@@ -137,6 +138,24 @@ def finding_page(f: FindingView, post_markdown: str, bot_username: str) -> dict[
         "reproduce": str(ctx["reproduce"]),
         "identity_reproduce": (ctx["identity"] or {}).get("reproduce"),
     }
+
+
+def worker_rows(running: list[JobView], now: datetime | None = None) -> list[dict[str, Any]]:
+    """Per lease owner (a worker process): jobs running, and whether its leases lapsed (the worker
+    stopped heartbeating: crashed or hung; another worker takes the job after the lease)."""
+    now = now or datetime.now(UTC)
+    owners: dict[str, list[JobView]] = {}
+    for j in running:
+        owners.setdefault(j.lease_owner or "?", []).append(j)
+    return [
+        {
+            "owner": owner,
+            "running": len(jobs),
+            "kinds": ", ".join(sorted({j.kind for j in jobs})),
+            "stale": any(j.lease_expires_at is not None and j.lease_expires_at < now for j in jobs),
+        }
+        for owner, jobs in sorted(owners.items())
+    ]
 
 
 AUDIT_FIELDS = ("id", "at", "kind", "actor", "repo", "revision", "message", "data")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -46,8 +47,11 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return bytes(body)
 
 
-def make_app(ctx: BotContext, *, wake: Callable[[], None], started_at: float | None = None) -> Starlette:
-    """The Starlette app; ``wake`` tells the workers that a job was queued."""
+def make_app(
+    ctx: BotContext, *, wake: Callable[[], None], started_at: float | None = None, workers: Any | None = None
+) -> Starlette:
+    """The Starlette app; ``wake`` tells the workers that a job was queued; ``workers`` (this process's
+    WorkerPool) is shown on the console's jobs page."""
     started = started_at if started_at is not None else time.time()
 
     async def webhook(request: Request) -> Response:
@@ -108,5 +112,5 @@ def make_app(ctx: BotContext, *, wake: Callable[[], None], started_at: float | N
     if ctx.settings.console.enabled:  # the moderator console (docs/console.md)
         from provbot.bot.service.console.app import make_console
 
-        routes.append(Mount("/console", app=make_console(ctx, wake=wake)))
+        routes.append(Mount("/console", app=make_console(ctx, wake=wake, workers=workers)))
     return Starlette(routes=routes)
