@@ -389,3 +389,10 @@ def test_jobs_page_shows_workers_and_lapsed_leases(ctx: BotContext) -> None:
     login(c, "vera")
     html = c.get("/console/jobs").text
     assert "host-a:123" in html and "this-host:1" in html and "0 of 2 slots busy" in html
+
+
+def test_the_session_secret_never_reaches_the_audit_log(ctx: BotContext) -> None:
+    ctx.audit.record(
+        "error", message="oops s3cret-console-key-0123456789 leaked", data={"k": "s3cret-console-key-0123456789"}
+    )
+    assert "s3cret-console-key" not in str([e.model_dump() for e in ctx.audit.query()])
