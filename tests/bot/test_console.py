@@ -396,3 +396,21 @@ def test_the_session_secret_never_reaches_the_audit_log(ctx: BotContext) -> None
         "error", message="oops s3cret-console-key-0123456789 leaked", data={"k": "s3cret-console-key-0123456789"}
     )
     assert "s3cret-console-key" not in str([e.model_dump() for e in ctx.audit.query()])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "provbot.bot.service.console.auth",
+        "provbot.bot.service.console.plots",
+        "provbot.bot.service.console.views",
+        "provbot.bot.service.web.app",
+        "provbot.bot.db.findings",
+    ],
+)
+def test_docstring_examples(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
