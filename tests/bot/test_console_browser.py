@@ -9,6 +9,7 @@ hostile text escaped. Screenshots of the queue and of a finding go to ``PROVBOT_
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright 
 MOD, MOD_PW = "mona", "console-moderator-pw"
 HOSTILE_REPO = "evil-org/x\u202egnp.exe"
 HOSTILE_CARD = "<img src=x onerror=\"document.title='pwned'\">\u200b[click](javascript:alert(1))"
+HOSTILE_UPLOAD = "evil-org/totally-original"  # a copy of the merge whose card declares hostile text
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,9 @@ def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         for repo in (BASE, TUNED, OTHER):
             hub.add_repo(repo, folders[repo], created_at=old)
         hub.add_repo(MERGE, folders[MERGE])
+        hostile = {p.name: p for p in folders[MERGE].iterdir()}
+        card = "---\nbase_model:\n- " + json.dumps(HOSTILE_CARD) + "\n---\n\n" + HOSTILE_CARD + "\n"
+        hub.add_repo(HOSTILE_UPLOAD, {**hostile, "README.md": card})
         hub.add_token(BOT_TOKEN, "provbot")
         settings = bot_settings(
             hub.url, f"sqlite:///{tmp / 'bot.db'}", candidates=[BASE, TUNED, OTHER], min_parameters=0
@@ -186,13 +191,20 @@ def test_csrf_and_a_stale_decision_are_refused(page: Any, bot: Any) -> None:
     assert bot.ctx.findings.get(fid).status == "held"
 
 
-def test_hostile_repo_name_and_card_render_escaped(page: Any, bot: Any) -> None:
-    fid = add_finding(bot, HOSTILE_REPO, declared=[HOSTILE_CARD])
-    page.goto(f"{bot.url}/console/finding/{fid}")
+def test_hostile_card_of_a_scanned_upload_and_hostile_repo_name_render_escaped(page: Any, bot: Any) -> None:
+    from provbot.bot.service.review.decisions import Review
+
+    scanned = next(f for f in Review(bot.ctx).list("all") if f.repo == HOSTILE_UPLOAD)
+    assert scanned.declared["base_model"] == [HOSTILE_CARD]  # the card's text came through the real scan
+    injected = add_finding(bot, HOSTILE_REPO, declared=[HOSTILE_CARD])  # the Hub refuses such names: stored directly
+    for fid in (scanned.id, injected):
+        page.goto(f"{bot.url}/console/finding/{fid}")
+        lineage = page.inner_text(".lineage")
+        assert "<img src=x" in lineage and "[U+200B]" in lineage  # shown as text, not run
+        assert page.locator("img").count() == 0 and page.title() != "pwned"
+        assert page.locator("a[href^='javascript:']").count() == 0
     title = page.inner_text("h1")
     assert "[U+202E]" in title and "\u202e" not in title
-    lineage = page.inner_text(".lineage")
-    assert "<img src=x" in lineage and "[U+200B]" in lineage  # shown as text, not run
-    assert page.locator(".lineage img").count() == 0 and page.title() != "pwned"
-    assert page.locator("a[href^='javascript:']").count() == 0
+    page.goto(f"{bot.url}/console/?status=all")
+    assert "[U+202E]" in page.inner_text("table.queue")
     assert not page.errors  # type: ignore[attr-defined]
