@@ -29,8 +29,7 @@ from provbot.bot.service.console.auth import _DUMMY, RateLimit, Session, Signer,
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.publish.render import visible
 from provbot.bot.service.review.decisions import Review, ReviewError
-from provbot.bot.service.web.app import read_body
-from provbot.bot.service.web.webhook import WebhookRejected
+from provbot.bot.service.web.webhook import WebhookRejected, read_body
 
 log = logging.getLogger(__name__)
 

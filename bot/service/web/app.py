@@ -26,25 +26,9 @@ from starlette.routing import Mount, Route
 
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.events import MentionEvent, UploadEvent
-from provbot.bot.service.web.webhook import MAX_BODY_BYTES, WebhookRejected, check_secret, parse_webhook
+from provbot.bot.service.web.webhook import WebhookRejected, check_secret, parse_webhook, read_body
 
 log = logging.getLogger(__name__)
-
-
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refused with 413 before reading when its declared length is too large, and
-    as soon as more than ``limit`` bytes arrive when it declares none (chunked)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise WebhookRejected(
-            "payload too large" if declared.isdigit() else "bad Content-Length", 413 if declared.isdigit() else 400
-        )
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise WebhookRejected("payload too large", 413)
-    return bytes(body)
 
 
 def make_app(
