@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "provbot.bot.commands.index",
     "provbot.bot.commands.identity",
     "provbot.bot.commands.service",
+    "provbot.bot.commands.console",
 )
 
 app = typer.Typer(

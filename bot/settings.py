@@ -146,6 +146,35 @@ def default_data_dir() -> Path:
     return Path(user_data_dir("provbot", appauthor=False))
 
 
+class ConsoleAccount(BaseModel):
+    """One console login: a password hash from `provbot console hash-password` and a role."""
+
+    password_hash: str = Field(description="scrypt$N$r$p$salt$hash, made by `provbot console hash-password`.")
+    role: Literal["viewer", "moderator", "admin"] = Field(
+        "viewer", description="viewer: read only; moderator: decide findings; admin: also retry jobs, take over claims."
+    )
+
+
+class ConsoleSettings(BaseModel):
+    """The moderator web console under /console on the bot's HTTP port (docs/console.md)."""
+
+    enabled: bool = Field(True, description="Serve the console; false: /console does not exist.")
+    accounts: dict[str, ConsoleAccount] = Field(
+        {}, description="Login name -> account. No accounts: nobody can log in."
+    )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs session cookies; from the environment only (PROVBOT_CONSOLE__SESSION_SECRET). "
+        "Unset: a random key per process (sessions end when the bot restarts).",
+    )
+    session_hours: float = Field(12.0, gt=0, description="A session ends this long after login.")
+    allow_remote: bool = Field(
+        False, description="Answer console requests from other hosts than loopback (put TLS in front first)."
+    )
+    secure_cookies: bool = Field(False, description="Mark cookies Secure (set when served over HTTPS).")
+    login_attempts_per_minute: int = Field(5, ge=1, description="Failed logins per client address and per name.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PROVBOT_", env_nested_delimiter="__", extra="ignore")
 
@@ -162,6 +191,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     identity: IdentitySettings = IdentitySettings()
     bot: BotSettings = BotSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @model_validator(mode="after")
     def _place_files(self) -> Settings:

@@ -96,6 +96,8 @@ def run(
     svc = BotService(ctx, port=port).start()
     typer.echo(f"provbot running in {ctx.settings.bot.mode} mode on {svc.url} (webhook /webhook, /healthz, /metrics)")
     typer.echo(f"database: {_masked(ctx.settings.database_url)}")
+    if ctx.settings.console.enabled:
+        typer.echo(f"moderator console: {svc.url}/console/ ({len(ctx.settings.console.accounts)} account(s))")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -248,14 +250,18 @@ def audit(
 
 
 def demo(
-    keep: str | None = typer.Option(None, "--keep", help="Keep the demo's files (models, database) in this folder."),
+    keep: str | None = typer.Option(
+        None,
+        "--keep",
+        help="Keep the demo's files (models, database) in this folder, and leave the bot, its console and the local Hub running until Ctrl-C.",
+    ),
 ) -> None:
     """The whole story offline: local Hub, generated models, the bot finds a hidden merge and answers a mention."""
     from provbot.bot.commands.common import require_demo_extra
     from provbot.bot.demo import run_demo
 
     require_demo_extra("provbot demo")
-    run_demo(keep=keep)
+    run_demo(keep=keep, serve=keep is not None)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import json
+from collections.abc import Collection
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -42,6 +45,15 @@ class FindingView(BaseModel):
     created_at: datetime
     decided_at: datetime | None
     identity: dict[str, Any] | None = None  # the behaviour check run with the scan (IdentityCheck JSON)
+    claimed_by: str | None = None  # the moderator who has it open in the console
+    claimed_at: datetime | None = None
+
+    @property
+    def version(self) -> str:
+        """A digest of what a moderator decides on (status, revision, evidence, declared lineage):
+        a decision made on a page showing another version is stale."""
+        state = [self.status, self.revision, self.result, self.identity, self.declared, self.reason]
+        return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class FindingStore:
@@ -78,15 +90,41 @@ class FindingStore:
                 q = q.where(Finding.status == status)
             return [FindingView.model_validate(f) for f in s.scalars(q.limit(limit))]
 
-    def transition(self, finding_id: int, expect: str, values: dict[str, Any]) -> tuple[FindingView | None, str | None]:
-        """Set ``values`` if the finding's status is ``expect``: (the updated finding, None) on success,
-        (None, its current status) when it is in another state, (None, None) when there is none."""
+    def transition(
+        self, finding_id: int, expect: str | Collection[str], values: dict[str, Any], *, version: str | None = None
+    ) -> tuple[FindingView | None, str | None]:
+        """Set ``values`` if the finding's status is ``expect`` (one or several) and, when ``version`` is
+        given, the finding is still that version: (the updated finding, None) on success, (None, its
+        current status, or "stale") otherwise, (None, None) when there is none."""
+        allowed = {expect} if isinstance(expect, str) else set(expect)
         with self.db.session(write=True) as s:
-            f = s.get(Finding, finding_id)
+            f = s.get(Finding, finding_id, with_for_update=True)
             if f is None:
                 return None, None
-            if f.status != expect:
+            if f.status not in allowed:
                 return None, f.status
+            if version is not None and FindingView.model_validate(f).version != version:
+                return None, "stale"
             for name, value in values.items():
                 setattr(f, name, value)
             return FindingView.model_validate(f), None
+
+    def claim(self, finding_id: int, who: str, ttl: timedelta, *, force: bool = False) -> FindingView | None:
+        """Claim the finding for ``who`` unless another moderator's claim is younger than ``ttl`` (or
+        ``force``); the finding as stored afterwards (its claimer says who won), None when there is none."""
+        with self.db.session(write=True) as s:
+            f = s.get(Finding, finding_id, with_for_update=True)
+            if f is None:
+                return None
+            now = utcnow()
+            free = f.claimed_by is None or f.claimed_at is None or now - f.claimed_at > ttl
+            if force or free or f.claimed_by == who:
+                f.claimed_by, f.claimed_at = who, now
+            return FindingView.model_validate(f)
+
+    def release(self, finding_id: int, who: str) -> None:
+        """Drop ``who``'s claim (a decision was made)."""
+        with self.db.session(write=True) as s:
+            f = s.get(Finding, finding_id)
+            if f is not None and f.claimed_by == who:
+                f.claimed_by, f.claimed_at = None, None
