@@ -35,7 +35,7 @@ from provbot.detectors.errors import ConfigError
 
 #: The choices of --mode, --status and --kind (tests/bot/test_cli_help.py checks them against the service).
 MODES = ("review", "auto", "dry_run")
-STATUSES = ("pending", "approved", "posted", "rejected", "recorded", "all")
+STATUSES = ("pending", "approved", "posted", "rejected", "recorded", "held", "all")
 AUDIT_KINDS = ("poll", "enqueue", "mention", "scan", "finding", "post", "review", "error", "service")
 
 review_app = typer.Typer(

@@ -85,7 +85,8 @@ def read_model(
 
     For a Hub repo, ``info`` (its ``model_info`` with sha and files) saves the one API call.
     """
-    from provbot.detectors.weights.opening import open_source
+    from provbot.detectors.weights.gguf_source import GgufSource
+    from provbot.detectors.weights.opening import hub_weights, open_source
     from provbot.detectors.weights.sources import HubSource, WeightSource
 
     local = is_local(ref)
@@ -95,18 +96,19 @@ def read_model(
     else:
         repo, rev = split_ref(ref)
         client = client or HubClient(endpoint, token)
-        source = HubSource(repo, rev, client=client, info=info, ref=ref)
+        source = hub_weights(HubSource(repo, rev, client=client, info=info, ref=ref))
     with source:
         tensors = source.tensors()
         if not tensors:
-            raise IndexError_(f"{ref}: no safetensors weights found")
+            raise IndexError_(f"{ref}: no safetensors or GGUF weights found")
         config = source.config()
         fp = fingerprint(config if isinstance(config, dict) else {}, tensors, ref)
         sketch = read_sketch(source, tensors) if not fp.quantized else None
     if sketch is not None and not sketch.entries:
         sketch = None
-    if isinstance(source, HubSource):
-        revision: str | None = source.sha
+    hub = source.inner if isinstance(source, GgufSource) else source  # a GGUF repo reads through its HubSource
+    if isinstance(hub, HubSource):
+        revision: str | None = hub.sha
         declared = source.declared()
     else:
         declared = declared_from_folder(Path(ref).expanduser())
