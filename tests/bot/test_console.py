@@ -414,3 +414,33 @@ def test_docstring_examples(name: str) -> None:
 
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_queue_pages_in_sql_and_keeps_its_filters(ctx: BotContext) -> None:
+    """120 open findings: 50 per page, newest first, the filters kept in the page links; a page past
+    the end is empty, not an error. Counts come from SQL, not from loading every finding."""
+    from provbot.bot.db.findings import FindingQuery
+
+    for i in range(120):
+        add_finding(ctx, f"org{i % 3}/model-{i:03d}")
+    add_finding(ctx, "Org_x/odd-name")
+    rows, total = ctx.findings.search(FindingQuery(org="org1"), limit=50)
+    assert total == 40 and len(rows) == 40 and all(f.repo.startswith("org1/") for f in rows)
+    assert [f.repo for f in rows][:2] == ["org1/model-118", "org1/model-115"]  # newest first
+    assert ctx.findings.search(FindingQuery(org="org_"), limit=50)[1] == 0  # "_" is not a wildcard
+    assert ctx.findings.search(FindingQuery(org="ORG_X"), limit=50)[1] == 1
+    c = client(ctx, "vera")
+    first = c.get("/console/?org=org0").text
+    assert "40 findings, page 1 of 1" not in first and "40 findings" in first
+    everything = c.get("/console/").text
+    assert "121 findings, page 1 of 3" in everything and 'id="stat-waiting">121<' in everything
+    assert everything.count('class="status-pending"') == 50
+    nxt = re.search(r'rel="next" href="([^"]+)"', everything).group(1).replace("&amp;", "&")
+    assert "page=2" in nxt and "status=open" in nxt
+    second = c.get(nxt).text
+    assert "page 2 of 3" in second and "org1/model-070" in second and "org0/model-021" in second
+    assert "org2/model-071" not in second and "org2/model-020" not in second
+    last = c.get("/console/?page=3").text
+    assert last.count('class="status-pending"') == 21 and 'rel="next"' not in last
+    assert "Nothing here." in c.get("/console/?page=99").text
+    assert c.get("/console/?page=abc&since=yesterday&sort=%3Cx%3E").status_code == 200

@@ -8,13 +8,14 @@ import io
 import json
 import re
 import statistics
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from markdown_it import MarkdownIt
 
 from provbot.bot.db.audit import AuditEntry
-from provbot.bot.db.findings import FindingView
+from provbot.bot.db.findings import FindingQuery, FindingView
 from provbot.bot.db.jobs import JobView
 from provbot.bot.service.console.plots import bar_plot, layer_plot
 from provbot.bot.service.publish.render import report_context, significant_parents
@@ -42,20 +43,32 @@ def markdown_html(text: str) -> str:
     return _MD.render(_COMMENT.sub("", text).rstrip())
 
 
-def queue_stats(findings: list[FindingView], now: datetime | None = None) -> dict[str, Any]:
-    """Waiting, reviewed today, median time to review, override rate (rejected share of decided)."""
+def queue_stats(
+    waiting: int, decisions: list[tuple[str, datetime, datetime]], now: datetime | None = None
+) -> dict[str, Any]:
+    """Waiting, reviewed today, median time to review, override rate (rejected share of decided), from
+    the open count and each decision's (status, found, decided).
+
+    >>> t = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    >>> queue_stats(3, [("rejected", t - timedelta(minutes=30), t), ("posted", t - timedelta(hours=1), t)], now=t)
+    {'waiting': 3, 'reviewed_today': 2, 'median_review': '45 min', 'override_rate': '50% (1/2)'}
+    """
     now = now or datetime.now(UTC)
-    decided = [f for f in findings if f.status in DECIDED and f.reviewer and f.decided_at]
-    today = [f for f in decided if f.decided_at and f.decided_at.date() == now.date()]
-    waits = [(f.decided_at - f.created_at).total_seconds() for f in decided if f.decided_at]
-    rejected = sum(f.status == "rejected" for f in decided)
+    decided = [(st, _utc(found), _utc(at)) for st, found, at in decisions if st in DECIDED]
+    today = [d for d in decided if d[2].date() == now.date()]
+    waits = [(at - found).total_seconds() for _, found, at in decided]
+    rejected = sum(st == "rejected" for st, _, _ in decided)
     median = statistics.median(waits) if waits else None
     return {
-        "waiting": sum(f.status in OPEN for f in findings),
+        "waiting": waiting,
         "reviewed_today": len(today),
         "median_review": _duration(median) if median is not None else "—",
         "override_rate": f"{100 * rejected / len(decided):.0f}% ({rejected}/{len(decided)})" if decided else "—",
     }
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _duration(seconds: float) -> str:
@@ -71,33 +84,24 @@ def confidence(f: FindingView) -> float:
     return float(f.result.get("z") or 0.0) + float(f.result.get("fit_r2") or 0.0)
 
 
-def filter_queue(
-    findings: list[FindingView],
-    *,
-    status: str = "open",
-    kind: str = "",
-    org: str = "",
-    since: str = "",
-    sort: str = "newest",
-) -> list[FindingView]:
-    rows = findings
-    if status == "open":
-        rows = [f for f in rows if f.status in OPEN]
-    elif status and status != "all":
-        rows = [f for f in rows if f.status == status]
-    if kind:
-        rows = [f for f in rows if f.relation == kind]
-    if org:
-        rows = [f for f in rows if f.repo.split("/", 1)[0].lower() == org.lower()]
-    if since:
-        try:
-            day = date.fromisoformat(since)
-        except ValueError:
-            day = None
-        if day is not None:
-            rows = [f for f in rows if f.created_at.date() >= day]
-    key = confidence if sort == "confidence" else (lambda f: f.created_at.timestamp())
-    return sorted(rows, key=key, reverse=True)
+def finding_query(params: Mapping[str, str]) -> FindingQuery:
+    """The queue's filters from the query string; a malformed value is ignored, never an error page.
+
+    >>> finding_query({"status": "held", "since": "not a day", "org": "acme"}).model_dump()
+    {'status': 'held', 'kind': '', 'org': 'acme', 'since': None, 'sort': 'newest'}
+    """
+    try:
+        since = date.fromisoformat(params.get("since", "")[:10]) if params.get("since") else None
+    except ValueError:
+        since = None
+    sort = params.get("sort", "newest")
+    return FindingQuery(
+        status=params.get("status", "open")[:20] or "open",
+        kind=params.get("kind", "")[:32],
+        org=params.get("org", "")[:100],
+        since=since,
+        sort=sort if sort in ("newest", "confidence") else "newest",
+    )
 
 
 def finding_page(f: FindingView, post_markdown: str, bot_username: str) -> dict[str, Any]:
