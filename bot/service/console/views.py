@@ -79,11 +79,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def confidence(f: FindingView) -> float:
-    """Sort key for "most confident": the evidence against independence (z), then delta R²."""
-    return float(f.result.get("z") or 0.0) + float(f.result.get("fit_r2") or 0.0)
-
-
 def finding_query(params: Mapping[str, str]) -> FindingQuery:
     """The queue's filters from the query string; a malformed value is ignored, never an error page.
 
