@@ -261,6 +261,17 @@ class JobQueue:
                 q = q.where(Job.state == state)
             return [JobView.model_validate(j) for j in s.scalars(q.limit(limit))]
 
+    def retry(self, job_id: int) -> bool:
+        """Queue a failed job again now, with its attempts reset; False when it is not failed."""
+        with self.db.session(write=True) as s:
+            job = s.get(Job, job_id, with_for_update=True)
+            if job is None or job.state != JobState.FAILED.value:
+                return False
+            now = utcnow()
+            job.state, job.attempts, job.run_after, job.updated_at = JobState.QUEUED.value, 0, now, now
+            job.lease_owner, job.lease_expires_at, job.finished_at = None, None, None
+            return True
+
     def counts(self) -> dict[str, int]:
         """Jobs per state (every state present, zero when empty)."""
         with self.db.session() as s:

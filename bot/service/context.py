@@ -99,7 +99,8 @@ class BotContext:
         token = settings.hub_token.get_secret_value() if settings.hub_token else None
         secret = b.webhook_secret.get_secret_value() if b.webhook_secret else None
         github = b.github_token.get_secret_value() if b.github_token else None
-        redactor = Redactor([token, secret, github])
+        console_key = settings.console.session_secret
+        redactor = Redactor([token, secret, github, console_key.get_secret_value() if console_key else None])
         database = db or Database(settings.database_url)
         if migrate:
             database.migrate()

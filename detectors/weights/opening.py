@@ -50,7 +50,7 @@ def open_source(
             f"{ref!r} is neither a local model directory nor a Hub repo id (org/name[@revision])"
         ) from None
     client = client or shared_client(endpoint, token)
-    return _hub(HubSource(repo, revision, client=client, concurrency=concurrency, ref=ref))
+    return hub_weights(HubSource(repo, revision, client=client, concurrency=concurrency, ref=ref))
 
 
 _clients: dict[tuple[str | None, str | None], HubClient] = {}
@@ -81,7 +81,7 @@ def _local(src: LocalSource) -> WeightSource:
     return GgufSource(src, chosen)
 
 
-def _hub(src: HubSource) -> WeightSource:
+def hub_weights(src: HubSource) -> WeightSource:
     """A Hub repo: its safetensors checkpoint, or else its GGUF model (a GGUF-only repo)."""
     if any(f.endswith(".safetensors") for f in src.siblings):
         return src

@@ -20,6 +20,7 @@ def test_demo_finds_the_hidden_merge_and_answers_the_mention(
     assert "bot: Thanks, lab: scan of" in out and "bot: Result of the requested scan" in out
     assert f"/api/models/{MERGE}/discussions/1" in out
     assert (tmp_path / "demo" / "provbot.db").exists()
+    assert "moderator console" in out and "/console/finding/" in out  # approved through the console
 
 
 @pytest.mark.slow
