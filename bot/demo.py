@@ -24,11 +24,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from provbot.detectors.errors import ConfigError
+
 BOT_TOKEN = "hf_demoBotToken000000000000000000"  # a local-only token of the local Hub's bot user
 OWNER_TOKEN = "hf_demoOwnerToken00000000000000000"
 WEBHOOK_SECRET = "demo-webhook-secret"
 MODERATOR = "demo-moderator"
 CONSOLE_PASSWORD = "demo-console-password"  # a local-only login of the demo's console
+
+DEMO_MARKER = ".provbot-demo"  # marks a folder `--keep` made, the only kind it may empty again
 
 BASE, TUNED, OTHER, MERGE = "lab/tiny-base", "lab/tiny-chat", "other-lab/tiny-unrelated", "sneaky/original-7b"
 
@@ -136,10 +140,16 @@ def run_demo(keep: str | None = None, *, serve: bool = False) -> None:
     from provbot.bot.localhub import LocalHub
 
     t0 = time.time()
-    work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="provbot-demo-"))
+    work = Path(keep).expanduser() if keep else Path(tempfile.mkdtemp(prefix="provbot-demo-"))
     if keep and work.exists():
+        # Only an earlier demo's folder is emptied: `--keep ~/Documents` must never delete anything else.
+        if not work.is_dir() or (any(work.iterdir()) and not (work / DEMO_MARKER).is_file()):
+            raise ConfigError(
+                f"{work} exists and is not an earlier demo's folder: give a new or empty folder to --keep"
+            )
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
+    (work / DEMO_MARKER).write_text("provbot demo files; `provbot demo --keep` may replace this folder\n")
     _say(f"provbot demo: working in {work}")
 
     _say("1. generating tiny models (base, fine-tune, unrelated, hidden 0.6/0.4 merge) ...")
@@ -257,7 +267,7 @@ def run_demo(keep: str | None = None, *, serve: bool = False) -> None:
                 _say("stopping")
         else:
             _say(
-                "  (the local Hub stops when the demo ends; `provbot demo --keep DIR` leaves bot, console and Hub running)"
+                "  (the local Hub stops when the demo ends; `provbot demo --serve` leaves bot, console and Hub running)"
             )
     finally:
         if svc is not None:

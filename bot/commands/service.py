@@ -253,7 +253,11 @@ def demo(
     keep: str | None = typer.Option(
         None,
         "--keep",
-        help="Keep the demo's files (models, database) in this folder, and leave the bot, its console and the local Hub running until Ctrl-C.",
+        metavar="DIR",
+        help="Keep the demo's files (models, database, local Hub) in this folder (new, empty, or an earlier demo's).",
+    ),
+    serve: bool = typer.Option(
+        False, "--serve", help="Afterwards leave the bot, its console and the local Hub running until Ctrl-C."
     ),
 ) -> None:
     """The whole story offline: local Hub, generated models, the bot finds a hidden merge and answers a mention."""
@@ -261,7 +265,7 @@ def demo(
     from provbot.bot.demo import run_demo
 
     require_demo_extra("provbot demo")
-    run_demo(keep=keep, serve=keep is not None)
+    run_demo(keep=keep, serve=serve)
 
 
 def register(app: typer.Typer) -> None:
