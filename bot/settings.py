@@ -19,10 +19,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from provbot.bot.paths import CONFIG_DIR
+from provbot.detectors.errors import ConfigError
 from provbot.detectors.options import IdentityOptions, ScanOptions
 
 
@@ -155,9 +156,60 @@ class ConsoleAccount(BaseModel):
     """One console login: a password hash from `provbot console hash-password` and a role."""
 
     password_hash: str = Field(description="scrypt$N$r$p$salt$hash, made by `provbot console hash-password`.")
-    role: Literal["viewer", "moderator", "admin"] = Field(
+    role: Role = Field(
         "viewer", description="viewer: read only; moderator: decide findings; admin: also retry jobs, take over claims."
     )
+
+
+Role = Literal["viewer", "moderator", "admin"]
+_OAUTH_ENV = "PROVBOT_CONSOLE__OAUTH__"
+
+
+class ConsoleOAuthSettings(BaseModel):
+    """Signing in to the console with a Hugging Face account (OAuth, docs/console.md). Off by default."""
+
+    enabled: bool = Field(False, description="Show 'Sign in with Hugging Face' on the login page.")
+    client_id: str = Field("", description="The OAuth app's client id (from the app's page on the Hub).")
+    client_secret: SecretStr | None = Field(
+        None,
+        description="The OAuth app's client secret; from the environment only (PROVBOT_CONSOLE__OAUTH__CLIENT_SECRET).",
+    )
+    provider_url: str = Field("", description="Base URL of the Hub's /oauth/* endpoints; empty: hub_endpoint.")
+    public_url: str = Field(
+        "",
+        description="The bot's public base URL as browsers reach it, e.g. https://provbot.example.org; "
+        "the redirect URI registered on the Hub is this + /console/oauth/callback.",
+    )
+    scopes: list[str] = Field(["openid", "profile"], description="Scopes asked for (the Hub's userinfo lists orgs).")
+    users: dict[str, Role] = Field({}, description="Hub user name -> console role.")
+    orgs: dict[str, Role] = Field({}, description="Hub organisation name -> role of its members.")
+    timeout_seconds: float = Field(
+        10.0, gt=0, description="Limit on each call to the Hub's token and userinfo endpoints."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> ConsoleOAuthSettings:
+        if self.enabled:
+            for field, value in (
+                ("client_id", self.client_id),
+                ("client_secret", self.client_secret),
+                ("public_url", self.public_url),
+            ):
+                if not value:
+                    raise ValueError(f"console OAuth is enabled but {_OAUTH_ENV}{field.upper()} is not set")
+            if not self.public_url.startswith(("https://", "http://")):
+                raise ValueError(f"{_OAUTH_ENV}PUBLIC_URL must start with https:// (or http:// on loopback)")
+        return self
+
+    def role_for(self, user: str, orgs: list[str] | tuple[str, ...]) -> Role | None:
+        """The highest role the user's name or organisations are granted; None: not allowed in.
+
+        >>> ConsoleOAuthSettings(users={"ann": "viewer"}, orgs={"mods": "admin"}).role_for("ann", ["mods"])
+        'admin'
+        """
+        granted = [r for r in (self.users.get(user), *(self.orgs.get(o) for o in orgs)) if r is not None]
+        order = ("viewer", "moderator", "admin")
+        return max(granted, key=order.index) if granted else None
 
 
 class ConsoleSettings(BaseModel):
@@ -178,6 +230,7 @@ class ConsoleSettings(BaseModel):
     )
     secure_cookies: bool = Field(False, description="Mark cookies Secure (set when served over HTTPS).")
     login_attempts_per_minute: int = Field(5, ge=1, description="Failed logins per client address and per name.")
+    oauth: ConsoleOAuthSettings = ConsoleOAuthSettings()
 
 
 class Settings(BaseSettings):
@@ -213,6 +266,8 @@ class Settings(BaseSettings):
             self.identity = self.identity.model_copy(update={"cache_dir": str(self.data_dir / "identity-cache")})
         if self.header_cache_dir == "":
             self.header_cache_dir = str(self.data_dir / "header-cache")
+        if not self.console.oauth.provider_url:
+            self.console.oauth.provider_url = self.hub_endpoint
         return self
 
     def default_database_file(self) -> Path | None:
@@ -236,4 +291,16 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings; an invalid value is a :class:`ConfigError` of one line naming it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {config_error_line(exc)}") from None
+
+
+def config_error_line(exc: ValidationError) -> str:
+    """The first error of ``exc`` in one line: where, and what is wrong."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

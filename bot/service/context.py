@@ -100,7 +100,16 @@ class BotContext:
         secret = b.webhook_secret.get_secret_value() if b.webhook_secret else None
         github = b.github_token.get_secret_value() if b.github_token else None
         console_key = settings.console.session_secret
-        redactor = Redactor([token, secret, github, console_key.get_secret_value() if console_key else None])
+        oauth_secret = settings.console.oauth.client_secret
+        redactor = Redactor(
+            [
+                token,
+                secret,
+                github,
+                console_key.get_secret_value() if console_key else None,
+                oauth_secret.get_secret_value() if oauth_secret else None,
+            ]
+        )
         database = db or Database(settings.database_url)
         if migrate:
             database.migrate()

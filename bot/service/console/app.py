@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,7 +26,8 @@ from starlette.routing import Route
 
 from provbot.bot.paths import TEMPLATES_DIR
 from provbot.bot.service.console import views
-from provbot.bot.service.console.auth import _DUMMY, RateLimit, Session, Signer, verify_password
+from provbot.bot.service.console.auth import _DUMMY, OnceSet, RateLimit, Session, Signer, verify_password
+from provbot.bot.service.console.oauth import FLOW_SECONDS, FlowStart, OAuthError, OAuthFlow, role_of
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.publish.render import visible
 from provbot.bot.service.review.decisions import Review, ReviewError
@@ -34,7 +36,7 @@ from provbot.bot.service.web.webhook import WebhookRejected, read_body
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-COOKIE, LOGIN_COOKIE = "provbot_console", "provbot_login"
+COOKIE, LOGIN_COOKIE, OAUTH_COOKIE = "provbot_console", "provbot_login", "provbot_oauth"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -71,6 +73,8 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None, wo
     key = cfg.session_secret.get_secret_value().encode() if cfg.session_secret else secrets.token_bytes(32)
     signer = Signer(key)
     limiter = RateLimit(cfg.login_attempts_per_minute)
+    flow = OAuthFlow(cfg.oauth) if cfg.oauth.enabled else None
+    used_states = OnceSet(FLOW_SECONDS)  # a flow cookie opens one session at most
     review = Review(ctx)
     env = Environment(
         loader=FileSystemLoader(str(Path(TEMPLATES_DIR) / "console")),
@@ -100,6 +104,38 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None, wo
             return Response("the console answers loopback only", status_code=403, headers=HEADERS)
         return None
 
+    def current_role(session: Session) -> str | None:
+        """The role the settings grant this session now (None: no longer allowed in)."""
+        if session.via == "oauth":
+            return cfg.oauth.role_for(session.name, session.orgs) if cfg.oauth.enabled else None
+        account = cfg.accounts.get(session.name)
+        return account.role if account is not None else None
+
+    def open_session(
+        request: Request, name: str, role: str, next_path: str, via: str = "password", orgs: tuple[str, ...] = ()
+    ) -> Response:
+        """Record the login and answer with the session cookie, on to ``next_path``."""
+        client = request.client.host if request.client else "?"
+        data = {"client": client, "role": role, "via": via}
+        ctx.audit.record("review", actor=name, message="console login", data=data)
+        target = request.scope.get("root_path", "") + (next_path or "/")
+        if via == "oauth":
+            # The callback is reached from the Hub's site: a browser withholds SameSite=Strict cookies
+            # from a redirect that continues that navigation, so the next page is opened from here.
+            resp: Response = page(request, "signed_in.html.j2", None, target=target, name=name)
+        else:
+            resp = RedirectResponse(target, 303, headers=HEADERS)
+        resp.set_cookie(
+            COOKIE,
+            signer.issue(name, role, hours=cfg.session_hours, via=via, orgs=orgs),
+            max_age=int(cfg.session_hours * 3600),
+            httponly=True,
+            samesite="strict",
+            secure=cfg.secure_cookies,
+            path="/console",
+        )
+        return resp
+
     Handler = Callable[[Request, Session, dict[str, str]], Awaitable[Response]]
 
     def guarded(role: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -110,10 +146,10 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None, wo
                 return refused
             session = signer.read(request.cookies.get(COOKIE))
             root = request.scope.get("root_path", "")
-            account = cfg.accounts.get(session.name) if session is not None else None
-            if session is not None and account is not None:  # the configured role counts, not the cookie's
-                session = replace(session, role=account.role)
-            if session is None or account is None:
+            role_now = current_role(session) if session is not None else None
+            if session is not None and role_now is not None:  # the configured role counts, not the cookie's
+                session = replace(session, role=role_now)
+            if session is None or role_now is None:
                 if request.method == "GET":
                     return RedirectResponse(
                         f"{root}/login?{urlencode({'next': request.url.path})}", 303, headers=HEADERS
@@ -153,6 +189,7 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None, wo
             None,
             token=signer._mac("login", nonce.encode()),
             next=_next(request.query_params.get("next")),
+            oauth=cfg.oauth.enabled,
         )
         resp.set_cookie(
             LOGIN_COOKIE, nonce, httponly=True, samesite="strict", secure=cfg.secure_cookies, path="/console"
@@ -199,18 +236,72 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None, wo
                 next=_next(fields.get("next")),
                 error="Wrong name or password.",
             )
-        ctx.audit.record("review", actor=name, message="console login", data={"client": client, "role": account.role})
-        root = request.scope.get("root_path", "")
-        resp = RedirectResponse(root + (_next(fields.get("next")) or "/"), 303, headers=HEADERS)
+        return open_session(request, name, account.role, _next(fields.get("next")))
+
+    # -- sign in with Hugging Face (OAuth) -----------------------------------------------------
+    async def oauth_start(request: Request) -> Response:
+        if (refused := remote_refused(request)) is not None:
+            return refused
+        if flow is None:
+            return page(request, "error.html.j2", None, 404, message="Signing in with Hugging Face is not set up.")
+        start = flow.start(_next(request.query_params.get("next")))
+        resp = RedirectResponse(flow.authorize_url(start), 303, headers=HEADERS)
+        # Lax, not Strict: the callback is a navigation coming back from the Hub's site.
         resp.set_cookie(
-            COOKIE,
-            signer.issue(name, account.role, hours=cfg.session_hours),
-            max_age=int(cfg.session_hours * 3600),
+            OAUTH_COOKIE,
+            signer.seal("oauth", start.model_dump(), seconds=FLOW_SECONDS),
+            max_age=FLOW_SECONDS,
             httponly=True,
-            samesite="strict",
+            samesite="lax",
             secure=cfg.secure_cookies,
-            path="/console",
+            path="/console/oauth",
         )
+        return resp
+
+    async def oauth_callback(request: Request) -> Response:
+        if (refused := remote_refused(request)) is not None:
+            return refused
+        if flow is None:
+            return page(request, "error.html.j2", None, 404, message="Signing in with Hugging Face is not set up.")
+        client = request.client.host if request.client else "?"
+        who: str | None = None
+
+        def refuse(why: str, status: int = 403) -> Response:
+            limiter.fail(f"ip:{client}")
+            ctx.audit.record(
+                "error", actor=who, message="console OAuth sign-in refused", data={"client": client, "why": why}
+            )
+            resp = page(request, "error.html.j2", None, status, message=f"Signing in with Hugging Face failed: {why}.")
+            resp.delete_cookie(OAUTH_COOKIE, path="/console/oauth")
+            return resp
+
+        if limiter.blocked(f"ip:{client}"):
+            return refuse("too many failed sign-ins from this address; wait a minute", 429)
+        q = request.query_params
+        sealed = signer.unseal("oauth", request.cookies.get(OAUTH_COOKIE))
+        try:
+            start = FlowStart.model_validate(sealed) if sealed is not None else None
+        except ValidationError:
+            start = None
+        if start is None:
+            return refuse("the sign-in expired or was not started in this browser; start again")
+        if not secrets.compare_digest(q.get("state", "").encode(), start.state.encode()):
+            return refuse("the answer from the Hub does not belong to this sign-in (state mismatch)")
+        if not used_states.take(start.state):
+            return refuse("this sign-in was already used; start again")
+        if "error" in q:
+            code = q["error"] if q["error"].replace("_", "").isalnum() else "unreadable"
+            return refuse(f"the Hub answered {code[:40]}")
+        try:
+            user = await flow.sign_in(q.get("code", ""), start.verifier)
+        except OAuthError as exc:
+            return refuse(str(exc), 502)
+        who = user.preferred_username
+        role, orgs = role_of(cfg.oauth, user)
+        if role is None:
+            return refuse(f"the Hub account {who} is not allowed into this console")
+        resp = open_session(request, who, role, start.next, via="oauth", orgs=orgs)
+        resp.delete_cookie(OAUTH_COOKIE, path="/console/oauth")
         return resp
 
     async def logout(request: Request, session: Session, fields: dict[str, str]) -> Response:
@@ -357,6 +448,8 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None, wo
             Route("/static/{name}", static, methods=["GET"]),
             Route("/login", login_page, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
+            Route("/oauth/start", oauth_start, methods=["GET"]),
+            Route("/oauth/callback", oauth_callback, methods=["GET"]),
             Route("/logout", guarded("viewer", logout), methods=["POST"]),
             Route("/", guarded("viewer", queue), methods=["GET"]),
             Route("/finding/{fid:int}", guarded("viewer", finding), methods=["GET"]),

@@ -65,6 +65,8 @@ class Session:
     role: str
     sid: str
     expires: float
+    via: str = "password"  # or "oauth": signed in with a Hugging Face account
+    orgs: tuple[str, ...] = ()  # the Hub organisations (those the role map names) at sign-in
 
     def can(self, role: str) -> bool:
         """True when this session's role is ``role`` or above (viewer < moderator < admin)."""
@@ -72,7 +74,14 @@ class Session:
 
 
 class Signer:
-    """Signs and reads session cookies, and makes and checks CSRF tokens, with one key."""
+    """Signs and reads session cookies and other short-lived cookies, and makes and checks CSRF
+    tokens, with one key. Each kind of cookie is signed for its own purpose, so one never passes
+    as another (an OAuth flow cookie is no session).
+
+    >>> s = Signer(b"k" * 32)
+    >>> s.unseal("oauth", s.seal("session", {"x": 1}, seconds=60)) is None
+    True
+    """
 
     def __init__(self, key: bytes) -> None:
         self.key = key
@@ -80,27 +89,51 @@ class Signer:
     def _mac(self, purpose: str, data: bytes) -> str:
         return _b64(hmac.new(self.key, purpose.encode() + b"\0" + data, hashlib.sha256).digest())
 
-    def issue(self, name: str, role: str, *, hours: float) -> str:
-        body = json.dumps({"n": name, "r": role, "s": secrets.token_hex(16), "e": time.time() + hours * 3600}).encode()
-        return f"{_b64(body)}.{self._mac('session', body)}"
+    def seal(self, purpose: str, data: dict[str, object], *, seconds: float) -> str:
+        """``data`` (JSON) with an expiry, signed for ``purpose``."""
+        body = json.dumps({**data, "e": time.time() + seconds}).encode()
+        return f"{_b64(body)}.{self._mac(purpose, body)}"
 
-    def read(self, cookie: str | None) -> Session | None:
-        """The session in a valid, unexpired cookie; None otherwise."""
-        if not cookie or "." not in cookie:
+    def unseal(self, purpose: str, cookie: str | None) -> dict[str, object] | None:
+        """The data of a cookie sealed for ``purpose`` and not expired; None otherwise."""
+        if not cookie or "." not in cookie or len(cookie) > 8192:
             return None
         body_b64, mac = cookie.rsplit(".", 1)
         try:
             body = _unb64(body_b64)
         except ValueError:
             return None
-        if not hmac.compare_digest(mac, self._mac("session", body)):
+        if not hmac.compare_digest(mac, self._mac(purpose, body)):
             return None
         try:
-            d = json.loads(body)
-            session = Session(name=str(d["n"]), role=str(d["r"]), sid=str(d["s"]), expires=float(d["e"]))
+            data = json.loads(body)
+            ok = isinstance(data, dict) and float(data["e"]) > time.time()
         except (ValueError, KeyError, TypeError):
             return None
-        return session if session.expires > time.time() and session.role in ROLES else None
+        return data if ok else None
+
+    def issue(self, name: str, role: str, *, hours: float, via: str = "password", orgs: tuple[str, ...] = ()) -> str:
+        data: dict[str, object] = {"n": name, "r": role, "s": secrets.token_hex(16), "v": via, "o": list(orgs)}
+        return self.seal("session", data, seconds=hours * 3600)
+
+    def read(self, cookie: str | None) -> Session | None:
+        """The session in a valid, unexpired cookie; None otherwise."""
+        d = self.unseal("session", cookie)
+        if d is None:
+            return None
+        try:
+            orgs = d.get("o") or []
+            session = Session(
+                name=str(d["n"]),
+                role=str(d["r"]),
+                sid=str(d["s"]),
+                expires=float(d["e"]),  # type: ignore[arg-type]
+                via=str(d.get("v", "password")),
+                orgs=tuple(str(o) for o in orgs) if isinstance(orgs, list) else (),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+        return session if session.role in ROLES and session.via in ("password", "oauth") else None
 
     def csrf(self, session: Session) -> str:
         return self._mac("csrf", session.sid.encode())
@@ -135,3 +168,27 @@ class RateLimit:
                 self._fails = {k: q for k, q in self._fails.items() if q and now - q[-1] <= 60}
             for key in keys:
                 self._fails.setdefault(key, deque()).append(time.monotonic())
+
+
+class OnceSet:
+    """Values that may be taken once within ``seconds`` (a replayed OAuth callback is refused).
+
+    >>> s = OnceSet(60)
+    >>> s.take("a"), s.take("a"), s.take("b")
+    (True, False, True)
+    """
+
+    def __init__(self, seconds: float, limit: int = 100_000) -> None:
+        self.seconds, self.limit = seconds, limit
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def take(self, value: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) >= self.limit:  # forget what is past its window (it can no longer be used)
+                self._seen = {k: t for k, t in self._seen.items() if now - t <= self.seconds}
+            if value in self._seen:
+                return False
+            self._seen[value] = now
+            return True
