@@ -94,6 +94,7 @@ class LocalHubApp:
         self.options = options
         self.faults = faults
         self.discussions: Any = None  # bot.localhub.discussions.DiscussionsApi, set by the server
+        self.oauth: Any = None  # bot.localhub.oauth.OAuthProvider, set by the server
         self.requests = 0  # requests answered, for tests and benchmarks
         # Per-route counts, for tests and benchmarks: resolve calls, CDN reads, CDN reads with a token.
         self.resolves = 0
@@ -178,6 +179,8 @@ class LocalHubApp:
             if members is None:
                 raise HubError(404, None, "Organization not found")
             return JSONResponse([{"user": m, "fullname": m, "type": "user", "avatarUrl": ""} for m in members])
+        elif seg and seg[0] == "oauth" and self.oauth is not None:
+            return await self.oauth.handle(request, seg[1:])
         elif seg[:2] == ["api", "whoami-v2"] and method == "GET":
             user = self.user(request)
             if user is None:

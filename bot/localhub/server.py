@@ -29,6 +29,7 @@ from provbot.bot.localhub.app import LocalHubApp
 from provbot.bot.localhub.discussions import DiscussionsApi
 from provbot.bot.localhub.faults import FaultInjector
 from provbot.bot.localhub.models import FaultRule, RepoConfig, ServerOptions, WebhookTarget
+from provbot.bot.localhub.oauth import OAuthApp, OAuthProvider
 from provbot.bot.localhub.store import CONFIG_FILE, DEFAULT_REVISION, REV_RE, HubError, RepoStore, touch_unique
 from provbot.bot.localhub.webhooks import WebhookSender
 from provbot.detectors.errors import ConfigError, ProvbotError
@@ -60,6 +61,7 @@ class LocalHub:
         self.app = LocalHubApp(self.store, self.options, self.faults)
         self.webhooks = WebhookSender(self.options)
         self.app.discussions = DiscussionsApi(self.app, self.webhooks)
+        self.app.oauth = OAuthProvider(self.options)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -349,6 +351,23 @@ class LocalHub:
     def add_org(self, name: str, members: list[str]) -> None:
         """An organisation and its members (``GET /api/organizations/{name}/members``)."""
         self.options.orgs[name] = list(members)
+
+    def add_oauth_app(
+        self, client_id: str, client_secret: str, redirect_uris: list[str], scopes: list[str] | None = None
+    ) -> OAuthApp:
+        """Register an OAuth app (``/oauth/*``); users sign in as the owners of ``add_token`` tokens."""
+        try:
+            app = OAuthApp.model_validate(
+                {
+                    "client_id": client_id,
+                    "client_secret": client_secret,
+                    "redirect_uris": redirect_uris,
+                    **({"scopes": scopes} if scopes is not None else {}),
+                }
+            )
+        except ValidationError as exc:
+            raise ConfigError(f"invalid OAuth app: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+        return self.app.oauth.register(app)
 
     def add_webhook(self, url: str, secret: str | None = None) -> WebhookTarget:
         target = WebhookTarget(url=url, secret=secret, id=f"localhub-{len(self.options.webhooks) + 1}")

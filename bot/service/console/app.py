@@ -122,7 +122,7 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None, wo
         if via == "oauth":
             # The callback is reached from the Hub's site: a browser withholds SameSite=Strict cookies
             # from a redirect that continues that navigation, so the next page is opened from here.
-            resp: Response = page(request, "signed_in.html.j2", None, target=target, name=name)
+            resp: Response = page(request, "signed_in.html.j2", None, target=target, user=name)
         else:
             resp = RedirectResponse(target, 303, headers=HEADERS)
         resp.set_cookie(
