@@ -404,6 +404,7 @@ def test_the_session_secret_never_reaches_the_audit_log(ctx: BotContext) -> None
         "provbot.bot.service.console.auth",
         "provbot.bot.service.console.plots",
         "provbot.bot.service.console.views",
+        "provbot.bot.service.console.oauth",
         "provbot.bot.service.web.app",
         "provbot.bot.db.findings",
     ],
