@@ -33,6 +33,7 @@ MOD, MOD_PW = "mona", "console-moderator-pw"
 HOSTILE_REPO = "evil-org/x\u202egnp.exe"
 HOSTILE_CARD = "<img src=x onerror=\"document.title='pwned'\">\u200b[click](javascript:alert(1))"
 HOSTILE_UPLOAD = "evil-org/totally-original"  # a copy of the merge whose card declares hostile text
+HF_USER, HF_TOKEN = "hugo", "hf_hugo_browser_token"  # signs in with Hugging Face (OAuth)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,8 @@ def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from provbot.bot.localhub import LocalHub
     from provbot.bot.service.context import BotContext
     from provbot.bot.service.runner import BotService
+    from provbot.bot.settings import ConsoleOAuthSettings
+    from tests.hub.scripted import closed_port
 
     tmp = tmp_path_factory.mktemp("console-browser")
     folders = generate_models(tmp / "models", steps=6)
@@ -55,14 +58,30 @@ def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         card = "---\nbase_model:\n- " + json.dumps(HOSTILE_CARD) + "\n---\n\n" + HOSTILE_CARD + "\n"
         hub.add_repo(HOSTILE_UPLOAD, {**hostile, "README.md": card})
         hub.add_token(BOT_TOKEN, "provbot")
+        # Sign in with Hugging Face: the browser meets the Hub as "localhost" and the bot as 127.0.0.1,
+        # two sites, as in a deployment (cookies of the bot's site must survive the trip).
+        port = closed_port()
+        hub.add_oauth_app(
+            "provbot-console", "browser-oauth-secret", [f"http://127.0.0.1:{port}/console/oauth/callback"]
+        )
+        hub.add_token(HF_TOKEN, HF_USER)
+        hub.add_org("moderators-org", [HF_USER])
         settings = bot_settings(
             hub.url, f"sqlite:///{tmp / 'bot.db'}", candidates=[BASE, TUNED, OTHER], min_parameters=0
         )
         settings.console = ConsoleSettings(
             accounts={MOD: ConsoleAccount(password_hash=hash_password(MOD_PW), role="moderator")},
             session_secret="browser-test-session-key-0123456789",  # type: ignore[arg-type]
+            oauth=ConsoleOAuthSettings(
+                enabled=True,
+                client_id="provbot-console",
+                client_secret="browser-oauth-secret",  # type: ignore[arg-type]
+                provider_url=f"http://localhost:{hub.port}",
+                public_url=f"http://127.0.0.1:{port}",
+                orgs={"moderators-org": "moderator"},
+            ),
         )
-        svc = BotService(BotContext.build(settings), port=0, schedule=False).start()
+        svc = BotService(BotContext.build(settings), port=port, schedule=False).start()
         svc.poller.poll()
         svc.workers.wake()
         assert svc.wait_idle(120)
@@ -208,3 +227,23 @@ def test_hostile_card_of_a_scanned_upload_and_hostile_repo_name_render_escaped(p
     page.goto(f"{bot.url}/console/?status=all")
     assert "[U+202E]" in page.inner_text("table.queue")
     assert not page.errors  # type: ignore[attr-defined]
+
+
+def test_sign_in_with_hugging_face_lands_on_the_queue_signed_in(browser: Any, bot: Any) -> None:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = context.new_page()
+    try:
+        pg.goto(f"{bot.url}/console/")
+        pg.click("text=Sign in with Hugging Face")
+        pg.wait_for_url(f"http://localhost:{bot.hub.port}/oauth/authorize?*")  # the Hub's sign-in page
+        pg.fill("input[name=token]", HF_TOKEN)
+        pg.click("#authorize")
+        pg.wait_for_url(f"{bot.url}/console/")
+        assert pg.inner_text(".who") == f"{HF_USER} (moderator)"
+        assert pg.locator("tr", has_text=bot.merge).count() == 1
+        cookies = {c["name"]: c for c in context.cookies()}
+        assert cookies["provbot_console"]["httpOnly"] and cookies["provbot_console"]["sameSite"] == "Strict"
+        assert "provbot_oauth" not in cookies  # the flow cookie is gone once used
+        assert any(e.actor == HF_USER and e.data.get("via") == "oauth" for e in bot.ctx.audit.query(kind="review"))
+    finally:
+        context.close()
