@@ -240,7 +240,7 @@ def test_sign_in_with_hugging_face_lands_on_the_queue_signed_in(browser: Any, bo
         pg.click("#authorize")
         pg.wait_for_url(f"{bot.url}/console/")
         assert pg.inner_text(".who") == f"{HF_USER} (moderator)"
-        assert pg.locator("tr", has_text=bot.merge).count() == 1
+        assert pg.inner_text("h1") == "Findings"  # the queue (earlier tests may have decided its rows)
         cookies = {c["name"]: c for c in context.cookies()}
         assert cookies["provbot_console"]["httpOnly"] and cookies["provbot_console"]["sameSite"] == "Strict"
         assert "provbot_oauth" not in cookies  # the flow cookie is gone once used
