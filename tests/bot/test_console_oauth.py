@@ -102,7 +102,8 @@ def audit_text(ctx: BotContext) -> str:
 
 
 def test_the_login_page_offers_hugging_face_only_when_oauth_is_on(ctx: BotContext, tmp_path: Any) -> None:
-    assert "Sign in with Hugging Face" in console(ctx).get("/console/login").text
+    page = console(ctx).get("/console/login?next=/console/finding/3").text
+    assert 'href="/console/oauth/start?next=/console/finding/3">Sign in with Hugging Face' in page
     off = make_ctx(tmp_path / "off", ConsoleOAuthSettings())
     c = console(off)
     assert "Sign in with Hugging Face" not in c.get("/console/login").text
@@ -158,6 +159,14 @@ def test_a_state_that_does_not_match_the_flow_cookie_is_refused(ctx: BotContext)
     r = callback(console(ctx), query)
     assert r.status_code == 403 and "not started in this browser" in r.text
     assert "state mismatch" in audit_text(ctx)
+
+
+def test_failed_sign_ins_are_rate_limited_per_address(ctx: BotContext) -> None:
+    c = console(ctx)
+    query = authorize(start(c), "mona")
+    codes = [callback(c, {**query, "state": f"forged-{i}"}).status_code for i in range(6)]
+    assert codes[:5] == [403] * 5 and codes[5] == 429
+    assert callback(c, query).status_code == 429  # even the right answer waits out the minute
 
 
 def test_a_replayed_callback_and_a_replayed_code_are_refused(ctx: BotContext) -> None:

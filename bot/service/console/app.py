@@ -73,7 +73,7 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None, wo
     key = cfg.session_secret.get_secret_value().encode() if cfg.session_secret else secrets.token_bytes(32)
     signer = Signer(key)
     limiter = RateLimit(cfg.login_attempts_per_minute)
-    flow = OAuthFlow(cfg.oauth) if cfg.oauth.enabled else None
+    flow = OAuthFlow(cfg.oauth, ctx.settings.hub_endpoint) if cfg.oauth.enabled else None
     used_states = OnceSet(FLOW_SECONDS)  # a flow cookie opens one session at most
     review = Review(ctx)
     env = Environment(
@@ -267,7 +267,8 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None, wo
         who: str | None = None
 
         def refuse(why: str, status: int = 403) -> Response:
-            limiter.fail(f"ip:{client}")
+            if status != 429:  # a refusal for the limit itself does not extend it
+                limiter.fail(f"ip:{client}")
             ctx.audit.record(
                 "error", actor=who, message="console OAuth sign-in refused", data={"client": client, "why": why}
             )

@@ -84,9 +84,9 @@ def challenge(verifier: str) -> str:
 class OAuthFlow:
     """One console's OAuth client of the Hub (settings ``console.oauth``)."""
 
-    def __init__(self, cfg: ConsoleOAuthSettings) -> None:
+    def __init__(self, cfg: ConsoleOAuthSettings, hub_endpoint: str = "https://huggingface.co") -> None:
         self.cfg = cfg
-        self.base = cfg.provider_url.rstrip("/")
+        self.base = (cfg.provider_url or hub_endpoint).rstrip("/")
         self.redirect_uri = cfg.public_url.rstrip("/") + CALLBACK_PATH
 
     def start(self, next_path: str = "") -> FlowStart:
