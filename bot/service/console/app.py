@@ -291,7 +291,7 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None, wo
         if not used_states.take(start.state):
             return refuse("this sign-in was already used; start again")
         if "error" in q:
-            code = q["error"] if q["error"].replace("_", "").isalnum() else "unreadable"
+            code = q["error"] if q["error"].isascii() and q["error"].replace("_", "").isalnum() else "unreadable"
             return refuse(f"the Hub answered {code[:40]}")
         try:
             user = await flow.sign_in(q.get("code", ""), start.verifier)

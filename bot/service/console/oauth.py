@@ -152,7 +152,8 @@ def _oauth_error(body: bytes) -> str:
         code = json.loads(body).get("error")
     except (ValueError, AttributeError):
         return ""
-    return f" ({code})" if isinstance(code, str) and code.replace("_", "").isalnum() and len(code) <= 40 else ""
+    ok = isinstance(code, str) and code.isascii() and code.replace("_", "").isalnum() and len(code) <= 40
+    return f" ({code})" if ok else ""
 
 
 def role_of(cfg: ConsoleOAuthSettings, user: UserInfo) -> tuple[Role | None, tuple[str, ...]]:
