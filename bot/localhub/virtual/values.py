@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 from .spec import BaseRecipe, BlendRecipe, DeltaRecipe, Recipe
 
 BLOCK = 4096
+Recipes = dict[str, BaseRecipe | DeltaRecipe | BlendRecipe]
 _RECIPE: TypeAdapter[BaseRecipe | DeltaRecipe | BlendRecipe] = TypeAdapter(Recipe)
 
 
@@ -65,5 +66,5 @@ def values(
     return from_bf16(to_bf16(raw))
 
 
-def parse_recipes(raw: Mapping[str, object]) -> dict[str, BaseRecipe | DeltaRecipe | BlendRecipe]:
+def parse_recipes(raw: Mapping[str, object]) -> Recipes:
     return {name: _RECIPE.validate_python(item) for name, item in raw.items()}
