@@ -1,11 +1,14 @@
 # Two entry points, both self-contained on a fresh machine (see README):
 #   make demo   - bootstrap .venv, then run the offline demo on the embedded defaults
 #   make test   - bootstrap .venv, then run the whole test suite
+# and the checks CI adds (.ci/run):
+#   make lint         - ruff (lint + format) on the tree, mypy --strict on the library
+#   make wheel-check  - build the wheel, install it into a fresh venv, run the demo and a scan from it
 VENV   ?= .venv
 PYTHON ?= python3
 STAMP  := $(VENV)/.provbot-installed
 
-.PHONY: demo test bench install lint clean
+.PHONY: demo test bench install lint wheel-check clean
 
 install: $(STAMP)
 
@@ -34,8 +37,12 @@ lint: $(STAMP)
 	ln -s $(CURDIR)/detectors build/mypy/provbot/detectors
 	cd build/mypy && MYPYPATH=$(CURDIR)/build/mypy $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p provbot.detectors
 
+# Needs no .venv: makes a throwaway venv with PYTHON, builds the wheel with its pip and installs it there.
+wheel-check:
+	PYTHON=$(PYTHON) .ci/wheel-check
+
 bench: $(STAMP)
 	$(VENV)/bin/python bench/scan_bench.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build dist

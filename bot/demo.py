@@ -5,7 +5,8 @@
 2. Start the local Hub server with them (the first three uploaded "days ago", the merge just now).
 3. Start the bot (SQLite, in-process workers, review mode) with its webhook endpoint.
 4. Let it poll: it finds the new upload, scans it against the known models, holds the finding.
-5. Approve the finding as a moderator would; the bot posts a discussion on the merge's repo.
+5. Approve the finding as a moderator would: through the console's own HTTP endpoint (log in, open
+   the finding, press approve); the bot posts a discussion on the merge's repo.
 6. A repo owner mentions ``@provbot scan`` in another repo's discussion; the webhook arrives, the bot
    acknowledges, scans, and (after approval) replies with the result.
 
@@ -23,10 +24,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from provbot.detectors.errors import ConfigError
+
 BOT_TOKEN = "hf_demoBotToken000000000000000000"  # a local-only token of the local Hub's bot user
 OWNER_TOKEN = "hf_demoOwnerToken00000000000000000"
 WEBHOOK_SECRET = "demo-webhook-secret"
 MODERATOR = "demo-moderator"
+CONSOLE_PASSWORD = "demo-console-password"  # a local-only login of the demo's console
+
+DEMO_MARKER = ".provbot-demo"  # marks a folder `--keep` made, the only kind it may empty again
 
 BASE, TUNED, OTHER, MERGE = "lab/tiny-base", "lab/tiny-chat", "other-lab/tiny-unrelated", "sneaky/original-7b"
 
@@ -116,16 +122,34 @@ def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
     raise TimeoutError(f"demo: timed out waiting for {what}")
 
 
-def run_demo(keep: str | None = None) -> None:
+def _approve_in_console(url: str, finding_id: int) -> None:
+    """Log in to the console, open the finding and press approve, as a moderator's click would."""
+    from provbot.bot.service.console.client import ConsoleClient
+
+    console = ConsoleClient(url).login(MODERATOR, CONSOLE_PASSWORD)
+    try:
+        console.decide(finding_id, "approve")
+    finally:
+        console.close()
+
+
+def run_demo(keep: str | None = None, *, serve: bool = False) -> None:
+    """The demo; ``serve``: afterwards leave the bot, its console and the local Hub running until Ctrl-C."""
     from huggingface_hub import HfApi
 
     from provbot.bot.localhub import LocalHub
 
     t0 = time.time()
-    work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="provbot-demo-"))
+    work = Path(keep).expanduser() if keep else Path(tempfile.mkdtemp(prefix="provbot-demo-"))
     if keep and work.exists():
+        # Only an earlier demo's folder is emptied: `--keep ~/Documents` must never delete anything else.
+        if not work.is_dir() or (any(work.iterdir()) and not (work / DEMO_MARKER).is_file()):
+            raise ConfigError(
+                f"{work} exists and is not an earlier demo's folder: give a new or empty folder to --keep"
+            )
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
+    (work / DEMO_MARKER).write_text("provbot demo files; `provbot demo --keep` may replace this folder\n")
     _say(f"provbot demo: working in {work}")
 
     _say("1. generating tiny models (base, fine-tune, unrelated, hidden 0.6/0.4 merge) ...")
@@ -142,11 +166,13 @@ def run_demo(keep: str | None = None) -> None:
         _say(f"2. local Hub at {hub.url} with {BASE}, {TUNED}, {OTHER}")
 
         # Explicit settings (the scan gets the local endpoint from them): nothing global is changed.
-        from provbot.bot.settings import BotSettings, Settings
+        from provbot.bot.service.console.auth import hash_password
+        from provbot.bot.settings import BotSettings, ConsoleAccount, ConsoleSettings, Settings
 
         settings = Settings(
             hub_endpoint=hub.url,
             hub_token=BOT_TOKEN,
+            data_dir=work,
             database_url=f"sqlite:///{work / 'provbot.db'}",
             bot=BotSettings(
                 mode="review",
@@ -161,6 +187,9 @@ def run_demo(keep: str | None = None) -> None:
                 http_retries=3,
                 backoff_max_seconds=5,
             ),
+            console=ConsoleSettings(
+                accounts={MODERATOR: ConsoleAccount(password_hash=hash_password(CONSOLE_PASSWORD), role="admin")}
+            ),
         )
         from provbot.bot.service.context import BotContext
         from provbot.bot.service.review.decisions import Review
@@ -172,6 +201,7 @@ def run_demo(keep: str | None = None) -> None:
         _say(
             f"3. bot running in review mode: webhook {svc.url}/webhook, health {svc.url}/healthz, metrics {svc.url}/metrics"
         )
+        _say(f"   moderator console: {svc.url}/console/ (login {MODERATOR} / {CONSOLE_PASSWORD})")
 
         hub.add_repo(MERGE, folders[MERGE])
         _say(f"4. someone uploads {MERGE} (card: 'trained from scratch'); the bot polls ...")
@@ -189,9 +219,8 @@ def run_demo(keep: str | None = None) -> None:
             raise RuntimeError(f"demo: no finding held for review (recorded: {recorded}, errors: {failed})")
         finding = pending[0]
         _say(f"   finding #{finding.id} held for review: {finding.summary}")
-        _say(f"5. moderator approves (provbot review approve {finding.id} --as {MODERATOR}) ...")
-        review.approve(finding.id, MODERATOR)
-        svc.workers.wake()
+        _say(f"5. moderator approves in the console ({svc.url}/console/finding/{finding.id}, as {MODERATOR}) ...")
+        _approve_in_console(svc.url, finding.id)
         public = HfApi(endpoint=hub.url, token=False)
         disc = _wait(lambda: [d for d in public.get_repo_discussions(MERGE) if d.author == "provbot"], 30, "the post")[
             0
@@ -214,8 +243,7 @@ def run_demo(keep: str | None = None) -> None:
         _say("   bot: " + ack.splitlines()[0])
         _wait(lambda: [f for f in review.list() if f.repo == TUNED], 90, "the mention's scan")
         mention_finding = [f for f in review.list() if f.repo == TUNED][0]
-        review.approve(mention_finding.id, MODERATOR)
-        svc.workers.wake()
+        _approve_in_console(svc.url, mention_finding.id)
         replies = _wait(lambda: (r := bot_replies()) and len(r) >= 2 and r, 30, "the result reply")
         _say("   bot: " + replies[1].splitlines()[0])
         if not svc.wait_idle(30):
@@ -227,8 +255,20 @@ def run_demo(keep: str | None = None) -> None:
         _say(f"  the bot's comment on the merge:   {api}/{MERGE}/discussions/{disc.num}")
         _say(f"  the mention thread and replies:   {api}/{TUNED}/discussions/{thread.num}")
         _say(f"  the audit log:                    provbot audit --database sqlite:///{work / 'provbot.db'}")
+        _say(f"  the moderator console:            {svc.url}/console/ (login {MODERATOR} / {CONSOLE_PASSWORD})")
         _say(f"  all files (models, hub, database): {work}")
-        _say("  (the local Hub stops when the demo ends; run with --keep DIR and `provbot localhub` to browse again)")
+        if serve:
+            _say("")
+            _say(f"Bot, console and local Hub keep running: open {svc.url}/console/ and log in as above. Ctrl-C stops.")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                _say("stopping")
+        else:
+            _say(
+                "  (the local Hub stops when the demo ends; `provbot demo --serve` leaves bot, console and Hub running)"
+            )
     finally:
         if svc is not None:
             svc.stop()

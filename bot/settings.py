@@ -3,6 +3,10 @@
 A different TOML file can be named with ``PROVBOT_CONFIG``. Secrets (the Hub token, the webhook
 secret) are ``SecretStr`` so that they never print in logs, reprs or the audit log.
 
+Files provbot writes by default (the SQLite database, the identity cache) live in ``data_dir``: the
+user's data directory (platformdirs: ``~/.local/share/provbot`` on Linux) unless ``PROVBOT_DATA_DIR``
+or the TOML file name another folder; never in the directory a command happens to run in.
+
 >>> from provbot.bot.settings import get_settings
 >>> get_settings().scan.budget_mb
 4.0
@@ -15,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from provbot.bot.paths import CONFIG_DIR
@@ -97,6 +101,11 @@ class BotSettings(BaseModel):
     max_attempts: int = Field(5, ge=1)
     http_retries: int = Field(5, ge=0, description="Retries of a Hub call on 429/5xx/timeouts, with backoff.")
     backoff_max_seconds: float = Field(300.0, gt=0)
+    job_requests: dict[str, dict[str, int]] = Field(
+        {"scan": {"resolvers": 600, "api": 20}, "upload": {"api": 5}},
+        description="Hub requests a job of each kind is expected to need, per rate-limit bucket: a job "
+        "starts only when the token's window (as the Hub's RateLimit headers last said) has that much left.",
+    )
     identity_on_mentions: bool = Field(
         True,
         description="Run the identity (behaviour) test after a mention-triggered scan when the hardware or an endpoint allows.",
@@ -116,7 +125,9 @@ class IdentitySettings(IdentityOptions):
     The bot caches candidates' answers by default (the library does not).
     """
 
-    cache_dir: str | None = Field("var/identity-cache", description="Cached candidate answers; None: not cached.")
+    cache_dir: str | None = Field(
+        "", description="Cached candidate answers; empty: identity-cache/ in data_dir; None: not cached."
+    )
 
 
 class IndexSettings(BaseModel):
@@ -133,16 +144,82 @@ class IndexSettings(BaseModel):
     )
 
 
+def default_data_dir() -> Path:
+    """The user's data directory for provbot (``~/.local/share/provbot`` on Linux)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("provbot", appauthor=False))
+
+
+class ConsoleAccount(BaseModel):
+    """One console login: a password hash from `provbot console hash-password` and a role."""
+
+    password_hash: str = Field(description="scrypt$N$r$p$salt$hash, made by `provbot console hash-password`.")
+    role: Literal["viewer", "moderator", "admin"] = Field(
+        "viewer", description="viewer: read only; moderator: decide findings; admin: also retry jobs, take over claims."
+    )
+
+
+class ConsoleSettings(BaseModel):
+    """The moderator web console under /console on the bot's HTTP port (docs/console.md)."""
+
+    enabled: bool = Field(True, description="Serve the console; false: /console does not exist.")
+    accounts: dict[str, ConsoleAccount] = Field(
+        {}, description="Login name -> account. No accounts: nobody can log in."
+    )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs session cookies; from the environment only (PROVBOT_CONSOLE__SESSION_SECRET). "
+        "Unset: a random key per process (sessions end when the bot restarts).",
+    )
+    session_hours: float = Field(12.0, gt=0, description="A session ends this long after login.")
+    allow_remote: bool = Field(
+        False, description="Answer console requests from other hosts than loopback (put TLS in front first)."
+    )
+    secure_cookies: bool = Field(False, description="Mark cookies Secure (set when served over HTTPS).")
+    login_attempts_per_minute: int = Field(5, ge=1, description="Failed logins per client address and per name.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PROVBOT_", env_nested_delimiter="__", extra="ignore")
 
     hub_endpoint: str = Field("https://huggingface.co", description="Hub API endpoint (HF_ENDPOINT style).")
     hub_token: SecretStr | None = Field(None, description="Hub token; from the environment only.")
-    database_url: str = Field("sqlite:///var/provbot.db", description="SQLAlchemy URL (SQLite or PostgreSQL).")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Folder of the default database and identity cache (PROVBOT_DATA_DIR); default: the user's data directory.",
+    )
+    database_url: str = Field(
+        "", description="SQLAlchemy URL (SQLite or PostgreSQL); empty: the SQLite file provbot.db in data_dir."
+    )
+    header_cache_dir: str | None = Field(
+        "",
+        description="Safetensors/GGUF headers and config.json of Hub models, by commit (a commit's never change); "
+        "empty: header-cache/ in data_dir; None: kept in memory only.",
+    )
     scan: ScanSettings = ScanSettings()
     index: IndexSettings = IndexSettings()
     identity: IdentitySettings = IdentitySettings()
     bot: BotSettings = BotSettings()
+    console: ConsoleSettings = ConsoleSettings()
+
+    @model_validator(mode="after")
+    def _place_files(self) -> Settings:
+        """Put the files nobody placed (database, identity and header caches) in ``data_dir``."""
+        self.data_dir = self.data_dir.expanduser().absolute()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'provbot.db'}"
+        if self.identity.cache_dir == "":
+            self.identity = self.identity.model_copy(update={"cache_dir": str(self.data_dir / "identity-cache")})
+        if self.header_cache_dir == "":
+            self.header_cache_dir = str(self.data_dir / "header-cache")
+        return self
+
+    def default_database_file(self) -> Path | None:
+        """The SQLite file of the default database URL, or None when the settings name another database."""
+        if self.database_url != f"sqlite:///{self.data_dir / 'provbot.db'}":
+            return None
+        return self.data_dir / "provbot.db"
 
     @classmethod
     def settings_customise_sources(

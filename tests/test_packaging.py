@@ -17,10 +17,12 @@ def test_every_package_folder_is_installed_under_provbot() -> None:
         "provbot.config": "config",
         "provbot.templates": "templates",
     }
+    # Every folder: setuptools treats data folders (config/prompts) as packages too.
     folders = {
-        f"{name}{'.' + '.'.join(p.parent.relative_to(ROOT / folder).parts) if p.parent != ROOT / folder else ''}"
+        ".".join([name, *d.relative_to(ROOT / folder).parts])
         for name, folder in mapping.items()
-        for p in (ROOT / folder).rglob("__init__.py")
+        for d in [ROOT / folder, *(ROOT / folder).rglob("*")]
+        if d.is_dir() and d.name != "__pycache__" and any(f.is_file() for f in d.iterdir())
     }
     assert set(tool["packages"]) == folders
 

@@ -14,21 +14,31 @@ import sys
 
 import typer
 
+from provbot.bot.commands.common import choice_option, device_option
 from provbot.detectors.identity.errors import IdentityError
+
+#: The choices of --backend (tests/bot/test_cli_help.py checks them against the library).
+BACKENDS = ("local", "openai")
 
 
 def identity(
     child: str = typer.Argument(..., help="Model: local folder, org/name or org/name@revision."),
     candidate: list[str] = typer.Option(
-        [], "--candidate", "-c", help="Suspected original: REF or REF=ENDPOINT_URL; repeatable."
+        [], "--candidate", "-c", metavar="REF", help="Suspected original: REF or REF=ENDPOINT_URL; repeatable."
     ),
-    baseline: list[str] = typer.Option([], "--baseline", help="Unrelated model for the overlap baseline; repeatable."),
+    baseline: list[str] = typer.Option(
+        [], "--baseline", metavar="REF", help="Unrelated model for the overlap baseline; repeatable."
+    ),
     system_prompt: str | None = typer.Option(
         None, "--system-prompt", help="Use this system prompt instead of the declared one."
     ),
     no_system_prompt: bool = typer.Option(False, "--no-system-prompt", help="Only ask without any system prompt."),
-    backend: str | None = typer.Option(None, "--backend", help="local or openai (default: settings)."),
-    endpoint: str | None = typer.Option(None, "--endpoint", help="OpenAI-compatible endpoint serving CHILD."),
+    backend: str | None = choice_option(
+        None, "--backend", BACKENDS, "Who answers (default: settings identity.backend)."
+    ),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", metavar="URL", help="OpenAI-compatible endpoint serving CHILD."
+    ),
     model_name: str | None = typer.Option(
         None, "--model-name", help="Model name to send to the endpoint (default: CHILD)."
     ),
@@ -39,7 +49,7 @@ def identity(
         None, "--prompt-set", help="Prompt set name or TOML path (default identity-v1)."
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use only the first N prompts (quick runs)."),
-    device: str | None = typer.Option(None, "--device", help="Local backend: auto, cpu or cuda."),
+    device: str | None = device_option(None, "Local backend's device (default: settings)."),
     cpu_threads: int | None = typer.Option(None, "--cpu-threads", min=1, help="Local backend on CPU: torch threads."),
     as_json: bool = typer.Option(False, "--json", help="Print the IdentityResult as JSON."),
     answers: bool = typer.Option(False, "--answers", help="Keep every answer in the JSON (large)."),
@@ -51,8 +61,6 @@ def identity(
     settings = get_settings()
     if system_prompt is not None and no_system_prompt:
         raise IdentityError("--system-prompt and --no-system-prompt exclude each other")
-    if backend is not None and backend not in ("local", "openai"):
-        raise IdentityError(f"unknown backend {backend!r} (local or openai)")
     chosen = None if no_system_prompt else (system_prompt if system_prompt is not None else DECLARED)
     progress = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not as_json else None
     result = run_identity(
@@ -85,7 +93,7 @@ def identity_serve(
     port: int = typer.Option(8000, "--port"),
     host: str = typer.Option("127.0.0.1", "--host", help="Keep it on loopback."),
     name: str | None = typer.Option(None, "--name", help="Model name reported by the server."),
-    device: str = typer.Option("auto", "--device"),
+    device: str = device_option("auto", "Where the model runs."),
 ) -> None:
     """Serve one local model over OpenAI chat-completions (stream off), for demos and tests."""
     from provbot.detectors.identity.backends.local import LocalBackend

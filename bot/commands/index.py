@@ -22,13 +22,18 @@ import sys
 
 import typer
 
+from provbot.bot.commands.common import DATABASE as _DB
+from provbot.bot.commands.common import choice_option
+
+#: The Hub listings `index crawl --sort` walks (tests/bot/test_cli_help.py checks them against bot/index/crawl.py).
+CRAWL_SORTS = ("downloads", "created_at", "last_modified", "likes", "trending_score")
+
 index_app = typer.Typer(
     name="index", help="The candidate-parent index: known models, their families and sketches.", no_args_is_help=True
 )
 
-_DB = typer.Option(None, "--database", help="SQLAlchemy URL (default: PROVBOT_DATABASE_URL / settings).")
 _JSON = typer.Option(False, "--json", help="Print JSON.")
-_ENDPOINT = typer.Option(None, "--endpoint", help="Hub endpoint (default: settings hub_endpoint).")
+_ENDPOINT = typer.Option(None, "--endpoint", metavar="URL", help="Hub endpoint (default: settings hub_endpoint).")
 
 
 def _store(database: str | None):
@@ -70,7 +75,7 @@ def _progress(as_json: bool):
 
 @index_app.command("add")
 def add(
-    refs: list[str] = typer.Argument(..., help="Local folders or Hub repos (org/name[@revision])."),
+    refs: list[str] = typer.Argument(..., metavar="REF", help="Local folders or Hub repos (org/name[@revision])."),
     base: bool = typer.Option(False, "--base", help="Mark these models as family bases."),
     force: bool = typer.Option(False, "--force", help="Re-read models already indexed at the same commit."),
     endpoint: str | None = _ENDPOINT,
@@ -126,7 +131,7 @@ def seed(
 
 @index_app.command("crawl")
 def crawl_cmd(
-    sort: list[str] = typer.Option([], "--sort", help="Listings to walk (default: settings index.crawl_sorts)."),
+    sort: list[str] = choice_option([], "--sort", CRAWL_SORTS, "Listing to walk; repeatable (default: settings)."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Models per listing (default: settings)."),
     num_parameters: str | None = typer.Option(None, "--num-parameters", help="Size filter, e.g. min:6B,max:128B."),
     name: str = typer.Option("default", "--name", help="Crawl name: separate resumable state."),
@@ -177,6 +182,8 @@ def list_cmd(
         if as_json:
             typer.echo(json.dumps([f.model_dump(mode="json") for f in rows], indent=2))
         else:
+            if not rows:
+                typer.echo("no indexing failures")
             for f in rows:
                 typer.echo(f"{f.at:%Y-%m-%d %H:%M}  {f.message}")
         return
@@ -186,6 +193,13 @@ def list_cmd(
     if as_json:
         typer.echo(json.dumps([_summary(r) for r in records], indent=2))
         return
+    if not records:
+        typer.echo(
+            f"no indexed model in family {family}"
+            if family
+            else "the index is empty: `provbot index seed` indexes the known base models, "
+            "`provbot index add REF...` any others"
+        )
     for r in records:
         typer.echo(
             f"{r.family_key[:12]}  {'base ' if r.is_base else '     '} {_params(r.params):>8}  {r.ref}"

@@ -2,8 +2,8 @@
 
 Example::
 
-    provbot localhub serve --root var/hub --port 8765 --token hf_dev=alice --latency-ms 20
-    # prints: localhub serving var/hub at http://127.0.0.1:8765
+    provbot localhub serve --root ./hub --port 8765 --token hf_dev=alice --latency-ms 20
+    # prints: localhub serving ./hub at http://127.0.0.1:8765
 """
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ def serve(
     ),
 ) -> None:
     """Serve ROOT over HTTP with the Hub's API until interrupted."""
+    from provbot.bot.commands.common import require_demo_extra
     from provbot.bot.localhub import LocalHub, ServerOptions, WebhookTarget
+
+    require_demo_extra("provbot localhub")
 
     options = ServerOptions(
         tokens=_parse_tokens(token),

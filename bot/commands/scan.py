@@ -21,9 +21,11 @@ from provbot.detectors.weights.result import ScanResult
 
 
 def scan_command(
-    child: str = typer.Argument(..., help="Hub repo id org/name[@revision] or a local model directory."),
-    parent: list[str] = typer.Option([], "--parent", "-p", help="Candidate parent (repeatable)."),
-    base: str | None = typer.Option(None, "--base", help="Declared shared ancestor of the candidates."),
+    child: str = typer.Argument(
+        ..., help="Hub repo id org/name[@revision] or a local model directory.", metavar="CHILD"
+    ),
+    parent: list[str] = typer.Option([], "--parent", "-p", metavar="REF", help="Candidate parent (repeatable)."),
+    base: str | None = typer.Option(None, "--base", metavar="REF", help="Declared shared ancestor of the candidates."),
     json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     budget_mb: float | None = typer.Option(None, "--budget-mb", min=0.001, help="Bytes read per model (MiB)."),
     full: bool = typer.Option(
@@ -32,7 +34,7 @@ def scan_command(
         help="Read every element (streams; CUDA when present); decodes packed int4 weights (GPTQ, AWQ, compressed-tensors, bitsandbytes).",
     ),
     endpoint: str | None = typer.Option(
-        None, "--endpoint", help="Hub endpoint (default: settings / PROVBOT_HUB_ENDPOINT)."
+        None, "--endpoint", metavar="URL", help="Hub endpoint (default: settings / PROVBOT_HUB_ENDPOINT)."
     ),
     max_requests: int | None = typer.Option(
         None,
@@ -86,6 +88,12 @@ def scan_command(
             result = run(tick)
     else:
         result = run()
+    if not parent and base is None and result.relation == "inconclusive":
+        if any(n.startswith("candidate search:") and "not indexed" in n for n in result.notes):
+            result.notes.append(
+                "next: index the models it may come from (`provbot index add REF...`, or `provbot index seed` "
+                f"for the known bases) and scan again, or name them: `provbot scan {child} --parent REF`"
+            )
     if json_out:
         sys.stdout.write(result.model_dump_json() + "\n")
     else:

@@ -29,7 +29,14 @@ from typing import Any
 
 import typer
 
+from provbot.bot.commands.common import DATABASE as _DB
+from provbot.bot.commands.common import choice_option
 from provbot.detectors.errors import ConfigError
+
+#: The choices of --mode, --status and --kind (tests/bot/test_cli_help.py checks them against the service).
+MODES = ("review", "auto", "dry_run")
+STATUSES = ("pending", "approved", "posted", "rejected", "recorded", "held", "all")
+AUDIT_KINDS = ("poll", "enqueue", "mention", "scan", "finding", "post", "review", "error", "service")
 
 review_app = typer.Typer(
     name="review", help="Moderator review of findings before anything is posted.", no_args_is_help=True
@@ -45,10 +52,18 @@ def _context(database: str | None = None, mode: str | None = None) -> Any:
     if database:
         updates["database_url"] = database
     if mode:
-        if mode not in ("review", "auto", "dry_run"):
-            raise ConfigError(f"unknown mode {mode!r} (review, auto or dry_run)")
         updates["bot"] = settings.bot.model_copy(update={"mode": mode})
     return BotContext.build(settings.model_copy(update=updates))
+
+
+def _masked(url: str) -> str:
+    """A database URL fit to print: its password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unreadable database URL)"
 
 
 def _default_reviewer() -> str:
@@ -60,9 +75,9 @@ def _default_reviewer() -> str:
 
 def run(
     once: bool = typer.Option(False, "--once", help="Poll once, run every queued job, then exit."),
-    mode: str | None = typer.Option(None, "--mode", help="review, auto or dry_run (default: settings)."),
+    mode: str | None = choice_option(None, "--mode", MODES, "What the bot may post (default: settings bot.mode)."),
     port: int | None = typer.Option(None, "--port", help="Webhook/health/metrics port (default: settings)."),
-    database: str | None = typer.Option(None, "--database", help="Database URL (default: PROVBOT_DATABASE_URL)."),
+    database: str | None = _DB,
 ) -> None:
     """Run the bot: scheduled polls, the webhook endpoint (/webhook, /healthz, /metrics) and workers."""
     from provbot.bot.service.runner import BotService
@@ -75,10 +90,14 @@ def run(
             svc.poller.poll_discussions()
         while svc.workers.run_once() is not None:
             pass
+        typer.echo(f"database: {_masked(ctx.settings.database_url)}", err=True)
         typer.echo(json.dumps(ctx.queue.counts()))
         return
     svc = BotService(ctx, port=port).start()
     typer.echo(f"provbot running in {ctx.settings.bot.mode} mode on {svc.url} (webhook /webhook, /healthz, /metrics)")
+    typer.echo(f"database: {_masked(ctx.settings.database_url)}")
+    if ctx.settings.console.enabled:
+        typer.echo(f"moderator console: {svc.url}/console/ ({len(ctx.settings.console.accounts)} account(s))")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -99,9 +118,9 @@ def run(
 
 @review_app.command("list")
 def review_list(
-    status: str = typer.Option("pending", "--status", help="pending, approved, posted, rejected, recorded or all."),
-    as_json: bool = typer.Option(False, "--json"),
-    database: str | None = typer.Option(None, "--database"),
+    status: str = choice_option("pending", "--status", STATUSES, "Which findings to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    database: str | None = _DB,
 ) -> None:
     """Findings by status (default: those waiting for a moderator)."""
     from provbot.bot.service.review.decisions import Review
@@ -111,16 +130,22 @@ def review_list(
         typer.echo(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
         return
     if not items:
-        typer.echo(f"no {status} findings")
+        what = "findings" if status == "all" else f"{status} findings"
+        hint = (
+            "findings appear as `provbot run` scans models"
+            if status == "all"
+            else "`provbot review list --status all` lists every finding"
+        )
+        typer.echo(f"no {what} ({hint})")
     for i in items:
         typer.echo(f"#{i.id}  {i.status:<8} {i.repo}@{i.revision[:12]}  {i.summary}  [{i.origin.split(':')[0]}]")
 
 
 @review_app.command("show")
 def review_show(
-    finding_id: int = typer.Argument(...),
-    as_json: bool = typer.Option(False, "--json"),
-    database: str | None = typer.Option(None, "--database"),
+    finding_id: int = typer.Argument(..., metavar="ID", help="Finding number (see review list)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    database: str | None = _DB,
 ) -> None:
     """One finding: its evidence and the exact text that would be posted."""
     from provbot.bot.service.review.decisions import Review
@@ -142,9 +167,11 @@ def review_show(
 
 @review_app.command("approve")
 def review_approve(
-    finding_id: int = typer.Argument(...),
-    reviewer: str = typer.Option(None, "--as", help="Moderator name recorded in the audit log (default: login)."),
-    database: str | None = typer.Option(None, "--database"),
+    finding_id: int = typer.Argument(..., metavar="ID", help="Finding number (see review list)."),
+    reviewer: str = typer.Option(
+        None, "--as", metavar="NAME", help="Moderator name recorded in the audit log (default: login)."
+    ),
+    database: str | None = _DB,
 ) -> None:
     """Approve a pending finding: the running service posts it."""
     from provbot.bot.service.review.decisions import Review
@@ -155,10 +182,10 @@ def review_approve(
 
 @review_app.command("reject")
 def review_reject(
-    finding_id: int = typer.Argument(...),
+    finding_id: int = typer.Argument(..., metavar="ID", help="Finding number (see review list)."),
     reason: str = typer.Option(..., "--reason", help="Why it should not be posted (kept in the audit log)."),
-    reviewer: str = typer.Option(None, "--as"),
-    database: str | None = typer.Option(None, "--database"),
+    reviewer: str = typer.Option(None, "--as", metavar="NAME", help="Moderator name (default: login)."),
+    database: str | None = _DB,
 ) -> None:
     """Reject a pending finding with a reason; nothing is posted."""
     from provbot.bot.service.review.decisions import Review
@@ -187,16 +214,14 @@ def parse_when(value: str | None) -> datetime | None:
 
 
 def audit(
-    repo: str | None = typer.Option(None, "--repo"),
-    actor: str | None = typer.Option(None, "--actor"),
-    kind: str | None = typer.Option(
-        None, "--kind", help="poll, enqueue, mention, scan, finding, post, review, error, service."
-    ),
-    since: str | None = typer.Option(None, "--since", help="ISO time or 30m / 2h / 7d."),
-    until: str | None = typer.Option(None, "--until"),
-    limit: int = typer.Option(200, "--limit", min=1),
-    as_json: bool = typer.Option(False, "--json"),
-    database: str | None = typer.Option(None, "--database"),
+    repo: str | None = typer.Option(None, "--repo", metavar="REPO", help="Only entries about this repo (org/name)."),
+    actor: str | None = typer.Option(None, "--actor", metavar="USER", help="Only entries by this user."),
+    kind: str | None = choice_option(None, "--kind", AUDIT_KINDS, "Only entries of this kind."),
+    since: str | None = typer.Option(None, "--since", metavar="WHEN", help="ISO time or 30m / 2h / 7d back from now."),
+    until: str | None = typer.Option(None, "--until", metavar="WHEN", help="ISO time or 30m / 2h / 7d back from now."),
+    limit: int = typer.Option(200, "--limit", min=1, help="Most entries shown."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    database: str | None = _DB,
 ) -> None:
     """The audit log, oldest first, filtered."""
     from provbot.bot.db.database import Database
@@ -211,6 +236,13 @@ def audit(
     if as_json:
         typer.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return
+    if not entries:
+        filtered = any(v is not None for v in (kind, repo, actor, since, until))
+        typer.echo(
+            "no audit entries match these filters"
+            if filtered
+            else "the audit log is empty: `provbot run` records what the bot does here"
+        )
     for e in entries:
         who = f" {e.actor}" if e.actor else ""
         where = f" {e.repo}" if e.repo else ""
@@ -218,12 +250,22 @@ def audit(
 
 
 def demo(
-    keep: str | None = typer.Option(None, "--keep", help="Keep the demo's files (models, database) in this folder."),
+    keep: str | None = typer.Option(
+        None,
+        "--keep",
+        metavar="DIR",
+        help="Keep the demo's files (models, database, local Hub) in this folder (new, empty, or an earlier demo's).",
+    ),
+    serve: bool = typer.Option(
+        False, "--serve", help="Afterwards leave the bot, its console and the local Hub running until Ctrl-C."
+    ),
 ) -> None:
     """The whole story offline: local Hub, generated models, the bot finds a hidden merge and answers a mention."""
+    from provbot.bot.commands.common import require_demo_extra
     from provbot.bot.demo import run_demo
 
-    run_demo(keep=keep)
+    require_demo_extra("provbot demo")
+    run_demo(keep=keep, serve=serve)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,6 @@
 """The database shared by the index and the service: one declarative ``Base``, engines, migrations.
 
-SQLite is the default (a file under ``var/``); PostgreSQL is the production choice. Both run the
+SQLite is the default (``provbot.db`` in the settings' ``data_dir``); PostgreSQL is the production choice. Both run the
 same Alembic migrations (``bot/db/migrations/``), which ``migrate(url)`` applies programmatically,
 so a fresh database is usable with no manual step.
 

@@ -218,6 +218,29 @@ class JobQueue:
             )
             return values["state"] if res.rowcount == 1 else None
 
+    def defer(self, job_id: int, owner: str, not_before: datetime, reason: str) -> str | None:
+        """Hand a claimed job back unrun until ``not_before``; the attempt is not counted (nothing failed).
+
+        Returns the new state, or None when the lease had been lost.
+        """
+        now = self.clock()
+        with self.db.session(write=True) as s:
+            res = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.lease_owner == owner)
+                .values(
+                    state=JobState.QUEUED.value,
+                    run_after=max(now, not_before),
+                    attempts=Job.attempts - 1,
+                    last_error=reason[:2000],
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return JobState.QUEUED.value if res.rowcount == 1 else None
+
     # -- reading ---------------------------------------------------------------------------------
     def get(self, job_id: int) -> JobView | None:
         with self.db.session() as s:
@@ -237,6 +260,17 @@ class JobQueue:
             if state:
                 q = q.where(Job.state == state)
             return [JobView.model_validate(j) for j in s.scalars(q.limit(limit))]
+
+    def retry(self, job_id: int) -> bool:
+        """Queue a failed job again now, with its attempts reset; False when it is not failed."""
+        with self.db.session(write=True) as s:
+            job = s.get(Job, job_id, with_for_update=True)
+            if job is None or job.state != JobState.FAILED.value:
+                return False
+            now = utcnow()
+            job.state, job.attempts, job.run_after, job.updated_at = JobState.QUEUED.value, 0, now, now
+            job.lease_owner, job.lease_expires_at, job.finished_at = None, None, None
+            return True
 
     def counts(self) -> dict[str, int]:
         """Jobs per state (every state present, zero when empty)."""

@@ -126,6 +126,7 @@ class FindingStatus(str, enum.Enum):  # noqa: UP042 - stored and compared as pla
     POSTED = "posted"
     REJECTED = "rejected"
     RECORDED = "recorded"  # kept, never posted (declared lineage, nothing found, dry run)
+    HELD = "held"  # a moderator put it aside (console "hold"); it may still be approved or rejected
 
 
 class Finding(Base):
@@ -152,6 +153,9 @@ class Finding(Base):
     reviewer: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The moderator who has the finding open in the console (a soft lock). Revision 0004_console.
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Post(Base):

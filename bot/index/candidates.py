@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from provbot.bot.index.fingerprint import Fingerprint
 from provbot.bot.index.ingest import Indexed, index_key, read_model
 from provbot.bot.index.ranking import fit_deltas, pick_base, shortlist
 from provbot.bot.index.sketch import Sketch
@@ -86,10 +87,39 @@ def select_candidates(
         from provbot.bot.settings import get_settings
 
         store = IndexStore(database_url or get_settings().database_url)
-    child = child or read_model(child_ref, endpoint=endpoint, token=token, client=client)
-    report = _select(child, store, top)
+    unindexed: list[str] = []
+
+    def want_sketch(fp: Fingerprint) -> bool:
+        # Cheap check first: config and headers say the family; an unindexed one needs no sketch.
+        why = _unindexed(fp, store, {child_ref, index_key(child_ref)})
+        if why is not None:
+            unindexed.append(why)
+        return why is None
+
+    child = child or read_model(child_ref, endpoint=endpoint, token=token, client=client, want_sketch=want_sketch)
+    if unindexed:
+        fp = child.fingerprint
+        report = CandidateReport(
+            child=child.ref,
+            revision=child.revision,
+            family_key=fp.family_key,
+            loose_key=fp.loose_key,
+            match="none",
+            inconclusive=unindexed[0],
+        )
+    else:
+        report = _select(child, store, top)
     report.seconds = round(time.perf_counter() - t0, 4)
     return report
+
+
+def _unindexed(fp: Fingerprint, store: IndexStore, own: set[str]) -> str | None:
+    """Why no indexed model can be the child's relative (no exact or loose family member), or None."""
+    if any(m.ref not in own for m in store.members(fp.family_key)):
+        return None
+    if any(r.ref not in own for r in store.loose_family(fp.loose_key)):
+        return None
+    return _not_indexed(fp)
 
 
 def _select(child: Indexed, store: IndexStore, top: int) -> CandidateReport:
@@ -125,9 +155,7 @@ def _select(child: Indexed, store: IndexStore, top: int) -> CandidateReport:
 
     loose = [r for r in store.loose_family(fp.loose_key) if r.ref not in own][:MAX_LOOSE]
     if not loose:
-        report.inconclusive = (
-            f"family not indexed: no indexed model has this architecture ({_describe(fp)}; family {fp.family_key[:12]})"
-        )
+        report.inconclusive = _not_indexed(fp)
         return report
     report.match, report.family_size = "loose", len(loose)
     sketches = store.sketches([r.ref for r in loose])
@@ -278,6 +306,10 @@ def _align_loose(child: Sketch, sketches: dict[str, Sketch]) -> tuple[np.ndarray
 
     refs = sorted(sketches)
     return take(child), refs, np.stack([take(sketches[r]) for r in refs])
+
+
+def _not_indexed(fp: Fingerprint) -> str:
+    return f"family not indexed: no indexed model has this architecture ({_describe(fp)}; family {fp.family_key[:12]})"
 
 
 def _describe(fp) -> str:

@@ -29,7 +29,18 @@ from provbot.detectors.hub import HubClient, ModelInfo, RetryPolicy
 log = logging.getLogger(__name__)
 
 #: Everything indexing needs comes with the listing (siblings too): a model costs no model_info call.
-EXPAND = ["sha", "siblings", "safetensors", "config", "baseModels", "tags", "cardData", "createdAt", "lastModified"]
+EXPAND = [
+    "sha",
+    "siblings",
+    "safetensors",
+    "gguf",
+    "config",
+    "baseModels",
+    "tags",
+    "cardData",
+    "createdAt",
+    "lastModified",
+]
 SORTS = ("downloads", "created_at", "last_modified", "likes", "trending_score")
 
 
@@ -122,8 +133,8 @@ def _crawl_listing(
 
 
 def _index_listed(store: IndexStore, info: ModelInfo, client: HubClient) -> AddOutcome:
-    if info.safetensors is None:
-        return AddOutcome(ref=info.id, status="failed", message=f"{info.id}: no safetensors weights (skipped)")
+    if info.safetensors is None and info.gguf is None:
+        return AddOutcome(ref=info.id, status="failed", message=f"{info.id}: no safetensors or GGUF weights (skipped)")
     return add_one(info.id, store, client=client, info=info)
 
 

@@ -80,12 +80,16 @@ def read_model(
     token: str | None = None,
     client: HubClient | None = None,
     info: ModelInfo | None = None,
+    want_sketch: Callable[[Fingerprint], bool] | None = None,
 ) -> Indexed:
     """Open ``ref``, fingerprint it and read its sketch (headers plus a few hundred KB).
 
     For a Hub repo, ``info`` (its ``model_info`` with sha and files) saves the one API call.
+    ``want_sketch`` sees the fingerprint (config and headers only) first: when it says no, no
+    weight byte is read and ``sketch`` is None.
     """
-    from provbot.detectors.weights.opening import open_source
+    from provbot.detectors.weights.gguf_source import GgufSource
+    from provbot.detectors.weights.opening import hub_weights, open_source, shared_client
     from provbot.detectors.weights.sources import HubSource, WeightSource
 
     local = is_local(ref)
@@ -94,19 +98,23 @@ def read_model(
         source = open_source(ref)
     else:
         repo, rev = split_ref(ref)
-        client = client or HubClient(endpoint, token)
-        source = HubSource(repo, rev, client=client, info=info, ref=ref)
+        # The process's client for this Hub and token: a scan that follows (scan_with_index) then
+        # reuses the CDN URLs this read resolved.
+        client = client or shared_client(endpoint, token)
+        source = hub_weights(HubSource(repo, rev, client=client, info=info, ref=ref))
     with source:
         tensors = source.tensors()
         if not tensors:
-            raise IndexError_(f"{ref}: no safetensors weights found")
+            raise IndexError_(f"{ref}: no safetensors or GGUF weights found")
         config = source.config()
         fp = fingerprint(config if isinstance(config, dict) else {}, tensors, ref)
-        sketch = read_sketch(source, tensors) if not fp.quantized else None
+        wanted = not fp.quantized and (want_sketch is None or want_sketch(fp))
+        sketch = read_sketch(source, tensors) if wanted else None
     if sketch is not None and not sketch.entries:
         sketch = None
-    if isinstance(source, HubSource):
-        revision: str | None = source.sha
+    hub = source.inner if isinstance(source, GgufSource) else source  # a GGUF repo reads through its HubSource
+    if isinstance(hub, HubSource):
+        revision: str | None = hub.sha
         declared = source.declared()
     else:
         declared = declared_from_folder(Path(ref).expanduser())

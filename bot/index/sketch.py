@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import struct
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from provbot.detectors.weights.safetensors_format import FLOAT_DTYPES
 if TYPE_CHECKING:  # torch stays out of processes that only read the index
     from provbot.detectors.weights.safetensors_format import TensorMeta
 
+log = logging.getLogger(__name__)
+
 SKETCH_VERSION = 1
 MAGIC = b"PVSK"
 #: Values per matrix (2-D or more) and per vector (norms, biases).
@@ -48,6 +51,11 @@ VOCAB_PREFIX_ROWS = 4096
 #: Length of the screening vector (a fixed subsample of the sketch used to shortlist candidates).
 SCREEN_LEN = 2048
 _MAX_HEADER = 64 * 1024 * 1024
+#: Most range requests a sketch makes per model (the scan's default ceiling: resolve calls are rate-limited).
+MAX_REQUESTS = 256
+#: Most unrequested bytes read to meet that ceiling (a model of thousands of tensors may need more:
+#: it then makes more requests rather than read gigabytes).
+MAX_GAP_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,11 +193,22 @@ def plan_sketch(tensors: dict[str, TensorMeta], source: str = "model") -> list[_
     return planned
 
 
-def read_sketch(source, tensors: dict[str, TensorMeta] | None = None) -> Sketch:
+def read_sketch(
+    source,
+    tensors: dict[str, TensorMeta] | None = None,
+    *,
+    max_requests: int | None = MAX_REQUESTS,
+    max_gap_bytes: int = MAX_GAP_BYTES,
+) -> Sketch:
     """Read a model's sketch through a :class:`~provbot.detectors.weights.sources.WeightSource`.
 
-    Reads only the sampled bytes (a few hundred KB), with the source's concurrent range requests.
+    Reads the sampled bytes (a few hundred KB) with the source's concurrent range requests, at most
+    ``max_requests`` of them (None: no ceiling): the smallest gaps between reads are read too, so
+    that neighbouring reads become one, up to ``max_gap_bytes`` unrequested bytes in all. The
+    positions never change (they must match every other sketch of the family); only how many
+    requests fetch them.
     """
+    from provbot.detectors.weights.byte_ranges import gap_for, merge_ranges
     from provbot.detectors.weights.safetensors_format import decode
 
     tensors = tensors if tensors is not None else source.tensors()
@@ -199,7 +218,19 @@ def read_sketch(source, tensors: dict[str, TensorMeta] | None = None) -> Sketch:
         size = p.meta.itemsize
         for a, b in p.ranges:
             requests.append((p.meta.file, p.meta.start + a * size, p.meta.start + b * size))
-    blobs = source.read_ranges(requests) if requests else []
+    gap = 0
+    if max_requests is not None and requests:
+        gap = gap_for(requests, max_requests)
+        if gap > max_gap_bytes:
+            gap = max_gap_bytes
+            log.info(
+                "%s: the sketch needs %d requests; bridging %d MiB of gaps between them cuts that to %d",
+                getattr(source, "ref", "model"),
+                len(merge_ranges(requests)),
+                max_gap_bytes >> 20,
+                len(merge_ranges(requests, gap)),
+            )
+    blobs = source.read_ranges(requests, gap_bytes=gap) if requests else []
     values = np.empty(sum(p.entry.n for p in planned), dtype=np.float32)
     pos = 0
     it = iter(blobs)

@@ -29,6 +29,7 @@ import provbot.bot.localhub.tree as tree
 from provbot.bot.localhub.faults import FaultInjector, ratelimit_headers
 from provbot.bot.localhub.listing import list_models
 from provbot.bot.localhub.models import RepoConfig, ServerOptions
+from provbot.bot.localhub.quota import QuotaWindows, bucket_of
 from provbot.bot.localhub.ranges import RangeNotSatisfiable, parse_range
 from provbot.bot.localhub.store import FileEntry, HubError, RepoStore, Revision, repo_not_found
 from provbot.bot.localhub.webhooks import object_id
@@ -94,6 +95,15 @@ class LocalHubApp:
         self.faults = faults
         self.discussions: Any = None  # bot.localhub.discussions.DiscussionsApi, set by the server
         self.requests = 0  # requests answered, for tests and benchmarks
+        # Per-route counts, for tests and benchmarks: resolve calls, CDN reads, CDN reads with a token.
+        self.resolves = 0
+        self.cdn_reads = 0
+        self.cdn_with_token = 0
+        self._cdn_key = secrets.token_bytes(16)
+        self.quota = QuotaWindows(options.quotas, options.window_s)
+
+    def revoke_cdn_urls(self) -> None:
+        """Every signed CDN URL given out so far stops working (403), as when signatures expire."""
         self._cdn_key = secrets.token_bytes(16)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -124,13 +134,23 @@ class LocalHubApp:
             if rule.status:
                 headers = ratelimit_headers(rule.reset_s) if rule.status == 429 else {}
                 return error_response(HubError(rule.status, None, f"injected fault {rule.status}", headers))
+        bucket = bucket_of(unquote(path))
+        limits: dict[str, str] = {}
+        if bucket is not None:
+            self.quota.quotas = self.options.quotas  # options may change on a running server
+            self.quota.window_s = self.options.window_s
+            allowed, limits = self.quota.take(bucket)
+            if not allowed:
+                return error_response(HubError(429, None, "You have exceeded the rate limit", limits))
         try:
-            return await self.route(request, [unquote(s) for s in path.split("/")[1:]])
+            response = await self.route(request, [unquote(s) for s in path.split("/")[1:]])
         except HubError as err:
-            return error_response(err)
+            response = error_response(err)
         except Exception:  # a server bug must still answer, in one line, and be logged
             log.exception("localhub: internal error on %s %s", request.method, path)
-            return error_response(HubError(500, None, "Internal Error"))
+            response = error_response(HubError(500, None, "Internal Error"))
+        response.headers.update(limits)
+        return response
 
     async def route(self, request: Request, seg: list[str]) -> Response:
         method = request.method
@@ -167,6 +187,7 @@ class LocalHubApp:
             )
         elif len(seg) >= 5 and seg[2] == "resolve" and seg[0] not in ("api", "datasets", "spaces"):
             if method in ("GET", "HEAD"):
+                self.resolves += 1
                 return await self.resolve(request, f"{seg[0]}/{seg[1]}", seg[3], "/".join(seg[4:]))
         elif seg and seg[0] == "cdn" and len(seg) >= 5 and method in ("GET", "HEAD"):
             return await self.cdn(request, f"{seg[1]}/{seg[2]}", seg[3], "/".join(seg[4:]))
@@ -299,6 +320,9 @@ class LocalHubApp:
         rev, entry, etag = prepared
         if self.options.redirect_resolve and entry.is_lfs:
             location = self._cdn_url(repo_id, rev.sha, filename)
+            if self.options.cdn_host:  # another origin: clients must not send it the Hub token
+                port = f":{request.url.port}" if request.url.port else ""
+                location = f"{request.url.scheme}://{self.options.cdn_host}{port}{location}"
             headers = {
                 "Location": location,
                 "X-Repo-Commit": rev.sha,
@@ -311,16 +335,22 @@ class LocalHubApp:
 
     def _cdn_url(self, repo_id: str, sha: str, filename: str) -> str:
         target = f"/cdn/{repo_id}/{sha}/{quote(filename)}"
-        sig = hmac.new(self._cdn_key, target.encode(), hashlib.sha256).hexdigest()[:32]
-        expires = int(time.time()) + 3600
+        expires = int(time.time()) + self.options.cdn_expiry_s
+        sig = hmac.new(self._cdn_key, f"{target}?{expires}".encode(), hashlib.sha256).hexdigest()[:32]
         return f"{target}?expires={expires}&sig={sig}"
 
     async def cdn(self, request: Request, repo_id: str, sha: str, filename: str) -> Response:
         """Redirect target: a signed URL (no token needed, like the Hub's CDN)."""
         target = f"/cdn/{repo_id}/{sha}/{quote(filename)}"
-        sig = hmac.new(self._cdn_key, target.encode(), hashlib.sha256).hexdigest()[:32]
+        self.cdn_reads += 1
+        if request.headers.get("authorization"):
+            self.cdn_with_token += 1
+        expires = request.query_params.get("expires", "")
+        sig = hmac.new(self._cdn_key, f"{target}?{expires}".encode(), hashlib.sha256).hexdigest()[:32]
         if not hmac.compare_digest(sig, request.query_params.get("sig", "")):
             raise HubError(403, None, "Invalid or expired signature")
+        if not expires.isdigit() or int(expires) < time.time():
+            raise HubError(403, None, "Request has expired")
 
         prepared = self._prepare(repo_id, sha, filename, cached=True)
         if prepared is None:

@@ -69,6 +69,14 @@ class ServerOptions(BaseModel):
     bandwidth_mbps: float | None = Field(None, gt=0, description="cap per response body, megabits/s")
     link_mbps: float | None = Field(None, gt=0, description="cap shared by all response bodies (one link), megabits/s")
     redirect_resolve: bool = Field(False, description="answer resolve with 302 to /cdn/... like the Hub")
+    cdn_host: str | None = Field(
+        None, description="host name the redirects name for the CDN (e.g. localhost: another origin than the Hub's)"
+    )
+    cdn_expiry_s: int = Field(3600, ge=0, description="lifetime of a signed CDN URL")
+    quotas: dict[str, int] = Field(
+        default_factory=dict, description="requests per window per bucket (api, resolvers); more answer 429"
+    )
+    window_s: int = Field(300, ge=1, description="length of a quota window")
     page_size: int = Field(1000, ge=1, description="largest page list_models gets")
     webhooks: list[WebhookTarget] = Field(default_factory=list)
     orgs: dict[str, list[str]] = Field(default_factory=dict, description="organisation -> member user names")

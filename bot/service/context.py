@@ -30,6 +30,7 @@ from provbot.bot.service.scan.scanner import Scanner, hub_scanner
 from provbot.bot.settings import Settings
 from provbot.detectors.errors import RemoteError
 from provbot.detectors.hub import HubClient, RetryPolicy
+from provbot.detectors.weights.header_cache import configure_header_cache
 
 if TYPE_CHECKING:
     from provbot.bot.index.store import IndexStore
@@ -98,7 +99,8 @@ class BotContext:
         token = settings.hub_token.get_secret_value() if settings.hub_token else None
         secret = b.webhook_secret.get_secret_value() if b.webhook_secret else None
         github = b.github_token.get_secret_value() if b.github_token else None
-        redactor = Redactor([token, secret, github])
+        console_key = settings.console.session_secret
+        redactor = Redactor([token, secret, github, console_key.get_secret_value() if console_key else None])
         database = db or Database(settings.database_url)
         if migrate:
             database.migrate()
@@ -111,6 +113,7 @@ class BotContext:
             sleep=pause,
         )
         hub = HubClient(settings.hub_endpoint, token, retry=retry)
+        configure_header_cache(settings.header_cache_dir)  # headers by commit, shared by every job
         return cls(
             settings=settings,
             db=database,

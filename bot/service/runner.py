@@ -60,7 +60,7 @@ class BotService:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
-        self.asgi = make_app(ctx, wake=self.workers.wake, started_at=self.started_at)
+        self.asgi = make_app(ctx, wake=self.workers.wake, started_at=self.started_at, workers=self.workers)
 
     # -- tasks -----------------------------------------------------------------------------------
     def run_task(self, task: str) -> None:

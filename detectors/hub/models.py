@@ -62,6 +62,14 @@ class SafetensorsCounts(_Answer):
     total: int | None = Field(None, ge=0)
 
 
+class GgufSummary(_Answer):
+    """What the Hub read from a repo's GGUF file: total parameters, architecture, context length."""
+
+    total: int | None = Field(None, ge=0)
+    architecture: str | None = None
+    context_length: int | None = Field(None, ge=0)
+
+
 class ModelInfo(_Answer):
     """A model repo as ``GET /api/models/{repo}[/revision/{rev}]`` or a listing entry describes it."""
 
@@ -73,6 +81,7 @@ class ModelInfo(_Answer):
     private: bool | None = None
     gated: bool | Literal["auto", "manual"] | None = None
     safetensors: SafetensorsCounts | None = None
+    gguf: GgufSummary | None = None
     card_data: dict[str, Any] | None = Field(None, alias="cardData")
     tags: list[str] = Field(default_factory=list)
     config: dict[str, Any] | None = None
@@ -104,7 +113,10 @@ class ModelInfo(_Answer):
 
     @property
     def parameter_total(self) -> int | None:
-        return self.safetensors.total if self.safetensors is not None else None
+        """Parameters the Hub counted in the safetensors weights, else in the GGUF model (GGUF-only repos)."""
+        if self.safetensors is not None and self.safetensors.total is not None:
+            return self.safetensors.total
+        return self.gguf.total if self.gguf is not None else None
 
 
 def _author_name(value: Any) -> Any:

@@ -65,12 +65,21 @@ class RateGate:
 
 @dataclass
 class HubStats:
-    """Counters of one client (thread-safe): requests sent, retries, 429s waited out, entries skipped."""
+    """Counters of one client (thread-safe): requests sent, retries, 429s waited out, entries skipped.
+
+    File reads also count ``resolves`` (requests to a file's resolve URL), ``cdn_requests`` (sent
+    straight to a remembered CDN URL), ``redirects`` (redirect hops followed: each is one more HTTP
+    request than ``requests`` says) and ``cdn_expired`` (remembered CDN URLs that had expired).
+    """
 
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
     skipped_entries: int = 0
+    resolves: int = 0
+    cdn_requests: int = 0
+    redirects: int = 0
+    cdn_expired: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -84,4 +93,8 @@ class HubStats:
                 "retries": self.retries,
                 "rate_limited": self.rate_limited,
                 "skipped_entries": self.skipped_entries,
+                "resolves": self.resolves,
+                "cdn_requests": self.cdn_requests,
+                "redirects": self.redirects,
+                "cdn_expired": self.cdn_expired,
             }

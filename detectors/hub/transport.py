@@ -32,7 +32,9 @@ from provbot.detectors.hub.error_map import (
     transport_fault,
     write_failed,
 )
+from provbot.detectors.hub.redirects import RedirectCache
 from provbot.detectors.hub.retry import HubStats, RateGate, RetryPolicy
+from provbot.detectors.hub.windows import RateWindows
 
 if TYPE_CHECKING:
     from huggingface_hub.utils import httpx
@@ -46,6 +48,12 @@ M = TypeVar("M")
 MAX_ANSWER_BYTES = 64 * 2**20
 #: Deepest nesting accepted in a JSON answer (model configs nest a few levels; thousands is an attack).
 MAX_JSON_DEPTH = 64
+#: Answers from a remembered CDN URL meaning "this signature no longer works": resolve again.
+STALE_TARGET = frozenset({401, 403, 410})
+
+
+class _StaleTarget(Exception):
+    """A remembered redirect target refused the request (its signature expired): resolve again."""
 
 
 class Retry(Exception):
@@ -102,6 +110,10 @@ class Transport:
         self.max_answer_bytes = max_answer_bytes
         self.stats = stats or HubStats()
         self.gate = RateGate()
+        #: The token's rate-limit windows as the Hub's answers report them (read by schedulers).
+        self.windows = RateWindows(clock=self.policy.clock)
+        #: Signed CDN URLs that files' resolve URLs redirected to (see :meth:`send_file`).
+        self.redirects = RedirectCache(clock=self.policy.clock)
         self._headers: dict[str, str] | None = None
 
     def __repr__(self) -> str:  # the token (also inside the cached headers) never shows
@@ -139,18 +151,24 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         write: bool = False,
         on_attempt: Callable[[], None] | None = None,
+        token: bool = True,
+        stale: frozenset[int] = frozenset(),
     ) -> T:
         """Send until an answer in ``accept`` comes and ``handle`` returns; errors as in :mod:`.error_map`.
 
         ``write=True``: the request changes something on the Hub. It is sent again only after a 429
         (the Hub did not process it); a 5xx or a timeout is reported as "may have been applied".
-        ``on_attempt`` is called for every request sent (a caller's own counters).
+        ``on_attempt`` is called for every request sent (a caller's own counters). ``token=False``
+        sends no Authorization header (a signed CDN URL needs none, and another host must not see it).
+        A status in ``stale`` raises :class:`_StaleTarget` (for :meth:`send_file`).
         """
         from huggingface_hub.errors import OfflineModeIsEnabled
         from huggingface_hub.utils import get_session, httpx
 
         policy = self.policy
         all_headers = {**self.headers(), **(headers or {})}
+        if not token:
+            all_headers = {k: v for k, v in all_headers.items() if k.lower() != "authorization"}
         faults = limited = 0
         while True:
             self._wait_for_gate(call)
@@ -169,6 +187,12 @@ class Transport:
                     follow_redirects=True,
                 ) as response:
                     status = response.status_code
+                    for hop in (*response.history, response):
+                        self.windows.note(hop.headers)
+                    if response.history:
+                        self.stats.add("redirects", len(response.history))
+                    if status in stale:
+                        raise _StaleTarget(f"HTTP {status}")
                     if status in accept:
                         return handle(response)
                     if status == 429:
@@ -210,6 +234,73 @@ class Transport:
             self.stats.add("retries")
             log.info("%s: %s, retry %d of %d in %.1f s", call, last, faults, policy.max_retries, wait)
             policy.sleep(wait)
+
+    def send_file(
+        self,
+        call: Call,
+        url: str,
+        handle: Callable[[httpx.Response], T],
+        *,
+        accept: frozenset[int] = frozenset({200}),
+        headers: Mapping[str, str] | None = None,
+        on_attempt: Callable[[], None] | None = None,
+    ) -> T:
+        """GET a file's ``resolve`` URL, straight from the CDN URL it last redirected to when that is live.
+
+        Pin ``url`` to a commit: a remembered target serves the bytes the resolve served. The first
+        read of a file follows the Hub's redirect and remembers where it led; later reads skip the
+        resolve call. A remembered target that refuses (expired signature) is dropped and the file
+        resolved again, once. The CDN gets no token.
+        """
+
+        def on_cdn() -> None:
+            self.stats.add("cdn_requests")
+            if on_attempt is not None:
+                on_attempt()
+
+        def on_resolve() -> None:
+            self.stats.add("resolves")
+            if on_attempt is not None:
+                on_attempt()
+
+        def remember(response: httpx.Response) -> T:
+            if response.history:  # redirected: the final URL serves this file until it expires
+                self.redirects.put(url, str(response.url))
+            else:
+                self.redirects.mark_direct(url)
+            return handle(response)
+
+        def resolve() -> T:
+            return self.send(call, "GET", url, remember, accept=accept, headers=headers, on_attempt=on_resolve)
+
+        for _ in range(2):  # a target that expired is resolved again, once
+            target = self.redirects.get(url)
+            if target is None and not self.redirects.is_direct(url):
+                # The first read of a file resolves it while the file's other reads wait: a scan
+                # starts tens of reads of a shard at once, and each would resolve it otherwise.
+                with self.redirects.lock(url):
+                    target = self.redirects.get(url)
+                    if target is None and not self.redirects.is_direct(url):
+                        return resolve()
+            if target is None:
+                break
+            try:
+                return self.send(
+                    call,
+                    "GET",
+                    target,
+                    handle,
+                    accept=accept,
+                    headers=headers,
+                    on_attempt=on_cdn,
+                    token=False,
+                    stale=STALE_TARGET,
+                )
+            except _StaleTarget:
+                self.redirects.drop(url, target)
+                self.stats.add("cdn_expired")
+                log.info("%s: the CDN URL expired, resolving again", call)
+        return resolve()
 
     def _wait_for_gate(self, call: Call) -> None:
         """Hold the request while the Hub's rate-limit window (as last reported) is closed."""
@@ -298,4 +389,4 @@ def _same_origin(url: str, endpoint: str) -> bool:
     return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
 
-__all__ = ["MAX_ANSWER_BYTES", "MAX_JSON_DEPTH", "Retry", "Transport", "load_json_limited"]
+__all__ = ["MAX_ANSWER_BYTES", "MAX_JSON_DEPTH", "STALE_TARGET", "Retry", "Transport", "load_json_limited"]

@@ -57,7 +57,12 @@ def fingerprint(path: Path) -> str:
 
 
 def resolve_model(
-    ref: str, *, endpoint: str | None = None, token: str | None = None, weights: bool = True
+    ref: str,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+    weights: bool = True,
+    client: HubClient | None = None,
 ) -> ResolvedModel:
     """Local folder or Hub repo -> a folder on disk. ``weights=False`` fetches only configs and templates."""
     local = Path(ref).expanduser()
@@ -68,7 +73,7 @@ def resolve_model(
         repo, rev = parse_ref(ref)
     except NotFoundError:
         raise NotFoundError(f"{ref}: neither a local folder nor an org/name Hub repo") from None
-    client = HubClient(endpoint, token)
+    client = client or HubClient(endpoint, token)
     # Not found, access denied, unreachable and rate limited stay distinct errors from here on.
     info = client.model_info(repo, rev)
     names = info.filenames

@@ -42,6 +42,7 @@ from provbot.detectors.identity.scoring import CLAIM_MIN_LOWER, evidence, score_
 from provbot.detectors.options import IdentityOptions
 
 if TYPE_CHECKING:
+    from provbot.detectors.hub import HubClient
     from provbot.detectors.identity.resolve import ResolvedModel
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,9 @@ class _Opener:
         device: str | None,
         batch_size: int | None,
         cpu_threads: int | None = None,
+        hub_client: HubClient | None = None,
     ) -> None:
-        self.kind, self.options = kind, options
+        self.kind, self.options, self.hub_client = kind, options, hub_client
         self.hub_endpoint, self.hub_token, self.api_key = hub_endpoint, hub_token, api_key
         self.device = device or options.device
         self.batch_size = batch_size or options.batch_size
@@ -122,7 +124,7 @@ class _Opener:
     def resolve(self, ref: str) -> ResolvedModel:
         from provbot.detectors.identity.resolve import resolve_model
 
-        return resolve_model(ref, endpoint=self.hub_endpoint, token=self.hub_token)
+        return resolve_model(ref, endpoint=self.hub_endpoint, token=self.hub_token, client=self.hub_client)
 
     def open(
         self,
@@ -159,7 +161,9 @@ class _Opener:
         try:
             from provbot.detectors.identity.resolve import resolve_model
 
-            return resolve_model(ref, endpoint=self.hub_endpoint, token=self.hub_token, weights=False).path
+            return resolve_model(
+                ref, endpoint=self.hub_endpoint, token=self.hub_token, weights=False, client=self.hub_client
+            ).path
         except ProvbotError as exc:
             notes.append(f"{unknown}: {exc}")
             return None
@@ -222,6 +226,7 @@ def run_identity(
     api_key: SecretStr | str | None = None,
     hub_endpoint: str | None = None,
     hub_token: str | None = None,
+    hub_client: HubClient | None = None,
     device: str | None = None,
     batch_size: int | None = None,
     cpu_threads: int | None = None,
@@ -239,7 +244,8 @@ def run_identity(
     unrelated models whose answers set the chance level of verbatim overlap (default: the prompt set's
     baseline texts). ``options`` (:class:`~provbot.detectors.options.IdentityOptions`) give the
     defaults of the backend, prompt set, device and answer cache; ``hub_endpoint`` and ``hub_token``
-    say where models are downloaded from (default: huggingface_hub's endpoint, ``HF_ENDPOINT``).
+    say where models are downloaded from (default: huggingface_hub's endpoint, ``HF_ENDPOINT``);
+    ``hub_client`` is the Hub client to download through instead (a service passes its own).
 
     Example::
 
@@ -262,7 +268,7 @@ def run_identity(
         ps = ps.subset(limit=prompt_limit)
     sampling = ps.sampling.model_copy(update={"samples": samples or ident.samples or ps.sampling.samples})
     table = aliases if isinstance(aliases, AliasTable) else load_aliases(aliases)
-    opener = _Opener(kind, ident, hub_endpoint, hub_token, api_key, device, batch_size, cpu_threads)
+    opener = _Opener(kind, ident, hub_endpoint, hub_token, api_key, device, batch_size, cpu_threads, hub_client)
     cache = AnswerCache(cache_dir if cache_dir is not None else ident.cache_dir)
     notes: list[str] = []
 

@@ -46,6 +46,22 @@ def merge_ranges(ranges: Sequence[ByteRange], gap_bytes: int = 0) -> list[ByteRa
     return joined
 
 
+def gap_for(ranges: Sequence[ByteRange], max_spans: int) -> int:
+    """The fewest bridged bytes with which :func:`merge_ranges` makes at most ``max_spans`` spans
+    (spans of different files never join: at least one per file remains).
+
+    >>> r = [("f", 0, 10), ("f", 12, 20), ("f", 25, 30), ("f", 100, 110)]
+    >>> gap_for(r, 2), len(merge_ranges(r, gap_for(r, 2)))
+    (7, 2)
+    >>> gap_for(r, 9)
+    0
+    """
+    spans = merge_ranges(ranges)
+    gaps = sorted(b[1] - a[2] for a, b in zip(spans, spans[1:]) if a[0] == b[0])
+    extra = len(spans) - max(max_spans, 1)
+    return sum(gaps[:extra]) if extra > 0 else 0
+
+
 def containing(merged: list[ByteRange], file: str, start: int, end: int) -> ByteRange:
     """The span of ``merged`` (sorted, as :func:`merge_ranges` returns) that holds ``[start, end)`` of ``file``."""
     i = bisect.bisect_right(merged, (file, start, float("inf"))) - 1

@@ -175,15 +175,20 @@ class GgufSource(WeightSource):
 
     def _header_of(self, file: str) -> GgufHeader:
         if file not in self.headers:
-            prefix, size = self.inner.raw_prefix(file, FIRST_READ_BYTES)
+            known = self.inner.known_prefix(file)
+            prefix, size = known if known is not None else self.inner.raw_prefix(file, FIRST_READ_BYTES)
+            seen = bytearray(prefix)  # the file's first bytes as parsing reads on: what a cache keeps
+
+            def read(start: int, end: int) -> bytes:
+                data = bytes(self.inner._read_one(file, start, end if size is None else min(end, size)))
+                if start == len(seen):
+                    seen.extend(data)
+                return data
+
             label = f"{self.ref}/{file}"
-            self.headers[file] = parse_header(
-                lambda s, e: bytes(self.inner._read_one(file, s, e if size is None else min(e, size))),
-                label,
-                size,
-                prefix=bytes(prefix),
-                file=file,
-            )
+            self.headers[file] = parse_header(read, label, size, prefix=bytes(prefix), file=file)
+            if known is None or len(seen) > len(prefix):
+                self.inner.keep_prefix(file, bytes(seen), size)
         return self.headers[file]
 
     @property

@@ -49,17 +49,17 @@ def open_source(
         raise NotFoundError(
             f"{ref!r} is neither a local model directory nor a Hub repo id (org/name[@revision])"
         ) from None
-    client = client or _shared_client(endpoint, token)
-    return _hub(HubSource(repo, revision, client=client, concurrency=concurrency, ref=ref))
+    client = client or shared_client(endpoint, token)
+    return hub_weights(HubSource(repo, revision, client=client, concurrency=concurrency, ref=ref))
 
 
 _clients: dict[tuple[str | None, str | None], HubClient] = {}
 _clients_lock = threading.Lock()
 
 
-def _shared_client(endpoint: str | None, token: str | SecretStr | None) -> HubClient:
+def shared_client(endpoint: str | None, token: str | SecretStr | None) -> HubClient:
     """One client per endpoint and token in a process: the sources of one scan then share its
-    rate-limit gate (a 429 seen by one holds them all) and its counters."""
+    rate-limit gate (a 429 seen by one holds them all), its remembered CDN URLs and its counters."""
     secret = token.get_secret_value() if isinstance(token, SecretStr) else token
     with _clients_lock:
         client = _clients.get((endpoint, secret))
@@ -81,7 +81,7 @@ def _local(src: LocalSource) -> WeightSource:
     return GgufSource(src, chosen)
 
 
-def _hub(src: HubSource) -> WeightSource:
+def hub_weights(src: HubSource) -> WeightSource:
     """A Hub repo: its safetensors checkpoint, or else its GGUF model (a GGUF-only repo)."""
     if any(f.endswith(".safetensors") for f in src.siblings):
         return src

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 #: ``related``: the child shares lineage with the candidates (it is no independent model), but the
 #: weights cannot say which of them is its parent; no candidate is named as one.
@@ -74,6 +74,9 @@ class ComponentFit(BaseModel):
     r2: float | None
 
 
+_REFERENCE = "The fit's reference candidate: the same value as 'base', under a name that claims no ancestry."
+
+
 class ScanResult(BaseModel):
     child: str
     relation: Relation
@@ -92,11 +95,19 @@ class ScanResult(BaseModel):
     base: str | None = Field(
         None,
         description=(
-            "The candidate the delta fit is taken from: the shared ancestor when base_source is given, declared or "
-            "inferred; with 'closest' only the candidate nearest the child, not necessarily an ancestor."
+            "The fit's reference candidate (also given as 'reference'): the candidate the delta fit is taken "
+            "from, NOT a finding that it is the child's base model. It is the shared ancestor only when "
+            "base_source is given, declared or inferred; with 'closest' it is merely the candidate nearest the "
+            "child. Kept under this name for compatibility."
         ),
     )
-    base_source: BaseSource | None = Field(None, description="How base was chosen.")
+    base_source: BaseSource | None = Field(None, description="How base (the fit's reference) was chosen.")
+
+    @computed_field(description=_REFERENCE)  # type: ignore[prop-decorator]
+    @property
+    def reference(self) -> str | None:
+        return self.base
+
     components: list[ComponentFit] = Field(default_factory=list)
     weight_spread: dict[str, float] = Field(
         default_factory=dict, description="ref -> robust spread of per-tensor weights (consistency)."

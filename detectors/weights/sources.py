@@ -36,6 +36,7 @@ from provbot.detectors.hub.transport import Retry, load_json_limited
 from provbot.detectors.text import as_data
 from provbot.detectors.weights.buffers import Buffer, join, read_buffer
 from provbot.detectors.weights.byte_ranges import ByteRange, containing, merge_ranges
+from provbot.detectors.weights.header_cache import CacheKey, HeaderCache, default_header_cache
 from provbot.detectors.weights.safetensors_format import MAX_HEADER_BYTES, TensorMeta, header_length, parse_header
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ class WeightSource(ABC):
             # shards of one checkpoint hold similar numbers of tensors): with it, each further
             # shard's header comes in one request instead of a prefix and then the rest. A longer
             # one still gets its rest; a shorter one costs a few unneeded bytes.
-            first = self._read_prefix(files[0], HEADER_PREFIX_BYTES)
+            first = self._header_prefix(files[0], HEADER_PREFIX_BYTES)
             n = header_length(first[0][:8], f"{self.ref}/{files[0]}", first[1])
             guess = max(HEADER_PREFIX_BYTES, 8 + n + n // 4)
             headers = self._map(lambda f: self._header(f, guess, first if f == files[0] else None), files)
@@ -154,11 +155,30 @@ class WeightSource(ABC):
         self, file: str, prefix_bytes: int = HEADER_PREFIX_BYTES, read: tuple[bytes, int | None] | None = None
     ) -> dict[str, TensorMeta]:
         """Parse ``file``'s header, reading ``prefix_bytes`` first (or using the prefix already ``read``)."""
-        prefix, size = read or self._read_prefix(file, prefix_bytes)
+        prefix, size = read or self._header_prefix(file, prefix_bytes)
         n = header_length(prefix[:8], f"{self.ref}/{file}", size)
         if len(prefix) < 8 + n:
             prefix = prefix + self._read_one(file, len(prefix), 8 + n)
-        return parse_header(prefix[8 : 8 + n], file, size, label=f"{self.ref}/{file}")
+        metas = parse_header(prefix[8 : 8 + n], file, size, label=f"{self.ref}/{file}")
+        self.keep_prefix(file, bytes(prefix[: 8 + n]), size)
+        return metas
+
+    def _header_prefix(self, file: str, n: int) -> tuple[bytes, int | None]:
+        """The first ``n`` bytes of a safetensors file, or its whole header when a cache holds it."""
+        known = self.known_prefix(file)
+        if known is not None:
+            data, size = known
+            # A whole header (length prefix and that many bytes), else read from the source again.
+            if len(data) >= 8 and len(data) == 8 + int.from_bytes(data[:8], "little"):
+                return data, size
+        return self._read_prefix(file, n)
+
+    def known_prefix(self, file: str) -> tuple[bytes, int | None] | None:
+        """A prefix of ``file`` (its header) kept from an earlier read, with the file size; None by default."""
+        return None
+
+    def keep_prefix(self, file: str, data: bytes, size: int | None) -> None:  # noqa: B027 - a no-op by default
+        """Keep a header that parsed without fault (a source with a cache does)."""
 
     def read_ranges(self, ranges: Sequence[ByteRange], gap_bytes: int = 0) -> list[Buffer]:
         """Read ``(file, start, end_exclusive)`` ranges, concurrently; results in input order.
@@ -424,8 +444,11 @@ class HubSource(WeightSource):
         timeout_s: float = 60.0,
         client: HubClient | None = None,
         info: ModelInfo | None = None,
+        header_cache: HeaderCache | None = None,
     ) -> None:
         super().__init__(ref or (repo_id if revision is None else f"{repo_id}@{revision}"), concurrency)
+        #: Headers and config.json by commit (default: the process's, see header_cache).
+        self.header_cache = header_cache if header_cache is not None else default_header_cache()
         self.client = client or HubClient(endpoint, token, retry=retry, timeout_s=timeout_s)
         self.repo_id = repo_id
         self.endpoint = self.client.endpoint
@@ -469,9 +492,8 @@ class HubSource(WeightSource):
                 raise WeightFormatError(f"{self.ref}/{file}: file ends before byte {end} (truncated?)")
             return got, size
 
-        return self.client.transport.send(
+        return self.client.transport.send_file(
             call,
-            "GET",
             self._url(file),
             handle,
             accept=frozenset({200, 206, 416}),
@@ -514,8 +536,26 @@ class HubSource(WeightSource):
     def config(self) -> dict[str, Any]:
         if "config.json" not in self.siblings:
             return {}
-        raw, _ = self._get("config.json")
-        return load_json_object(raw, f"{self.ref}/config.json")
+        key = self._key("config.json")
+        hit = self.header_cache.get(key)
+        if hit is not None:
+            try:
+                return load_json_object(hit[0], f"{self.ref}/config.json")
+            except WeightFormatError:
+                log.warning("%s: cached config.json is not valid JSON, reading it again", self.ref)
+        raw, size = self._get("config.json")
+        config = load_json_object(raw, f"{self.ref}/config.json")
+        self.header_cache.put(key, bytes(raw), size)
+        return config
+
+    def _key(self, file: str) -> CacheKey:
+        return CacheKey(self.endpoint, self.repo_id, self.sha, file)
+
+    def known_prefix(self, file: str) -> tuple[bytes, int | None] | None:
+        return self.header_cache.get(self._key(file))
+
+    def keep_prefix(self, file: str, data: bytes, size: int | None) -> None:
+        self.header_cache.put(self._key(file), data, size)
 
     def _list_weight_files(self) -> tuple[list[str], dict[str, str] | None]:
         if self._files is None:

@@ -171,7 +171,7 @@ def test_provbot_run_stops_within_five_seconds_of_sigterm_while_retrying(hub, tm
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["scan"], "Missing argument 'child'"),
+        (["scan"], "Missing argument 'CHILD'"),
         (["scan", "x", "--bogus"], "No such option: --bogus"),
         (["scan", "x", "--parent", "y", "--budget-mb", "0"], "Invalid value for '--budget-mb'"),
         (["scan", "x", "--parent", "y", "--max-requests", "-1"], "Invalid value for '--max-requests'"),

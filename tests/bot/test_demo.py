@@ -20,6 +20,7 @@ def test_demo_finds_the_hidden_merge_and_answers_the_mention(
     assert "bot: Thanks, lab: scan of" in out and "bot: Result of the requested scan" in out
     assert f"/api/models/{MERGE}/discussions/1" in out
     assert (tmp_path / "demo" / "provbot.db").exists()
+    assert "moderator console" in out and "/console/finding/" in out  # approved through the console
 
 
 @pytest.mark.slow
@@ -52,3 +53,22 @@ def test_polled_scan_without_configured_candidates_asks_the_index(localhub, tmp_
         findings = [f for f in Review(svc.ctx).list("all") if f.repo == MERGE]
     assert len(findings) == 1 and findings[0].status == "pending", [j.last_error for j in svc.ctx.queue.list()]
     assert "lab/tiny-base" in findings[0].summary and "lab/tiny-chat" in findings[0].summary
+
+
+def test_keep_refuses_a_folder_that_is_not_an_earlier_demos(tmp_path: Path) -> None:
+    """`--keep DIR` empties only a folder an earlier demo made; anything else is left whole, exit 2."""
+    import subprocess
+    import sys
+
+    precious = tmp_path / "documents"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    out = subprocess.run(
+        [sys.executable, "-m", "provbot.bot.cli", "demo", "--keep", str(precious)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "is not an earlier demo's folder" in out.stderr and "Traceback" not in out.stderr
+    assert (precious / "thesis.txt").read_text() == "years of work"

@@ -189,3 +189,37 @@ def test_a_broken_identity_endpoint_does_not_lose_the_weight_finding(persona_hub
     # Posts say that it failed, without the internal endpoint's address; the audit log keeps the details.
     assert "identity test not run: it could not be completed" in preview and "127.0.0.1" not in preview
     assert "lab/nex-ft" in preview
+
+
+def test_a_rate_limit_in_the_identity_check_reschedules_the_job_for_the_reset(
+    persona_hub, sqlite_url, tmp_path
+) -> None:  # noqa: ANN001
+    """The identity check reads the Hub through the service's client: a rate limit an hour away is not
+    slept through in the worker nor recorded as a failed check; the job runs again after the reset."""
+    from datetime import UTC, datetime, timedelta
+
+    from provbot.bot.db.models_bot import Job
+
+    scanner = ScriptedScanner()
+    ctx = build_ctx(settings_for(persona_hub, sqlite_url, tmp_path), scanner)
+    num = (
+        user_api(persona_hub, "alice")
+        .create_discussion(CHILD, "Origin?", description="@provbot scan against lab/qwen-base lab/nex-ft")
+        .num
+    )
+    ctx.enqueue("mention", f"mention:test:{CHILD}#{num}", MentionEvent(repo=CHILD, discussion_num=num).model_dump())
+    pool = WorkerPool(ctx, HANDLERS, concurrency=1)
+    assert pool.run_once() is not None  # the mention: it queues the scan
+    # Every read of the child's files answers 429 from now on, for an hour (the scripted weight scan reads none).
+    persona_hub.rate_limit(f"/{CHILD}/resolve/", count=1000, reset_s=3600)
+    started = datetime.now(UTC)
+    assert pool.run_once() is not None  # the scan job: weight scan, then the identity check
+    assert len(scanner.calls) == 1  # the weight scan ran; the 429 came in the identity check
+    assert (datetime.now(UTC) - started).total_seconds() < 20  # not slept through
+    with ctx.db.session() as s:
+        job = s.query(Job).filter(Job.kind == "scan").one()
+        assert job.state == "queued" and "rate limited until" in (job.last_error or "")
+        run_after = job.run_after if job.run_after.tzinfo else job.run_after.replace(tzinfo=UTC)
+        assert run_after >= started + timedelta(minutes=55)
+        assert s.query(Finding).filter_by(repo=CHILD).count() == 0
+    assert ctx.audit.query(kind="identity") == []

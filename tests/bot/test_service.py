@@ -305,3 +305,29 @@ def test_upload_webhook_enqueues_one_scan_shared_with_polling(service: BotServic
     reports = service.poller.poll()  # the poll sees the same upload: no second scan
     assert all(f"sneaky/pushed@{sha}" not in r.enqueued for r in reports)
     assert [j.key for j in service.ctx.queue.list(kind="scan")].count(f"scan:sneaky/pushed@{sha}") == 1
+
+
+def test_poll_takes_gguf_only_uploads_sized_by_their_gguf_model(service: BotService, hub, tmp_path) -> None:  # noqa: ANN001
+    """A repo holding only a GGUF file has no safetensors count: the Hub's gguf summary sizes it."""
+    import gguf
+    import numpy as np
+
+    def gguf_file(name: str, rows: int) -> object:
+        path = tmp_path / name
+        w = gguf.GGUFWriter(path, "llama")
+        w.add_block_count(1)
+        w.add_tensor("token_embd.weight", np.ones((rows, 32), dtype=np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        return path
+
+    service.poller.poll()
+    hub.add_repo("quant/big-GGUF", {"big-Q8_0.gguf": gguf_file("big.gguf", 64), "README.md": "# quantized"})
+    hub.add_repo("quant/tiny-GGUF", {"tiny-Q8_0.gguf": gguf_file("tiny.gguf", 1)})  # 32 parameters: small
+    hub.add_repo("quant/nothing", {"README.md": "# no weights"})
+    reports = service.poller.poll()
+    assert [e.split("@")[0] for r in reports for e in r.enqueued] == ["quant/big-GGUF"]
+    skipped = reports[0].skipped
+    assert (skipped["small"], skipped["no_weights"]) == (1, 1), skipped

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["card", "client", "error_map", "models", "repo_ids", "retry", "transport"]
+MODULES = ["card", "client", "error_map", "models", "redirects", "repo_ids", "retry", "transport", "windows"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -58,3 +58,30 @@ def test_a_scan_whose_weight_reads_hit_a_far_rate_limit_is_rescheduled(localhub,
     job = ctx.queue.list(kind="scan")[0]
     assert sleeps == [] and job.run_after >= before + timedelta(seconds=3590)
     assert "rate limited until" in (job.last_error or "")
+
+
+def test_a_job_the_window_cannot_cover_waits_for_the_reset_and_meets_no_429(localhub, tmp_path: Path) -> None:  # noqa: ANN001
+    hub = localhub
+    hub.add_token(BOT_TOKEN, "provbot")
+    hub.options.redirect_resolve = True
+    hub.options.quotas = {"resolvers": 2, "api": 100}  # one scan's worth of resolve calls
+    hub.add_repo("lab/base", model_files(seed=1))
+    hub.add_repo("lab/x", model_files(seed=2))
+    hub.add_repo("lab/y", model_files(seed=3))
+    sleeps: list[float] = []
+    settings = bot_settings(
+        hub.url, f"sqlite:///{tmp_path / 'bot.db'}", job_requests={"scan": {"resolvers": 2, "api": 5}}
+    )
+    ctx = BotContext.build(settings, sleep=sleeps.append)
+    for repo in ("lab/x", "lab/y"):
+        payload = {"repo": repo, "revision": "main", "origin": "poll", "parents": ["lab/base"]}
+        ctx.enqueue("scan", f"scan:{repo}@main", payload)
+    workers = BotService(ctx, port=0, schedule=False).workers
+    before = utcnow()
+    assert workers.run_once() == "done"  # the window was unknown, then two resolve calls used it up
+    assert ctx.hub.transport.windows.left("resolvers") == 0
+    assert workers.run_once() == "queued"  # deferred, not run into a 429
+    waiting = next(j for j in ctx.queue.list(kind="scan") if j.payload["repo"] == "lab/y")
+    assert waiting.attempts == 0 and "deferred until" in (waiting.last_error or "")
+    assert waiting.run_after >= before + timedelta(seconds=1)
+    assert hub.app.quota.refused == 0 and ctx.hub.stats.rate_limited == 0 and sleeps == []

@@ -17,6 +17,7 @@ MODULES = [
     "provbot.bot.localhub.tree",
     "provbot.bot.localhub.ranges",
     "provbot.bot.localhub.models",
+    "provbot.bot.localhub.quota",
 ]
 
 

@@ -207,3 +207,46 @@ def test_types_not_decoded_are_named_and_left_out(model_zoo, tmp_path: Path) -> 
         r.notes
     )
     assert r.tensors == 19
+
+
+def test_the_crawl_indexes_gguf_only_hub_repos_into_their_originals_family(
+    model_zoo, ggufs, localhub, tmp_path: Path
+) -> None:  # noqa: ANN001
+    """A GGUF-only repo in a listing is a model: sized by the Hub's gguf summary, fingerprinted into
+    its original's family, sketched; a GGUF merge served by the Hub then finds its parents."""
+    from provbot.bot.index.candidates import select_candidates
+    from provbot.bot.index.crawl import crawl
+    from provbot.bot.index.store import IndexStore
+
+    localhub.add_repo("quant/llama_a-GGUF", {"llama_a-Q8_0.gguf": Path(ggufs("llama_a", "Q8_0")) / "llama_a-Q8_0.gguf"})
+    localhub.add_repo("acme/llama_b", model_zoo.path("llama_b"))
+    localhub.add_repo("acme/llama_base", model_zoo.path("llama_base"))
+    store = IndexStore(f"sqlite:///{tmp_path / 'index.db'}")
+    report = crawl(store, endpoint=localhub.url, sorts=["downloads"], limit=10)
+    assert (report.added, report.skipped, report.failed) == (3, 0, 0), report
+    gguf_entry, original = store.get("quant/llama_a-GGUF"), store.get("acme/llama_b")
+    assert gguf_entry is not None and original is not None
+    assert gguf_entry.revision == localhub.sha("quant/llama_a-GGUF")
+    assert gguf_entry.family_key == original.family_key
+    localhub.add_repo(
+        "someone/merge-GGUF", {"llama_linear-Q4_K.gguf": Path(ggufs("llama_linear", "Q4_K")) / "llama_linear-Q4_K.gguf"}
+    )
+    chosen = select_candidates("someone/merge-GGUF", store=store, endpoint=localhub.url).chosen[:2]
+    assert set(chosen) == {"quant/llama_a-GGUF", "acme/llama_b"}, chosen
+
+
+def test_a_gguf_header_is_read_once_per_process(model_zoo, ggufs, localhub) -> None:  # noqa: ANN001
+    from provbot.detectors.hub import HubClient
+    from provbot.detectors.weights.gguf_source import GgufSource
+    from provbot.detectors.weights.header_cache import HeaderCache
+    from provbot.detectors.weights.sources import HubSource
+
+    name = "llama_linear-Q8_0.gguf"
+    localhub.add_repo("acme/cached-GGUF", {name: Path(ggufs("llama_linear", "Q8_0")) / name})
+    cache, client = HeaderCache(), HubClient(localhub.url)
+    first = GgufSource(HubSource("acme/cached-GGUF", client=client, header_cache=cache), [name])
+    second = GgufSource(HubSource("acme/cached-GGUF", client=client, header_cache=cache), [name])
+    names = first.tensors().keys()
+    assert first.requests > 1
+    assert second.tensors().keys() == names
+    assert second.requests == 1  # its model info: the header came from the cache

@@ -61,6 +61,9 @@ def localhub_session(_localhub_session_server: LocalHub) -> Iterator[LocalHub]:
         hub.options.tokens.clear()
         hub.options.webhooks.clear()
         hub.options.redirect_resolve = False
+        hub.options.cdn_host = None
+        hub.options.cdn_expiry_s = 3600
+        hub.options.quotas = {}
 
 
 @pytest.fixture

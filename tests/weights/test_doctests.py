@@ -26,6 +26,7 @@ MODULES = [
     "packed.compressed",
     "scale_fit",
     "rescaled",
+    "header_cache",
 ]
 
 

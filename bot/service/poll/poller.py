@@ -22,7 +22,7 @@ from provbot.detectors.hub import ModelInfo
 
 log = logging.getLogger(__name__)
 
-EXPAND = ["createdAt", "lastModified", "sha", "safetensors", "tags"]
+EXPAND = ["createdAt", "lastModified", "sha", "safetensors", "gguf", "tags"]
 _TIME_FIELD = {"created_at": "created_at", "last_modified": "last_modified"}
 
 
@@ -35,20 +35,22 @@ class WalkReport(BaseModel):
 
 
 def parameter_total(model: Any) -> int | None:
-    st = getattr(model, "safetensors", None)
-    if st is None:
-        return None
-    total = getattr(st, "total", None)
-    if total is None and isinstance(st, dict):
-        total = st.get("total")
-    return int(total) if total is not None else None
+    """Parameters of a listed or uploaded model: its safetensors count, else its GGUF model's."""
+    if isinstance(model, ModelInfo):
+        return model.parameter_total
+    for field in ("safetensors", "gguf"):  # a webhook's or another caller's plain answer
+        part = getattr(model, field, None)
+        total = part.get("total") if isinstance(part, dict) else getattr(part, "total", None)
+        if isinstance(total, int) and not isinstance(total, bool):
+            return total
+    return None
 
 
 def skip_reason(ctx: BotContext, model: Any) -> str | None:
     """Why a listed or uploaded model is not scanned (None: scan it)."""
     total = parameter_total(model)
     if total is None:
-        return "no_safetensors"
+        return "no_weights"
     if total < ctx.settings.bot.min_parameters:
         return "small"
     if ctx.opted_out(model.id) or "provbot-opt-out" in (getattr(model, "tags", None) or []):
@@ -88,7 +90,7 @@ class Poller:
             raise
         fresh = [m for m in models if not (when(m) == position and m.id in boundary)]
         enqueued: list[str] = []
-        skipped = {"small": 0, "no_safetensors": 0, "opt_out": 0, "duplicate": 0}
+        skipped = {"small": 0, "no_weights": 0, "opt_out": 0, "duplicate": 0}
         for m in fresh:
             if (reason := skip_reason(ctx, m)) is not None:
                 skipped[reason] += 1

@@ -12,11 +12,13 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from provbot.bot.db import DatabaseError
 from provbot.bot.db.jobs import JobView
 from provbot.bot.service.context import BotContext
+from provbot.bot.service.queue.budget import start_after
 from provbot.detectors.errors import ProvbotError, RateLimitedError, RemoteError
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ def worker_id() -> str:
 def run_claimed(ctx: BotContext, handlers: dict[str, Handler], job: JobView, owner: str) -> str:
     """Run one claimed job and record its outcome; returns the job's new state (or 'lost')."""
     handler = handlers.get(job.kind)
+    deferred = _defer_for_budget(ctx, job, owner)
+    if deferred is not None:
+        return deferred
     try:
         if handler is None:
             raise ProvbotError(f"no handler for job kind {job.kind!r}")
@@ -60,6 +65,21 @@ def run_claimed(ctx: BotContext, handlers: dict[str, Handler], job: JobView, own
     ok = ctx.queue.complete(job.id, owner, result)
     ctx.metrics.jobs.labels(kind=job.kind, outcome="done" if ok else "lost").inc()
     return "done" if ok else "lost"
+
+
+def _defer_for_budget(ctx: BotContext, job: JobView, owner: str) -> str | None:
+    """Put the job back until the rate-limit window resets when what is left would not cover it."""
+    needs = ctx.settings.bot.job_requests.get(job.kind, {})
+    when = start_after(ctx.hub.transport.windows, needs) if needs else None
+    if when is None:
+        return None
+    reset = datetime.fromtimestamp(when + 1, UTC)  # a second late: the window has surely reset
+    left = {b: ctx.hub.transport.windows.left(b) for b in needs}
+    reason = f"deferred until {reset:%H:%M:%S} UTC: needs {dict(needs)} Hub requests, the window has {left} left"
+    state = ctx.queue.defer(job.id, owner, reset, reason)
+    ctx.metrics.jobs.labels(kind=job.kind, outcome="deferred" if state else "lost").inc()
+    log.info("job %s (%s) %s", job.id, job.kind, reason)
+    return state or "lost"
 
 
 @dataclass(frozen=True)

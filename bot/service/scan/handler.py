@@ -154,10 +154,11 @@ def _identity_check(
 ) -> IdentityCheck:
     """The behaviour check after the weight scan, against the parents the scan found (else those it compared).
 
-    Never raises: a check that cannot run or fails is recorded (audit log and finding) with its reason.
+    A check that cannot run or fails is recorded (audit log and finding) with its reason; only a Hub rate
+    limit raises, so the queue runs the whole job again after the reset.
     """
     candidates = significant_parents(result) or list(parents)
-    check = run_identity_check(ctx.settings, repo=p.repo, revision=p.revision, candidates=candidates)
+    check = run_identity_check(ctx.settings, repo=p.repo, revision=p.revision, candidates=candidates, client=ctx.hub)
     data: dict[str, Any] = {
         "job_id": job_id,
         "status": check.status,

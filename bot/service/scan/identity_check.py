@@ -18,7 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from provbot.bot.settings import Settings
-from provbot.detectors.errors import ProvbotError
+from provbot.detectors.errors import ProvbotError, RateLimitedError
+from provbot.detectors.hub import HubClient
 from provbot.detectors.identity.result import IdentityResult
 
 log = logging.getLogger(__name__)
@@ -64,15 +65,19 @@ def _token(settings: Settings) -> str | None:
     return settings.hub_token.get_secret_value() if settings.hub_token else None
 
 
-def run_identity_check(settings: Settings, *, repo: str, revision: str, candidates: list[str]) -> IdentityCheck:
+def run_identity_check(
+    settings: Settings, *, repo: str, revision: str, candidates: list[str], client: HubClient | None = None
+) -> IdentityCheck:
     """Run the identity test on ``repo@revision`` against ``candidates`` if this machine (or a configured
-    endpoint) allows it. Never raises for a failed run: the reason is in the returned check.
+    endpoint) allows it, reading the Hub through ``client`` (the service's, with its retry policy).
+    Never raises for a failed run: the reason is in the returned check. A rate limit is the exception:
+    it raises RateLimitedError so the queue runs the job again after the reset, where the check can run.
     """
     from provbot.detectors.identity import can_run_identity, run_identity
 
     ref = f"{repo}@{revision}"
     token = _token(settings)
-    feasible = can_run_identity(ref, settings.identity, hub_endpoint=settings.hub_endpoint, token=token)
+    feasible = can_run_identity(ref, settings.identity, hub_endpoint=settings.hub_endpoint, token=token, client=client)
     if not feasible.ok:
         return IdentityCheck(status="not_run", reason=feasible.reason, params_b=feasible.params_b)
     # Candidates always run on the local backend (an endpoint serves only the child), so each must fit too.
@@ -80,7 +85,12 @@ def run_identity_check(settings: Settings, *, repo: str, revision: str, candidat
     skipped: list[str] = []
     for cand in dict.fromkeys(c for c in candidates if c != repo):
         fit = can_run_identity(
-            cand, settings.identity, endpoint_configured=False, hub_endpoint=settings.hub_endpoint, token=token
+            cand,
+            settings.identity,
+            endpoint_configured=False,
+            hub_endpoint=settings.hub_endpoint,
+            token=token,
+            client=client,
         )
         if fit.ok:
             usable.append(cand)
@@ -95,8 +105,11 @@ def run_identity_check(settings: Settings, *, repo: str, revision: str, candidat
             prompt_limit=settings.bot.identity_prompt_limit,
             hub_endpoint=settings.hub_endpoint,
             hub_token=token,
+            hub_client=client,
             options=settings.identity,
         )
+    except RateLimitedError:
+        raise
     except ProvbotError as exc:
         return IdentityCheck(status="failed", reason=str(exc), params_b=feasible.params_b)
     except Exception as exc:  # noqa: BLE001 - a detector bug (or CUDA OOM) must not lose the weight finding

@@ -1,4 +1,5 @@
-"""The bot's HTTP app: ``POST /webhook`` (Hub webhooks), ``GET /healthz`` and ``GET /metrics``.
+"""The bot's HTTP app: ``POST /webhook`` (Hub webhooks), ``GET /healthz``, ``GET /metrics`` and the
+moderator console under ``/console`` (unless ``console.enabled`` is false).
 
 Database work runs in a worker thread, never on the event loop, so a slow database cannot stall
 other requests.
@@ -7,7 +8,7 @@ other requests.
 >>> from provbot.bot.settings import Settings
 >>> app = make_app(BotContext.build(Settings(database_url="sqlite://")), wake=lambda: None)
 >>> [r.path for r in app.routes]
-['/webhook', '/healthz', '/metrics']
+['/webhook', '/healthz', '/metrics', '/console']
 """
 
 from __future__ import annotations
@@ -15,38 +16,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.events import MentionEvent, UploadEvent
-from provbot.bot.service.web.webhook import MAX_BODY_BYTES, WebhookRejected, check_secret, parse_webhook
+from provbot.bot.service.web.webhook import WebhookRejected, check_secret, parse_webhook, read_body
 
 log = logging.getLogger(__name__)
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refused with 413 before reading when its declared length is too large, and
-    as soon as more than ``limit`` bytes arrive when it declares none (chunked)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise WebhookRejected(
-            "payload too large" if declared.isdigit() else "bad Content-Length", 413 if declared.isdigit() else 400
-        )
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise WebhookRejected("payload too large", 413)
-    return bytes(body)
-
-
-def make_app(ctx: BotContext, *, wake: Callable[[], None], started_at: float | None = None) -> Starlette:
-    """The Starlette app; ``wake`` tells the workers that a job was queued."""
+def make_app(
+    ctx: BotContext, *, wake: Callable[[], None], started_at: float | None = None, workers: Any | None = None
+) -> Starlette:
+    """The Starlette app; ``wake`` tells the workers that a job was queued; ``workers`` (this process's
+    WorkerPool) is shown on the console's jobs page."""
     started = started_at if started_at is not None else time.time()
 
     async def webhook(request: Request) -> Response:
@@ -99,10 +88,13 @@ def make_app(ctx: BotContext, *, wake: Callable[[], None], started_at: float | N
             ctx.metrics.queue.labels(state=state).set(n)
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    return Starlette(
-        routes=[
-            Route("/webhook", webhook, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-        ]
-    )
+    routes = [
+        Route("/webhook", webhook, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    if ctx.settings.console.enabled:  # the moderator console (docs/console.md)
+        from provbot.bot.service.console.app import make_console
+
+        routes.append(Mount("/console", app=make_console(ctx, wake=wake, workers=workers)))
+    return Starlette(routes=routes)

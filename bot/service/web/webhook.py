@@ -11,6 +11,7 @@ import re
 
 from huggingface_hub import WebhookPayload
 from pydantic import ValidationError
+from starlette.requests import Request
 
 from provbot.bot.service.events import MentionEvent, UploadEvent
 from provbot.detectors.errors import ProvbotError
@@ -71,3 +72,19 @@ def parse_webhook(body: bytes) -> MentionEvent | UploadEvent | None:
     return MentionEvent(
         repo=payload.repo.name, discussion_num=payload.discussion.num, comment_id=comment_id, content=content
     )
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused with 413 before reading when its declared length is too large, and
+    as soon as more than ``limit`` bytes arrive when it declares none (chunked)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise WebhookRejected(
+            "payload too large" if declared.isdigit() else "bad Content-Length", 413 if declared.isdigit() else 400
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise WebhookRejected("payload too large", 413)
+    return bytes(body)
