@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Update, and_, func, or_, select, update
 
 from provbot.bot.db.database import Database
 from provbot.bot.db.models_bot import Job, JobState, utcnow
@@ -160,8 +160,7 @@ class JobQueue:
         now = self.clock()
         with self.db.session(write=True) as s:
             res = s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.lease_owner == owner)
+                _held(job_id, owner)
                 .values(lease_expires_at=now + self.lease, updated_at=now)
                 .execution_options(synchronize_session=False)
             )
@@ -172,8 +171,7 @@ class JobQueue:
         now = self.clock()
         with self.db.session(write=True) as s:
             res = s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.lease_owner == owner)
+                _held(job_id, owner)
                 .values(
                     state=JobState.DONE.value,
                     result=result,
@@ -211,8 +209,7 @@ class JobQueue:
             else:
                 values = {"state": JobState.FAILED.value, "finished_at": now}
             res = s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.lease_owner == owner)
+                _held(job_id, owner)
                 .values(last_error=error[:2000], lease_owner=None, lease_expires_at=None, updated_at=now, **values)
                 .execution_options(synchronize_session=False)
             )
@@ -226,8 +223,7 @@ class JobQueue:
         now = self.clock()
         with self.db.session(write=True) as s:
             res = s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.lease_owner == owner)
+                _held(job_id, owner)
                 .values(
                     state=JobState.QUEUED.value,
                     run_after=max(now, not_before),
@@ -284,3 +280,8 @@ class JobQueue:
         """True when nothing is queued or running."""
         c = self.counts()
         return c[JobState.QUEUED.value] == 0 and c[JobState.RUNNING.value] == 0
+
+
+def _held(job_id: int, owner: str) -> Update:
+    """An update of job ``job_id`` that applies only while ``owner`` still holds its lease."""
+    return update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.lease_owner == owner)

@@ -101,18 +101,23 @@ class HeaderCache:
     def put(self, key: CacheKey, data: bytes, size: int | None) -> None:
         if not key.pinned or len(data) > MAX_ENTRY_BYTES:
             return
-        self._remember(key, bytes(data), size)
-        self._store(key, bytes(data), size)
+        data = bytes(data)
+        # A key already held was written (or loaded from disk) before, and a commit's bytes never
+        # change: every scan keeps the headers it parsed, so rewriting them would cost a write each.
+        if self._remember(key, data, size):
+            self._store(key, data, size)
 
-    def _remember(self, key: CacheKey, data: bytes, size: int | None) -> None:
+    def _remember(self, key: CacheKey, data: bytes, size: int | None) -> bool:
+        """Hold ``key`` in memory; False when it was held already."""
         with self._lock:
             if key in self._memory:
-                return
+                return False
             self._memory[key] = (data, size)
             self._held += len(data)
             while self._held > self.max_memory_bytes and len(self._memory) > 1:
                 _, (old, _) = self._memory.popitem(last=False)
                 self._held -= len(old)
+            return True
 
     # -- disk ------------------------------------------------------------------------------------
     def _store(self, key: CacheKey, data: bytes, size: int | None) -> None:

@@ -58,6 +58,12 @@ def test_second_process_reads_headers_from_disk(localhub, model_dir, tmp_path):
     third = _run(localhub.url, "acme/cached", folder)
     assert "ignoring" in third["stderr"] and "checksum" in third["stderr"]
     assert third["requests"] == 2 and third["tensors"] == first["tensors"]  # that one file read again
+    # ... and rewritten whole; the entries that were served from the folder were not written again.
+    others = entries[1:]
+    stamps = {p: p.stat().st_mtime_ns for p in others}
+    fourth = _run(localhub.url, "acme/cached", folder)
+    assert fourth["requests"] == 1 and "ignoring" not in fourth["stderr"]
+    assert {p: p.stat().st_mtime_ns for p in others} == stamps
 
 
 def test_headers_shared_between_sources_of_one_process(localhub, model_dir):

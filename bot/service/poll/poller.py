@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -34,26 +33,15 @@ class WalkReport(BaseModel):
     skipped: dict[str, int]
 
 
-def parameter_total(model: Any) -> int | None:
-    """Parameters of a listed or uploaded model: its safetensors count, else its GGUF model's."""
-    if isinstance(model, ModelInfo):
-        return model.parameter_total
-    for field in ("safetensors", "gguf"):  # a webhook's or another caller's plain answer
-        part = getattr(model, field, None)
-        total = part.get("total") if isinstance(part, dict) else getattr(part, "total", None)
-        if isinstance(total, int) and not isinstance(total, bool):
-            return total
-    return None
-
-
-def skip_reason(ctx: BotContext, model: Any) -> str | None:
-    """Why a listed or uploaded model is not scanned (None: scan it)."""
-    total = parameter_total(model)
+def skip_reason(ctx: BotContext, model: ModelInfo) -> str | None:
+    """Why a listed or uploaded model is not scanned (None: scan it). Its size is the Hub's count of
+    its safetensors parameters, else of its GGUF model's (a GGUF-only repo)."""
+    total = model.parameter_total
     if total is None:
         return "no_weights"
     if total < ctx.settings.bot.min_parameters:
         return "small"
-    if ctx.opted_out(model.id) or "provbot-opt-out" in (getattr(model, "tags", None) or []):
+    if ctx.opted_out(model.id) or "provbot-opt-out" in model.tags:
         return "opt_out"
     return None
 
