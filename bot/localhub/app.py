@@ -44,9 +44,14 @@ SMALL_BODY = 4 << 20  # bodies up to this size are read whole and sent in one pi
 # _pread_cached): a thread hop costs more CPU than copying them.
 INLINE_READ = 256 << 10
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux only
+# Generated (virtual) bodies up to this size are computed on the event loop: a few value blocks
+# cost less than a thread hop.
+VIRTUAL_INLINE = 16 << 10
 
 
 def _pread_exact(entry: FileEntry, start: int, length: int) -> bytes:
+    if entry.virtual is not None:
+        return entry.virtual.read(start, start + length)
     fd = os.open(entry.path, os.O_RDONLY)
     try:
         return os.pread(fd, length, start)
@@ -60,6 +65,8 @@ def _pread_cached(entry: FileEntry, start: int, length: int) -> bytes | None:
     RWF_NOWAIT makes the kernel answer EAGAIN (or a short read) instead of blocking, so this is
     safe on the event loop; callers fall back to :func:`_pread_exact` in a worker thread.
     """
+    if entry.virtual is not None:
+        return entry.virtual.read(start, start + length) if length <= VIRTUAL_INLINE else None
     if _RWF_NOWAIT is None:
         return None
     buf = bytearray(length)
@@ -254,7 +261,7 @@ class LocalHubApp:
         rev = self.store.resolve(repo_id, None)
         entry = self._entry(rev, filename)
         try:
-            index = json.loads(entry.path.read_bytes())
+            index = json.loads(self.store.read_small(entry))
             shards = sorted(set(index["weight_map"].values()))
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise HubError(400, None, f"{filename} is not a valid safetensors index") from None
@@ -413,13 +420,19 @@ class LocalHubApp:
         """File bytes [start, end) read with pread in worker threads, paced to the bandwidth cap."""
         rate = self.options.bandwidth_mbps * 125_000 if self.options.bandwidth_mbps else None  # bytes/s
         chunk = CHUNK if rate is None else max(4096, min(CHUNK, int(rate / 20)))
-        fd = await anyio.to_thread.run_sync(os.open, str(entry.path), os.O_RDONLY)
+        virtual = entry.virtual
+        # Generated files are computed chunk by chunk, like reads of a stored one: never whole.
+        fd = -1 if virtual is not None else await anyio.to_thread.run_sync(os.open, str(entry.path), os.O_RDONLY)
         began = time.monotonic()
         sent = 0
         try:
             pos = start
             while pos < end:
-                data = await anyio.to_thread.run_sync(os.pread, fd, min(chunk, end - pos), pos)
+                n = min(chunk, end - pos)
+                if virtual is not None:
+                    data = await anyio.to_thread.run_sync(virtual.read, pos, pos + n)
+                else:
+                    data = await anyio.to_thread.run_sync(os.pread, fd, n, pos)
                 if not data:  # file shrank under us: end the body short rather than hang
                     break
                 pos += len(data)
@@ -431,4 +444,5 @@ class LocalHubApp:
                     if ahead > 0:
                         await asyncio.sleep(ahead)
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)

@@ -1,8 +1,9 @@
 """Typed spec of a virtual repo's recipe: what its tensor values are made of.
 
->>> Recipe.model_validate({"kind": "base", "seed": 7}).kind
+>>> from pydantic import TypeAdapter
+>>> TypeAdapter(Recipe).validate_python({"kind": "base", "seed": 7}).kind
 'base'
->>> Recipe.model_validate({"kind": "blend", "parts": {"a": 0.6, "b": 0.4}}).parts["a"]
+>>> TypeAdapter(Recipe).validate_python({"kind": "blend", "parts": {"a": 0.6, "b": 0.4}}).parts["a"]
 0.6
 """
 
