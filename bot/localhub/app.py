@@ -29,7 +29,7 @@ import provbot.bot.localhub.tree as tree
 from provbot.bot.localhub.faults import FaultInjector, ratelimit_headers
 from provbot.bot.localhub.listing import list_models
 from provbot.bot.localhub.models import RepoConfig, ServerOptions
-from provbot.bot.localhub.quota import QuotaWindows, bucket_of
+from provbot.bot.localhub.quota import PLANS, QuotaWindows, bucket_of
 from provbot.bot.localhub.ranges import RangeNotSatisfiable, parse_range
 from provbot.bot.localhub.store import FileEntry, HubError, RepoStore, Revision, repo_not_found
 from provbot.bot.localhub.webhooks import object_id
@@ -107,7 +107,7 @@ class LocalHubApp:
         self.cdn_reads = 0
         self.cdn_with_token = 0
         self._cdn_key = secrets.token_bytes(16)
-        self.quota = QuotaWindows(options.quotas, options.window_s)
+        self.quota = QuotaWindows(options.quotas, options.window_s, time_scale=options.time_scale)
 
     def revoke_cdn_urls(self) -> None:
         """Every signed CDN URL given out so far stops working (403), as when signatures expire."""
@@ -146,7 +146,8 @@ class LocalHubApp:
         if bucket is not None:
             self.quota.quotas = self.options.quotas  # options may change on a running server
             self.quota.window_s = self.options.window_s
-            allowed, limits = self.quota.take(bucket)
+            self.quota.time_scale = self.options.time_scale
+            allowed, limits = self.quota.take(bucket, *self._caller_quotas(request))
             if not allowed:
                 return error_response(HubError(429, None, "You have exceeded the rate limit", limits))
         try:
@@ -158,6 +159,16 @@ class LocalHubApp:
             response = error_response(HubError(500, None, "Internal Error"))
         response.headers.update(limits)
         return response
+
+    def _caller_quotas(self, request: Request) -> tuple[str, dict[str, int] | None]:
+        """Whose windows a request counts in, and their quotas (None: the server-wide ``quotas``)."""
+        try:
+            user = self.user(request) or ""
+        except HubError:  # an unknown token: counted as anonymous (the route answers 401)
+            user = ""
+        if self.options.quotas or not self.options.rate_windows:
+            return user, None
+        return user, PLANS["pro" if user and user in self.options.pro_users else "free"]
 
     async def route(self, request: Request, seg: list[str]) -> Response:
         method = request.method

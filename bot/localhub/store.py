@@ -597,6 +597,8 @@ class RepoStore:
     def _gguf(self, rev: Revision) -> dict[str, Any] | None:
         """The Hub's ``gguf`` summary (parameters, architecture, context length) of a repo's GGUF
         model: the file (or split series) a scan would read. None when there is none or it is not valid."""
+        if not any(name.lower().endswith(".gguf") for name in rev.files):
+            return None  # most repos: no need to import the GGUF reader (and torch) at all
         from provbot.detectors.errors import ProvbotError
         from provbot.detectors.weights.gguf_format import parse_header
         from provbot.detectors.weights.gguf_source import pick_gguf
