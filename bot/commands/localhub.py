@@ -29,6 +29,16 @@ def _parse_tokens(pairs: list[str]) -> dict[str, str]:
     return tokens
 
 
+def _parse_quotas(pairs: list[str]) -> dict[str, int]:
+    quotas: dict[str, int] = {}
+    for pair in pairs:
+        bucket, _, n = pair.partition("=")
+        if bucket not in ("api", "resolvers") or not n.isdigit():
+            raise ConfigError("--quota expects api=N or resolvers=N")
+        quotas[bucket] = int(n)
+    return quotas
+
+
 @localhub_app.command("serve")
 def serve(
     root: Path = typer.Option(..., "--root", help="Folder holding <org>/<name>/ repos.", file_okay=False),
@@ -47,6 +57,9 @@ def serve(
         False, "--rate-windows", help="Per-token rate-limit windows with the Hub's free/PRO quotas."
     ),
     pro: list[str] = typer.Option([], "--pro", help="USER whose token gets the PRO quotas; repeatable."),
+    quota: list[str] = typer.Option(
+        [], "--quota", help="BUCKET=N (api, resolvers): N requests per window for every token instead; repeatable."
+    ),
     time_scale: float = typer.Option(
         1.0, "--time-scale", min=0.001, help="Hub seconds per real second in rate-limit windows (60: 5 min in 5 s)."
     ),
@@ -70,6 +83,7 @@ def serve(
         redirect_resolve=redirect,
         rate_windows=rate_windows,
         pro_users=pro,
+        quotas=_parse_quotas(quota),
         time_scale=time_scale,
         webhooks=[WebhookTarget(url=u, secret=webhook_secret, id=f"localhub-{i + 1}") for i, u in enumerate(webhook)],
     )

@@ -171,8 +171,14 @@ class _Planned:
     ranges: list[tuple[int, int]]  # element ranges [start, stop) in the flattened tensor
 
 
-def plan_sketch(tensors: dict[str, TensorMeta], source: str = "model") -> list[_Planned]:
-    """Choose the sketched tensors and their element ranges (no I/O)."""
+def plan_sketch(tensors: dict[str, TensorMeta], source: str = "model", max_spans: int | None = None) -> list[_Planned]:
+    """Choose the sketched tensors and their element ranges (no I/O).
+
+    With ``max_spans``, a model whose sketch would need more separate reads than that (a 400B MoE:
+    ~2,000, one per sketched tensor, gigabytes apart) keeps the layers of an even stride only, so
+    the reads fit. The choice depends on the tensor names alone: every model of one layout keeps
+    the same layers, and sketches of other layouts compare on the entries they share.
+    """
     canon = canonical_tensors(tensors, source)
     planned = []
     for name in sorted(canon):
@@ -190,7 +196,22 @@ def plan_sketch(tensors: dict[str, TensorMeta], source: str = "model") -> list[_
         ranges = element_ranges(shape, n)
         count = sum(b - a for a, b in ranges)
         planned.append(_Planned(SketchEntry(name, shape, count), meta, ranges))
+    if max_spans is not None:
+        planned = _thin_layers(planned, max_spans)
     return planned
+
+
+def _thin_layers(planned: list[_Planned], max_spans: int) -> list[_Planned]:
+    """Every ``stride``-th layer's entries (plus those outside layers) so the ranges number at most ``max_spans``."""
+    layer_of = {p.entry.name: classify(p.entry.name).layer for p in planned}
+    total = sum(len(p.ranges) for p in planned)
+    outside = sum(len(p.ranges) for p in planned if layer_of[p.entry.name] is None)
+    if total <= max_spans or outside >= max_spans:
+        return planned
+    layers = sorted({layer for layer in layer_of.values() if layer is not None})
+    stride = math.ceil((total - outside) / (max_spans - outside))
+    kept = set(layers[::stride])
+    return [p for p in planned if layer_of[p.entry.name] is None or layer_of[p.entry.name] in kept]
 
 
 def read_sketch(
@@ -212,7 +233,7 @@ def read_sketch(
     from provbot.detectors.weights.safetensors_format import decode
 
     tensors = tensors if tensors is not None else source.tensors()
-    planned = plan_sketch(tensors, getattr(source, "ref", "model"))
+    planned = plan_sketch(tensors, getattr(source, "ref", "model"), max_spans=max_requests)
     requests: list[tuple[str, int, int]] = []
     for p in planned:
         size = p.meta.itemsize

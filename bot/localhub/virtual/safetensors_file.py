@@ -21,7 +21,8 @@ class VirtualSafetensors:
         # (name, first byte in the data section, element count), in file order.
         self._spans: list[tuple[str, int, int]] = []
         offset = 0
-        for name, shape in tensors:
+        # safetensors writes tensors sorted by name (one dtype here), whatever order they come in.
+        for name, shape in sorted(tensors, key=lambda t: t[0]):
             count = math.prod(shape)
             header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + 2 * count]}
             self._spans.append((name, offset, count))
