@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from provbot.bot.localhub.virtual.layouts import qwen3_moe
+
 LAYERS, EXPERTS, Q_HEADS, KV_HEADS = 48, 128, 32, 4
 
 
@@ -30,24 +32,16 @@ def tensor_shapes(
     hidden: int, moe_intermediate: int, head_dim: int, vocab: int
 ) -> Iterator[tuple[str, tuple[int, ...]]]:
     """Yield (name, shape) in checkpoint order, Qwen3-MoE naming."""
-    yield "model.embed_tokens.weight", (vocab, hidden)
-    for i in range(LAYERS):
-        p = f"model.layers.{i}"
-        yield f"{p}.input_layernorm.weight", (hidden,)
-        yield f"{p}.self_attn.q_proj.weight", (Q_HEADS * head_dim, hidden)
-        yield f"{p}.self_attn.k_proj.weight", (KV_HEADS * head_dim, hidden)
-        yield f"{p}.self_attn.v_proj.weight", (KV_HEADS * head_dim, hidden)
-        yield f"{p}.self_attn.o_proj.weight", (hidden, Q_HEADS * head_dim)
-        yield f"{p}.self_attn.q_norm.weight", (head_dim,)
-        yield f"{p}.self_attn.k_norm.weight", (head_dim,)
-        yield f"{p}.post_attention_layernorm.weight", (hidden,)
-        yield f"{p}.mlp.gate.weight", (EXPERTS, hidden)
-        for e in range(EXPERTS):
-            yield f"{p}.mlp.experts.{e}.gate_proj.weight", (moe_intermediate, hidden)
-            yield f"{p}.mlp.experts.{e}.up_proj.weight", (moe_intermediate, hidden)
-            yield f"{p}.mlp.experts.{e}.down_proj.weight", (hidden, moe_intermediate)
-    yield "model.norm.weight", (hidden,)
-    yield "lm_head.weight", (vocab, hidden)
+    yield from qwen3_moe(
+        layers=LAYERS,
+        experts=EXPERTS,
+        hidden=hidden,
+        moe_intermediate=moe_intermediate,
+        heads=Q_HEADS,
+        kv_heads=KV_HEADS,
+        head_dim=head_dim,
+        vocab=vocab,
+    )
 
 
 def _seed(name: str, salt: str) -> int:

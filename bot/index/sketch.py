@@ -51,8 +51,11 @@ VOCAB_PREFIX_ROWS = 4096
 #: Length of the screening vector (a fixed subsample of the sketch used to shortlist candidates).
 SCREEN_LEN = 2048
 _MAX_HEADER = 64 * 1024 * 1024
-#: Most range requests a sketch makes per model (the scan's default ceiling: resolve calls are rate-limited).
+#: Most requests reading a model for the index makes: its shard headers (two each with the Hub's redirect) and
+#: the sketch's range reads share it (resolve calls are rate-limited).
 MAX_REQUESTS = 256
+#: The fewest range requests a sketch is allowed, whatever its headers cost.
+MIN_REQUESTS = 32
 #: Most unrequested bytes read to meet that ceiling (a model of thousands of tensors may need more:
 #: it then makes more requests rather than read gigabytes).
 MAX_GAP_BYTES = 64 * 2**20
@@ -193,6 +196,36 @@ def plan_sketch(tensors: dict[str, TensorMeta], source: str = "model") -> list[_
     return planned
 
 
+def fit_layers(planned: list[_Planned], max_requests: int, max_gap_bytes: int) -> list[_Planned]:
+    """The planned reads, or those of every ``stride``-th layer (plus entries outside layers) when
+    even bridging ``max_gap_bytes`` of gaps leaves more than ``max_requests`` reads (a 400B MoE:
+    ~2,000 sketched tensors gigabytes apart).
+
+    The stride is the smallest power of two that fits: two models of one layout keep the same
+    layers, or one a subset of the other's (a copy sharded differently has another budget), and
+    sketches compare on the entries they share.
+    """
+    from provbot.detectors.weights.byte_ranges import merge_ranges
+
+    layer_of = {p.entry.name: classify(p.entry.name).layer for p in planned}
+    layers = sorted({layer for layer in layer_of.values() if layer is not None})
+    stride, kept = 1, planned
+    while len(merge_ranges(_byte_ranges(kept), max_gap_bytes)) > max_requests and stride < len(layers):
+        stride *= 2
+        chosen = set(layers[::stride])
+        kept = [p for p in planned if layer_of[p.entry.name] is None or layer_of[p.entry.name] in chosen]
+    return kept
+
+
+def _byte_ranges(planned: list[_Planned]) -> list[tuple[str, int, int]]:
+    out = []
+    for p in planned:
+        size = p.meta.itemsize
+        for a, b in p.ranges:
+            out.append((p.meta.file, p.meta.start + a * size, p.meta.start + b * size))
+    return out
+
+
 def read_sketch(
     source,
     tensors: dict[str, TensorMeta] | None = None,
@@ -213,11 +246,13 @@ def read_sketch(
 
     tensors = tensors if tensors is not None else source.tensors()
     planned = plan_sketch(tensors, getattr(source, "ref", "model"))
-    requests: list[tuple[str, int, int]] = []
-    for p in planned:
-        size = p.meta.itemsize
-        for a, b in p.ranges:
-            requests.append((p.meta.file, p.meta.start + a * size, p.meta.start + b * size))
+    if max_requests is not None:
+        # The shard headers were read first, each a resolve (plus its redirect) on the Hub: the
+        # sketch gets what is left of the model's ceiling, so one `index add` stays within it.
+        files = len({meta.file for meta in tensors.values()})
+        max_requests = max(min(MIN_REQUESTS, max_requests), max_requests - 2 * files)
+        planned = fit_layers(planned, max_requests, max_gap_bytes)
+    requests = _byte_ranges(planned)
     gap = 0
     if max_requests is not None and requests:
         gap = gap_for(requests, max_requests)

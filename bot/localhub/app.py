@@ -29,7 +29,7 @@ import provbot.bot.localhub.tree as tree
 from provbot.bot.localhub.faults import FaultInjector, ratelimit_headers
 from provbot.bot.localhub.listing import list_models
 from provbot.bot.localhub.models import RepoConfig, ServerOptions
-from provbot.bot.localhub.quota import QuotaWindows, bucket_of
+from provbot.bot.localhub.quota import PLANS, QuotaWindows, bucket_of
 from provbot.bot.localhub.ranges import RangeNotSatisfiable, parse_range
 from provbot.bot.localhub.store import FileEntry, HubError, RepoStore, Revision, repo_not_found
 from provbot.bot.localhub.webhooks import object_id
@@ -44,9 +44,14 @@ SMALL_BODY = 4 << 20  # bodies up to this size are read whole and sent in one pi
 # _pread_cached): a thread hop costs more CPU than copying them.
 INLINE_READ = 256 << 10
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux only
+# Generated (virtual) bodies up to this size are computed on the event loop: a few value blocks
+# cost less than a thread hop.
+VIRTUAL_INLINE = 16 << 10
 
 
 def _pread_exact(entry: FileEntry, start: int, length: int) -> bytes:
+    if entry.virtual is not None:
+        return entry.virtual.read(start, start + length)
     fd = os.open(entry.path, os.O_RDONLY)
     try:
         return os.pread(fd, length, start)
@@ -60,6 +65,8 @@ def _pread_cached(entry: FileEntry, start: int, length: int) -> bytes | None:
     RWF_NOWAIT makes the kernel answer EAGAIN (or a short read) instead of blocking, so this is
     safe on the event loop; callers fall back to :func:`_pread_exact` in a worker thread.
     """
+    if entry.virtual is not None:
+        return entry.virtual.read(start, start + length) if length <= VIRTUAL_INLINE else None
     if _RWF_NOWAIT is None:
         return None
     buf = bytearray(length)
@@ -101,7 +108,7 @@ class LocalHubApp:
         self.cdn_reads = 0
         self.cdn_with_token = 0
         self._cdn_key = secrets.token_bytes(16)
-        self.quota = QuotaWindows(options.quotas, options.window_s)
+        self.quota = QuotaWindows(options.quotas, options.window_s, time_scale=options.time_scale)
 
     def revoke_cdn_urls(self) -> None:
         """Every signed CDN URL given out so far stops working (403), as when signatures expire."""
@@ -140,7 +147,8 @@ class LocalHubApp:
         if bucket is not None:
             self.quota.quotas = self.options.quotas  # options may change on a running server
             self.quota.window_s = self.options.window_s
-            allowed, limits = self.quota.take(bucket)
+            self.quota.time_scale = self.options.time_scale
+            allowed, limits = self.quota.take(bucket, *self._caller_quotas(request))
             if not allowed:
                 return error_response(HubError(429, None, "You have exceeded the rate limit", limits))
         try:
@@ -152,6 +160,16 @@ class LocalHubApp:
             response = error_response(HubError(500, None, "Internal Error"))
         response.headers.update(limits)
         return response
+
+    def _caller_quotas(self, request: Request) -> tuple[str, dict[str, int] | None]:
+        """Whose windows a request counts in, and their quotas (None: the server-wide ``quotas``)."""
+        try:
+            user = self.user(request) or ""
+        except HubError:  # an unknown token: counted as anonymous (the route answers 401)
+            user = ""
+        if self.options.quotas or not self.options.rate_windows:
+            return user, None
+        return user, PLANS["pro" if user and user in self.options.pro_users else "free"]
 
     async def route(self, request: Request, seg: list[str]) -> Response:
         method = request.method
@@ -257,7 +275,7 @@ class LocalHubApp:
         rev = self.store.resolve(repo_id, None)
         entry = self._entry(rev, filename)
         try:
-            index = json.loads(entry.path.read_bytes())
+            index = json.loads(self.store.read_small(entry))
             shards = sorted(set(index["weight_map"].values()))
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise HubError(400, None, f"{filename} is not a valid safetensors index") from None
@@ -416,13 +434,19 @@ class LocalHubApp:
         """File bytes [start, end) read with pread in worker threads, paced to the bandwidth cap."""
         rate = self.options.bandwidth_mbps * 125_000 if self.options.bandwidth_mbps else None  # bytes/s
         chunk = CHUNK if rate is None else max(4096, min(CHUNK, int(rate / 20)))
-        fd = await anyio.to_thread.run_sync(os.open, str(entry.path), os.O_RDONLY)
+        virtual = entry.virtual
+        # Generated files are computed chunk by chunk, like reads of a stored one: never whole.
+        fd = -1 if virtual is not None else await anyio.to_thread.run_sync(os.open, str(entry.path), os.O_RDONLY)
         began = time.monotonic()
         sent = 0
         try:
             pos = start
             while pos < end:
-                data = await anyio.to_thread.run_sync(os.pread, fd, min(chunk, end - pos), pos)
+                n = min(chunk, end - pos)
+                if virtual is not None:
+                    data = await anyio.to_thread.run_sync(virtual.read, pos, pos + n)
+                else:
+                    data = await anyio.to_thread.run_sync(os.pread, fd, n, pos)
                 if not data:  # file shrank under us: end the body short rather than hang
                     break
                 pos += len(data)
@@ -434,4 +458,5 @@ class LocalHubApp:
                     if ahead > 0:
                         await asyncio.sleep(ahead)
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)

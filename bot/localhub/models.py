@@ -76,7 +76,12 @@ class ServerOptions(BaseModel):
     quotas: dict[str, int] = Field(
         default_factory=dict, description="requests per window per bucket (api, resolvers); more answer 429"
     )
-    window_s: int = Field(300, ge=1, description="length of a quota window")
+    window_s: int = Field(300, ge=1, description="length of a quota window (Hub time)")
+    rate_windows: bool = Field(
+        False, description="per-token windows with the Hub's quotas (free, or pro for pro_users); quotas override"
+    )
+    pro_users: list[str] = Field(default_factory=list, description="users whose tokens get the PRO quotas")
+    time_scale: float = Field(1.0, gt=0, le=1_000_000, description="Hub time per real second in quota windows")
     page_size: int = Field(1000, ge=1, description="largest page list_models gets")
     webhooks: list[WebhookTarget] = Field(default_factory=list)
     orgs: dict[str, list[str]] = Field(default_factory=dict, description="organisation -> member user names")

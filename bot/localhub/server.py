@@ -345,6 +345,24 @@ class LocalHub:
         self.options.bandwidth_mbps = bandwidth_mbps
         self.options.link_mbps = link_mbps
 
+    def add_virtual(self, source: Path | str) -> list[str]:
+        """Serve the virtual repos of a spec file, or of every spec in a folder; returns their ids.
+
+        Raises :class:`~provbot.bot.localhub.virtual.specfile.SpecError` (one line) for a bad spec.
+        """
+        from provbot.bot.localhub.virtual.repo import build_family
+        from provbot.bot.localhub.virtual.specfile import load_folder, load_spec
+
+        path = Path(source)
+        specs = load_folder(path) if path.is_dir() else {path: load_spec(path)}
+        added: list[str] = []
+        for spec_path, spec in specs.items():
+            mtime_ns = spec_path.stat().st_mtime_ns
+            for repo_id, repo in build_family(spec).items():
+                self.store.add_virtual(repo_id, repo.sha, repo.files, mtime_ns)
+                added.append(repo_id)
+        return added
+
     def add_token(self, token: str, user: str) -> None:
         self.options.tokens[token] = user
 

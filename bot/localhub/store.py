@@ -32,10 +32,11 @@ import re
 import struct
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -78,15 +79,26 @@ def repo_not_found(repo_id: str, status: int = 404) -> HubError:
     return HubError(status, "RepoNotFound", f"Repository Not Found for url: {repo_id}.")
 
 
+class GeneratedFile(Protocol):
+    """A file whose bytes are computed, not stored (see :mod:`provbot.bot.localhub.virtual`)."""
+
+    size: int
+    fingerprint: str  # stands for the content: the same fingerprint, the same bytes
+    header: dict[str, Any] | None  # its safetensors header, when it is a safetensors file
+
+    def read(self, start: int, stop: int) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class FileEntry:
-    """One file of a revision."""
+    """One file of a revision; ``virtual`` holds a generated file's bytes (``path`` is then never opened)."""
 
     rfilename: str
     path: Path
     size: int
     mtime_ns: int
     inode: int = 0
+    virtual: GeneratedFile | None = field(default=None, compare=False, repr=False)
 
     @property
     def cache_key(self) -> tuple[str, int, int, int]:
@@ -213,6 +225,25 @@ class RepoStore:
         self._shas: dict[tuple[str, str], tuple[str, Path]] = {}  # (repo_id, sha) -> (revision name, folder)
         self._configs: dict[str, tuple[tuple[int, int, int], bytes]] = {}  # path -> (stat key, raw bytes)
         self._generation = 0  # bumped by invalidate(): a walk that straddles it is not cached
+        self._virtual: dict[str, Revision] = {}  # repo id -> the one revision of a virtual repo
+
+    # -- virtual repos ----------------------------------------------------------------------
+    def add_virtual(self, repo_id: str, sha: str, files: Mapping[str, GeneratedFile], mtime_ns: int) -> None:
+        """Serve a repo whose files are generated; it shadows a stored repo of the same id."""
+        self.repo_dir(repo_id)  # validates the id
+        folder = self.root / ".virtual" / repo_id  # never created: only names the cache keys
+        entries = {name: FileEntry(name, folder / name, f.size, mtime_ns, 0, f) for name, f in sorted(files.items())}
+        with self._lock:
+            self._virtual[repo_id] = Revision(repo_id, DEFAULT_REVISION, folder, sha, entries)
+
+    def is_virtual(self, repo_id: str) -> bool:
+        return repo_id in self._virtual
+
+    def read_small(self, entry: FileEntry) -> bytes:
+        """A whole (small) file's bytes, stored or generated."""
+        if entry.virtual is not None:
+            return entry.virtual.read(0, entry.size)
+        return entry.path.read_bytes()
 
     # -- locating repos and revisions -------------------------------------------------------
     def repo_dir(self, repo_id: str) -> Path:
@@ -232,6 +263,8 @@ class RepoStore:
         return base
 
     def exists(self, repo_id: str) -> bool:
+        if repo_id in self._virtual:
+            return True
         try:
             return os.path.isdir(self.repo_dir(repo_id))
         except HubError:
@@ -269,7 +302,7 @@ class RepoStore:
 
     def list_repo_ids(self) -> list[str]:
         """All repo ids (main folders) under root, sorted."""
-        out: list[str] = []
+        out: list[str] = sorted(self._virtual)
         if not self.root.is_dir():
             return out
         for org in sorted(self.root.iterdir()):
@@ -278,7 +311,7 @@ class RepoStore:
             for repo in sorted(org.iterdir()):
                 if repo.is_dir() and NAME_RE.match(repo.name) and self.inside_root(repo):
                     out.append(f"{org.name}/{repo.name}")
-        return out
+        return sorted(set(out))
 
     def inside_root(self, path: Path) -> bool:
         """Does ``path``, links followed, stay under the server's root? (Links out are never served.)"""
@@ -288,6 +321,8 @@ class RepoStore:
             return False
 
     def revision_names(self, repo_id: str) -> list[str]:
+        if repo_id in self._virtual:
+            return [DEFAULT_REVISION]
         base = self.repo_dir(repo_id)
         names = [DEFAULT_REVISION]
         for p in sorted(base.parent.glob(f"{base.name}@*")):
@@ -322,6 +357,11 @@ class RepoStore:
         return self._resolve(repo_id, revision, walk=False)
 
     def _resolve(self, repo_id: str, revision: str | None, walk: bool) -> Revision | None:
+        virtual = self._virtual.get(repo_id)
+        if virtual is not None:
+            if revision in (None, DEFAULT_REVISION, virtual.sha):
+                return virtual
+            raise HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         base = self.repo_dir(repo_id)
         if not os.path.isdir(base):
             raise repo_not_found(repo_id)
@@ -423,7 +463,13 @@ class RepoStore:
         cached = self.cached_hash(entry)
         if cached is not None:
             return cached
-        if entry.size > FULL_HASH_MAX:
+        if entry.virtual is not None:
+            # Generated LFS files: the fingerprint of what computes them stands for their sha256.
+            if entry.is_lfs or entry.size > FULL_HASH_MAX:
+                digest = entry.virtual.fingerprint
+            else:
+                digest = _git_blob_sha1(entry.virtual.read(0, entry.size))
+        elif entry.size > FULL_HASH_MAX:
             h = hashlib.sha256(b"localhub-fingerprint\0%d\0%d\0" % (entry.size, entry.mtime_ns))
             with open(entry.path, "rb") as fh:
                 h.update(fh.read(1 << 20))
@@ -455,7 +501,7 @@ class RepoStore:
         with self._lock:
             if key in self._header_cache:
                 return self._header_cache[key]
-        header = safetensors_header(entry.path)
+        header = entry.virtual.header if entry.virtual is not None else safetensors_header(entry.path)
         with self._lock:
             self._header_cache[key] = header
         return header
@@ -488,13 +534,13 @@ class RepoStore:
         card: dict[str, Any] = {}
         if "README.md" in rev.files:
             try:
-                card = parse_front_matter(rev.files["README.md"].path.read_text(errors="replace"))
+                card = parse_front_matter(self.read_small(rev.files["README.md"]).decode(errors="replace"))
             except OSError:
                 card = {}
         config: dict[str, Any] | None = None
         if "config.json" in rev.files:
             try:
-                loaded = json.loads(rev.files["config.json"].path.read_bytes())
+                loaded = json.loads(self.read_small(rev.files["config.json"]))
                 config = loaded if isinstance(loaded, dict) else None
             except (OSError, ValueError, RecursionError):
                 config = None
@@ -551,6 +597,8 @@ class RepoStore:
     def _gguf(self, rev: Revision) -> dict[str, Any] | None:
         """The Hub's ``gguf`` summary (parameters, architecture, context length) of a repo's GGUF
         model: the file (or split series) a scan would read. None when there is none or it is not valid."""
+        if not any(name.lower().endswith(".gguf") for name in rev.files):
+            return None  # most repos: no need to import the GGUF reader (and torch) at all
         from provbot.detectors.errors import ProvbotError
         from provbot.detectors.weights.gguf_format import parse_header
         from provbot.detectors.weights.gguf_source import pick_gguf

@@ -54,3 +54,20 @@ def test_an_unindexed_family_is_answered_before_any_sketch_read(hub, sqlite_stor
     # model info, the shard headers, config.json: not one weight byte
     assert client.stats.requests <= 1 + shards + 1 + 1
     assert hub.app.cdn_reads - cdn_before == len(HubSource("someone/child", client=client).files())  # headers only
+
+
+def test_a_sketch_that_cannot_fit_by_bridging_keeps_a_power_of_two_stride_of_layers(family_paths) -> None:
+    from provbot.detectors.weights.keys import classify
+
+    src = LocalSource(family_paths["a"])
+    whole = read_sketch(src, max_requests=None)
+    thin = read_sketch(src, max_requests=12, max_gap_bytes=0)  # no bridging allowed: only thinning helps
+    layers = sorted({classify(e.name).layer for e in whole.entries} - {None})
+    kept = sorted({classify(e.name).layer for e in thin.entries} - {None})
+    assert kept and len(kept) < len(layers)
+    stride = kept[1] - kept[0] if len(kept) > 1 else len(layers)
+    assert stride & (stride - 1) == 0 and kept == layers[::stride]
+    # Entries outside layers stay; kept entries hold the same values as in the whole sketch.
+    assert {e.name for e in whole.entries if classify(e.name).layer is None} <= {e.name for e in thin.entries}
+    mine, theirs = thin.common(whole)
+    assert len(mine) == len(thin.values) and np.array_equal(thin.values[mine], whole.values[theirs])

@@ -18,6 +18,10 @@ MODULES = [
     "provbot.bot.localhub.ranges",
     "provbot.bot.localhub.models",
     "provbot.bot.localhub.quota",
+    "provbot.bot.localhub.virtual.spec",
+    "provbot.bot.localhub.virtual.specfile",
+    "provbot.bot.localhub.virtual.layouts",
+    "provbot.bot.localhub.virtual.repo",
 ]
 
 

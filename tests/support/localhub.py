@@ -64,6 +64,9 @@ def localhub_session(_localhub_session_server: LocalHub) -> Iterator[LocalHub]:
         hub.options.cdn_host = None
         hub.options.cdn_expiry_s = 3600
         hub.options.quotas = {}
+        hub.options.rate_windows = False
+        hub.options.pro_users = []
+        hub.options.time_scale = 1.0
 
 
 @pytest.fixture
