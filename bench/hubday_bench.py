@@ -148,6 +148,29 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu_s() -> float:
+    """CPU seconds of every process named postgres on this machine (the server and its backends)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if name == "postgres":
+            total += int(rest[11]) + int(rest[12])  # utime, stime
+    return total / _TICK
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds all processes on the machine spent busy (other users' load included)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / _TICK  # all but idle and iowait
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -208,7 +231,7 @@ def run_day(args: argparse.Namespace, workers: int, models: dict[str, Path], bas
     svc = BotService(ctx, port=0).start()
     faults.start()
     t0 = time.time()
-    cpu0 = _cpu_s()
+    cpu0, pg0, machine0 = _cpu_s(), _postgres_cpu_s(), _machine_busy_s()
     try:
         for n, (repo, folder) in enumerate(models.items()):
             due = t0 + n * 3600 / args.rate
@@ -223,7 +246,7 @@ def run_day(args: argparse.Namespace, workers: int, models: dict[str, Path], bas
                 break
             time.sleep(0.5)
         t_end = time.time()
-        cpu = _cpu_s() - cpu0
+        cpu, pg, machine = _cpu_s() - cpu0, _postgres_cpu_s() - pg0, _machine_busy_s() - machine0
     finally:
         faults.stop.set()
         svc.stop()
@@ -272,6 +295,9 @@ def run_day(args: argparse.Namespace, workers: int, models: dict[str, Path], bas
         "worker_busy": round(sum(scan_s) / (span * workers), 2),
         # CPU seconds of this process (bot and local Hub) per wall second; PostgreSQL not counted.
         "process_cpus_busy": round(cpu / max(t_end - t0, 1e-9), 2),
+        "postgres_cpus_busy": round(pg / max(t_end - t0, 1e-9), 2),
+        "machine_cpus_busy": round(machine / max(t_end - t0, 1e-9), 2),
+        "jobs": len(jobs),
         "relations": relations,
         "wall_s": round(t_end - t0, 1),
     }
