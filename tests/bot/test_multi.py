@@ -51,10 +51,10 @@ def test_two_services_poll_once_and_lose_nothing_to_a_kill_9(hub, db_url: str, t
         "hub_url": hub.url,
         "db_url": db_url,
         "candidates": ["lab/base"],
-        "lease_seconds": 2.0,
+        "lease_seconds": 5.0,  # job leases: long enough that a loaded machine's late heartbeat loses none
         "schedule": True,
         "poll_minutes": 1 / 60,
-        "poll_lease_seconds": 1.5,
+        "poll_lease_seconds": 3.0,
         "workers": 2,
         "scan_delay": 0.3,
         "hang": False,
@@ -77,14 +77,14 @@ def test_two_services_poll_once_and_lose_nothing_to_a_kill_9(hub, db_url: str, t
             return next((n for n, o in owners.items() if view is not None and view.owner == o), None)
 
         wait_until(holder, 30, "one service to hold the poller lease", *procs.values())
-        first = holder()
         before = [f"early/m{i}" for i in range(3)]
         _upload(hub, before, seed=10)
         wait_until(lambda: set(before) <= set(_findings(db)), 60, "findings of the first uploads", *procs.values())
 
         during = [f"mid/m{i}" for i in range(3)]
         _upload(hub, during, seed=20)  # in flight when the kill comes
-        dead = first if victim == "poll_owner" else next(n for n in procs if n != first)
+        polling = holder()
+        dead = polling if victim == "poll_owner" else next(n for n in procs if n != polling)
         alive = next(n for n in procs if n != dead)
         procs[dead].send_signal(signal.SIGKILL)
         procs[dead].wait(10)
