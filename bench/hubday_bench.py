@@ -1,15 +1,16 @@
 """Benchmark: the bot under a simulated Hub day.
 
-The local Hub publishes new repos at a steady rate, a mix of merges (0.6 A + 0.4 B), fine-tunes of
+The local Hub publishes new repos at a steady rate, a mix of merges (0.5-0.7 A + the rest B), fine-tunes of
 A, exact copies of A and unrelated models, every one built here (tiny Llama-shaped safetensors,
-distinct weights per upload), and answers a share of requests with 429 (a one-second rate-limit
-window) or 500/502/503. ``provbot run``'s service (scheduler, poller lease, in-process workers,
-the real weight scan against the two candidate parents, ``auto`` mode so every finding is posted)
+distinct weights per upload), and answers about one request in ``--fault-every`` with 429 (a
+one-second rate-limit window) or 500/502/503. ``provbot run``'s service (scheduler, poller lease, in-process workers,
+the real weight scan against the two candidate parents, ``auto`` mode so every finding that names a parent is posted)
 runs on a fresh PostgreSQL database, once per worker count. Per run it prints: uploads per hour
 handled, upload-to-finding and poll-to-finding latency p50/p95, jobs lost (uploads without a
 finding), jobs completed twice, retries, posts duplicated (a repo with more than one bot
 discussion or comment), faults served, and the figures that show what bounds the throughput
-(scan time per job, how busy the workers were, the poll interval, the CPU count).
+(scan time per job, the workers' share of time in scans, CPU-seconds per second of this process,
+of PostgreSQL and of the whole machine). The local Hub runs in this process.
 
     PROVBOT_BENCH_POSTGRES_URL=postgresql+psycopg://user:pw@127.0.0.1:5432/db \\
         .venv/bin/python bench/hubday_bench.py --workers 1 2 4
@@ -31,6 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -125,7 +127,7 @@ class FaultFeeder(threading.Thread):
                 self.hub.inject("/", status, count=1)
 
 
-def pg_database(base_url: str) -> tuple[str, callable]:  # type: ignore[valid-type]
+def pg_database(base_url: str) -> tuple[str, Callable[[], None]]:
     """A fresh database next to ``base_url``'s; returns its URL and a function that drops it."""
     import psycopg
     from sqlalchemy.engine import make_url
