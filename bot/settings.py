@@ -99,6 +99,12 @@ class BotSettings(BaseModel):
     lease_seconds: float = Field(
         120.0, gt=0, description="A running job's lease; a crashed worker's job is retried after it."
     )
+    poll_lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="The poller lease: of several processes on one database, the holder walks the listings and "
+        "renews it every third of this; another process takes polling over this long after the holder stopped renewing.",
+    )
     max_attempts: int = Field(5, ge=1)
     http_retries: int = Field(5, ge=0, description="Retries of a Hub call on 429/5xx/timeouts, with backoff.")
     backoff_max_seconds: float = Field(300.0, gt=0)

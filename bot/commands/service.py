@@ -36,7 +36,7 @@ from provbot.detectors.errors import ConfigError
 #: The choices of --mode, --status and --kind (tests/bot/test_cli_help.py checks them against the service).
 MODES = ("review", "auto", "dry_run")
 STATUSES = ("pending", "approved", "posted", "rejected", "recorded", "held", "all")
-AUDIT_KINDS = ("poll", "enqueue", "mention", "scan", "finding", "post", "review", "error", "service")
+AUDIT_KINDS = ("poll", "enqueue", "mention", "scan", "finding", "post", "review", "error", "service", "lease")
 
 review_app = typer.Typer(
     name="review", help="Moderator review of findings before anything is posted.", no_args_is_help=True
@@ -85,11 +85,14 @@ def run(
     ctx = _context(database, mode)
     if once:
         svc = BotService(ctx, port=port, schedule=False)
-        svc.poller.poll()
-        if ctx.settings.bot.watch_discussions:
-            svc.poller.poll_discussions()
-        while svc.workers.run_once() is not None:
-            pass
+        try:
+            svc.poller.poll()  # skipped while a running service holds the poller lease
+            if ctx.settings.bot.watch_discussions:
+                svc.poller.poll_discussions()
+            while svc.workers.run_once() is not None:
+                pass
+        finally:
+            svc.ownership.release()
         typer.echo(f"database: {_masked(ctx.settings.database_url)}", err=True)
         typer.echo(json.dumps(ctx.queue.counts()))
         return

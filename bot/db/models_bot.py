@@ -1,4 +1,4 @@
-"""Tables of the bot service: jobs, audit log, poll cursors, findings, posts, mentions.
+"""Tables of the bot service: jobs, audit log, poll cursors, leases, findings, posts, mentions.
 
 Every table name starts with ``bot_`` so that it never collides with the index tables. The schema is
 created by the Alembic revision ``0002_bot``; tests may also call ``Base.metadata.create_all``.
@@ -118,6 +118,25 @@ class PollCursor(Base):
     position: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     boundary_ids: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # The poller lease's fence under which the cursor was last written. Revision 0005_leases.
+    fence: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Lease(Base):
+    """A named lease that one process holds at a time (the poller's, ``name = "poller"``).
+
+    ``fence`` goes up by one on every change of holder: a write made under an older fence comes
+    from a process that lost the lease, and is refused (see ``bot.db.leases``). Revision 0005_leases.
+    """
+
+    __tablename__ = "bot_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    fence: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    renewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class FindingStatus(str, enum.Enum):  # noqa: UP042 - stored and compared as plain strings
@@ -191,4 +210,4 @@ class Mention(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, index=True)
 
 
-BOT_TABLES = [t.__table__ for t in (Job, AuditRecord, PollCursor, Finding, Post, Mention)]
+BOT_TABLES = [t.__table__ for t in (Job, AuditRecord, PollCursor, Lease, Finding, Post, Mention)]

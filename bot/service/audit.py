@@ -1,4 +1,5 @@
-"""The append-only audit log: every poll, enqueue, mention, scan, post, review decision and error.
+"""The append-only audit log: every poll, enqueue, mention, scan, post, review decision, error and
+change of the process that polls (``lease``).
 
 Records go through a :class:`~provbot.bot.service.redact.Redactor` first, so a token can never be stored.
 The ORM refuses updates and deletes of audit rows (see ``bot.db.models_bot``).
@@ -22,7 +23,7 @@ from provbot.bot.service.redact import Redactor
 
 log = logging.getLogger(__name__)
 
-AuditKind = Literal["poll", "enqueue", "mention", "scan", "finding", "post", "review", "error", "service"]
+AuditKind = Literal["poll", "enqueue", "mention", "scan", "finding", "post", "review", "error", "service", "lease"]
 
 __all__ = ["AuditEntry", "AuditKind", "AuditLog"]
 

@@ -29,6 +29,17 @@ class BotMetrics:
             "provbot_posts_total", "Posts made or edited on the Hub, by target.", ["target", "action"], registry=r
         )
         self.queue = Gauge("provbot_queue_jobs", "Jobs in the queue, by state.", ["state"], registry=r)
+        self.poll_owner = Gauge(
+            "provbot_poller_owner",
+            "1 while this process holds the poller lease (walks the listings), else 0.",
+            registry=r,
+        )
+        self.poll_lease = Counter(
+            "provbot_poller_lease_changes_total",
+            "Poller lease changes seen by this process: acquired, took_over, lost, released.",
+            ["event"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

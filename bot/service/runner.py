@@ -1,5 +1,10 @@
 """The running service: the scheduler (polls), the workers and the HTTP app (web/app.py), started and stopped together.
 
+Several services may share one database. Each runs its workers; a keeper thread claims and renews
+the poller lease (poll/ownership.py), and only while this process holds it does the scheduler run
+(so one scheduler at a time uses the shared job store, and one process walks the listings). On
+gaining the lease the scheduler polls at once: the previous holder may have died mid-walk.
+
 >>> from provbot.bot.settings import Settings
 >>> svc = BotService(BotContext.build(Settings(database_url="sqlite://")), port=0)
 >>> [r.path for r in svc.asgi.routes]
@@ -12,6 +17,7 @@ import logging
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 
 import uvicorn
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -19,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.handlers import HANDLERS
+from provbot.bot.service.poll.ownership import PollOwnership
 from provbot.bot.service.poll.poller import Poller
 from provbot.bot.service.queue.runs import Executor
 from provbot.bot.service.queue.workers import WorkerPool
@@ -53,14 +60,20 @@ class BotService:
         b = ctx.settings.bot
         self.host = host or b.webhook_host
         self.port = b.webhook_port if port is None else port
-        self.poller = Poller(ctx)
+        self.ownership = PollOwnership(ctx)
+        self.poller = Poller(ctx, self.ownership)
         self.workers = WorkerPool(ctx, HANDLERS, concurrency=b.workers, executor=executor)
         self.schedule = schedule
         self.scheduler: BackgroundScheduler | None = None
+        self._scheduler_lock = threading.Lock()
+        self._keeper: threading.Thread | None = None
+        self._keeper_stop = threading.Event()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
-        self.asgi = make_app(ctx, wake=self.workers.wake, started_at=self.started_at, workers=self.workers)
+        self.asgi = make_app(
+            ctx, wake=self.workers.wake, started_at=self.started_at, workers=self.workers, ownership=self.ownership
+        )
 
     # -- tasks -----------------------------------------------------------------------------------
     def run_task(self, task: str) -> None:
@@ -88,10 +101,34 @@ class BotService:
         _ACTIVE["service"] = self
         self.ctx.audit.record("service", message="started", data={"mode": self.ctx.settings.bot.mode})
         if self.schedule:
-            self._start_scheduler()
+            self._keeper = threading.Thread(target=self._keep_poll_lease, name="provbot-poll-lease", daemon=True)
+            self._keeper.start()
         self.workers.start()
         self._start_http()
         return self
+
+    def _keep_poll_lease(self) -> None:
+        """Claim or renew the poller lease every third of its length; run the scheduler only while held."""
+        interval = max(self.ownership.ttl_s / 3, 0.05)
+        while not self._keeper_stop.is_set():
+            try:
+                held = self.ownership.claim() is not None
+            except Exception as exc:  # the database is unreachable: change nothing, the fence guards writes
+                log.warning("claiming the poller lease failed: %s", self.ctx.redactor.text(str(exc)))
+            else:
+                with self._scheduler_lock:
+                    if self._keeper_stop.is_set():
+                        break
+                    if held and self.scheduler is None:
+                        self._start_scheduler()
+                    elif not held and self.scheduler is not None:
+                        self._stop_scheduler()
+            self._keeper_stop.wait(interval)
+
+    def _stop_scheduler(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
 
     def _start_scheduler(self) -> None:
         b = self.ctx.settings.bot
@@ -110,6 +147,7 @@ class BotService:
             id="provbot-poll",
             minutes=b.poll_minutes,
             replace_existing=True,
+            next_run_time=datetime.now(UTC),  # the previous holder may have died mid-walk
         )
         if b.watch_discussions:
             sched.add_job(
@@ -144,8 +182,12 @@ class BotService:
         self.ctx.stopping.set()
         if self._server is not None:
             self._server.should_exit = True
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+        self._keeper_stop.set()
+        if self._keeper is not None:  # a claim under way ends first, or it could re-take the lease after release
+            self._keeper.join(timeout=max(min(1.0, deadline - time.monotonic() - 2.0), 0.1))
+        with self._scheduler_lock:
+            self._stop_scheduler()
+        self.ownership.release()  # another process polls at once; a walk still running here is fenced off
         self.workers.stop(wait=False, timeout_s=max(deadline - time.monotonic() - 1.0, 0.1))
         if self._thread is not None:
             self._thread.join(timeout=max(deadline - time.monotonic(), 0.1))

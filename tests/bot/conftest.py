@@ -17,6 +17,7 @@ BOT_TABLES = (
     "bot_jobs",
     "bot_audit",
     "bot_poll_cursors",
+    "bot_leases",
     "bot_findings",
     "bot_posts",
     "bot_mentions",

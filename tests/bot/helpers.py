@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -147,3 +152,29 @@ def approve_and_drain(service: object, finding_id: int, moderator: str = "mod") 
     Review(service.ctx).approve(finding_id, moderator)  # type: ignore[attr-defined]
     service.workers.wake()  # type: ignore[attr-defined]
     assert service.wait_idle(30)  # type: ignore[attr-defined]
+
+
+def spawn_service(cfg: dict) -> subprocess.Popen:
+    """A bot service in its own process (tests/bot/crash_service.py), for kill -9 tests."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.bot.crash_service", json.dumps(cfg)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_until(cond: Callable[[], object], timeout: float, what: str, *procs: subprocess.Popen) -> None:
+    """Poll ``cond`` until true; fail on timeout, or at once when one of ``procs`` exited (with its stderr)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        for proc in procs:
+            if proc.poll() is not None and proc.stderr is not None:
+                raise AssertionError(f"service exited early: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,31 +11,7 @@ from huggingface_hub import HfApi
 from provbot.bot.db.database import Database
 from provbot.bot.db.jobs import JobQueue
 from provbot.bot.db.models_bot import Finding
-from tests.bot.helpers import model_files
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _spawn(cfg: dict) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_DISABLE_TELEMETRY": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.bot.crash_service", json.dumps(cfg)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def _wait(cond, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:  # noqa: ANN001
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"service exited early: {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.bot.helpers import model_files, spawn_service, wait_until
 
 
 def test_kill_9_mid_scan_then_restart_completes_once_and_posts_once(hub, db_url: str, tmp_path: Path) -> None:  # noqa: ANN001
@@ -59,9 +30,9 @@ def test_kill_9_mid_scan_then_restart_completes_once_and_posts_once(hub, db_url:
         "calls_file": str(tmp_path / "calls"),
         "hang": True,
     }
-    first = _spawn(cfg)
+    first = spawn_service(cfg)
     try:
-        _wait(lambda: (tmp_path / "started").exists(), 60, "the first scan to start", first)
+        wait_until(lambda: (tmp_path / "started").exists(), 60, "the first scan to start", first)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -69,14 +40,14 @@ def test_kill_9_mid_scan_then_restart_completes_once_and_posts_once(hub, db_url:
     running = [j for j in queue.list(kind="scan") if j.state == "running"]
     assert [j.payload["repo"] for j in running] == ["sneaky/merge"]  # killed mid-scan, lease still held
 
-    second = _spawn({**cfg, "hang": False})
+    second = spawn_service({**cfg, "hang": False})
     try:
 
         def settled() -> bool:
             jobs = queue.list()
             return bool(jobs) and all(j.state == "done" for j in jobs) and any(j.kind == "post" for j in jobs)
 
-        _wait(settled, 60, "the resumed scan and its post", second)
+        wait_until(settled, 60, "the resumed scan and its post", second)
     finally:
         second.send_signal(signal.SIGKILL)
         second.wait(10)

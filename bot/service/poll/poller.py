@@ -4,6 +4,10 @@ Two listings are walked (``created_at`` and ``last_modified``: weights often arr
 is created). Each keeps a cursor: the newest time seen and the ids at exactly that time (times tie).
 The cursor moves only after a whole walk succeeded, so a fault (429, 5xx, timeout) never loses
 anything; re-walking is harmless because scan jobs are unique per repo@revision.
+
+Of several processes on one database, only the holder of the poller lease walks
+(:mod:`~provbot.bot.service.poll.ownership`); its cursor writes carry the lease's fence, so a
+process that lost the lease mid-walk moves no cursor (its enqueued jobs are harmless duplicates).
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
+from provbot.bot.db.leases import Fence, LeaseLost
 from provbot.bot.db.models_bot import utcnow
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.mentions.parse import strip_non_prose
+from provbot.bot.service.poll.ownership import PollOwnership
 from provbot.bot.service.web.webhook import MentionEvent
 from provbot.detectors.hub import ModelInfo
 
@@ -31,6 +37,9 @@ class WalkReport(BaseModel):
     new: int
     enqueued: list[str]
     skipped: dict[str, int]
+    #: The poller lease this walk ran under (owner and fence); None for an unfenced walk.
+    owner: str | None = None
+    fence: int | None = None
 
 
 def skip_reason(ctx: BotContext, model: ModelInfo) -> str | None:
@@ -47,14 +56,32 @@ def skip_reason(ctx: BotContext, model: ModelInfo) -> str | None:
 
 
 class Poller:
-    def __init__(self, ctx: BotContext) -> None:
+    def __init__(self, ctx: BotContext, ownership: PollOwnership | None = None) -> None:
         self.ctx = ctx
+        self.ownership = ownership or PollOwnership(ctx)
 
     def poll(self) -> list[WalkReport]:
-        """Walk every configured listing once."""
-        return [self.walk(sort) for sort in self.ctx.settings.bot.poll_sorts]
+        """Walk every configured listing once, if this process holds (or can take) the poller lease.
 
-    def walk(self, sort: str) -> WalkReport:
+        Returns no report while another process polls, and stops at a listing whose cursor write
+        was refused because the lease changed hands meanwhile.
+        """
+        fence = self.ownership.claim()
+        if fence is None:
+            self.ctx.metrics.polls.labels(outcome="standby").inc()
+            return []
+        reports: list[WalkReport] = []
+        for sort in self.ctx.settings.bot.poll_sorts:
+            try:
+                reports.append(self.walk(sort, fence))
+            except LeaseLost as exc:
+                self.ctx.metrics.polls.labels(outcome="fenced").inc()
+                self.ownership.lost(f"{sort} cursor not moved: {exc}")
+                break
+        return reports
+
+    def walk(self, sort: str, fence: Fence | None = None) -> WalkReport:
+        """Walk one listing down to its cursor; with ``fence``, the cursor moves only under that lease."""
         ctx, b = self.ctx, self.ctx.settings.bot
         field = _TIME_FIELD.get(sort)
         if field is None:
@@ -96,9 +123,17 @@ class Poller:
             ids = {m.id for m in models if when(m) == newest}
             if newest == position:
                 ids |= boundary
-            ctx.cursors.set(sort, newest, ids)
+            ctx.cursors.set(sort, newest, ids, fence=fence)
         ctx.metrics.polls.labels(outcome="ok").inc()
-        report = WalkReport(sort=sort, seen=len(models), new=len(fresh), enqueued=enqueued, skipped=skipped)
+        report = WalkReport(
+            sort=sort,
+            seen=len(models),
+            new=len(fresh),
+            enqueued=enqueued,
+            skipped=skipped,
+            owner=fence.owner if fence else None,
+            fence=fence.token if fence else None,
+        )
         ctx.audit.record(
             "poll", message=f"{sort}: {len(models)} listed, {len(enqueued)} enqueued", data=report.model_dump()
         )

@@ -24,6 +24,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from provbot.bot.db.leases import POLLER_LEASE, LeaseStore
+from provbot.bot.db.models_bot import utcnow
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.events import MentionEvent, UploadEvent
 from provbot.bot.service.web.webhook import WebhookRejected, check_secret, parse_webhook, read_body
@@ -32,10 +34,16 @@ log = logging.getLogger(__name__)
 
 
 def make_app(
-    ctx: BotContext, *, wake: Callable[[], None], started_at: float | None = None, workers: Any | None = None
+    ctx: BotContext,
+    *,
+    wake: Callable[[], None],
+    started_at: float | None = None,
+    workers: Any | None = None,
+    ownership: Any | None = None,
 ) -> Starlette:
     """The Starlette app; ``wake`` tells the workers that a job was queued; ``workers`` (this process's
-    WorkerPool) is shown on the console's jobs page."""
+    WorkerPool) is shown on the console's jobs page; ``ownership`` (its PollOwnership) tells /healthz
+    whether this process is the one that polls."""
     started = started_at if started_at is not None else time.time()
 
     async def webhook(request: Request) -> Response:
@@ -69,9 +77,23 @@ def make_app(
             {"status": "queued" if job_id else "duplicate", "job": job_id}, status_code=202 if job_id else 200
         )
 
+    def poller_state() -> dict[str, Any]:
+        # Who walks the listings, from the lease row: with several processes on one database, one does.
+        lease = LeaseStore(ctx.db).get(POLLER_LEASE)
+        owner = lease.owner if lease is not None else None
+        expires = lease.expires_at if lease is not None else None
+        return {
+            "owner": owner,
+            "fence": lease.fence if lease is not None else 0,
+            "expires_at": expires.isoformat() if expires else None,
+            "live": owner is not None and expires is not None and expires > utcnow(),
+            "this_process": ownership is not None and owner is not None and owner == ownership.owner,
+        }
+
     async def healthz(request: Request) -> Response:
         try:
             counts = await run_in_threadpool(ctx.queue.counts)
+            poller = await run_in_threadpool(poller_state)
         except Exception as exc:  # the database is down: unhealthy, not a crash
             return JSONResponse({"status": "error", "error": type(exc).__name__}, status_code=503)
         return JSONResponse(
@@ -79,6 +101,7 @@ def make_app(
                 "status": "ok",
                 "mode": ctx.settings.bot.mode,
                 "jobs": counts,
+                "poller": poller,
                 "uptime_s": round(time.time() - started, 1),
             }
         )
