@@ -135,3 +135,18 @@ def test_scan_names_the_virtual_gguf_a_quantization_of_its_base(vhub: LocalHub) 
     assert r.relation == "quantized", (r.relation, r.notes)
     assert [p.ref for p in r.parents][:1] == ["v/base"]
     assert any("is a GGUF file (llama;" in n for n in r.notes) and any("Q4_K" in n for n in r.notes), r.notes
+
+
+def test_the_crawl_indexes_the_virtual_gguf_into_its_bases_family(vhub: LocalHub, tmp_path: Path) -> None:
+    """The listing's gguf summary makes the GGUF-only repo a model the index takes."""
+    from provbot.bot.index.crawl import crawl
+    from provbot.bot.index.store import IndexStore
+
+    listed = HfApi(endpoint=vhub.url, token=False).list_models(author="v", expand=["gguf", "safetensors"])
+    assert {m.id: m.gguf is not None for m in listed} == {"v/base": False, "v/tune": False, "v/base-gguf": True}
+    store = IndexStore(f"sqlite:///{tmp_path / 'index.db'}")
+    report = crawl(store, endpoint=vhub.url, sorts=["downloads"], limit=10)
+    assert (report.added, report.skipped, report.failed) == (3, 0, 0), report
+    gguf_entry, base = store.get("v/base-gguf"), store.get("v/base")
+    assert gguf_entry is not None and base is not None
+    assert gguf_entry.family_key == base.family_key
