@@ -45,7 +45,12 @@ TOKEN, USER = "hf_scale_bench", "bench"
 
 # -- the server ---------------------------------------------------------------------------------
 def serve(
-    root: Path, latency_ms: float, link_mbps: float, *extra: str, spec: Path = SPEC
+    root: Path,
+    latency_ms: float,
+    link_mbps: float,
+    *extra: str,
+    spec: Path = SPEC,
+    repos: tuple[str, ...] = (BASE, A, B, MERGE),
 ) -> tuple[subprocess.Popen, str]:
     """The local Hub in its own process (its CPU time is not the scanner's), warmed like a live Hub."""
     cmd = [sys.executable, "-m", "provbot.bot.cli", "localhub", "serve", "--root", str(root)]
@@ -62,15 +67,15 @@ def serve(
             url = line.strip().rsplit(" at ", 1)[-1]
     from huggingface_hub import HfApi
 
-    for repo in (BASE, A, B, MERGE):  # the first model info of a repo builds its summary once
+    for repo in repos:  # the first model info of a repo builds its summary once
         HfApi(endpoint=url, token=TOKEN).model_info(repo)
     return server, url
 
 
-def in_child(mode: str, *args: str) -> dict:
+def in_child(mode: str, *args: str, script: str = __file__) -> dict:
     env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1"}
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, *args], check=True, capture_output=True, text=True, env=env
+        [sys.executable, script, "--child", mode, *args], check=True, capture_output=True, text=True, env=env
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 

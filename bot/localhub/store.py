@@ -608,16 +608,19 @@ class RepoStore:
             return None
         total, first = 0, None
         for name in chosen:
-            path = rev.files[name].path
+            entry = rev.files[name]
             try:
-                with path.open("rb") as f:
-                    size = path.stat().st_size
+                if entry.virtual is not None:
+                    header = parse_header(entry.virtual.read, name, entry.size)
+                else:
+                    with entry.path.open("rb") as f:
+                        size = entry.path.stat().st_size
 
-                    def read(start: int, end: int, f: Any = f) -> bytes:
-                        f.seek(start)
-                        return f.read(end - start)
+                        def read(start: int, end: int, f: Any = f) -> bytes:
+                            f.seek(start)
+                            return f.read(end - start)
 
-                    header = parse_header(read, name, size)
+                        header = parse_header(read, name, size)
             except (OSError, ProvbotError):  # hostile or broken files: no summary, never a crash
                 return None
             first = first or header

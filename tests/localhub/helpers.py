@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
+import pytest
 from safetensors.numpy import save
+
+from provbot.bot.localhub.models import ServerOptions
+from provbot.bot.localhub.server import LocalHub
 
 CARD = """---
 base_model:
@@ -50,3 +56,20 @@ def sharded_repo(seed: int = 0) -> dict[str, bytes | str]:
     weight_map |= {n: "model-00002-of-00002.safetensors" for n in second}
     files["model.safetensors.index.json"] = json.dumps({"metadata": {"total_size": 123}, "weight_map": weight_map})
     return files
+
+
+def llama_family(params: dict[str, int], shards: int, repos: str) -> str:
+    """A spec file of virtual repos: the llama layout at ``params``, then ``repos`` (TOML tables)."""
+    inline = ", ".join(f"{k} = {v}" for k, v in params.items())
+    return f'layout = "llama"\nshards = {shards}\nparams = {{ {inline} }}\n{repos}'
+
+
+@contextmanager
+def serve_virtual(factory: pytest.TempPathFactory, spec: str) -> Iterator[LocalHub]:
+    """A running local Hub serving the virtual repos of one spec file (redirecting resolves)."""
+    folder = factory.mktemp("specs")
+    (folder / "family.toml").write_text(spec)
+    hub = LocalHub(factory.mktemp("hub"), ServerOptions(redirect_resolve=True))
+    hub.add_virtual(folder)
+    with hub:
+        yield hub

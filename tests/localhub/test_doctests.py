@@ -22,6 +22,8 @@ MODULES = [
     "provbot.bot.localhub.virtual.specfile",
     "provbot.bot.localhub.virtual.layouts",
     "provbot.bot.localhub.virtual.repo",
+    "provbot.bot.localhub.virtual.q4k",
+    "provbot.bot.localhub.virtual.gguf_file",
 ]
 
 

@@ -14,37 +14,38 @@ import torch
 from huggingface_hub import HfApi, hf_hub_download
 from safetensors.torch import load
 
-from provbot.bot.localhub.models import ServerOptions
 from provbot.bot.localhub.server import LocalHub
 from provbot.bot.localhub.virtual.layouts import LAYOUTS
 from provbot.bot.localhub.virtual.values import from_bf16, values
 from provbot.detectors.hub.client import HubClient
+from tests.localhub.helpers import llama_family, serve_virtual
 
 PARAMS = {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "intermediate": 96, "vocab": 128}
-SPEC = f"""
-layout = "llama"
-shards = 3
-params = {{ {", ".join(f"{k} = {v}" for k, v in PARAMS.items())} }}
-
+SPEC = llama_family(
+    PARAMS,
+    3,
+    """
 [repos."v/base"]
-recipe = {{ kind = "base", seed = 1 }}
-card = {{ license = "mit" }}
+recipe = { kind = "base", seed = 1 }
+card = { license = "mit" }
 
 [repos."v/tune"]
-recipe = {{ kind = "delta", base = "v/base", seed = 2 }}
+recipe = { kind = "delta", base = "v/base", seed = 2 }
 
 [repos."v/merge"]
-recipe = {{ kind = "blend", parts = {{ "v/base" = 0.6, "v/tune" = 0.4 }} }}
-"""
+recipe = { kind = "blend", parts = { "v/base" = 0.6, "v/tune" = 0.4 } }
+""",
+)
 
 
 @pytest.fixture(scope="module")
 def vhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
-    folder = tmp_path_factory.mktemp("specs")
-    (folder / "tiny.toml").write_text(SPEC)
-    hub = LocalHub(tmp_path_factory.mktemp("hub"), ServerOptions(redirect_resolve=True))
-    assert sorted(hub.add_virtual(folder)) == ["v/base", "v/merge", "v/tune"]
-    with hub:
+    with serve_virtual(tmp_path_factory, SPEC) as hub:
+        assert sorted(r for r in ("v/base", "v/merge", "v/tune") if hub.store.is_virtual(r)) == [
+            "v/base",
+            "v/merge",
+            "v/tune",
+        ]
         yield hub
 
 

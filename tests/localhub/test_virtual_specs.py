@@ -17,6 +17,7 @@ params = { layers = 1, hidden = 8, heads = 2, kv_heads = 1, intermediate = 16, v
 [repos."v/a"]
 recipe = { kind = "base", seed = 1 }
 """
+GGUF = '[repos."v/q"]\nrecipe = { kind = "gguf", of = "v/a" }\n'
 
 
 def _params(spec_name: str) -> tuple[str, int, list[str]]:
@@ -33,6 +34,8 @@ def test_shipped_specs_have_the_real_layouts() -> None:
     assert 380e9 < total < 395e9
     _, total, _ = _params("llama-70b.toml")
     assert 70e9 < total < 71e9
+    gguf = specs[SHIPPED / "llama-70b.toml"].repos["virtual/llama-70b-gguf"].recipe
+    assert gguf.kind == "gguf" and gguf.of == "virtual/llama-70b"
     _, total, names = _params("deepseek-moe.toml")
     assert 660e9 < total < 680e9 and "model.layers.3.mlp.shared_experts.up_proj.weight" in names
     assert "model.layers.0.mlp.gate_proj.weight" in names  # the dense first layers
@@ -62,6 +65,14 @@ def test_json_specs_load_too(tmp_path: Path) -> None:
         (GOOD + "shards = 0\n", "shards"),
         ("layout = [", "not valid TOML"),
         (GOOD.replace("[repos", "colour = 1\n[repos", 1), "colour"),
+        (GOOD + '[repos."v/q"]\nrecipe = { kind = "gguf", of = "v/x" }\n', "repos.v/q.recipe: 'v/x' is not a repo"),
+        (GOOD + '[repos."v/q"]\nrecipe = { kind = "gguf", of = "v/a", quant = "Q3_K" }\n', "recipe.gguf.quant"),
+        (GOOD + GGUF + '[repos."v/r"]\nrecipe = { kind = "gguf", of = "v/q" }\n', "'v/q' is a GGUF repo"),
+        (GOOD + GGUF + '[repos."v/d"]\nrecipe = { kind = "delta", base = "v/q", seed = 3 }\n', "'v/q' is a GGUF repo"),
+        (
+            GOOD.replace('"llama"', '"qwen3_moe"').replace("intermediate", "moe_intermediate") + GGUF,
+            "no GGUF of layout",
+        ),
     ],
 )
 def test_bad_specs_are_one_line_naming_file_and_field(tmp_path: Path, text: str, where: str) -> None:

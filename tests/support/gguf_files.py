@@ -2,7 +2,8 @@
 
 Names come from ``gguf``'s TensorNameMap, q/k rows of Llama-family models are permuted as
 ``convert_hf_to_gguf.py`` permutes them, norms stay F32, and matrices are stored as the asked type:
-F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 through ``gguf.quants.quantize``, Q4_K through :func:`q4_k_blocks`
+F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 through ``gguf.quants.quantize``, Q4_K through the local Hub's
+:func:`~provbot.bot.localhub.virtual.q4k.q4_k_blocks`
 (the package decodes K-quants but does not write them).
 """
 
@@ -14,6 +15,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from provbot.bot.localhub.virtual.q4k import q4_k_blocks
+
 PERMUTED = {"llama"}
 # llama-quantize's per-tensor fallback when a row is not a whole number of 256-value K blocks.
 _FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
@@ -22,33 +25,6 @@ _FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
 def llama_permute(w: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's converter's q/k row order: each head's two rotary halves interleaved."""
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-def q4_k_blocks(x: np.ndarray) -> np.ndarray:
-    """Q4_K blocks (144 bytes per 256 values) of a float array whose size is a multiple of 256.
-
-    Each block holds eight sub-blocks of 32 values with a 6-bit scale and a 6-bit minimum each,
-    under two fp16 super-scales; a plain min/max fit (llama.cpp searches harder, with the same layout).
-    """
-    v = x.astype(np.float32).reshape(-1, 8, 32)
-    lo = np.minimum(v.min(axis=2), 0.0)  # (n, 8)
-    hi = v.max(axis=2)
-    step = np.maximum(hi - lo, 1e-12) / 15.0
-    d = np.maximum(step.max(axis=1), 1e-12) / 63.0  # (n,)
-    dmin = np.maximum((-lo).max(axis=1), 1e-12) / 63.0
-    d16, dmin16 = d.astype(np.float16), dmin.astype(np.float16)
-    sc = np.clip(np.round(step / d16.astype(np.float32)[:, None]), 1, 63).astype(np.uint8)
-    mn = np.clip(np.round(-lo / dmin16.astype(np.float32)[:, None]), 0, 63).astype(np.uint8)
-    scale = d16.astype(np.float32)[:, None] * sc
-    offset = dmin16.astype(np.float32)[:, None] * mn
-    q = np.clip(np.round((v + offset[:, :, None]) / scale[:, :, None]), 0, 15).astype(np.uint8)  # (n, 8, 32)
-    packed = np.empty((v.shape[0], 12), dtype=np.uint8)
-    packed[:, 0:4] = (sc[:, :4] & 0x3F) | ((sc[:, 4:] >> 4) << 6)
-    packed[:, 4:8] = (mn[:, :4] & 0x3F) | ((mn[:, 4:] >> 4) << 6)
-    packed[:, 8:12] = (sc[:, 4:] & 0x0F) | ((mn[:, 4:] & 0x0F) << 4)
-    qs = (q[:, 0::2, :] | (q[:, 1::2, :] << 4)).reshape(v.shape[0], 128)
-    head = np.stack([d16, dmin16], axis=1).view(np.uint8)  # (n, 4)
-    return np.concatenate([head, packed, qs], axis=1)
 
 
 def _merged_experts(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -24,9 +24,10 @@ from typing import Any
 
 import yaml
 
-from provbot.bot.localhub.virtual.layouts import LAYOUTS, shard
+from provbot.bot.localhub.virtual.gguf_file import VirtualGguf
+from provbot.bot.localhub.virtual.layouts import LAYOUTS, Tensor, shard
 from provbot.bot.localhub.virtual.safetensors_file import VirtualSafetensors
-from provbot.bot.localhub.virtual.spec import BlendRecipe, DeltaRecipe
+from provbot.bot.localhub.virtual.spec import BlendRecipe, DeltaRecipe, GgufRecipe
 from provbot.bot.localhub.virtual.specfile import FamilySpec
 from provbot.bot.localhub.virtual.values import Recipes
 
@@ -60,7 +61,21 @@ class ShardFile:
         return self.body.read(start, stop)
 
 
-VirtualFile = BytesFile | ShardFile
+class GgufFile:
+    """A generated GGUF file; its ETag stands for the spec that computes it."""
+
+    header: dict[str, Any] | None = None  # not a safetensors file
+
+    def __init__(self, body: VirtualGguf, fingerprint: str) -> None:
+        self.body = body
+        self.size = body.size
+        self.fingerprint = fingerprint
+
+    def read(self, start: int, stop: int) -> bytes:
+        return self.body.read(start, stop)
+
+
+VirtualFile = BytesFile | ShardFile | GgufFile
 
 
 @dataclass
@@ -96,6 +111,9 @@ def build_family(spec: FamilySpec) -> dict[str, VirtualRepo]:
     for repo_id, repo in spec.repos.items():
         # The commit sha and ETags stand for everything the bytes are computed from.
         digest = hashlib.sha256(f"{canonical}\0{repo_id}".encode()).hexdigest()
+        if isinstance(repo.recipe, GgufRecipe):
+            out[repo_id] = _gguf_repo(repo_id, digest, repo.card, repo.recipe, recipes, tensors, spec)
+            continue
         files: dict[str, VirtualFile] = {
             "README.md": BytesFile(_card(repo_id, repo.card, repo.recipe)),
             "config.json": config_file,
@@ -110,9 +128,48 @@ def build_family(spec: FamilySpec) -> dict[str, VirtualRepo]:
     return out
 
 
+def _gguf_repo(
+    repo_id: str,
+    digest: str,
+    card: dict[str, Any],
+    recipe: GgufRecipe,
+    recipes: Recipes,
+    tensors: list[Tensor],
+    spec: FamilySpec,
+) -> VirtualRepo:
+    """A GGUF repo as llama.cpp users publish them: a card and one ``<model>-<quant>.gguf``, no config."""
+    config = LAYOUTS[spec.layout].config(**spec.params)
+    arch_keys = {
+        "block_count": config["num_hidden_layers"],
+        "context_length": 8192,  # Llama 3's; the layouts do not model it
+        "embedding_length": config["hidden_size"],
+        "feed_forward_length": config["intermediate_size"],
+        "attention.head_count": config["num_attention_heads"],
+        "attention.head_count_kv": config["num_key_value_heads"],
+        "rope.dimension_count": config["hidden_size"] // config["num_attention_heads"],
+        "vocab_size": config["vocab_size"],
+    }
+    model = recipe.of.split("/")[1]
+    body = VirtualGguf(recipe.of, recipes, tensors, arch_keys, model)
+    name = f"{model}-{recipe.quant}.gguf"
+    files: dict[str, VirtualFile] = {
+        "README.md": BytesFile(_card(repo_id, card, recipe)),
+        name: GgufFile(body, hashlib.sha256(f"{digest}\0{name}".encode()).hexdigest()),
+    }
+    return VirtualRepo(repo_id, digest[:40], files, body.parameters)
+
+
 def _card(repo_id: str, card: dict[str, Any], recipe: object) -> bytes:
     """A model card: the spec's front matter (nothing disclosed unless the spec says so)."""
     front = yaml.safe_dump(card, sort_keys=True).strip() if card else ""
-    kind = "merge" if isinstance(recipe, BlendRecipe) else "fine-tune" if isinstance(recipe, DeltaRecipe) else "model"
+    kind = (
+        "merge"
+        if isinstance(recipe, BlendRecipe)
+        else "fine-tune"
+        if isinstance(recipe, DeltaRecipe)
+        else "GGUF quantization"
+        if isinstance(recipe, GgufRecipe)
+        else "model"
+    )
     body = f"# {repo_id.split('/')[1]}\n\nA virtual {kind} served by the local Hub.\n"
     return (f"---\n{front}\n---\n\n{body}" if front else body).encode()

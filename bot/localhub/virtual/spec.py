@@ -5,6 +5,8 @@
 'base'
 >>> TypeAdapter(Recipe).validate_python({"kind": "blend", "parts": {"a": 0.6, "b": 0.4}}).parts["a"]
 0.6
+>>> TypeAdapter(Recipe).validate_python({"kind": "gguf", "of": "a/b"}).quant
+'Q4_K'
 """
 
 from __future__ import annotations
@@ -41,4 +43,13 @@ class BlendRecipe(BaseModel):
     parts: dict[str, float] = Field(min_length=2)
 
 
-Recipe = Annotated[BaseRecipe | DeltaRecipe | BlendRecipe, Field(discriminator="kind")]
+class GgufRecipe(BaseModel):
+    """One llama.cpp GGUF file quantizing another (safetensors) virtual repo of the same file."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["gguf"] = "gguf"
+    of: str
+    quant: Literal["Q4_K"] = "Q4_K"
+
+
+Recipe = Annotated[BaseRecipe | DeltaRecipe | BlendRecipe | GgufRecipe, Field(discriminator="kind")]

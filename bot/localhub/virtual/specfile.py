@@ -13,6 +13,9 @@ Example (``qwen3-moe-400b.toml``)::
     recipe = { kind = "delta", base = "virtual/qwen3-moe-400b", seed = 2 }
     card = { license = "apache-2.0" }
 
+A ``gguf`` recipe (``{ kind = "gguf", of = "org/name", quant = "Q4_K" }``, Llama layouts only) makes
+a repo holding one llama.cpp GGUF file of another repo of the file.
+
 Anything wrong raises :class:`SpecError` with one line naming the file and the field.
 
 >>> FamilySpec.model_validate({"layout": "llama", "repos": {"a/b": {"recipe": {"kind": "base", "seed": 1}}}}).shards
@@ -30,11 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from provbot.bot.localhub.store import NAME_RE
 from provbot.bot.localhub.virtual.layouts import LAYOUTS
-from provbot.bot.localhub.virtual.spec import BlendRecipe, DeltaRecipe, Recipe
+from provbot.bot.localhub.virtual.spec import BlendRecipe, DeltaRecipe, GgufRecipe, Recipe
 from provbot.detectors.errors import ConfigError
 
 SPEC_SUFFIXES = (".toml", ".json")
 MAX_SPEC_BYTES = 1 << 20
+GGUF_LAYOUTS = frozenset({"llama"})  # layouts whose llama.cpp names and metadata are generated
 
 
 class SpecError(ConfigError):
@@ -77,6 +81,11 @@ class FamilySpec(BaseModel):
             missing = [r for r in refs if r not in self.repos]
             if missing:
                 raise ValueError(f"repos.{repo_id}.recipe: {missing[0]!r} is not a repo of this file")
+            ggufs = [r for r in refs if isinstance(self.repos[r].recipe, GgufRecipe)]
+            if ggufs:
+                raise ValueError(f"repos.{repo_id}.recipe: {ggufs[0]!r} is a GGUF repo, not a safetensors one")
+            if isinstance(repo.recipe, GgufRecipe) and self.layout not in GGUF_LAYOUTS:
+                raise ValueError(f"repos.{repo_id}.recipe: no GGUF of layout {self.layout!r} (only llama)")
         self._check_cycles()
         return self
 
@@ -97,6 +106,8 @@ class FamilySpec(BaseModel):
 
 
 def _refs(recipe: object) -> list[str]:
+    if isinstance(recipe, GgufRecipe):
+        return [recipe.of]
     if isinstance(recipe, DeltaRecipe):
         return [recipe.base]
     if isinstance(recipe, BlendRecipe):

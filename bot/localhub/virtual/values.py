@@ -15,11 +15,12 @@ from collections.abc import Mapping
 import numpy as np
 from pydantic import TypeAdapter
 
-from .spec import BaseRecipe, BlendRecipe, DeltaRecipe, Recipe
+from .spec import BaseRecipe, BlendRecipe, DeltaRecipe, GgufRecipe, Recipe
 
 BLOCK = 4096  # a convenient range length for tests; values have no block structure
-Recipes = dict[str, BaseRecipe | DeltaRecipe | BlendRecipe]
-_RECIPE: TypeAdapter[BaseRecipe | DeltaRecipe | BlendRecipe] = TypeAdapter(Recipe)
+AnyRecipe = BaseRecipe | DeltaRecipe | BlendRecipe | GgufRecipe
+Recipes = dict[str, AnyRecipe]
+_RECIPE: TypeAdapter[AnyRecipe] = TypeAdapter(Recipe)
 _SUM_MEAN = 2 * (2**32 - 1) / 2
 _SUM_STD = float(np.sqrt(2 * (2.0**64 - 1) / 12))
 _local = threading.local()  # a bit generator per thread: they are not thread-safe
@@ -68,18 +69,20 @@ def from_bf16(bits: np.ndarray) -> np.ndarray:
 
 def values(
     repo: str,
-    recipes: Mapping[str, BaseRecipe | DeltaRecipe | BlendRecipe],
+    recipes: Mapping[str, AnyRecipe],
     tensor: str,
     start: int,
     stop: int,
     _memo: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Float32 values of ``tensor[start:stop]`` in ``repo``, each input rounded to bf16 first
-    so a blend equals blending the stored checkpoints."""
+    so a blend equals blending the stored checkpoints. A GGUF repo's values are those it quantizes."""
     memo = {} if _memo is None else _memo  # a repo two parts share (their base) is computed once
     if repo in memo:
         return memo[repo]
     recipe = recipes[repo]
+    if isinstance(recipe, GgufRecipe):
+        return values(recipe.of, recipes, tensor, start, stop, memo)
     if isinstance(recipe, BaseRecipe):
         raw = _noise(recipe.seed, tensor, start, stop) * np.float32(recipe.std)
     elif isinstance(recipe, DeltaRecipe):
