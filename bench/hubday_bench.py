@@ -15,6 +15,10 @@ of PostgreSQL and of the whole machine). The local Hub runs in this process.
     PROVBOT_BENCH_POSTGRES_URL=postgresql+psycopg://user:pw@127.0.0.1:5432/db \\
         .venv/bin/python bench/hubday_bench.py --workers 1 2 4
 
+With ``--executor ray --ray-address auto`` the job bodies run as Ray tasks on a cluster started
+beforehand (``ray start --head --num-cpus 4``), in processes of their own; the service, its poller
+and the local Hub stay in this process.
+
 Each run creates and drops its own database next to the one in the URL.
 """
 
@@ -214,6 +218,8 @@ def run_day(args: argparse.Namespace, workers: int, models: dict[str, Path], bas
             http_retries=6,
             backoff_max_seconds=2,
             max_attempts=8,
+            executor=args.executor,
+            ray_address=args.ray_address,
         ),
     )
     ctx = BotContext.build(settings)
@@ -227,6 +233,7 @@ def run_day(args: argparse.Namespace, workers: int, models: dict[str, Path], bas
         finally:
             scan_s.append(time.perf_counter() - t)
 
+    # With Ray the scans run in the Ray workers' own contexts: their time is not seen here.
     ctx.scanner = timed
     uploaded: dict[str, float] = {}
     faults = FaultFeeder(hub, args.fault_every, seed=workers)
@@ -294,7 +301,7 @@ def run_day(args: argparse.Namespace, workers: int, models: dict[str, Path], bas
         "faults_served": hub.faults.fired,
         "hub_requests": hub.request_count,
         "scan_s_mean": round(statistics.fmean(scan_s), 2) if scan_s else None,
-        "worker_busy": round(sum(scan_s) / (span * workers), 2),
+        "worker_busy": round(sum(scan_s) / (span * workers), 2) if scan_s else None,
         # CPU seconds of this process (bot and local Hub) per wall second; PostgreSQL not counted.
         "process_cpus_busy": round(cpu / max(t_end - t0, 1e-9), 2),
         "postgres_cpus_busy": round(pg / max(t_end - t0, 1e-9), 2),
@@ -318,6 +325,14 @@ def main() -> None:
     ap.add_argument("--fault-every", type=int, default=25, help="About one Hub request in this many gets a 429/5xx.")
     ap.add_argument("--drain-s", type=float, default=600.0, help="Longest wait for the backlog after the last upload.")
     ap.add_argument("--postgres-url", default=os.environ.get("PROVBOT_BENCH_POSTGRES_URL"))
+    ap.add_argument(
+        "--executor", choices=["threads", "ray"], default="threads", help="bot.executor: where job bodies run."
+    )
+    ap.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join with --executor ray (e.g. 'auto' after `ray start --head`); default: a private local Ray.",
+    )
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "hubday-models")
     args = ap.parse_args()
     logging.disable(logging.INFO)  # the Hub client logs every request at INFO
@@ -341,7 +356,7 @@ def main() -> None:
     )
     for w in args.workers:
         r = run_day(args, w, models, bases)
-        print(json.dumps(r), flush=True)
+        print(json.dumps({"executor": args.executor, **r}), flush=True)
 
 
 if __name__ == "__main__":
