@@ -25,6 +25,7 @@ from provbot.bot.service.metrics import BotMetrics
 from provbot.bot.service.publish.markers import Markers
 from provbot.bot.service.publish.publisher import Publisher
 from provbot.bot.service.publish.render import Renderer
+from provbot.bot.service.queue.budget import Reservations
 from provbot.bot.service.redact import Redactor
 from provbot.bot.service.scan.scanner import Scanner, hub_scanner
 from provbot.bot.settings import Settings
@@ -64,6 +65,8 @@ class BotContext:
     markers: Markers
     #: Set when the service stops: waits between retries end at once and the job goes back to the queue.
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: Hub requests promised to the jobs running in this process (see queue/budget.py).
+    reservations: Reservations = field(default_factory=Reservations)
     _index_store: IndexStore | None = field(default=None, repr=False)
 
     @property

@@ -85,3 +85,28 @@ def test_a_job_the_window_cannot_cover_waits_for_the_reset_and_meets_no_429(loca
     assert waiting.attempts == 0 and "deferred until" in (waiting.last_error or "")
     assert waiting.run_after >= before + timedelta(seconds=1)
     assert hub.app.quota.refused == 0 and ctx.hub.stats.rate_limited == 0 and sleeps == []
+
+
+def test_a_job_started_beside_a_running_one_counts_what_that_one_was_promised(localhub, tmp_path: Path) -> None:  # noqa: ANN001
+    hub = localhub
+    hub.add_token(BOT_TOKEN, "provbot")
+    hub.options.redirect_resolve = True
+    hub.options.quotas = {"resolvers": 6, "api": 100}
+    for n, repo in enumerate(("lab/base", "lab/x", "lab/y")):
+        hub.add_repo(repo, model_files(seed=n + 1))
+    settings = bot_settings(
+        hub.url, f"sqlite:///{tmp_path / 'bot.db'}", job_requests={"scan": {"resolvers": 2, "api": 5}}
+    )
+    ctx = BotContext.build(settings, sleep=[].append)
+    for repo in ("lab/x", "lab/y"):
+        payload = {"repo": repo, "revision": "main", "origin": "poll", "parents": ["lab/base"]}
+        ctx.enqueue("scan", f"scan:{repo}@main", payload)
+    workers = BotService(ctx, port=0, schedule=False).workers
+    assert workers.run_once() == "done"  # two of six resolve calls spent: four left
+    assert ctx.reservations.held(ctx.hub.transport.windows) == {}  # the finished job gave its share back
+    # Another worker has just started a job promised three resolve calls: one is left for this one.
+    assert ctx.reservations.start(ctx.hub.transport.windows, "other-worker-job", {"resolvers": 3}) is None
+    assert workers.run_once() == "queued"
+    waiting = next(j for j in ctx.queue.list(kind="scan") if j.payload["repo"] == "lab/y")
+    assert "running jobs still need {'resolvers': 3}" in (waiting.last_error or "")
+    assert hub.app.quota.refused == 0

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 from provbot.bot.db import DatabaseError
 from provbot.bot.db.jobs import JobView
 from provbot.bot.service.context import BotContext
-from provbot.bot.service.queue.budget import start_after
 from provbot.detectors.errors import ProvbotError, RateLimitedError, RemoteError
 
 log = logging.getLogger(__name__)
@@ -42,6 +41,13 @@ def run_claimed(ctx: BotContext, handlers: dict[str, Handler], job: JobView, own
     deferred = _defer_for_budget(ctx, job, owner)
     if deferred is not None:
         return deferred
+    try:
+        return _run(ctx, handler, job, owner)
+    finally:
+        ctx.reservations.release(job.id)
+
+
+def _run(ctx: BotContext, handler: Handler | None, job: JobView, owner: str) -> str:
     try:
         if handler is None:
             raise ProvbotError(f"no handler for job kind {job.kind!r}")
@@ -70,12 +76,16 @@ def run_claimed(ctx: BotContext, handlers: dict[str, Handler], job: JobView, own
 def _defer_for_budget(ctx: BotContext, job: JobView, owner: str) -> str | None:
     """Put the job back until the rate-limit window resets when what is left would not cover it."""
     needs = ctx.settings.bot.job_requests.get(job.kind, {})
-    when = start_after(ctx.hub.transport.windows, needs) if needs else None
+    windows = ctx.hub.transport.windows
+    when = ctx.reservations.start(windows, job.id, needs) if needs else None
     if when is None:
         return None
     reset = datetime.fromtimestamp(when + 1, UTC)  # a second late: the window has surely reset
-    left = {b: ctx.hub.transport.windows.left(b) for b in needs}
+    left = {b: windows.left(b) for b in needs}
+    held = ctx.reservations.held(windows)
     reason = f"deferred until {reset:%H:%M:%S} UTC: needs {dict(needs)} Hub requests, the window has {left} left"
+    if held:
+        reason += f", of which running jobs still need {held}"
     state = ctx.queue.defer(job.id, owner, reset, reason)
     ctx.metrics.jobs.labels(kind=job.kind, outcome="deferred" if state else "lost").inc()
     log.info("job %s (%s) %s", job.id, job.kind, reason)
