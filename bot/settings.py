@@ -238,6 +238,14 @@ class ConsoleSettings(BaseModel):
     login_attempts_per_minute: int = Field(5, ge=1, description="Failed logins per client address and per name.")
     oauth: ConsoleOAuthSettings = ConsoleOAuthSettings()
 
+    @model_validator(mode="after")
+    def _account_names_leave_hub_names_apart(self) -> ConsoleSettings:
+        # Hub sign-ins are named "hf:<user>"; a password account may not take such a name.
+        bad = sorted(name for name in self.accounts if ":" in name or not name.strip())
+        if bad:
+            raise ValueError(f"console account names may not be empty or contain ':' (got {bad[0]!r})")
+        return self
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PROVBOT_", env_nested_delimiter="__", extra="ignore")

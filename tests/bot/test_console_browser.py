@@ -239,11 +239,13 @@ def test_sign_in_with_hugging_face_lands_on_the_queue_signed_in(browser: Any, bo
         pg.fill("input[name=token]", HF_TOKEN)
         pg.click("#authorize")
         pg.wait_for_url(f"{bot.url}/console/")
-        assert pg.inner_text(".who") == f"{HF_USER} (moderator)"
+        assert pg.inner_text(".who") == f"hf:{HF_USER} (moderator)"
         assert pg.inner_text("h1") == "Findings"  # the queue (earlier tests may have decided its rows)
         cookies = {c["name"]: c for c in context.cookies()}
         assert cookies["provbot_console"]["httpOnly"] and cookies["provbot_console"]["sameSite"] == "Strict"
         assert "provbot_oauth" not in cookies  # the flow cookie is gone once used
-        assert any(e.actor == HF_USER and e.data.get("via") == "oauth" for e in bot.ctx.audit.query(kind="review"))
+        assert any(
+            e.actor == f"hf:{HF_USER}" and e.data.get("via") == "oauth" for e in bot.ctx.audit.query(kind="review")
+        )
     finally:
         context.close()

@@ -118,23 +118,23 @@ def test_sign_in_opens_a_session_with_the_users_role_and_password_login_still_wo
     assert q["code_challenge_method"] == ["S256"] and q["scope"] == ["openid profile"]
     assert q["redirect_uri"] == [PUBLIC + "/console/oauth/callback"] and "code_verifier" not in q
     r = callback(c, authorize(url, "mona"))
-    assert r.status_code == 200 and "Signed in as mona" in r.text
+    assert r.status_code == 200 and "Signed in as hf:mona" in r.text
     assert 'http-equiv="refresh" content="0; url=/console/audit"' in r.text
     cookie = r.headers.get_list("set-cookie")
     assert any("provbot_console=" in h and "HttpOnly" in h and "SameSite=strict" in h for h in cookie)
     page = c.get("/console/")
-    assert page.status_code == 200 and "mona (moderator)" in page.text
+    assert page.status_code == 200 and "hf:mona (moderator)" in page.text
     login = [e for e in ctx.audit.query(kind="review") if e.message == "console login"]
-    assert login[-1].actor == "mona" and login[-1].data["via"] == "oauth" and login[-1].data["role"] == "moderator"
+    assert login[-1].actor == "hf:mona" and login[-1].data["via"] == "oauth" and login[-1].data["role"] == "moderator"
 
 
 def test_an_org_grants_a_role_and_the_highest_role_wins(ctx: BotContext) -> None:
     c = console(ctx)
     assert sign_in(c, "olga").status_code == 200  # user map: viewer; orgs: mods (moderator), readers (viewer)
-    assert "olga (moderator)" in c.get("/console/").text
+    assert "hf:olga (moderator)" in c.get("/console/").text
     # Roles are checked again on every request: the org loses its grant, olga is a viewer now.
     ctx.settings.console.oauth.orgs.pop("mods")
-    assert "olga (viewer)" in c.get("/console/").text
+    assert "hf:olga (viewer)" in c.get("/console/").text
     ctx.settings.console.oauth.users.pop("olga")
     ctx.settings.console.oauth.orgs.pop("readers")
     assert c.get("/console/").status_code == 303  # no grant left: back to the login page
@@ -147,7 +147,7 @@ def test_a_hub_user_nobody_granted_a_role_is_refused(ctx: BotContext) -> None:
     assert "provbot_console=" not in r.headers.get("set-cookie", "")
     assert c.get("/console/").status_code == 303
     refused = [e for e in ctx.audit.query(kind="error") if e.message == "console OAuth sign-in refused"]
-    assert refused[-1].actor == "eve" and "not allowed" in refused[-1].data["why"]
+    assert refused[-1].actor == "hf:eve" and "not allowed" in refused[-1].data["why"]
 
 
 def test_a_state_that_does_not_match_the_flow_cookie_is_refused(ctx: BotContext) -> None:
@@ -340,8 +340,26 @@ def test_sign_in_over_real_http_against_the_local_hub(tmp_path: Any, localhub: L
             r = browser.get(r.headers["location"], headers={"Authorization": f"Bearer {TOKENS['olga']}"})
             assert r.status_code == 302
             r = browser.get(r.headers["location"])
-            assert r.status_code == 200 and "Signed in as olga" in r.text
+            assert r.status_code == 200 and "Signed in as hf:olga" in r.text
             queue = browser.get(f"{svc.url}/console/")
-            assert queue.status_code == 200 and "olga (moderator)" in queue.text and "Findings" in queue.text
+            assert queue.status_code == 200 and "hf:olga (moderator)" in queue.text and "Findings" in queue.text
     finally:
         svc.stop()
+
+
+def test_a_hub_user_and_a_password_account_of_the_same_name_stay_two_moderators(tmp_path: Any, hub: LocalHub) -> None:
+    from pydantic import ValidationError
+
+    from provbot.bot.service.console.auth import hash_password
+    from provbot.bot.settings import ConsoleAccount
+
+    admin = ConsoleAccount(password_hash=hash_password("pw-of-the-admin"), role="admin")
+    ctx = make_ctx(tmp_path, oauth_settings(hub.url))
+    ctx.settings.console.accounts = {"mona": admin}
+    c = console(ctx)
+    assert sign_in(c, "mona").status_code == 200
+    assert "hf:mona (moderator)" in c.get("/console/").text  # the Hub user, not the admin account
+    login = [e for e in ctx.audit.query(kind="review") if e.message == "console login"]
+    assert [e.actor for e in login] == ["hf:mona"]
+    with pytest.raises(ValidationError, match="may not be empty or contain ':'"):
+        ConsoleSettings(accounts={"hf:mona": admin})

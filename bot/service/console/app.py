@@ -27,7 +27,7 @@ from starlette.routing import Route
 from provbot.bot.paths import TEMPLATES_DIR
 from provbot.bot.service.console import views
 from provbot.bot.service.console.auth import _DUMMY, OnceSet, RateLimit, Session, Signer, verify_password
-from provbot.bot.service.console.oauth import FLOW_SECONDS, FlowStart, OAuthError, OAuthFlow, role_of
+from provbot.bot.service.console.oauth import FLOW_SECONDS, OAUTH_PREFIX, FlowStart, OAuthError, OAuthFlow, role_of
 from provbot.bot.service.context import BotContext
 from provbot.bot.service.publish.render import visible
 from provbot.bot.service.review.decisions import Review, ReviewError
@@ -107,7 +107,8 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None, wo
     def current_role(session: Session) -> str | None:
         """The role the settings grant this session now (None: no longer allowed in)."""
         if session.via == "oauth":
-            return cfg.oauth.role_for(session.name, session.orgs) if cfg.oauth.enabled else None
+            hub_name = session.name.removeprefix(OAUTH_PREFIX)
+            return cfg.oauth.role_for(hub_name, session.orgs) if cfg.oauth.enabled else None
         account = cfg.accounts.get(session.name)
         return account.role if account is not None else None
 
@@ -297,10 +298,11 @@ def make_console(ctx: BotContext, *, wake: Callable[[], None] = lambda: None, wo
             user = await flow.sign_in(q.get("code", ""), start.verifier)
         except OAuthError as exc:
             return refuse(str(exc), 502)
-        who = user.preferred_username
+        # "hf:" keeps a Hub user apart from a password account of the same name (those cannot hold ":").
+        who = OAUTH_PREFIX + user.preferred_username
         role, orgs = role_of(cfg.oauth, user)
         if role is None:
-            return refuse(f"the Hub account {who} is not allowed into this console")
+            return refuse(f"the Hub account {user.preferred_username} is not allowed into this console")
         resp = open_session(request, who, role, start.next, via="oauth", orgs=orgs)
         resp.delete_cookie(OAUTH_COOKIE, path="/console/oauth")
         return resp

@@ -33,6 +33,7 @@ from provbot.bot.settings import ConsoleOAuthSettings, Role
 from provbot.detectors.errors import ProvbotError
 
 CALLBACK_PATH = "/console/oauth/callback"
+OAUTH_PREFIX = "hf:"  # a Hub user's moderator name: "hf:<user>"
 MAX_ANSWER = 64 * 1024  # a token or userinfo answer is a few hundred bytes
 FLOW_SECONDS = 600  # time allowed between "Sign in with Hugging Face" and the callback
 M = TypeVar("M", bound=BaseModel)
