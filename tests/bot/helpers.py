@@ -178,3 +178,22 @@ def wait_until(cond: Callable[[], object], timeout: float, what: str, *procs: su
                 raise AssertionError(f"service exited early: {proc.stderr.read().decode()[-2000:]}")
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def alembic_step(engine):  # noqa: ANN001, ANN201
+    """``step("upgrade" | "downgrade", revision)`` runs one Alembic command on ``engine``."""
+    from alembic import command
+    from alembic.config import Config
+
+    from provbot.bot.db import MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
+
+    def run(step: str, target: str) -> None:
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            getattr(command, step)(cfg, target)
+
+    return run

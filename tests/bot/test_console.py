@@ -332,22 +332,13 @@ def test_the_configured_role_counts_not_the_one_in_the_cookie(ctx: BotContext) -
 
 def test_migration_0004_keeps_existing_findings_and_goes_down_again(db_url: str) -> None:
     """0003 -> 0004 on a database with a finding (SQLite and PostgreSQL), then back down."""
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import inspect, text
 
-    from provbot.bot.db import MIGRATIONS_DIR, make_engine
+    from provbot.bot.db import make_engine
+    from tests.bot.helpers import alembic_step
 
     engine = make_engine(db_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("path_separator", "os")
-
-    def run(step: str, target: str) -> None:
-        with engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            getattr(command, step)(cfg, target)
-
+    run = alembic_step(engine)
     run("upgrade", "head")
     try:
         run("downgrade", "0003_identity")

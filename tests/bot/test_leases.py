@@ -207,3 +207,35 @@ def test_docstring_examples(name: str) -> None:
 
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_migration_0005_keeps_cursors_and_goes_down_again(db_url: str) -> None:
+    """0005 down to 0004 drops the lease table and the cursors' fence; up again keeps the cursors."""
+    from sqlalchemy import inspect, text
+
+    from provbot.bot.db import make_engine
+    from tests.bot.helpers import alembic_step
+
+    engine = make_engine(db_url)
+    run = alembic_step(engine)
+    run("upgrade", "head")
+    try:
+        run("downgrade", "0004_console")
+        assert "bot_leases" not in inspect(engine).get_table_names()
+        assert "fence" not in {c["name"] for c in inspect(engine).get_columns("bot_poll_cursors")}
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "insert into bot_poll_cursors (name, position, boundary_ids, updated_at)"
+                    " values ('created_at', '2026-01-01 00:00:00', '[\"o/m\"]', '2026-01-01 00:00:00')"
+                )
+            )
+        run("upgrade", "head")
+        with engine.begin() as conn:
+            row = conn.execute(text("select name, fence from bot_poll_cursors")).one()
+        assert tuple(row) == ("created_at", None) and "bot_leases" in inspect(engine).get_table_names()
+    finally:
+        run("upgrade", "head")
+        with engine.begin() as conn:
+            conn.execute(text("delete from bot_poll_cursors"))
+        engine.dispose()
