@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,7 +78,7 @@ def write_repos(root: Path, shapes: list[tuple[str, tuple[int, ...]]], shard_byt
     shards: list[list[tuple[str, tuple[int, ...]]]] = [[]]
     size = 0
     for name, shape in shapes:
-        nbytes = 2 * _numel(shape)
+        nbytes = 2 * math.prod(shape)
         if shards[-1] and size + nbytes > shard_bytes:
             shards.append([])
             size = 0
@@ -92,7 +93,7 @@ def write_repos(root: Path, shapes: list[tuple[str, tuple[int, ...]]], shard_byt
         header: dict[str, object] = {"__metadata__": {"format": "pt"}}
         offset = 0
         for name, shape in shard:
-            n = 2 * _numel(shape)
+            n = 2 * math.prod(shape)
             header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + n]}
             offset += n
             weight_map[name] = fname
@@ -118,13 +119,6 @@ def write_repos(root: Path, shapes: list[tuple[str, tuple[int, ...]]], shard_byt
         claim = "tags: [original]\n---\nTrained from scratch.\n" if role == "merged" else "---\n"
         (out / "README.md").write_text("---\nlicense: apache-2.0\n" + claim)
     return total
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ the config.json keys those arguments fill; :data:`LAYOUTS` names them for spec f
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -43,9 +44,7 @@ def qwen3_moe(
         yield f"{p}.post_attention_layernorm.weight", (hidden,)
         yield f"{p}.mlp.gate.weight", (experts, hidden)
         for e in range(experts):
-            yield f"{p}.mlp.experts.{e}.gate_proj.weight", (moe_intermediate, hidden)
-            yield f"{p}.mlp.experts.{e}.up_proj.weight", (moe_intermediate, hidden)
-            yield f"{p}.mlp.experts.{e}.down_proj.weight", (hidden, moe_intermediate)
+            yield from _mlp(f"{p}.mlp.experts.{e}", hidden, moe_intermediate)
     yield "model.norm.weight", (hidden,)
     yield "lm_head.weight", (vocab, hidden)
 
@@ -274,7 +273,7 @@ LAYOUTS: dict[str, Layout] = {
 
 def shard(tensors: list[Tensor], shards: int) -> list[list[Tensor]]:
     """Split in order into ``shards`` files of roughly equal bytes, as save_pretrained does."""
-    sizes = [2 * _count(shape) for _, shape in tensors]
+    sizes = [2 * math.prod(shape) for _, shape in tensors]
     target = sum(sizes) / shards
     out: list[list[Tensor]] = [[]]
     filled = 0
@@ -284,10 +283,3 @@ def shard(tensors: list[Tensor], shards: int) -> list[list[Tensor]]:
         out[-1].append(tensor)
         filled += size
     return out
-
-
-def _count(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

@@ -48,12 +48,14 @@ class BytesFile:
         return self.data[start:stop]
 
 
-class ShardFile:
-    """A generated safetensors shard; its ETag stands for the spec that computes it."""
+class ComputedFile:
+    """A generated weights file (safetensors shard or GGUF); its ETag stands for the spec that computes it."""
 
-    def __init__(self, body: VirtualSafetensors, header: dict[str, Any], fingerprint: str) -> None:
+    def __init__(
+        self, body: VirtualSafetensors | VirtualGguf, fingerprint: str, header: dict[str, Any] | None = None
+    ) -> None:
         self.body = body
-        self.header = header
+        self.header = header  # the safetensors header; None for a GGUF
         self.size = body.size
         self.fingerprint = fingerprint
 
@@ -61,21 +63,7 @@ class ShardFile:
         return self.body.read(start, stop)
 
 
-class GgufFile:
-    """A generated GGUF file; its ETag stands for the spec that computes it."""
-
-    header: dict[str, Any] | None = None  # not a safetensors file
-
-    def __init__(self, body: VirtualGguf, fingerprint: str) -> None:
-        self.body = body
-        self.size = body.size
-        self.fingerprint = fingerprint
-
-    def read(self, start: int, stop: int) -> bytes:
-        return self.body.read(start, stop)
-
-
-VirtualFile = BytesFile | ShardFile | GgufFile
+VirtualFile = BytesFile | ComputedFile
 
 
 @dataclass
@@ -106,7 +94,6 @@ def build_family(spec: FamilySpec) -> dict[str, VirtualRepo]:
     # One header per shard for the whole family: the repos differ only in the values.
     first = next(iter(spec.repos))
     bodies = [VirtualSafetensors(first, recipes, part) for part in shards]
-    headers = [json.loads(b.read(8, 8 + int.from_bytes(b.read(0, 8), "little"))) for b in bodies]
     out: dict[str, VirtualRepo] = {}
     for repo_id, repo in spec.repos.items():
         # The commit sha and ETags stand for everything the bytes are computed from.
@@ -119,11 +106,11 @@ def build_family(spec: FamilySpec) -> dict[str, VirtualRepo]:
             "config.json": config_file,
             INDEX: index_file,
         }
-        for name, shared, header in zip(names, bodies, headers, strict=True):
+        for name, shared in zip(names, bodies, strict=True):
             body = copy.copy(shared)
             body.repo = repo_id
             fingerprint = hashlib.sha256(f"{digest}\0{name}".encode()).hexdigest()
-            files[name] = ShardFile(body, header, fingerprint)
+            files[name] = ComputedFile(body, fingerprint, shared.header)
         out[repo_id] = VirtualRepo(repo_id, digest[:40], files, total // 2)
     return out
 
@@ -154,22 +141,17 @@ def _gguf_repo(
     name = f"{model}-{recipe.quant}.gguf"
     files: dict[str, VirtualFile] = {
         "README.md": BytesFile(_card(repo_id, card, recipe)),
-        name: GgufFile(body, hashlib.sha256(f"{digest}\0{name}".encode()).hexdigest()),
+        name: ComputedFile(body, hashlib.sha256(f"{digest}\0{name}".encode()).hexdigest()),
     }
     return VirtualRepo(repo_id, digest[:40], files, body.parameters)
+
+
+_KINDS = {BlendRecipe: "merge", DeltaRecipe: "fine-tune", GgufRecipe: "GGUF quantization"}
 
 
 def _card(repo_id: str, card: dict[str, Any], recipe: object) -> bytes:
     """A model card: the spec's front matter (nothing disclosed unless the spec says so)."""
     front = yaml.safe_dump(card, sort_keys=True).strip() if card else ""
-    kind = (
-        "merge"
-        if isinstance(recipe, BlendRecipe)
-        else "fine-tune"
-        if isinstance(recipe, DeltaRecipe)
-        else "GGUF quantization"
-        if isinstance(recipe, GgufRecipe)
-        else "model"
-    )
+    kind = _KINDS.get(type(recipe), "model")
     body = f"# {repo_id.split('/')[1]}\n\nA virtual {kind} served by the local Hub.\n"
     return (f"---\n{front}\n---\n\n{body}" if front else body).encode()

@@ -27,6 +27,7 @@ class VirtualSafetensors:
             header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + 2 * count]}
             self._spans.append((name, offset, count))
             offset += 2 * count
+        self.header = header  # as a reader parses it from the bytes below
         text = json.dumps(header, separators=(",", ":")).encode()
         text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes
         self._head = len(text).to_bytes(8, "little") + text
