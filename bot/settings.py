@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -168,6 +168,8 @@ class ConsoleAccount(BaseModel):
 
 
 Role = Literal["viewer", "moderator", "admin"]
+#: The console's roles, lowest first: each may do what the ones before it may.
+ROLES: tuple[Role, ...] = get_args(Role)
 _OAUTH_ENV = "PROVBOT_CONSOLE__OAUTH__"
 
 
@@ -214,8 +216,7 @@ class ConsoleOAuthSettings(BaseModel):
         'admin'
         """
         granted = [r for r in (self.users.get(user), *(self.orgs.get(o) for o in orgs)) if r is not None]
-        order = ("viewer", "moderator", "admin")
-        return max(granted, key=order.index) if granted else None
+        return max(granted, key=ROLES.index) if granted else None
 
 
 class ConsoleSettings(BaseModel):

@@ -24,7 +24,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-ROLES = ("viewer", "moderator", "admin")
+from provbot.bot.settings import ROLES
+
 _N, _R, _P = 2**14, 8, 1
 
 
