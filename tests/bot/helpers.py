@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -180,20 +181,33 @@ def wait_until(cond: Callable[[], object], timeout: float, what: str, *procs: su
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def alembic_step(engine):  # noqa: ANN001, ANN201
-    """``step("upgrade" | "downgrade", revision)`` runs one Alembic command on ``engine``."""
+@contextmanager
+def migrated_down(db_url: str, target: str, table: str):  # noqa: ANN201
+    """The database at ``db_url`` taken down to Alembic revision ``target``; yields ``(engine, step)``,
+    ``step("upgrade" | "downgrade", revision)`` running one more command. Afterwards the schema is
+    back at head and ``table`` emptied of what the test put there."""
     from alembic import command
     from alembic.config import Config
+    from sqlalchemy import text
 
-    from provbot.bot.db import MIGRATIONS_DIR
+    from provbot.bot.db import MIGRATIONS_DIR, make_engine
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("path_separator", "os")
+    engine = make_engine(db_url)
 
-    def run(step: str, target: str) -> None:
+    def step(command_name: str, revision: str) -> None:
         with engine.begin() as connection:
             cfg.attributes["connection"] = connection
-            getattr(command, step)(cfg, target)
+            getattr(command, command_name)(cfg, revision)
 
-    return run
+    step("upgrade", "head")
+    try:
+        step("downgrade", target)
+        yield engine, step
+    finally:
+        step("upgrade", "head")
+        with engine.begin() as conn:
+            conn.execute(text(f"delete from {table}"))
+        engine.dispose()

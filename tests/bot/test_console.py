@@ -334,14 +334,9 @@ def test_migration_0004_keeps_existing_findings_and_goes_down_again(db_url: str)
     """0003 -> 0004 on a database with a finding (SQLite and PostgreSQL), then back down."""
     from sqlalchemy import inspect, text
 
-    from provbot.bot.db import make_engine
-    from tests.bot.helpers import alembic_step
+    from tests.bot.helpers import migrated_down
 
-    engine = make_engine(db_url)
-    run = alembic_step(engine)
-    run("upgrade", "head")
-    try:
-        run("downgrade", "0003_identity")
+    with migrated_down(db_url, "0003_identity", "bot_findings") as (engine, step):
         assert "claimed_by" not in {c["name"] for c in inspect(engine).get_columns("bot_findings")}
         with engine.begin() as conn:
             conn.execute(
@@ -350,15 +345,10 @@ def test_migration_0004_keeps_existing_findings_and_goes_down_again(db_url: str)
                     " created_at) values ('o/m', 'r', 'poll', 'merge', 'pending', '', '{}', '{}', '2026-01-01')"
                 )
             )
-        run("upgrade", "head")
+        step("upgrade", "head")
         with engine.begin() as conn:
             row = conn.execute(text("select repo, claimed_by from bot_findings")).one()
         assert tuple(row) == ("o/m", None)
-    finally:
-        run("upgrade", "head")
-        with engine.begin() as conn:
-            conn.execute(text("delete from bot_findings"))
-        engine.dispose()
 
 
 def test_jobs_page_shows_workers_and_lapsed_leases(ctx: BotContext) -> None:

@@ -213,14 +213,9 @@ def test_migration_0005_keeps_cursors_and_goes_down_again(db_url: str) -> None:
     """0005 down to 0004 drops the lease table and the cursors' fence; up again keeps the cursors."""
     from sqlalchemy import inspect, text
 
-    from provbot.bot.db import make_engine
-    from tests.bot.helpers import alembic_step
+    from tests.bot.helpers import migrated_down
 
-    engine = make_engine(db_url)
-    run = alembic_step(engine)
-    run("upgrade", "head")
-    try:
-        run("downgrade", "0004_console")
+    with migrated_down(db_url, "0004_console", "bot_poll_cursors") as (engine, step):
         assert "bot_leases" not in inspect(engine).get_table_names()
         assert "fence" not in {c["name"] for c in inspect(engine).get_columns("bot_poll_cursors")}
         with engine.begin() as conn:
@@ -230,12 +225,7 @@ def test_migration_0005_keeps_cursors_and_goes_down_again(db_url: str) -> None:
                     " values ('created_at', '2026-01-01 00:00:00', '[\"o/m\"]', '2026-01-01 00:00:00')"
                 )
             )
-        run("upgrade", "head")
+        step("upgrade", "head")
         with engine.begin() as conn:
             row = conn.execute(text("select name, fence from bot_poll_cursors")).one()
         assert tuple(row) == ("created_at", None) and "bot_leases" in inspect(engine).get_table_names()
-    finally:
-        run("upgrade", "head")
-        with engine.begin() as conn:
-            conn.execute(text("delete from bot_poll_cursors"))
-        engine.dispose()
