@@ -72,10 +72,10 @@ def serve(
     return server, url
 
 
-def in_child(mode: str, *args: str, script: str = __file__) -> dict:
+def in_child(mode: str, *args: str) -> dict:
     env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1"}
     out = subprocess.run(
-        [sys.executable, script, "--child", mode, *args], check=True, capture_output=True, text=True, env=env
+        [sys.executable, __file__, "--child", mode, *args], check=True, capture_output=True, text=True, env=env
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -103,14 +103,15 @@ def _counts(stats: dict, before: dict | None = None) -> dict:
     return {"resolves": d["resolves"], "requests": d["requests"] + d["redirects"], "rate_limited": d["rate_limited"]}
 
 
-def child_verdict(url: str) -> None:
+def child_verdict(url: str, child: str = MERGE, *parents: str) -> None:
+    """``scan(child, parents)`` (default: the merge against a and b), its figures as JSON."""
     _prepare()
     from provbot.detectors.hub.client import HubClient
     from provbot.detectors.weights.scan import scan
 
     client = HubClient(url, TOKEN)
     t = time.perf_counter()
-    res = scan(MERGE, [A, B], endpoint=url, token=TOKEN, client=client)
+    res = scan(child, list(parents or (A, B)), endpoint=url, token=TOKEN, client=client)
     wall = time.perf_counter() - t
     print(
         json.dumps(
@@ -118,9 +119,11 @@ def child_verdict(url: str) -> None:
                 "wall_s": wall,
                 "peak_rss": _peak_rss(),
                 "bytes": sum(res.bytes_read.values()),
+                "bytes_by_repo": res.bytes_read,
                 **_counts(client.stats.snapshot()),
                 "relation": res.relation,
                 "weights": {p.ref: p.weight for p in res.parents},
+                "notes": res.notes,
             }
         )
     )

@@ -12,42 +12,18 @@ included), resolve calls, bytes read, peak RSS and the verdict. ``--runs`` runs,
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import scale_bench as sb  # noqa: E402  (its server, child process and counters)
+import scale_bench as sb  # noqa: E402  (its server and its verdict in a child process)
 
 SPEC = HERE.parent / "bot" / "localhub" / "virtual" / "specs" / "llama-70b.toml"
 BASE, TUNE, GGUF = "virtual/llama-70b", "virtual/llama-70b-tune", "virtual/llama-70b-gguf"
-
-
-def child_verdict(url: str) -> None:
-    sb._prepare()
-    from provbot.detectors.hub.client import HubClient
-    from provbot.detectors.weights.scan import scan
-
-    client = HubClient(url, sb.TOKEN)
-    t = time.perf_counter()
-    res = scan(GGUF, [BASE, TUNE], endpoint=url, token=sb.TOKEN, client=client)
-    wall = time.perf_counter() - t
-    out = {
-        "wall_s": wall,
-        "peak_rss": sb._peak_rss(),
-        "bytes": sum(res.bytes_read.values()),
-        "bytes_by_repo": res.bytes_read,
-        **sb._counts(client.stats.snapshot()),
-        "relation": res.relation,
-        "parents": {p.ref: p.weight for p in res.parents},
-        "notes": res.notes,
-    }
-    print(json.dumps(out))
 
 
 def main() -> None:
@@ -55,22 +31,18 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--link-mbps", type=float, default=1000.0)
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child == "verdict":
-        return child_verdict(*args.rest)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "hub"
         root.mkdir()
         server, url = sb.serve(root, args.latency_ms, args.link_mbps, spec=SPEC, repos=(BASE, TUNE, GGUF))
         try:
-            runs = [sb.in_child("verdict", url, script=__file__) for _ in range(args.runs)]
+            runs = [sb.in_child("verdict", url, GGUF, BASE, TUNE) for _ in range(args.runs)]
         finally:
             server.terminate()
             server.wait(timeout=30)
     for r in runs:
-        print(f"  {summarize(r)}; {r['relation']} of {r['parents']}", flush=True)
+        print(f"  {summarize(r)}; {r['relation']} of {r['weights']}", flush=True)
     print("  bytes by repo:", runs[0]["bytes_by_repo"])
     print("  notes:", *runs[0]["notes"], sep="\n    ")
     median = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "requests", "resolves", "bytes", "peak_rss")}
