@@ -240,7 +240,7 @@ class LocalHub:
         try:
             cfg = RepoConfig.model_validate({**self.store.config(repo_id).model_dump(), **fields})
         except ValidationError as exc:
-            raise ConfigError(f"invalid repo setting: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+            raise ConfigError(f"invalid repo setting: {_first_error(exc)}") from None
         self._write_config(repo_id, cfg)
         return cfg
 
@@ -296,7 +296,7 @@ class LocalHub:
         try:
             return RepoConfig.model_validate(dict(config))
         except ValidationError as exc:
-            raise ConfigError(f"invalid repo setting: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+            raise ConfigError(f"invalid repo setting: {_first_error(exc)}") from None
 
     def _write_config(self, repo_id: str, cfg: RepoConfig) -> None:
         path = self.store.repo_dir(repo_id) / CONFIG_FILE
@@ -384,7 +384,7 @@ class LocalHub:
                 }
             )
         except ValidationError as exc:
-            raise ConfigError(f"invalid OAuth app: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+            raise ConfigError(f"invalid OAuth app: {_first_error(exc)}") from None
         return self.app.oauth.register(app)
 
     def add_webhook(self, url: str, secret: str | None = None) -> WebhookTarget:
@@ -417,3 +417,9 @@ def running_hub(root: Path | str, **options: Any) -> LocalHub:
     host = options.pop("host", "127.0.0.1")
     port = options.pop("port", 0)
     return LocalHub(root, ServerOptions(**options), host=host, port=port).start()
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first error of ``exc``, as ``(location): message``."""
+    first = exc.errors()[0]
+    return f"{first['loc']}: {first['msg']}"
